@@ -1,0 +1,9 @@
+module github.com/contid/contid
+
+go 1.26.8
+
+require (
+	github.com/alecthomas/kong v1.17.0 // indirect
+	github.com/cilium/ebpf v0.22.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
