@@ -24,9 +24,25 @@ type Sink interface {
 	Emit(r records.Record)
 }
 
-// Config configures an Engine. The zero value is usable: records are discarded.
+// Kernel applies registrations where the kernel keeps them. The daemon
+// implements it with the eBPF tracker; replay has none. The engine calls it
+// after a request has passed every check and before it changes any state,
+// so a registration the kernel refuses leaves the engine as it was.
+type Kernel interface {
+	// Tag stores id in the task storage of every thread of process tgid,
+	// and of every task it creates meanwhile, before it returns.
+	Tag(tgid int32, id contid.ID) error
+	// Keep stores a new container object so that a restarted daemon can
+	// seed it; Forget removes it once the container is dropped.
+	Keep(c ContainerInfo) error
+	Forget(id contid.ID) error
+}
+
+// Config configures an Engine. The zero value is usable: records are
+// discarded and registrations touch no kernel.
 type Config struct {
-	Sink Sink
+	Sink   Sink
+	Kernel Kernel
 }
 
 // Stats counts what the engine saw and could not place. Nothing is dropped
@@ -40,11 +56,13 @@ type Stats struct {
 	UnknownExit   uint64 // exits of tasks the engine never saw
 	Evicted       uint64 // tasks replaced by a fork reusing their tid (a missed exit)
 	Mismatch      uint64 // forks where the kernel's copied contid differs from the engine's
+	KernelErrors  uint64 // Keep/Forget failures (registrations the kernel refused are records)
 }
 
 // Engine holds the state. Create it with New.
 type Engine struct {
-	sink Sink
+	sink   Sink
+	kernel Kernel
 
 	idx   map[int32]uint32 // tid → index into tasks
 	tasks []task
@@ -111,6 +129,7 @@ type netUse struct {
 func New(cfg Config) *Engine {
 	return &Engine{
 		sink:   cfg.Sink,
+		kernel: cfg.Kernel,
 		idx:    make(map[int32]uint32),
 		setIdx: make(map[ns.Set]int32),
 		nsRefs: make(map[nsKey]int32),

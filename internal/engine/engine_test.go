@@ -474,3 +474,51 @@ func TestUnknownInputsAreCounted(t *testing.T) {
 		t.Fatalf("containers %+v", cs)
 	}
 }
+
+// fakeKernel records what the engine asks of the kernel.
+type fakeKernel struct {
+	refuse error
+	tagged map[int32]contid.ID
+	kept   []contid.ID
+	forgot []contid.ID
+}
+
+func (k *fakeKernel) Tag(tgid int32, id contid.ID) error {
+	if k.refuse != nil {
+		return k.refuse
+	}
+	k.tagged[tgid] = id
+	return nil
+}
+func (k *fakeKernel) Keep(c ContainerInfo) error { k.kept = append(k.kept, c.Chain[0]); return nil }
+func (k *fakeKernel) Forget(id contid.ID) error  { k.forgot = append(k.forgot, id); return nil }
+
+func TestKernelCommit(t *testing.T) {
+	w := newWorld(t)
+	k := &fakeKernel{tagged: map[int32]contid.ID{}}
+	w.e.kernel = k
+	a := w.fork(100)
+	wantErrno(t, w.set(100, false, true, a, "5"), 0)
+	if k.tagged[a] != 5 || len(k.kept) != 1 || k.kept[0] != 5 {
+		t.Fatalf("kernel saw tagged=%v kept=%v", k.tagged, k.kept)
+	}
+	// A refused check never reaches the kernel.
+	wantErrno(t, w.set(100, false, true, a, "6"), unix.EEXIST)
+	if len(k.tagged) != 1 {
+		t.Fatal("a refused request was tagged")
+	}
+	// The kernel refusing (the target exited meanwhile) changes nothing and is logged.
+	k.refuse = fmt.Errorf("tracker: tag 1002: %w", unix.ESRCH)
+	b := w.fork(100)
+	wantErrno(t, w.set(100, false, true, b, "7"), unix.ESRCH)
+	if w.chain(b) != "-1" || len(w.e.Containers()) != 1 {
+		t.Fatalf("state changed after a kernel refusal: chain %s, %d containers", w.chain(b), len(w.e.Containers()))
+	}
+	if got := fields(w.last()); !strings.HasSuffix(got, "res=failed errno=ESRCH") {
+		t.Fatalf("kernel refusal logged as %q", got)
+	}
+	w.exit(a)
+	if len(k.forgot) != 1 || k.forgot[0] != 5 {
+		t.Fatalf("drop not forgotten: %v", k.forgot)
+	}
+}

@@ -78,16 +78,7 @@ type ContainerInfo struct {
 func (e *Engine) Containers() []ContainerInfo {
 	out := make([]ContainerInfo, 0, len(e.conts))
 	for _, c := range e.conts {
-		ci := ContainerInfo{Chain: c.chain, Owner: c.owner, Name: c.name, Tasks: int(c.tasks), Children: int(c.children), Created: c.created}
-		for id, ni := range e.nets {
-			for _, u := range ni.uses {
-				if u.c == c {
-					ci.Netns = append(ci.Netns, id)
-				}
-			}
-		}
-		slices.SortFunc(ci.Netns, func(a, b ns.ID) int { return int(a.Ino) - int(b.Ino) })
-		out = append(out, ci)
+		out = append(out, e.containerInfo(c))
 	}
 	slices.SortFunc(out, func(a, b ContainerInfo) int {
 		switch {
@@ -99,6 +90,19 @@ func (e *Engine) Containers() []ContainerInfo {
 		return 0
 	})
 	return out
+}
+
+func (e *Engine) containerInfo(c *container) ContainerInfo {
+	ci := ContainerInfo{Chain: c.chain, Owner: c.owner, Name: c.name, Tasks: int(c.tasks), Children: int(c.children), Created: c.created}
+	for id, ni := range e.nets {
+		for _, u := range ni.uses {
+			if u.c == c {
+				ci.Netns = append(ci.Netns, id)
+			}
+		}
+	}
+	slices.SortFunc(ci.Netns, func(a, b ns.ID) int { return int(a.Ino) - int(b.Ino) })
+	return ci
 }
 
 // NetnsChains returns the chains of every container with a task in network

@@ -32,6 +32,12 @@ func (e *Engine) SetContid(ev SetContid) (contid.Chain, error) {
 	if tgt != nil && tgt.cont != nil {
 		old = tgt.cont.chain
 	}
+	if err == nil && e.kernel != nil {
+		id, _ := contid.Parse(ev.Value)
+		if kerr := e.kernel.Tag(tgt.tgid, id); kerr != nil {
+			err = kernelRefusal(kerr)
+		}
+	}
 	if err == nil {
 		c = e.join(ev.Time, tgt, orch, c, &ev)
 	}
@@ -179,6 +185,11 @@ func (e *Engine) newContainer(id contid.ID, owner TaskRef, parent *container, na
 		parent.children++
 	}
 	e.conts[id] = c
+	if e.kernel != nil {
+		if err := e.kernel.Keep(e.containerInfo(c)); err != nil {
+			e.stats.KernelErrors++
+		}
+	}
 	return c
 }
 
@@ -196,6 +207,11 @@ func (e *Engine) orphanContainer(id contid.ID, now int64) *container {
 func (e *Engine) maybeDrop(now int64, c *container, last *task) {
 	for c != nil && c.tasks <= 0 && c.children <= 0 && e.conts[c.id] == c {
 		delete(e.conts, c.id)
+		if e.kernel != nil {
+			if err := e.kernel.Forget(c.id); err != nil {
+				e.stats.KernelErrors++
+			}
+		}
 		e.emitDrop(now, c, last)
 		if c.parent != nil {
 			c.parent.children--
@@ -252,6 +268,16 @@ func (e *Engine) SetCapcontid(ev SetCapcontid) error {
 	}
 	e.emitCap(&ev, tgt, caller, orch, old, err)
 	return err
+}
+
+// kernelRefusal turns a failed kernel write into a refusal: the target
+// exiting meanwhile is ESRCH, anything else keeps its errno or is EIO.
+func kernelRefusal(err error) *Error {
+	var n unix.Errno
+	if !errors.As(err, &n) {
+		n = unix.EIO
+	}
+	return refuse(n, "the kernel refused the registration: "+err.Error())
 }
 
 func itoa(v int32) string { return strconv.Itoa(int(v)) }
