@@ -10,13 +10,17 @@
 //   - Records taken from the kernel or from auditd keep their original text
 //     in Raw and AppendRaw writes it back byte for byte; contid's own records
 //     are built from Fields.
-//   - AppendRaw never lets a field value break the line: whatever the bytes
-//     of a value, the output is one line whose fields parse back as the
-//     fields written (see AppendRaw for the encodings). It cannot forge
-//     fields, start a new line or fake the ENRICHED part.
-//   - The Append* formatters do not allocate when the destination has room
-//     (AppendJSON allocates for records with more than 128 fields in one
-//     object, to find duplicate keys in linear time).
+//   - AppendRaw never lets a field break the line: whatever the bytes of
+//     keys and values, the output is one line in which every field written
+//     reads back as one field with the same key (unsafe key bytes become
+//     '_'). It cannot forge a field, start a new line or fake the ENRICHED
+//     part. Values read back unchanged except where the format cannot carry
+//     them: a value written as hex in a field that is not a HexField reads
+//     back as its hex text (see AppendRaw for the encodings).
+//   - The Append* formatters do not allocate when the destination has room,
+//     with two exceptions: AppendJSON allocates for records of more than 128
+//     fields (to find duplicate keys in linear time), and AppendInterpreted
+//     and AppendJSON parse a record that has Raw but no Fields first.
 //   - ParseLine and ParseMessage accept untrusted bytes: they never panic,
 //     do work linear in the input (bounded by MaxLineLen), and return an
 //     error wrapping ErrSyntax or ErrTooLong for input they refuse. Whatever
@@ -72,8 +76,10 @@ func StampAt(unixNano int64, serial uint64) Stamp {
 type Enc uint8
 
 const (
-	// Plain values are written as they are (numbers, names, chains). They
-	// must not contain spaces, quotes or control bytes.
+	// Plain values are written as they are (numbers, names, chains). A
+	// value that would not read back as itself (a space, a control byte, a
+	// leading quote, …) is written as hex instead, so it can never forge a
+	// field; see AppendRaw.
 	Plain Enc = iota
 	// Untrusted values are written as the kernel's audit_log_untrustedstring
 	// does: in double quotes when every byte is printable ASCII other than
@@ -81,7 +87,9 @@ const (
 	Untrusted
 	// Quoted values were read in double quotes (parser output only).
 	Quoted
-	// Hex values were read hex-encoded; Value holds the decoded bytes.
+	// Hex values were read hex-encoded (or are to be written so); Value
+	// holds the decoded bytes. The parser decodes only upper-case hex, so
+	// the text as written is exactly the upper-case hex of Value.
 	Hex
 	// Null is the literal (null), the kernel's way of writing a missing
 	// string. Formatters ignore Value; the parser sets it to "(null)".
