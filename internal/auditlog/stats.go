@@ -1,0 +1,59 @@
+package auditlog
+
+import "sync/atomic"
+
+// Stats are a Writer's counters since Open. Every line given to WriteLine
+// ends up counted in exactly one of Lines, Buffered or Dropped (a line
+// whose write failed but which the file shows complete counts in Lines).
+type Stats struct {
+	Lines        uint64 // lines handed to the kernel (write(2) succeeded)
+	Bytes        uint64 // bytes handed to the kernel, '\n's and tail repairs included
+	Buffered     int    // lines accepted and still in the user-space buffer (FlushNone)
+	Rotations    uint64 // completed rotations
+	RotateErrors uint64 // failed rotations and reopens
+	WriteErrors  uint64 // failed write(2) calls
+	SyncErrors   uint64 // failed fsync calls, background ones included
+	TailRepairs  uint64 // '\n's written to end a partial last line left by a crash or another writer
+	Dropped      Dropped
+	Suspended    bool // MaxAction Suspend is in force
+}
+
+// Dropped counts lines that were not written, by reason.
+type Dropped struct {
+	BadLine     uint64 // contained '\n' or '\r' (ErrBadLine)
+	Suspended   uint64 // refused while suspended (ErrSuspended)
+	WriteFailed uint64 // a write failed (disk full, I/O error); the caller got the error, or Close did for buffered lines
+	Closed      uint64 // given after Close (ErrClosed)
+}
+
+// Total is the number of dropped lines.
+func (d Dropped) Total() uint64 { return d.BadLine + d.Suspended + d.WriteFailed + d.Closed }
+
+// counters are atomics so that Stats can be read from any goroutine
+// without waiting behind a slow write.
+type counters struct {
+	lines, bytes, rotations, rotateErrors, writeErrors, syncErrors, tailRepairs atomic.Uint64
+	badLine, suspended, writeFailed, closed                                     atomic.Uint64
+	buffered                                                                    atomic.Int64
+	isSuspended                                                                 atomic.Bool
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Lines:        c.lines.Load(),
+		Bytes:        c.bytes.Load(),
+		Buffered:     int(c.buffered.Load()),
+		Rotations:    c.rotations.Load(),
+		RotateErrors: c.rotateErrors.Load(),
+		WriteErrors:  c.writeErrors.Load(),
+		SyncErrors:   c.syncErrors.Load(),
+		TailRepairs:  c.tailRepairs.Load(),
+		Dropped: Dropped{
+			BadLine:     c.badLine.Load(),
+			Suspended:   c.suspended.Load(),
+			WriteFailed: c.writeFailed.Load(),
+			Closed:      c.closed.Load(),
+		},
+		Suspended: c.isSuspended.Load(),
+	}
+}

@@ -1,0 +1,595 @@
+package auditlog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// Writer appends lines to an audit log. See the package documentation for
+// its guarantees.
+type Writer struct {
+	cfg Config
+	log *slog.Logger
+	st  counters
+
+	mu        sync.Mutex
+	f         *os.File // nil while suspended and after Close
+	size      int64    // bytes in f as far as this Writer knows
+	buf       []byte   // FlushNone: whole lines not yet written
+	scratch   []byte   // other policies: line+'\n'
+	pending   int      // lines in buf (FlushNone)
+	unsynced  int      // lines written since the last fsync (incremental policies)
+	needNL    bool     // f does not end with '\n': write one before the next line
+	stale     bool     // f is no longer at cfg.Path (a reopen failed): open cfg.Path before the next line
+	warned    bool     // Ignore: the size warning was logged for this file
+	suspended bool
+	closed    bool
+
+	// FlushIncrementalAsync: fsync requests to the background goroutine,
+	// coalesced in a buffer of one, and its error for the owner to report.
+	syncReq  chan *os.File
+	syncDone chan struct{}
+	asyncErr atomic.Pointer[error]
+}
+
+// Open opens (creating if needed) the log at cfg.Path for appending and
+// returns its Writer. If the file does not end with '\n' (a crash in the
+// middle of a write, or another writer), Open first writes a '\n' so the
+// next line starts clean, and counts it in Stats.TailRepairs. log may be
+// nil.
+func Open(cfg Config, log *slog.Logger) (*Writer, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("auditlog: %w", err)
+	}
+	w := &Writer{cfg: cfg, log: log.With("log", cfg.Path)}
+	if cfg.Flush == FlushNone {
+		w.buf = make([]byte, 0, bufferSize)
+	}
+	f, size, err := w.openFile()
+	if err != nil {
+		return nil, fmt.Errorf("auditlog: %w", err)
+	}
+	w.f, w.size = f, size
+	if err := w.checkTail(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if w.needNL {
+		// A failure here is not fatal: the next line tries again and
+		// reports it.
+		_ = w.repairTail()
+	}
+	if cfg.Flush == FlushIncrementalAsync {
+		w.syncReq = make(chan *os.File, 1)
+		w.syncDone = make(chan struct{})
+		go w.syncLoop()
+	}
+	return w, nil
+}
+
+// WriteLine appends line and a '\n' to the log. line must not contain
+// '\n' or '\r': such a line is refused with ErrBadLine and nothing is
+// written, so no caller can tear a line or forge one.
+//
+// Except under FlushNone, the line (with its '\n') is handed to the kernel
+// in one write(2) on an O_APPEND descriptor before WriteLine returns, and
+// made durable as the policy says. Under FlushNone it is appended to the
+// buffer, which holds only whole lines and is written whole when full.
+//
+// A nil error means the line was accepted. An error wrapping ErrDropped
+// means it was not (it is counted in Stats.Dropped); any other error
+// (ErrRotate, ErrSync) reports a problem met while writing it all the
+// same. A failed write (errors.Is(err, syscall.ENOSPC) for a full disk,
+// EIO, …) is counted in Stats.WriteErrors; if part of the line reached the
+// file, that part is cut off again with ftruncate (or, if that fails too,
+// ended with a '\n' before the next line), so the next line still starts
+// clean. After EIO a line reported as dropped may be in the file all the
+// same. What to do about a failing disk (suspend, rotate, halt: auditd's
+// disk_full_action and disk_error_action) is the caller's decision; the
+// Writer tries each line it is given.
+func (w *Writer) WriteLine(line []byte) error {
+	if i := badByte(line); i >= 0 {
+		return w.drop(&w.st.badLine, fmt.Errorf("%w (byte %d of %d)", ErrBadLine, i, len(line)))
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.closed:
+		return w.drop(&w.st.closed, ErrClosed)
+	case w.suspended:
+		return w.drop(&w.st.suspended, ErrSuspended)
+	}
+
+	var rotErr error
+	if w.stale {
+		rotErr = w.reopenStale()
+	}
+	n := int64(len(line)) + 1
+	if used := w.size + int64(len(w.buf)); w.cfg.MaxBytes > 0 && used > 0 && used+n > w.cfg.MaxBytes && !w.stale {
+		switch w.cfg.MaxAction {
+		case Rotate, KeepLogs:
+			rotErr = w.rotate()
+		case Suspend:
+			w.suspend()
+			return w.drop(&w.st.suspended, ErrSuspended)
+		case Ignore:
+			if !w.warned {
+				w.warned = true
+				w.log.Warn("audit log larger than its maximum size; writing on (max size action ignore)", "max_bytes", w.cfg.MaxBytes)
+			}
+		}
+	}
+	if w.f == nil {
+		// Not reached: a failed rotation or reopen keeps the old file.
+		return errors.Join(rotErr, w.drop(&w.st.writeFailed, fmt.Errorf("auditlog: write %s: no open file", w.cfg.Path)))
+	}
+
+	var err error
+	if w.cfg.Flush == FlushNone {
+		err = w.bufferLine(line)
+	} else {
+		err = w.writeLine(line)
+	}
+	return errors.Join(rotErr, err, w.takeAsyncErr())
+}
+
+// drop counts a dropped line and marks its error.
+func (w *Writer) drop(c *atomic.Uint64, err error) error {
+	c.Add(1)
+	return dropped(err)
+}
+
+// badByte returns the index of the first '\n' or '\r' in line, or -1.
+func badByte(line []byte) int {
+	i := bytes.IndexByte(line, '\n')
+	if j := bytes.IndexByte(line, '\r'); j >= 0 && (i < 0 || j < i) {
+		i = j
+	}
+	return i
+}
+
+// writeLine writes one line with one write(2), then fsyncs if the policy
+// says it is time.
+func (w *Writer) writeLine(line []byte) error {
+	if w.needNL {
+		if err := w.repairTail(); err != nil {
+			return w.drop(&w.st.writeFailed, err)
+		}
+	}
+	if cap(w.scratch) > bufferSize {
+		w.scratch = nil // do not keep a huge line's scratch forever
+	}
+	w.scratch = append(append(w.scratch[:0], line...), '\n')
+	if err := w.write(w.scratch); err != nil {
+		return err
+	}
+	return w.lineWritten()
+}
+
+// write hands one line (data ends with its '\n') to the kernel with one
+// write(2) and counts it. After a failure it cuts off a partial line and
+// counts the line as dropped, unless the file shows it whole.
+func (w *Writer) write(data []byte) error {
+	start := w.size
+	n, err := w.f.Write(data)
+	if err == nil {
+		w.size += int64(n)
+		w.st.lines.Add(1)
+		w.st.bytes.Add(uint64(n))
+		return nil
+	}
+	w.st.writeErrors.Add(1)
+	err = fmt.Errorf("auditlog: %w", err)
+	if w.settle(start, data) < len(data) {
+		return w.drop(&w.st.writeFailed, err)
+	}
+	w.st.lines.Add(1)
+	w.st.bytes.Add(uint64(len(data)))
+	return err
+}
+
+// settle finds out, after a write of data at offset start failed, how
+// much of data is in the file, removes a trailing partial line, and
+// returns the length of the whole lines of data that remain. The file is
+// the size of what we wrote: one Writer per file.
+func (w *Writer) settle(start int64, data []byte) int {
+	fi, err := w.f.Stat()
+	if err != nil {
+		// Unknown state: make sure whatever is there ends before the
+		// next line.
+		w.needNL = true
+		w.log.Error("audit log: cannot stat after a failed write", "err", err)
+		return 0
+	}
+	end := fi.Size()
+	landed := end - start
+	if landed == 0 {
+		return 0
+	}
+	if landed < 0 || landed > int64(len(data)) {
+		// Someone else changed the file. Take it as it is.
+		w.size = end
+		if err := w.checkTail(); err != nil {
+			w.needNL = true
+		}
+		w.log.Warn("audit log changed by another writer", "expected_size", start, "size", end)
+		return 0
+	}
+	keep := bytes.LastIndexByte(data[:landed], '\n') + 1
+	if int64(keep) == landed {
+		w.size = end
+		return keep
+	}
+	if err := w.f.Truncate(start + int64(keep)); err != nil {
+		w.size = end
+		w.needNL = true
+		w.log.Error("audit log: cannot cut off a partial line; it will be ended with a newline", "offset", start+int64(keep), "err", err)
+		return keep
+	}
+	w.size = start + int64(keep)
+	w.log.Warn("audit log: cut off the partial line of a failed write", "offset", w.size, "bytes", landed-int64(keep))
+	return keep
+}
+
+// lineWritten counts a line for the incremental policies and fsyncs, or
+// asks for an fsync, every Freq lines.
+func (w *Writer) lineWritten() error {
+	if w.cfg.Flush != FlushIncremental && w.cfg.Flush != FlushIncrementalAsync {
+		return nil
+	}
+	w.unsynced++
+	if w.unsynced < w.cfg.Freq {
+		return nil
+	}
+	w.unsynced = 0
+	if w.cfg.Flush == FlushIncrementalAsync {
+		select {
+		case w.syncReq <- w.f:
+		default: // an fsync is already asked for; it will cover this line
+		}
+		return nil
+	}
+	return w.fsync()
+}
+
+// bufferLine adds a line to the FlushNone buffer, writing the buffer first
+// if the line does not fit.
+func (w *Writer) bufferLine(line []byte) error {
+	need := len(line) + 1
+	if len(w.buf)+need > cap(w.buf) {
+		if err := w.flushBuf(); err != nil {
+			return w.drop(&w.st.writeFailed, err)
+		}
+	}
+	if need > cap(w.buf) {
+		// Longer than the buffer (now empty): write it alone.
+		if w.needNL {
+			if err := w.repairTail(); err != nil {
+				return w.drop(&w.st.writeFailed, err)
+			}
+		}
+		return w.write(append(line[:len(line):len(line)], '\n'))
+	}
+	w.buf = append(append(w.buf, line...), '\n')
+	w.pending++
+	w.st.buffered.Add(1)
+	return nil
+}
+
+// flushBuf writes the FlushNone buffer. On failure the lines that did not
+// reach the file stay in the buffer for the next try.
+func (w *Writer) flushBuf() error {
+	if w.cfg.Flush != FlushNone || len(w.buf) == 0 || w.f == nil {
+		return nil
+	}
+	if w.needNL {
+		if err := w.repairTail(); err != nil {
+			return err
+		}
+	}
+	start := w.size
+	n, err := w.f.Write(w.buf)
+	kept := n
+	if err != nil {
+		w.st.writeErrors.Add(1)
+		kept = w.settle(start, w.buf)
+	} else {
+		w.size += int64(n)
+	}
+	lines := bytes.Count(w.buf[:kept], []byte{'\n'})
+	w.st.lines.Add(uint64(lines))
+	w.st.bytes.Add(uint64(kept))
+	w.st.buffered.Add(-int64(lines))
+	w.pending -= lines
+	w.buf = w.buf[:copy(w.buf, w.buf[kept:])]
+	if err != nil {
+		return fmt.Errorf("auditlog: %w", err)
+	}
+	return nil
+}
+
+// dropBuf gives up the lines still buffered, counting them as dropped.
+func (w *Writer) dropBuf() {
+	if w.pending > 0 {
+		w.log.Error("audit log: dropping buffered lines that could not be written", "lines", w.pending)
+	}
+	w.st.writeFailed.Add(uint64(w.pending))
+	w.st.buffered.Add(-int64(w.pending))
+	w.pending = 0
+	w.buf = w.buf[:0]
+}
+
+// Flush makes the lines accepted so far as safe as the policy can: under
+// FlushNone it hands the buffer to the kernel (they then survive a process
+// crash); under FlushIncremental and FlushIncrementalAsync it fsyncs the
+// file and waits for it; under FlushData and FlushSync there is nothing
+// left to do. A daemon using FlushNone should call it on a timer.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	if w.f == nil {
+		return nil
+	}
+	switch w.cfg.Flush {
+	case FlushNone:
+		return w.flushBuf()
+	case FlushIncremental, FlushIncrementalAsync:
+		w.unsynced = 0
+		return errors.Join(w.fsync(), w.takeAsyncErr())
+	}
+	return nil
+}
+
+// Reopen closes the log and opens cfg.Path again, creating it if it is
+// gone: for when something else has moved or removed the file, and to
+// resume after MaxAction Suspend. Lines still buffered go to the new file.
+// If the open fails, the Writer keeps its old file, writes to it, and
+// tries again at each line.
+func (w *Writer) Reopen() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	f, size, err := w.openFile()
+	if err != nil {
+		w.st.rotateErrors.Add(1)
+		w.stale = w.f != nil
+		return fmt.Errorf("%w: %w", ErrRotate, err)
+	}
+	return w.switchTo(f, size)
+}
+
+// Close writes what is buffered, fsyncs unless the policy is FlushNone,
+// and closes the file. Buffered lines that cannot be written are counted
+// in Stats.Dropped.WriteFailed and the error says so.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	w.closed = true
+	if w.syncReq != nil {
+		close(w.syncReq)
+		<-w.syncDone
+	}
+	var err error
+	if w.f != nil {
+		err = w.closeFile()
+	}
+	return errors.Join(err, w.takeAsyncErr())
+}
+
+// Stats returns the Writer's counters. Unlike the other methods it does
+// not wait for a write in progress.
+func (w *Writer) Stats() Stats { return w.st.snapshot() }
+
+// openFile opens cfg.Path for appending, creating it with cfg.Mode.
+// O_NOFOLLOW, O_NOCTTY and the regular-file check keep it from writing
+// through a symlink or into a device or FIFO planted at the path. (O_RDWR
+// so that checkTail can read the last byte through the same descriptor.)
+func (w *Writer) openFile() (*os.File, int64, error) {
+	flags := os.O_RDWR | os.O_APPEND | os.O_CREATE | syscall.O_NOFOLLOW | syscall.O_NOCTTY
+	switch w.cfg.Flush {
+	case FlushData:
+		flags |= syscall.O_DSYNC
+	case FlushSync:
+		flags |= os.O_SYNC
+	}
+	f, err := os.OpenFile(w.cfg.Path, flags, w.cfg.Mode)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, &fs.PathError{Op: "open", Path: w.cfg.Path, Err: fmt.Errorf("not a regular file (%v)", fi.Mode().Type())}
+	}
+	if fi.Mode().Perm() != w.cfg.Mode {
+		// Also undoes the umask on a new file and the read-only mode of
+		// a rotated file moved back by hand.
+		if err := f.Chmod(w.cfg.Mode); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+	}
+	if fi.Size() == 0 && w.cfg.Flush != FlushNone {
+		// Likely just created: make its name durable, or a system crash
+		// could lose the file with every line fsynced into it.
+		if err := w.syncDir(); err != nil {
+			w.log.Warn("audit log: cannot fsync the directory", "err", err)
+		}
+	}
+	return f, fi.Size(), nil
+}
+
+// checkTail sets needNL if the file does not end with '\n'.
+func (w *Writer) checkTail() error {
+	w.needNL = false
+	if w.size == 0 {
+		return nil
+	}
+	var b [1]byte
+	if _, err := w.f.ReadAt(b[:], w.size-1); err != nil {
+		return fmt.Errorf("auditlog: check last byte: %w", err)
+	}
+	w.needNL = b[0] != '\n'
+	return nil
+}
+
+// repairTail ends a partial last line with a '\n'.
+func (w *Writer) repairTail() error {
+	if _, err := w.f.Write([]byte{'\n'}); err != nil {
+		w.st.writeErrors.Add(1)
+		// Part of a one-byte write cannot land; the file is unchanged.
+		return fmt.Errorf("auditlog: end partial last line: %w", err)
+	}
+	w.size++
+	w.needNL = false
+	w.st.tailRepairs.Add(1)
+	w.st.bytes.Add(1)
+	w.log.Warn("audit log did not end with a newline (crash in mid-write, or another writer); ended the partial line", "offset", w.size-1)
+	return nil
+}
+
+// fsync syncs the current file.
+func (w *Writer) fsync() error {
+	if err := w.f.Sync(); err != nil {
+		w.st.syncErrors.Add(1)
+		return fmt.Errorf("%w: %w", ErrSync, err)
+	}
+	return nil
+}
+
+func (w *Writer) syncDir() error {
+	d, err := os.Open(filepath.Dir(w.cfg.Path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// syncLoop is FlushIncrementalAsync's background goroutine, like auditd's
+// flush thread. It only touches the files it is sent and atomics.
+func (w *Writer) syncLoop() {
+	defer close(w.syncDone)
+	for f := range w.syncReq {
+		// os.File counts its users, so a Close during Sync waits for it
+		// to finish; a file already closed (rotated) was synced then.
+		if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+			w.st.syncErrors.Add(1)
+			err = fmt.Errorf("%w (in the background): %w", ErrSync, err)
+			w.asyncErr.Store(&err)
+			w.log.Error("audit log: background fsync failed", "err", err)
+		}
+	}
+}
+
+// takeAsyncErr returns, once, the last background fsync error.
+func (w *Writer) takeAsyncErr() error {
+	if w.syncReq == nil || w.asyncErr.Load() == nil {
+		return nil
+	}
+	if p := w.asyncErr.Swap(nil); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// switchTo makes f, just opened at cfg.Path, the current file. The old one
+// is synced and closed; lines still buffered go to f.
+func (w *Writer) switchTo(f *os.File, size int64) error {
+	var errs []error
+	if w.f != nil {
+		errs = append(errs, w.retire())
+	}
+	w.f, w.size = f, size
+	w.unsynced, w.warned, w.stale = 0, false, false
+	if w.suspended {
+		w.suspended = false
+		w.st.isSuspended.Store(false)
+		w.log.Info("audit log: logging resumed")
+	}
+	if err := w.checkTail(); err != nil {
+		errs = append(errs, err)
+	} else if w.needNL {
+		errs = append(errs, w.repairTail())
+	}
+	return errors.Join(errs...)
+}
+
+// closeFile writes the buffer to the current file, dropping the lines
+// that cannot be written (there is no next file for them), and retires
+// the file.
+func (w *Writer) closeFile() error {
+	var errs []error
+	if err := w.flushBuf(); err != nil {
+		errs = append(errs, err)
+		w.dropBuf()
+	}
+	errs = append(errs, w.retire())
+	return errors.Join(errs...)
+}
+
+// retire syncs the current file unless the policy is FlushNone, and
+// closes it.
+func (w *Writer) retire() error {
+	var errs []error
+	w.drainSyncReq()
+	if w.cfg.Flush != FlushNone {
+		if err := w.fsync(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := w.f.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("auditlog: %w", err))
+	}
+	w.f = nil
+	return errors.Join(errs...)
+}
+
+// drainSyncReq forgets a pending background fsync of the file about to be
+// closed (retire syncs it itself), so the request slot is free for the
+// next file.
+func (w *Writer) drainSyncReq() {
+	if w.syncReq == nil || w.closed {
+		return
+	}
+	select {
+	case <-w.syncReq:
+	default:
+	}
+}
+
+// suspend stops logging at the maximum size. The file is closed so that
+// an operator can move it away, as auditd does.
+func (w *Writer) suspend() {
+	err := w.closeFile()
+	w.suspended = true
+	w.st.isSuspended.Store(true)
+	w.log.Error("audit log reached its maximum size; logging suspended until rotate or reopen (max size action suspend)", "max_bytes", w.cfg.MaxBytes, "close_err", err)
+}
