@@ -37,6 +37,8 @@ type Config struct {
 	MaxBody  int64       // request body bytes; default 4096
 	Now      func() time.Time
 	Status   func() Status // counters for /v1/status; optional
+	// KernelContid reads a task's contid from kernel task storage; optional.
+	KernelContid func(tid int32) (contid.ID, bool, error)
 }
 
 // DefaultSocket is where the daemon listens unless configured otherwise.
@@ -290,6 +292,12 @@ func (s *Server) task(r *http.Request, c *caller) (any, error) {
 			return refuse(unix.ESRCH, "no process with pid "+strconv.Itoa(int(pid)))
 		}
 		out = taskOf(t)
+		if s.cfg.KernelContid != nil {
+			if id, ok, err := s.cfg.KernelContid(int32(pid)); err == nil && ok {
+				v := uint64(id)
+				out.KernelContid = &v
+			}
+		}
 		return nil
 	})
 	return out, err

@@ -40,15 +40,18 @@ type CapRequest struct {
 
 // Task is one tracked task.
 type Task struct {
-	PID       int32    `json:"pid"`
-	TGID      int32    `json:"tgid"`
-	PPID      int32    `json:"ppid"`
-	Contid    *uint64  `json:"contid"` // null when unset
-	Chain     []uint64 `json:"chain"`  // innermost first; empty when unset
-	Capcontid bool     `json:"capcontid,omitempty"`
-	Comm      string   `json:"comm,omitempty"`
-	Exe       string   `json:"exe,omitempty"`
-	UID       uint32   `json:"uid"`
+	PID    int32    `json:"pid"`
+	TGID   int32    `json:"tgid"`
+	PPID   int32    `json:"ppid"`
+	Contid *uint64  `json:"contid"` // null when unset
+	Chain  []uint64 `json:"chain"`  // innermost first; empty when unset
+	// KernelContid is what the kernel's task storage holds for the task,
+	// read at query time (single-task queries only; null when none).
+	KernelContid *uint64 `json:"kernel_contid,omitempty"`
+	Capcontid    bool    `json:"capcontid,omitempty"`
+	Comm         string  `json:"comm,omitempty"`
+	Exe          string  `json:"exe,omitempty"`
+	UID          uint32  `json:"uid"`
 }
 
 // Container is one live container object.

@@ -18,7 +18,16 @@ type Stdio struct {
 
 // root is the command tree.
 type root struct {
-	Replay replayCmd `cmd:"" help:"Apply a trace of engine inputs and print the records it produces."`
+	Daemon     daemonCmd     `cmd:"" help:"Run the daemon: track tasks, serve the API, write the log."`
+	Set        setCmd        `cmd:"" help:"Set the contid of a process, acting for the shell that runs contid."`
+	Get        getCmd        `cmd:"" help:"Print a process's contid (or chain)."`
+	Exec       execCmd       `cmd:"" help:"Run a command in a new container: registered before it execs."`
+	Ps         psCmd         `cmd:"" help:"Show the process tree with contid chains."`
+	Containers containersCmd `cmd:"" help:"List live containers."`
+	Capcontid  capcontidCmd  `cmd:"" help:"Grant (1) or revoke (0) the right to register (SPEC §3.2)."`
+	Status     statusCmd     `cmd:"" help:"Show the daemon's counters."`
+	Replay     replayCmd     `cmd:"" help:"Apply a trace of engine inputs and print the records it produces."`
+	ExecChild  execChildCmd  `cmd:"" name:"exec-child" hidden:""`
 }
 
 // exitError carries a specific exit status.
@@ -55,9 +64,11 @@ func Run(args []string, stdio Stdio) int {
 	}
 	ctx.Bind(stdio)
 	if err := ctx.Run(); err != nil {
-		fmt.Fprintf(stdio.Err, "contid: %v\n", err)
 		var ee *exitError
-		if errors.As(err, &ee) {
+		if !errors.As(err, &ee) || ee.err != quiet {
+			fmt.Fprintf(stdio.Err, "contid: %v\n", err)
+		}
+		if ee != nil {
 			return ee.code
 		}
 		return 1

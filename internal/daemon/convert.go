@@ -1,0 +1,43 @@
+package daemon
+
+import (
+	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/engine"
+	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/tracker"
+)
+
+// toInput turns a tracker event into an engine input. offset maps the
+// tracker's CLOCK_MONOTONIC times to unix nanoseconds; exe resolves a
+// process's executable for exec events (it may return "" when the process
+// is gone). Start times become /proc's clock ticks so that tasks seeded
+// from /proc and tasks seen at fork compare.
+func toInput(ev tracker.Event, offset int64, exe func(pid int32) string) engine.Input {
+	now := int64(ev.Time) + offset
+	switch ev.Kind {
+	case tracker.KindFork:
+		f := engine.Fork{
+			Time: now, Parent: ev.ParentTID, Child: ev.TID, ChildTGID: ev.TGID,
+			Start: procfs.TicksFromBoottime(ev.StartBoottime), NS: ev.NS,
+			HasContid: true, Contid: contid.Unset,
+		}
+		if ev.HasContid {
+			f.Contid = ev.Contid
+		}
+		return f
+	case tracker.KindExec:
+		return engine.Exec{
+			Time: now, PID: ev.TGID, OldTID: ev.OldTID, Comm: ev.Comm, Exe: exe(ev.TGID),
+			UID: ev.UID, AUID: ev.AUID, Ses: ev.Ses, HasCreds: true,
+		}
+	case tracker.KindExit:
+		return engine.Exit{Time: now, PID: ev.TID}
+	case tracker.KindNS:
+		op := engine.Setns
+		if ev.Op == tracker.NSUnshare {
+			op = engine.Unshare
+		}
+		return engine.NSChange{Time: now, PID: ev.TID, Op: op, NS: ev.NS}
+	}
+	return nil
+}

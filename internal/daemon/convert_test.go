@@ -1,0 +1,65 @@
+package daemon
+
+import (
+	"testing"
+
+	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/engine"
+	"github.com/contid/contid/internal/ns"
+	"github.com/contid/contid/internal/tracker"
+)
+
+func TestToInput(t *testing.T) {
+	var set ns.Set
+	set[ns.Net] = ns.ID{Dev: 4, Ino: 99, Unique: 7}
+	exe := func(pid int32) string { return "/bin/x" }
+	const off = 1_000_000_000
+	tests := []struct {
+		ev   tracker.Event
+		want engine.Input
+	}{
+		{tracker.Event{Kind: tracker.KindFork, Time: 5, TID: 11, TGID: 11, ParentTID: 10, StartBoottime: 2_500_000_000, NS: set, HasContid: true, Contid: 42},
+			engine.Fork{Time: off + 5, Parent: 10, Child: 11, ChildTGID: 11, Start: 250, NS: set, HasContid: true, Contid: 42}},
+		{tracker.Event{Kind: tracker.KindFork, Time: 5, TID: 12, TGID: 10, ParentTID: 10, StartBoottime: 10_000_000},
+			engine.Fork{Time: off + 5, Parent: 10, Child: 12, ChildTGID: 10, Start: 1, HasContid: true, Contid: contid.Unset}},
+		{tracker.Event{Kind: tracker.KindExec, Time: 6, TID: 11, TGID: 11, OldTID: 13, Comm: "sh", UID: 1, AUID: 2, Ses: 3},
+			engine.Exec{Time: off + 6, PID: 11, OldTID: 13, Comm: "sh", Exe: "/bin/x", UID: 1, AUID: 2, Ses: 3, HasCreds: true}},
+		{tracker.Event{Kind: tracker.KindExit, Time: 7, TID: 12, TGID: 10}, engine.Exit{Time: off + 7, PID: 12}},
+		{tracker.Event{Kind: tracker.KindNS, Time: 8, TID: 11, Op: tracker.NSUnshare, NS: set},
+			engine.NSChange{Time: off + 8, PID: 11, Op: engine.Unshare, NS: set}},
+		{tracker.Event{Kind: tracker.KindNS, Time: 8, TID: 11, Op: tracker.NSSetns, NS: set},
+			engine.NSChange{Time: off + 8, PID: 11, Op: engine.Setns, NS: set}},
+		{tracker.Event{Kind: 99}, nil},
+	}
+	for _, tt := range tests {
+		got := toInput(tt.ev, off, exe)
+		if f, ok := got.(engine.Fork); ok {
+			w := tt.want.(engine.Fork)
+			if f.Time != w.Time || f.Parent != w.Parent || f.Child != w.Child || f.ChildTGID != w.ChildTGID ||
+				f.Start != w.Start || f.NS != w.NS || f.HasContid != w.HasContid || f.Contid != w.Contid {
+				t.Errorf("%v:\n got %+v\nwant %+v", tt.ev.Kind, f, w)
+			}
+			continue
+		}
+		if got != tt.want {
+			t.Errorf("%v:\n got %+v\nwant %+v", tt.ev.Kind, got, tt.want)
+		}
+	}
+}
+
+func TestParentsFirst(t *testing.T) {
+	in := []engine.SeedContainer{
+		{ID: 3, Parent: 2}, {ID: 1, Parent: contid.Unset}, {ID: 2, Parent: 1}, {ID: 9, Parent: 77},
+	}
+	out := parentsFirst(in)
+	pos := map[contid.ID]int{}
+	for i, c := range out {
+		pos[c.ID] = i
+	}
+	if len(out) != 4 || pos[1] > pos[2] || pos[2] > pos[3] {
+		t.Fatalf("order %+v", out)
+	}
+	if out[pos[9]].Parent != contid.Unset {
+		t.Fatal("a container with a missing parent must become top-level")
+	}
+}

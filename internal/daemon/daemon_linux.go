@@ -1,0 +1,388 @@
+// Package daemon wires contid's live pipeline: the eBPF tracker's events
+// and the start-up scan feed the engine on one core goroutine; the engine's
+// records go to the host log; the registration API runs its requests on the
+// same goroutine through Do, after a barrier that applies every kernel
+// event buffered before the request (so the caller and target are known).
+//
+// Loss is counted, never silent: ring-buffer overflow (tracker Stats.Lost),
+// events the engine could not place (engine Stats), records the log could
+// not take (auditlog Stats) are all in Status().
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/contid/contid/internal/api"
+	"github.com/contid/contid/internal/auditlog"
+	"github.com/contid/contid/internal/config"
+	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/engine"
+	"github.com/contid/contid/internal/peer"
+	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/tracker"
+)
+
+// Daemon is a running contid daemon.
+type Daemon struct {
+	cfg  config.Config
+	log  *slog.Logger
+	tr   *tracker.Tracker
+	pins *pinnedContainers
+	eng  *engine.Engine
+	hl   *auditlog.Writer
+	srv  *api.Server
+
+	events  chan tracker.Event
+	reqs    chan request
+	stopped chan struct{}
+
+	// The reader goroutine's pause protocol (see sync).
+	pause    chan struct{}
+	paused   chan struct{}
+	resume   chan struct{}
+	cancelMu sync.Mutex
+	cancel   context.CancelFunc
+
+	serial   uint64
+	offset   int64 // unix ns minus CLOCK_MONOTONIC ns
+	scanEnd  uint64
+	counters struct {
+		recordsWritten, recordErrors, badEvents, dupSeeds, syncs atomic.Uint64
+	}
+	engineStats atomic.Pointer[engine.Stats]
+	tasks       atomic.Int64
+}
+
+// Options are the parts of start-up that are not configuration.
+type Options struct {
+	// Ready, when set, is closed once the API answers.
+	Ready chan<- struct{}
+}
+
+// Run starts the daemon and runs it until ctx is done or SIGTERM/SIGINT;
+// SIGHUP reloads the configuration file (configPath) and reopens the log.
+func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, opt Options) error {
+	if ok, err := peer.InitialUserNS(); err != nil || !ok {
+		return fmt.Errorf("daemon: must run in the initial user namespace (capability checks need it): %v", err)
+	}
+	d := &Daemon{
+		cfg: cfg, log: log,
+		events: make(chan tracker.Event, 4096), reqs: make(chan request), stopped: make(chan struct{}),
+		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
+	}
+	if err := tracker.Available(); err != nil {
+		return fmt.Errorf("daemon: eBPF tracker unavailable, so contids cannot be kept race-free: %w", err)
+	}
+	var err error
+	if d.tr, err = tracker.Open(tracker.Config{PinDir: cfg.PinDir}, log); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	defer d.tr.Close()
+	log.Info("task events from eBPF (task storage, in-kernel inheritance at fork)", "pin_dir", cfg.PinDir)
+	if d.pins, err = openPinned(cfg.PinDir); err != nil {
+		return err
+	}
+	defer d.pins.Close()
+	if d.hl, err = auditlog.Open(cfg.HostLog(), log); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	defer d.hl.Close()
+	d.eng = engine.New(engine.Config{Sink: d, Kernel: kernel{d}})
+	d.updateOffset()
+	if err := d.seed(); err != nil {
+		return err
+	}
+
+	if d.srv, err = api.Listen(api.Config{Path: cfg.Socket, Status: d.Status, KernelContid: func(tid int32) (contid.ID, bool, error) {
+		return d.tr.Contid(int(tid))
+	}}, d, log); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); d.read(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := d.srv.Serve(); err != nil {
+			log.Error("api", "err", err)
+			stop()
+		}
+	}()
+	log.Info("contid daemon ready", "socket", cfg.Socket, "log", cfg.HostLog().Path, "tasks", d.tasks.Load())
+	if opt.Ready != nil {
+		close(opt.Ready)
+	}
+	err = d.loop(ctx, sigs, configPath)
+	close(d.stopped)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	d.srv.Shutdown(sctx)
+	cancel()
+	stop()
+	wg.Wait()
+	d.hl.Flush()
+	log.Info("contid daemon stopped")
+	return err
+}
+
+// seed restores container objects from the pinned map and every running
+// task from /proc with the contid the kernel holds for it.
+func (d *Daemon) seed() error {
+	conts, err := d.pins.List()
+	if err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	for _, c := range conts {
+		c.Time = now
+		if err := d.eng.SeedContainer(c); err != nil {
+			d.log.Warn("seed container", "err", err)
+		}
+	}
+	seeds, st, err := procfs.Scan("/proc")
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	d.scanEnd = monotonic()
+	for _, s := range seeds {
+		s.Time = now
+		if id, ok, err := d.tr.Contid(int(s.PID)); err == nil && ok {
+			s.HasContid, s.Contid = true, id
+		}
+		if err := d.eng.SeedTask(s); err != nil {
+			d.log.Debug("seed task", "err", err)
+		}
+	}
+	d.tasks.Store(int64(len(d.eng.Tasks())))
+	d.log.Info("seeded from /proc and pinned state", "tasks", st.Tasks, "vanished", st.Vanished, "containers", len(conts))
+	return nil
+}
+
+// read moves tracker events to the core until ctx is done, pausing when
+// the core asks (see sync).
+func (d *Daemon) read(ctx context.Context) {
+	for ctx.Err() == nil {
+		rctx, cancel := context.WithCancel(ctx)
+		d.cancelMu.Lock()
+		d.cancel = cancel
+		d.cancelMu.Unlock()
+		select {
+		case <-d.pause:
+			cancel()
+			d.paused <- struct{}{}
+			select {
+			case <-d.resume:
+			case <-ctx.Done():
+			}
+			continue
+		default:
+		}
+		ev, err := d.tr.Read(rctx)
+		cancel()
+		switch {
+		case err == nil:
+			select {
+			case d.events <- ev:
+			case <-ctx.Done():
+				return
+			}
+		case errors.Is(err, tracker.ErrMalformed):
+			d.counters.badEvents.Add(1)
+		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+			// paused or stopping: the loop top decides
+		default:
+			d.log.Error("tracker read", "err", err)
+			return
+		}
+	}
+}
+
+// sync applies every event buffered before it was called: it stops the
+// reader (draining what the reader hands over meanwhile), then empties the
+// ring itself, then lets the reader go on.
+func (d *Daemon) sync() {
+	d.counters.syncs.Add(1)
+	d.pause <- struct{}{}
+	d.cancelMu.Lock()
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.cancelMu.Unlock()
+	for waiting := true; waiting; {
+		select {
+		case ev := <-d.events:
+			d.apply(ev)
+		case <-d.paused:
+			waiting = false
+		}
+	}
+	for {
+		select {
+		case ev := <-d.events:
+			d.apply(ev)
+			continue
+		default:
+		}
+		ev, ok, err := d.tr.TryRead()
+		if errors.Is(err, tracker.ErrMalformed) {
+			d.counters.badEvents.Add(1)
+			continue
+		}
+		if err != nil || !ok {
+			break
+		}
+		d.apply(ev)
+	}
+	d.resume <- struct{}{} // the reader is paused and takes it
+}
+
+func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath string) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-d.events:
+			d.apply(ev)
+		case r := <-d.reqs:
+			d.sync()
+			r.done <- r.f(d.eng)
+			d.publish()
+		case <-tick.C:
+			d.updateOffset()
+			d.publish()
+			if d.cfg.Log.Flush == auditlog.FlushNone {
+				d.hl.Flush()
+			}
+		case s := <-sigs:
+			if s != syscall.SIGHUP {
+				d.log.Info("signal, stopping", "signal", s)
+				return nil
+			}
+			d.reload(configPath)
+		}
+	}
+}
+
+// reload applies a changed configuration file on SIGHUP. Paths (socket,
+// pin and log directories) need a restart; the log's limits and flush
+// policy take effect at once, and the log is reopened (for logrotate).
+func (d *Daemon) reload(path string) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		d.log.Error("reload: configuration refused, keeping the old one", "err", err)
+		return
+	}
+	if cfg.LogDir != d.cfg.LogDir || cfg.Socket != d.cfg.Socket || cfg.PinDir != d.cfg.PinDir {
+		d.log.Warn("reload: log_dir, socket and pin_dir change only at restart")
+		cfg.LogDir, cfg.Socket, cfg.PinDir = d.cfg.LogDir, d.cfg.Socket, d.cfg.PinDir
+	}
+	hl, err := auditlog.Open(cfg.HostLog(), d.log)
+	if err != nil {
+		d.log.Error("reload: reopening the log failed, keeping the old one", "err", err)
+		return
+	}
+	d.hl.Close()
+	d.hl, d.cfg = hl, cfg
+	d.log.Info("reloaded configuration", "path", path)
+}
+
+// apply feeds one tracker event to the engine.
+func (d *Daemon) apply(ev tracker.Event) {
+	if ev.Kind == tracker.KindFork && ev.Time <= d.scanEnd {
+		// The scan may already have seeded this child.
+		if ti, ok := d.eng.Task(ev.TID); ok && ti.Start == procfs.TicksFromBoottime(ev.StartBoottime) {
+			d.counters.dupSeeds.Add(1)
+			return
+		}
+	}
+	in := toInput(ev, d.offset, exeOf)
+	if in == nil {
+		d.counters.badEvents.Add(1)
+		return
+	}
+	d.eng.Apply(in)
+}
+
+func exeOf(pid int32) string {
+	s, _ := os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
+	return s
+}
+
+// Emit writes one of the engine's records to the host log, stamped from
+// contid's own serial space (SPEC §5.1: without kernel audit).
+func (d *Daemon) Emit(r records.Record) {
+	r.Stamp.Serial = records.OwnSerialBase + d.serial
+	d.serial++
+	if err := d.hl.WriteLine(records.AppendRaw(nil, &r)); err != nil {
+		d.counters.recordErrors.Add(1)
+		d.log.Error("host log", "err", err)
+		return
+	}
+	d.counters.recordsWritten.Add(1)
+}
+
+func (d *Daemon) publish() {
+	st := d.eng.Stats()
+	d.engineStats.Store(&st)
+	d.tasks.Store(int64(len(d.eng.Tasks())))
+}
+
+// Status reports the daemon's counters; safe from any goroutine.
+func (d *Daemon) Status() api.Status {
+	s := api.Status{Source: "ebpf", Tasks: int(d.tasks.Load()), Counters: map[string]uint64{
+		"records_written": d.counters.recordsWritten.Load(),
+		"record_errors":   d.counters.recordErrors.Load(),
+		"bad_events":      d.counters.badEvents.Load(),
+		"seed_duplicates": d.counters.dupSeeds.Load(),
+		"syncs":           d.counters.syncs.Load(),
+	}}
+	if st := d.engineStats.Load(); st != nil {
+		s.Counters["engine_inputs"] = st.Inputs
+		s.Counters["unknown_parent"] = st.UnknownParent
+		s.Counters["unknown_exit"] = st.UnknownExit
+		s.Counters["evicted"] = st.Evicted
+		s.Counters["inherit_mismatch"] = st.Mismatch
+	}
+	if ts, err := d.tr.Stats(); err == nil {
+		s.Counters["ring_lost"] = ts.Lost
+		s.Counters["inherit_failures"] = ts.InheritFailures
+	}
+	ls := d.hl.Stats()
+	s.Counters["log_dropped"] = ls.Dropped.Total()
+	return s
+}
+
+func (d *Daemon) updateOffset() { d.offset = time.Now().UnixNano() - int64(monotonic()) }
+
+func monotonic() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// kernel is the engine's Kernel: task storage through the tracker, and
+// container objects in a pinned map.
+type kernel struct{ d *Daemon }
+
+func (k kernel) Tag(tgid int32, id contid.ID) error { return k.d.tr.SetGroup(int(tgid), id) }
+func (k kernel) Keep(c engine.ContainerInfo) error  { return k.d.pins.Keep(c) }
+func (k kernel) Forget(id contid.ID) error          { return k.d.pins.Forget(id) }
