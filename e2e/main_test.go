@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,6 +70,7 @@ type daemon struct {
 	cmd    *exec.Cmd
 	stderr *os.File
 	exited chan error
+	config string // --config, when set
 }
 
 func requireRoot(t testing.TB) {
@@ -106,7 +108,11 @@ func (d *daemon) start() {
 	if d.stderr, err = os.CreateTemp(d.dir, "daemon-*.log"); err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(contidBin, "daemon", "--log-dir", d.dir, "--socket", d.socket, "--pin-dir", d.pinDir, "--log-level", "debug")
+	args := []string{"daemon", "--log-dir", d.dir, "--socket", d.socket, "--pin-dir", d.pinDir, "--log-level", "debug"}
+	if d.config != "" {
+		args = append(args, "--config", d.config)
+	}
+	d.cmd = exec.Command(contidBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -143,12 +149,16 @@ func (d *daemon) stop() {
 	if d.cmd == nil || d.cmd.ProcessState != nil {
 		return
 	}
-	d.cmd.Process.Signal(os.Interrupt)
+	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-d.exited:
+	case err := <-d.exited:
+		if err != nil {
+			d.t.Errorf("daemon did not stop cleanly on SIGTERM: %v", err)
+		}
 	case <-time.After(10 * time.Second):
 		d.cmd.Process.Kill()
 		<-d.exited
+		d.t.Error("daemon did not stop within 10 s of SIGTERM")
 	}
 	if d.t.Failed() {
 		d.t.Logf("daemon output:\n%s", d.output())

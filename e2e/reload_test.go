@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReload: SIGHUP applies a changed configuration file; a broken one is
+// refused and changes nothing; the daemon keeps serving either way.
+func TestReload(t *testing.T) {
+	requireRoot(t)
+	cfg := filepath.Join(t.TempDir(), "contid.toml")
+	if err := os.WriteFile(cfg, []byte("[log]\nflush = \"incremental\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, config: cfg}
+	dir, _ := os.MkdirTemp("", "contid-e2e-")
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	d.dir, d.socket = dir, filepath.Join(dir, "contid.sock")
+	d.pinDir = "/sys/fs/bpf/contid-e2e-reload-" + itoa(os.Getpid())
+	t.Cleanup(func() { os.RemoveAll(d.pinDir) })
+	d.start()
+	t.Cleanup(d.stop)
+
+	os.WriteFile(cfg, []byte("[log]\nflush = \"sometimes\"\n"), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitOutput(t, d, "configuration refused, keeping the old one")
+	os.WriteFile(cfg, []byte("[log]\nflush = \"sync\"\nnum_logs = 3\n"), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitOutput(t, d, "reloaded configuration")
+	if out, errOut, code := d.sh(`sleep 5 & "$C" set $! 4711; R=$?; kill $!; exit $R`); code != 0 {
+		t.Fatalf("after reload: %s %s", out, errOut)
+	}
+}
+
+func waitOutput(t *testing.T, d *daemon, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.output(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon never said %q:\n%s", want, d.output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
