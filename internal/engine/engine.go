@@ -326,6 +326,9 @@ func merge(base ns.Set, over *ns.Set) ns.Set {
 // Exec records the new program of a process; its contid is kept.
 func (e *Engine) Exec(ev Exec) {
 	e.stats.Inputs++
+	if ev.OldTID != 0 && ev.OldTID != ev.PID {
+		e.takeOver(ev.OldTID, ev.PID)
+	}
 	t := e.lookup(ev.PID)
 	if t == nil {
 		e.stats.UnknownExit++
@@ -335,6 +338,23 @@ func (e *Engine) Exec(ev Exec) {
 	if ev.HasCreds {
 		t.subj.UID, t.subj.AUID, t.subj.Ses = ev.UID, ev.AUID, ev.Ses
 	}
+}
+
+// takeOver moves thread old into the leader entry of its group, as the
+// kernel's de_thread does when a non-leader thread execs: the exited
+// leader's entry lives again with the thread's namespaces and container use.
+func (e *Engine) takeOver(old, leader int32) {
+	t, l := e.lookup(old), e.lookup(leader)
+	if t == nil || l == nil || t.tgid != leader || l.tid != l.tgid || t.set < 0 {
+		return
+	}
+	if l.set >= 0 { // the leader's exit was missed: release it first
+		e.release(0, l)
+		l.threads--
+	}
+	l.set, l.cont, l.gone = t.set, t.cont, false
+	l.subj = t.subj
+	e.remove(old) // its set reference and container use moved to l
 }
 
 // Exit applies the exit of one task.

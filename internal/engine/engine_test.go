@@ -522,3 +522,28 @@ func TestKernelCommit(t *testing.T) {
 		t.Fatalf("drop not forgotten: %v", k.forgot)
 	}
 }
+
+func TestThreadExecTakesOverLeader(t *testing.T) {
+	w := newWorld(t)
+	p := w.fork(100)
+	wantErrno(t, w.set(100, false, true, p, "9"), 0)
+	th := w.thread(p, p)
+	// th execs: the kernel reports the leader's exit, then the exec with
+	// th's old tid; th now has the leader's tid.
+	w.exit(p)
+	w.e.Exec(Exec{Time: w.tick(), PID: p, OldTID: th, Comm: "sh"})
+	if _, ok := w.e.Task(th); ok {
+		t.Fatal("old tid still tracked")
+	}
+	if got := w.chain(p); got != "9" {
+		t.Fatalf("leader chain %q after takeover", got)
+	}
+	n := len(w.out.recs)
+	w.exit(p)
+	if len(w.out.recs) != n+1 || fields(w.last())[:7] != "op=drop" {
+		t.Fatalf("want exactly a drop at the group's end, got %v", w.out.recs[n:])
+	}
+	if _, ok := w.e.Task(p); ok {
+		t.Fatal("group not removed")
+	}
+}

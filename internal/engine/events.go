@@ -48,8 +48,12 @@ type Fork struct {
 
 // Exec is a successful execve by a process; it keeps its contid (SPEC §4).
 type Exec struct {
-	Time      int64
-	PID       int32 // tgid after exec
+	Time int64
+	PID  int32 // tgid after exec
+	// OldTID is the tid before exec when a non-leader thread exec'd and
+	// took over the leader's tid (the old leader's exit comes first); 0 or
+	// PID otherwise.
+	OldTID    int32
 	Comm, Exe string
 	UID, AUID uint32
 	Ses       uint32
