@@ -85,3 +85,26 @@ func BenchmarkBytesPerTask(b *testing.B) {
 		runtime.KeepAlive(e)
 	}
 }
+
+// BenchmarkAttribute looks up the chain of live and exited processes at a
+// record's time, as the audit pipeline does for every record.
+func BenchmarkAttribute(b *testing.B) {
+	e, inits := population(b, 1000, 10000)
+	// 20,000 exited processes in history.
+	for i := 0; i < 20000; i++ {
+		tid := int32(40000 + i)
+		e.Fork(Fork{Time: int64(i), Parent: inits[i%len(inits)], Child: tid, ChildTGID: tid, Start: uint64(i)})
+		e.Exit(Exit{Time: int64(i) + 5, PID: tid})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pid := int32(40000 + i%20000)
+		if i%2 == 0 {
+			pid = inits[i%len(inits)]
+		}
+		if _, ok := e.Attribute(pid, int64(i%20000)+2, 0); !ok {
+			b.Fatalf("pid %d not attributed", pid)
+		}
+	}
+}

@@ -43,6 +43,9 @@ type Kernel interface {
 type Config struct {
 	Sink   Sink
 	Kernel Kernel
+	// History is how many exited processes are remembered for attributing
+	// records that arrive after their subject exited; 0 means 65536.
+	History int
 }
 
 // Stats counts what the engine saw and could not place. Nothing is dropped
@@ -75,6 +78,8 @@ type Engine struct {
 
 	conts map[contid.ID]*container
 	nets  map[ns.ID]*netInfo
+	hist  history
+	attr  AttributionStats
 
 	stats Stats
 }
@@ -84,6 +89,7 @@ type task struct {
 	ppid      int32  // parent process (leader entries only)
 	start     uint64 // this task's start time
 	pstart    uint64 // the parent process's start time
+	born      int64  // unix ns of the fork (0: before the engine started)
 	cont      *container
 	set       int32 // namespace set, -1 once the task has exited
 	children  int32 // live child processes (leader entries only)
@@ -135,6 +141,7 @@ func New(cfg Config) *Engine {
 		nsRefs: make(map[nsKey]int32),
 		conts:  make(map[contid.ID]*container),
 		nets:   make(map[ns.ID]*netInfo),
+		hist:   newHistory(cfg.History),
 	}
 }
 
@@ -250,7 +257,7 @@ func (e *Engine) Fork(ev Fork) {
 		e.exit(ev.Time, ev.Child)
 	}
 	thread := ev.Child != ev.ChildTGID
-	t := task{tid: ev.Child, tgid: ev.ChildTGID, start: ev.Start, set: -1}
+	t := task{tid: ev.Child, tgid: ev.ChildTGID, start: ev.Start, born: ev.Time, set: -1}
 	p := e.lookup(ev.Parent)
 	var l *task // the new task's leader, for a thread
 	if thread {
@@ -373,6 +380,7 @@ func (e *Engine) exit(now int64, tid int32) {
 	if t.set < 0 {
 		return // a leader that already exited; its group is still alive
 	}
+	c := t.cont
 	e.release(now, t)
 	if t.tid == t.tgid {
 		t.threads--
@@ -380,7 +388,7 @@ func (e *Engine) exit(now int64, tid int32) {
 			t.gone = true
 			return
 		}
-		e.removeProcess(t)
+		e.removeProcess(now, t, c)
 		return
 	}
 	l := e.lookup(t.tgid)
@@ -388,23 +396,26 @@ func (e *Engine) exit(now int64, tid int32) {
 	if l != nil {
 		l.threads--
 		if l.gone && l.threads <= 0 {
-			e.removeProcess(l)
+			e.removeProcess(now, l, c)
 		}
 	}
 }
 
-func (e *Engine) removeProcess(l *task) {
+func (e *Engine) removeProcess(now int64, l *task, c *container) {
 	if p := e.parent(l); p != nil {
 		p.children--
 	}
+	e.hist.add(tomb{pid: l.tgid, ppid: l.ppid, born: l.born, died: now, cont: c})
 	e.remove(l.tid)
 }
 
 // release ends t's use of its namespaces and container, writing
 // NS_DESTROY and op=drop records for what is no longer used.
 func (e *Engine) release(now int64, t *task) {
+	// t keeps its container pointer: an exited leader still answers for
+	// its group, and set < 0 keeps it out of every count.
 	set, c := t.set, t.cont
-	t.set, t.cont = -1, nil
+	t.set = -1
 	e.releaseSet(now, set, t, c)
 	if c != nil {
 		e.maybeDrop(now, c, t)

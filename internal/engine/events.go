@@ -142,6 +142,7 @@ type SeedTask struct {
 	PPID        int32 // parent process, 0 if none
 	Start       uint64
 	ParentStart uint64 // 0: take it from the seeded parent
+	Born        int64  // unix ns the task started, for attribution; 0: long ago
 	NS          ns.Set
 	Subject     Subject
 	HasContid   bool // Contid is set (a zero ID is a valid contid)

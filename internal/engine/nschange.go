@@ -109,7 +109,7 @@ func (e *Engine) SeedTask(ev SeedTask) error {
 	if e.lookup(ev.PID) != nil {
 		return fmt.Errorf("engine: seed task %d: already tracked", ev.PID)
 	}
-	t := task{tid: ev.PID, tgid: ev.TGID, start: ev.Start, subj: ev.Subject, capcontid: ev.Capcontid}
+	t := task{tid: ev.PID, tgid: ev.TGID, start: ev.Start, born: ev.Born, subj: ev.Subject, capcontid: ev.Capcontid}
 	if ev.HasContid && ev.Contid != contid.Unset {
 		t.cont = e.orphanContainer(ev.Contid, ev.Time)
 	}

@@ -14,10 +14,7 @@ func (e *Engine) Chain(tid int32) contid.Chain {
 	if t == nil {
 		return nil
 	}
-	if t.cont == nil && t.set < 0 { // an exited leader: the group's view
-		return nil
-	}
-	return t.cont.chainOrNil()
+	return t.cont.chainOrNil() // an exited leader answers for its group
 }
 
 // TaskInfo describes one tracked task.
