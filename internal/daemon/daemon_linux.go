@@ -161,8 +161,10 @@ func (d *Daemon) seed() error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	d.scanEnd = monotonic()
+	boot := now - int64(boottime())
 	for _, s := range seeds {
 		s.Time = now
+		s.Born = boot + int64(s.Start)*(1e9/procfs.TicksPerSecond)
 		if id, ok, err := d.tr.Contid(int(s.PID)); err == nil && ok {
 			s.HasContid, s.Contid = true, id
 		}
@@ -372,6 +374,12 @@ func (d *Daemon) Status() api.Status {
 }
 
 func (d *Daemon) updateOffset() { d.offset = time.Now().UnixNano() - int64(monotonic()) }
+
+func boottime() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return uint64(ts.Nano())
+}
 
 func monotonic() uint64 {
 	var ts unix.Timespec
