@@ -56,6 +56,14 @@ type Stamp struct {
 	Serial uint64 // kernel serials are 32-bit; contid's own start at OwnSerialBase
 }
 
+// Kernel record types the pipeline treats specially.
+const (
+	Syscall      Type = 1300
+	ObjPID       Type = 1318
+	EOE          Type = 1320
+	NetfilterPkt Type = 1324
+)
+
 // OwnSerialBase is the first serial of contid's own serial space, used when
 // contid stamps records itself (no kernel audit). Kernel serials are 32-bit,
 // so serials at or above 2^32 cannot collide with them.
