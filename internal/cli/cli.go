@@ -26,6 +26,7 @@ type root struct {
 	Containers containersCmd `cmd:"" help:"List live containers."`
 	Capcontid  capcontidCmd  `cmd:"" help:"Grant (1) or revoke (0) the right to register (SPEC §3.2)."`
 	Status     statusCmd     `cmd:"" help:"Show the daemon's counters."`
+	OCIHook    ociHookCmd    `cmd:"" name:"oci-hook" help:"OCI runtime hook: register a container's process (state JSON on stdin)."`
 	Replay     replayCmd     `cmd:"" help:"Apply a trace of engine inputs and print the records it produces."`
 	ExecChild  execChildCmd  `cmd:"" name:"exec-child" hidden:""`
 }

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"golang.org/x/sys/unix"
+
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/engine"
 	"github.com/contid/contid/internal/procfs"
@@ -20,6 +22,7 @@ func toInput(ev tracker.Event, offset int64, exe func(pid int32) string) engine.
 			Time: now, Parent: ev.ParentTID, Child: ev.TID, ChildTGID: ev.TGID,
 			Start: procfs.TicksFromBoottime(ev.StartBoottime), NS: ev.NS,
 			HasContid: true, Contid: contid.Unset,
+			CloneParent: ev.CloneFlags&unix.CLONE_PARENT != 0,
 		}
 		if ev.HasContid {
 			f.Contid = ev.Contid

@@ -310,6 +310,9 @@ func (e *Engine) Fork(ev Fork) {
 		l.threads++
 	} else {
 		pl := e.leader(p)
+		if pl != nil && ev.CloneParent {
+			pl = e.parent(pl)
+		}
 		if pl != nil {
 			t.ppid = pl.tgid
 			t.pstart = pl.start

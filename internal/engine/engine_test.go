@@ -547,3 +547,24 @@ func TestThreadExecTakesOverLeader(t *testing.T) {
 		t.Fatal("group not removed")
 	}
 }
+
+// TestCloneParent: runc's nsexec makes the container's init with
+// CLONE_PARENT through short-lived intermediates; the init is runc's child,
+// so runc (the orchestrator) can register it.
+func TestCloneParent(t *testing.T) {
+	w := newWorld(t)
+	runc := w.fork(100)
+	stage0 := w.fork(runc)
+	w.next++
+	stage1 := w.next
+	w.e.Fork(Fork{Time: w.tick(), Parent: stage0, Child: stage1, ChildTGID: stage1, Start: 1, CloneParent: true})
+	w.next++
+	init := w.next
+	w.e.Fork(Fork{Time: w.tick(), Parent: stage1, Child: init, ChildTGID: init, Start: 2, CloneParent: true})
+	w.exit(stage1)
+	w.exit(stage0)
+	if ti, _ := w.e.Task(init); ti.PPID != runc {
+		t.Fatalf("init's parent %d, want runc %d", ti.PPID, runc)
+	}
+	wantErrno(t, w.set(runc, false, true, init, "5"), 0)
+}

@@ -44,6 +44,10 @@ type Fork struct {
 	Contid    contid.ID
 	// Subject of the child; zero means "as the parent".
 	Subject *Subject
+	// CloneParent is clone's CLONE_PARENT: the new process's parent is the
+	// creator's parent, not the creator (runc's nsexec creates the
+	// container's init so). Inheritance still comes from the creator.
+	CloneParent bool
 }
 
 // Exec is a successful execve by a process; it keeps its contid (SPEC §4).

@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contid/contid/internal/oci"
+	"github.com/contid/contid/internal/records"
+)
+
+// bundle makes an OCI bundle of a static busybox running script, with
+// contid's hook (pointing at the daemon's socket) and annotations.
+func bundle(t *testing.T, d *daemon, script string, annotations map[string]string) string {
+	t.Helper()
+	for _, tool := range []string{"runc", "/bin/busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is required (scripts/test installs runc and busybox-static): %v", tool, err)
+		}
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "rootfs", "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(bin, "busybox"), b, 0o755)
+	for _, a := range []string{"sh", "sleep", "true", "cat"} {
+		os.Symlink("busybox", filepath.Join(bin, a))
+	}
+	spec := exec.Command("runc", "spec")
+	spec.Dir = dir
+	if out, err := spec.CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v: %s", err, out)
+	}
+	var cfg map[string]any
+	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	json.Unmarshal(raw, &cfg)
+	proc := cfg["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"sh", "-c", script}
+	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
+		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket},
+	}}}
+	cfg["annotations"] = annotations
+	raw, _ = json.Marshal(cfg)
+	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	return dir
+}
+
+func runc(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("runc", args...).Output()
+	if err != nil {
+		t.Fatalf("runc %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// TestRuncHook: runc runs contid's hook, which registers the container's
+// init for runc; the init and its children carry the contid in the kernel
+// and the engine; the name is recorded; runc delete ends it with op=drop.
+func TestRuncHook(t *testing.T) {
+	d := startDaemon(t, "")
+	id := "contid-e2e-" + strconv.Itoa(os.Getpid())
+	dir := bundle(t, d, "sleep 60 & sleep 60 & wait", map[string]string{"org.contid.name": "busy"})
+	// The container inherits runc's stdio: give it a file, not a pipe this
+	// test would wait on.
+	logf, err := os.Create(filepath.Join(dir, "runc.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	run := exec.Command("runc", "run", "-d", "--bundle", dir, id)
+	run.Stdout, run.Stderr = logf, logf
+	if err := run.Run(); err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("runc run: %v\n%s", err, b)
+	}
+	t.Cleanup(func() { exec.Command("runc", "delete", "-f", id).Run() })
+	var st struct{ Pid int }
+	json.Unmarshal([]byte(runc(t, "state", id)), &st)
+	want := oci.Hash(id)
+	// The init and both sleeps.
+	var kids []string
+	for deadline := time.Now().Add(5 * time.Second); len(kids) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/task/" + strconv.Itoa(st.Pid) + "/children")
+		kids = strings.Fields(string(b))
+	}
+	out, errOut, code := d.sh(`for p in ` + strconv.Itoa(st.Pid) + " " + strings.Join(kids, " ") + `; do "$C" get --json $p; done`)
+	if code != 0 {
+		t.Fatalf("get: %s", errOut)
+	}
+	ts := tasks(t, out)
+	if len(ts) != 3 {
+		t.Fatalf("%d tasks read back, want 3:\n%s", len(ts), out)
+	}
+	for _, x := range ts {
+		if len(x.Chain) != 1 || x.Chain[0] != uint64(want) || x.KernelContid == nil || *x.KernelContid != uint64(want) {
+			t.Fatalf("task %d: chain %v kernel %v, want %d", x.PID, x.Chain, x.KernelContid, want)
+		}
+	}
+	cs, _, _ := d.sh(`"$C" containers`)
+	if !strings.Contains(cs, id+"/busy") {
+		t.Fatalf("containers lacks the runtime's id and name:\n%s", cs)
+	}
+	d.waitRecord(records.ContainerOp, "op=set", "contid="+want.String(), "name="+id+"/busy", "comm=runc", "res=success")
+	runc(t, "kill", id, "KILL")
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if exec.Command("runc", "delete", id).Run() == nil {
+			break
+		}
+	}
+	d.waitRecord(records.ContainerOp, "op=drop", "contid="+want.String())
+}
+
+// TestRuncHookRefusal: when the daemon refuses, the container does not
+// start, and runc says why.
+func TestRuncHookRefusal(t *testing.T) {
+	d := startDaemon(t, "")
+	id := "contid-e2e-bad-" + strconv.Itoa(os.Getpid())
+	dir := bundle(t, d, "true", map[string]string{oci.Annotation: "18446744073709551615"})
+	out, err := exec.Command("runc", "run", "--bundle", dir, id).CombinedOutput()
+	exec.Command("runc", "delete", "-f", id).Run()
+	if err == nil || !strings.Contains(string(out), "EINVAL") || !strings.Contains(string(out), "must not start unregistered") {
+		t.Fatalf("runc run: %v\n%s", err, out)
+	}
+	d.waitRecord(records.ContainerOp, "op=set", "contid=18446744073709551615", "res=failed", "errno=EINVAL")
+}

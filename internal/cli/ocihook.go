@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/contid/contid/internal/api"
+	"github.com/contid/contid/internal/oci"
+)
+
+// ociHookCmd is an OCI runtime hook (createRuntime, or prestart for older
+// runtimes): it registers the container's process with the daemon, acting
+// for the runtime that ran the hook, before the container's process runs.
+type ociHookCmd struct {
+	clientFlags
+	AllowUnregistered bool   `help:"Let the container start when the daemon refuses or is down (default: the hook fails, and so does the start)." env:"CONTID_HOOK_ALLOW_UNREGISTERED"`
+	PrintConfig       string `help:"Print the hook stanza instead: 'runc' for a config.json, 'hooks.d' for podman/CRI-O." enum:",runc,hooks.d" default:""`
+	Path              string `help:"With --print-config: the contid binary's path." default:"/usr/local/bin/contid"`
+}
+
+func (c *ociHookCmd) Run(stdio Stdio) error {
+	if c.PrintConfig != "" {
+		return printJSON(stdio.Out, hookConfig(c.PrintConfig, c.Path))
+	}
+	s, err := oci.ReadState(stdio.In)
+	if err != nil {
+		return c.fail(stdio, err)
+	}
+	plan := oci.Plan(s)
+	cx, cancel := ctx()
+	defer cancel()
+	t, err := c.client().SetContid(cx, api.SetRequest{PID: int32(plan.PID), Contid: plan.Contid, ForParent: true, Name: plan.Name})
+	if err != nil {
+		return c.fail(stdio, fmt.Errorf("container %s (pid %d): contid %s: %w", s.ID, plan.PID, plan.Contid, err))
+	}
+	fmt.Fprintf(stdio.Err, "contid: container %s registered as %s\n", plan.Name, chainText(t.Chain))
+	return nil
+}
+
+// fail stops the container start unless unregistered starts are allowed.
+func (c *ociHookCmd) fail(stdio Stdio, err error) error {
+	if c.AllowUnregistered {
+		fmt.Fprintf(stdio.Err, "contid: oci-hook: %v (starting unregistered: --allow-unregistered)\n", err)
+		return nil
+	}
+	return fmt.Errorf("oci-hook: %w; the container must not start unregistered "+
+		"(use --allow-unregistered to permit it)", err)
+}
+
+// hookConfig returns the stanza a runtime needs.
+func hookConfig(kind, path string) any {
+	hook := map[string]any{"path": path, "args": []string{"contid", "oci-hook"}}
+	if kind == "hooks.d" {
+		return map[string]any{
+			"version": "1.0.0",
+			"hook":    hook,
+			"when":    map[string]any{"always": true},
+			"stages":  []string{"createRuntime"},
+		}
+	}
+	return map[string]any{"hooks": map[string]any{"createRuntime": []any{hook}}}
+}
+
