@@ -59,4 +59,3 @@ func hookConfig(kind, path string) any {
 	}
 	return map[string]any{"hooks": map[string]any{"createRuntime": []any{hook}}}
 }
-
