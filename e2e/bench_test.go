@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -70,4 +73,53 @@ func BenchmarkRegistration(b *testing.B) {
 		fmt.Printf("contid exec -- true: p50 %v p99 %v; true alone: p50 %v p99 %v; ratio p50 %.1fx\n",
 			p(with, 0.5), p(with, 0.99), p(without, 0.5), p(without, 0.99), float64(p(with, 0.5))/float64(p(without, 0.5)))
 	}
+}
+
+// BenchmarkRuncHook runs a busybox container (`true`) with runc 20 times
+// with contid's hook and 20 times without, interleaved, and reports the
+// medians and what the hook adds.
+//
+//	go test -run x -bench RuncHook -benchtime 1x ./e2e
+func BenchmarkRuncHook(b *testing.B) {
+	d := startDaemon(b, "")
+	with := bundle(b, d, "true", nil)
+	without := bundle(b, d, "true", nil)
+	stripHooks(b, without)
+	const n = 20
+	for i := 0; i < b.N; i++ {
+		var tw, to []time.Duration
+		for j := 0; j < n; j++ {
+			for _, c := range []struct {
+				dir string
+				ts  *[]time.Duration
+			}{{with, &tw}, {without, &to}} {
+				id := fmt.Sprintf("contid-bench-%d-%d", os.Getpid(), j)
+				start := time.Now()
+				if out, err := exec.Command("runc", "run", "--bundle", c.dir, id).CombinedOutput(); err != nil {
+					b.Fatalf("runc run: %v\n%s", err, out)
+				}
+				*c.ts = append(*c.ts, time.Since(start))
+				exec.Command("runc", "delete", "-f", id).Run()
+			}
+		}
+		slices.Sort(tw)
+		slices.Sort(to)
+		mw, mo := tw[n/2], to[n/2]
+		b.ReportMetric(float64(mw.Microseconds()), "with-hook-median-µs")
+		b.ReportMetric(float64(mo.Microseconds()), "without-median-µs")
+		fmt.Printf("runc run (busybox true), median of %d: with hook %v, without %v: +%v (%.2fx)\n", n, mw, mo, mw-mo, float64(mw)/float64(mo))
+	}
+}
+
+func stripHooks(b *testing.B, dir string) {
+	path := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var cfg map[string]any
+	json.Unmarshal(raw, &cfg)
+	delete(cfg, "hooks")
+	raw, _ = json.Marshal(cfg)
+	os.WriteFile(path, raw, 0o644)
 }

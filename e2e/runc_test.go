@@ -16,7 +16,7 @@ import (
 
 // bundle makes an OCI bundle of a static busybox running script, with
 // contid's hook (pointing at the daemon's socket) and annotations.
-func bundle(t *testing.T, d *daemon, script string, annotations map[string]string) string {
+func bundle(t testing.TB, d *daemon, script string, annotations map[string]string) string {
 	t.Helper()
 	for _, tool := range []string{"runc", "/bin/busybox"} {
 		if _, err := exec.LookPath(tool); err != nil {
