@@ -163,3 +163,47 @@ func TestRuncHookRefusal(t *testing.T) {
 	}
 	d.waitRecord(records.ContainerOp, "op=set", "contid=18446744073709551615", "res=failed", "errno=EINVAL")
 }
+
+// TestPodmanHooksDir: podman runs contid's hooks.d hook (the file
+// contrib/hooks.d/contid.json, pointed at this daemon) for a --rootfs
+// container. This host's root lacks CAP_SYS_RESOURCE, so podman's default
+// rlimits (nofile, nproc 1048576) cannot be set: containers.conf keeps them
+// within the hard limits. A host with CAP_SYS_RESOURCE needs no such file.
+func TestPodmanHooksDir(t *testing.T) {
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Fatalf("podman is required (scripts/test installs it): %v", err)
+	}
+	d := startDaemon(t, "")
+	dir := t.TempDir()
+	raw, err := os.ReadFile("../contrib/hooks.d/contid.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hook map[string]any
+	if err := json.Unmarshal(raw, &hook); err != nil {
+		t.Fatal(err)
+	}
+	h := hook["hook"].(map[string]any)
+	h["path"] = contidBin
+	h["args"] = []string{"contid", "oci-hook", "--socket", d.socket}
+	hooks := filepath.Join(dir, "hooks.d")
+	os.Mkdir(hooks, 0o755)
+	raw, _ = json.Marshal(hook)
+	os.WriteFile(filepath.Join(hooks, "contid.json"), raw, 0o644)
+	conf := filepath.Join(dir, "containers.conf")
+	os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n"), 0o644)
+	rootfs := filepath.Join(bundle(t, d, "true", nil), "rootfs")
+	cmd := exec.Command("podman", "--cgroup-manager", "cgroupfs", "--runtime", "runc", "--hooks-dir", hooks,
+		"run", "--rm", "--annotation", "org.contid.name=webby", "--rootfs", rootfs, "sh", "-c", "echo inside")
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "inside") {
+		t.Fatalf("podman run: %v\n%s", err, out)
+	}
+	r := d.waitRecord(records.ContainerOp, "op=set", "comm=runc", "res=success")
+	if name, _ := r.Get("name"); !strings.HasSuffix(name, "/webby") {
+		t.Fatalf("name %q, want ID/webby", name)
+	}
+	c, _ := r.Get("contid")
+	d.waitRecord(records.ContainerOp, "op=drop", "contid="+c)
+}

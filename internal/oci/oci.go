@@ -17,12 +17,13 @@ import (
 // config.json annotations.
 const Annotation = "org.contid.contid"
 
-// nameAnnotations are where runtimes and orchestrators put a container's
-// human name, in order of preference.
+// nameAnnotations are where orchestrators put a container's human name, in
+// order of preference: containerd's CRI, kubelet's label (CRI-O), and
+// contid's own for everyone else (podman 4.3 passes no name in the state:
+// `podman run --annotation org.contid.name=NAME`).
 var nameAnnotations = []string{
 	"io.kubernetes.cri.container-name",
 	"io.kubernetes.container.name",
-	"io.podman.annotations.name", // not set by podman today; kept for symmetry
 	"org.contid.name",
 }
 
