@@ -36,7 +36,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Chmod(dir, 0o755) // unprivileged callers run it too
 	contidBin = filepath.Join(dir, "contid")
+	// Static, so it also runs inside a busybox container's rootfs.
 	build := exec.Command("go", "build", "-o", contidBin, "../cmd/contid")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build contid:", err)

@@ -207,3 +207,49 @@ func TestPodmanHooksDir(t *testing.T) {
 	c, _ := r.Get("contid")
 	d.waitRecord(records.ContainerOp, "op=drop", "contid="+c)
 }
+
+// TestNestedThroughRuntime: a container runs its own orchestrator. The
+// hook registers it (500) and, as its annotation asks, grants capcontid;
+// inside, without CAP_AUDIT_CONTROL and in its own pid namespace, contid
+// exec registers its child as 501 through the bind-mounted socket: the
+// child's chain is 501,^500.
+func TestNestedThroughRuntime(t *testing.T) {
+	d := startDaemon(t, "")
+	rt := runtimes[0]
+	id := "contid-e2e-nest-" + strconv.Itoa(os.Getpid())
+	dir := bundle(t, d, "", map[string]string{oci.Annotation: "500", oci.CapAnnotation: "1"})
+	b, _ := os.ReadFile(contidBin)
+	os.WriteFile(filepath.Join(dir, "rootfs", "bin", "contid"), b, 0o755)
+	var cfg map[string]any
+	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	json.Unmarshal(raw, &cfg)
+	proc := cfg["process"].(map[string]any)
+	proc["args"] = []string{"contid", "exec", "--contid", "501", "--", "sh", "-c", "sleep 60"}
+	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
+	cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
+		"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
+	})
+	raw, _ = json.Marshal(cfg)
+	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+
+	logf, _ := os.Create(filepath.Join(dir, "runc.log"))
+	defer logf.Close()
+	run := rt.cmd("run", "-d", "--bundle", dir, id)
+	run.Stdout, run.Stderr = logf, logf
+	if err := run.Run(); err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("run: %v\n%s", err, b)
+	}
+	t.Cleanup(func() { rt.cmd("delete", "-f", id).Run() })
+	r := d.waitRecord(records.ContainerOp, "op=set", "contid=501", "old-contid=500")
+	if res, _ := r.Get("res"); res != "success" {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("nested registration refused: %v\ncontainer output:\n%s", r.Fields, b)
+	}
+	d.waitRecord(records.SetCapcontid, "capcontid=1", "res=success")
+	opid, _ := r.Get("opid")
+	got, errOut, code := d.sh(`"$C" get --chain ` + opid)
+	if code != 0 || strings.TrimSpace(got) != "501,^500" {
+		t.Fatalf("nested child chain %q (%s)", got, errOut)
+	}
+}

@@ -13,13 +13,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/engine"
+	"github.com/contid/contid/internal/ns"
 	"github.com/contid/contid/internal/peer"
+	"github.com/contid/contid/internal/procfs"
 )
 
 // Core runs functions on the daemon's engine.
@@ -46,11 +49,12 @@ const DefaultSocket = "/run/contid/contid.sock"
 
 // Server serves the API.
 type Server struct {
-	cfg  Config
-	core Core
-	log  *slog.Logger
-	http *http.Server
-	ln   net.Listener
+	pidns [2]uint64 // the daemon's own pid namespace
+	cfg   Config
+	core  Core
+	log   *slog.Logger
+	http  *http.Server
+	ln    net.Listener
 }
 
 type connKey struct{}
@@ -95,6 +99,12 @@ func Listen(cfg Config, core Core, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s := &Server{cfg: cfg, core: core, log: log, ln: &limitListener{Listener: ln, sem: make(chan struct{}, cfg.MaxConns)}}
+	var self syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/pid", &self); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s.pidns = [2]uint64{self.Dev, self.Ino}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/contid", s.handle(s.setContid))
 	mux.HandleFunc("POST /v1/capcontid", s.handle(s.setCapcontid))
@@ -136,6 +146,61 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type caller struct {
 	peer.Peer
 	capable bool // CAP_AUDIT_CONTROL in the initial user namespace
+	// foreign: the caller is in another pid namespace than the daemon (a
+	// process inside a container): pids in its requests and answers are
+	// those of its namespace, nsDev:nsIno.
+	foreign      bool
+	nsDev, nsIno uint64
+}
+
+// hostPID maps a pid as the caller names it to the host's. A caller in
+// another pid namespace names the pids of its own namespace: the task is
+// the one in that namespace whose innermost NSpid is pid, checked against
+// the engine's start time so a pid reused meanwhile never matches. Tasks in
+// pid namespaces nested deeper than the caller's are not reachable this way.
+func (c *caller) hostPID(e *engine.Engine, pid int32) (int32, error) {
+	if !c.foreign {
+		return pid, nil
+	}
+	for _, t := range e.Tasks() {
+		n := t.NS[ns.PID]
+		if uint64(n.Dev) != c.nsDev || uint64(n.Ino) != c.nsIno {
+			continue
+		}
+		if nspid, err := peer.NSpid(t.TID); err != nil || nspid[len(nspid)-1] != pid {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(int(t.TID)) + "/stat"); err == nil {
+			if st, err := procfs.ParseStat(b); err == nil && st.StartTime == t.Start {
+				return t.TID, nil
+			}
+		}
+	}
+	return 0, refuse(unix.ESRCH, "no process with pid "+strconv.Itoa(int(pid))+" in the caller's pid namespace")
+}
+
+// view maps a host pid to the pid the caller sees (0: not in its namespace).
+func (c *caller) view(pid int32) int32 {
+	if !c.foreign || pid == 0 {
+		return pid
+	}
+	nspid, err := peer.NSpid(pid)
+	if err != nil || len(nspid) < 2 {
+		return 0
+	}
+	var st syscall.Stat_t
+	if syscall.Stat("/proc/"+strconv.Itoa(int(pid))+"/ns/pid", &st) != nil || st.Dev != c.nsDev || st.Ino != c.nsIno {
+		return 0
+	}
+	return nspid[len(nspid)-1]
+}
+
+// viewTask rewrites a task's pids for the caller.
+func (c *caller) viewTask(t Task) Task {
+	if c.foreign {
+		t.PID, t.TGID, t.PPID = c.view(t.PID), c.view(t.TGID), c.view(t.PPID)
+	}
+	return t
 }
 
 type handlerFunc func(r *http.Request, c *caller) (any, error)
@@ -162,6 +227,11 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 			writeErr(w, refuse(unix.ESRCH, "the caller exited: "+err.Error()))
 			return
 		}
+		if c.nsDev, c.nsIno, err = p.PidNS(); err != nil {
+			writeErr(w, refuse(unix.ESRCH, "the caller exited: "+err.Error()))
+			return
+		}
+		c.foreign = c.nsDev != s.pidns[0] || c.nsIno != s.pidns[1]
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 		out, err := h(r, c)
 		if err != nil {
@@ -229,15 +299,19 @@ func (s *Server) setContid(r *http.Request, c *caller) (any, error) {
 		if err != nil {
 			return err
 		}
+		target, err := c.hostPID(e, req.PID)
+		if err != nil {
+			return err
+		}
 		_, err = e.SetContid(engine.SetContid{
 			Time: s.cfg.Now().UnixNano(), Caller: engine.TaskRef{PID: ti.TGID, Start: ti.Start},
-			ForParent: req.ForParent, CallerCap: c.capable, Target: req.PID, Value: req.Contid, Name: req.Name,
+			ForParent: req.ForParent, CallerCap: c.capable, Target: target, Value: req.Contid, Name: req.Name,
 		})
 		if err != nil {
 			return err
 		}
-		t, _ := e.Task(req.PID)
-		out = taskOf(t)
+		t, _ := e.Task(target)
+		out = c.viewTask(taskOf(t))
 		return nil
 	})
 	return out, err
@@ -254,15 +328,19 @@ func (s *Server) setCapcontid(r *http.Request, c *caller) (any, error) {
 		if err != nil {
 			return err
 		}
+		target, err := c.hostPID(e, req.PID)
+		if err != nil {
+			return err
+		}
 		err = e.SetCapcontid(engine.SetCapcontid{
 			Time: s.cfg.Now().UnixNano(), Caller: engine.TaskRef{PID: ti.TGID, Start: ti.Start},
-			ForParent: req.ForParent, CallerCap: c.capable, Target: req.PID, Value: req.Value,
+			ForParent: req.ForParent, CallerCap: c.capable, Target: target, Value: req.Value,
 		})
 		if err != nil {
 			return err
 		}
-		t, _ := e.Task(req.PID)
-		out = taskOf(t)
+		t, _ := e.Task(target)
+		out = c.viewTask(taskOf(t))
 		return nil
 	})
 	return out, err
@@ -287,13 +365,17 @@ func (s *Server) task(r *http.Request, c *caller) (any, error) {
 		if err != nil {
 			return err
 		}
-		t, ok := e.Task(int32(pid))
+		host, err := c.hostPID(e, int32(pid))
+		if err != nil {
+			return err
+		}
+		t, ok := e.Task(host)
 		if !ok || !visible(me.Chain, t.Chain) {
 			return refuse(unix.ESRCH, "no process with pid "+strconv.Itoa(int(pid)))
 		}
-		out = taskOf(t)
+		out = c.viewTask(taskOf(t))
 		if s.cfg.KernelContid != nil {
-			if id, ok, err := s.cfg.KernelContid(int32(pid)); err == nil && ok {
+			if id, ok, err := s.cfg.KernelContid(host); err == nil && ok {
 				v := uint64(id)
 				out.KernelContid = &v
 			}
@@ -312,7 +394,7 @@ func (s *Server) tasks(r *http.Request, c *caller) (any, error) {
 		}
 		for _, t := range e.Tasks() {
 			if visible(me.Chain, t.Chain) {
-				out = append(out, taskOf(t))
+				out = append(out, c.viewTask(taskOf(t)))
 			}
 		}
 		return nil

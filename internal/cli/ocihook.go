@@ -33,6 +33,11 @@ func (c *ociHookCmd) Run(stdio Stdio) error {
 		return c.fail(stdio, fmt.Errorf("container %s (pid %d): contid %s: %w", s.ID, plan.PID, plan.Contid, err))
 	}
 	fmt.Fprintf(stdio.Err, "contid: container %s registered as %s\n", plan.Name, chainText(t.Chain))
+	if plan.Capcontid != "" {
+		if _, err := c.client().SetCapcontid(cx, api.CapRequest{PID: int32(plan.PID), Value: plan.Capcontid, ForParent: true}); err != nil {
+			return c.fail(stdio, fmt.Errorf("container %s: capcontid %s: %w", s.ID, plan.Capcontid, err))
+		}
+	}
 	return nil
 }
 

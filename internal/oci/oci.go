@@ -17,6 +17,11 @@ import (
 // config.json annotations.
 const Annotation = "org.contid.contid"
 
+// CapAnnotation "1" asks the hook to grant the container's process
+// capcontid (SPEC §3.2), so that an orchestrator running inside the
+// container without CAP_AUDIT_CONTROL can register nested containers.
+const CapAnnotation = "org.contid.capcontid"
+
 // nameAnnotations are where orchestrators put a container's human name, in
 // order of preference: containerd's CRI, kubelet's label (CRI-O), and
 // contid's own for everyone else (podman 4.3 passes no name in the state:
@@ -68,6 +73,9 @@ type Registration struct {
 	PID    int
 	Contid string // as the API takes it
 	Name   string // recorded with the registration: "ID" or "ID/NAME"
+	// Capcontid, when set ("0" or "1", kept as written), is granted to
+	// the container's process after it is registered.
+	Capcontid string
 }
 
 // Plan decides the registration for a container: the annotation's contid
@@ -81,6 +89,7 @@ func Plan(s State) Registration {
 			break
 		}
 	}
+	r.Capcontid = s.Annotations[CapAnnotation]
 	if v, ok := s.Annotations[Annotation]; ok {
 		r.Contid = v
 	} else {

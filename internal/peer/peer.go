@@ -63,3 +63,30 @@ func ParseStatus(b []byte) (Status, error) {
 
 // Has reports whether the effective set holds capability bit c.
 func (s Status) Has(c uint) bool { return c < 64 && s.CapEff&(1<<c) != 0 }
+
+// ParseNSpid reads the NSpid line of /proc/PID/status: the task's pid in
+// each pid namespace it is in, outermost first.
+func ParseNSpid(b []byte) ([]int32, error) {
+	for len(b) > 0 {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
+		k, v, ok := bytes.Cut(line, []byte{':'})
+		if !ok || string(k) != "NSpid" {
+			continue
+		}
+		f := bytes.Fields(v)
+		if len(f) == 0 || len(f) > 33 {
+			break
+		}
+		out := make([]int32, len(f))
+		for i, x := range f {
+			n, err := strconv.ParseInt(string(x), 10, 32)
+			if err != nil || n <= 0 {
+				return nil, fmt.Errorf("peer: status NSpid %q", v)
+			}
+			out[i] = int32(n)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("peer: status lacks NSpid")
+}

@@ -135,3 +135,21 @@ func InitialUserNS() (bool, error) {
 	f := strings.Fields(string(b))
 	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295", nil
 }
+
+// PidNS identifies the peer's pid namespace (dev, inode of /proc/PID/ns/pid).
+func (p *Peer) PidNS() (dev, ino uint64, err error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/"+strconv.Itoa(int(p.PID))+"/ns/pid", &st); err != nil {
+		return 0, 0, fmt.Errorf("peer: %w", err)
+	}
+	return st.Dev, st.Ino, p.Alive()
+}
+
+// NSpid reads the pids host task pid has in each of its pid namespaces.
+func NSpid(pid int32) ([]int32, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/status")
+	if err != nil {
+		return nil, fmt.Errorf("peer: %w", err)
+	}
+	return ParseNSpid(b)
+}

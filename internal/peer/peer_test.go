@@ -44,3 +44,15 @@ func FuzzParseStatus(f *testing.F) {
 		}
 	})
 }
+
+func TestParseNSpid(t *testing.T) {
+	got, err := ParseNSpid([]byte("Name:\tsh\nNSpid:\t4242\t7\t1\nPPid:\t1\n"))
+	if err != nil || len(got) != 3 || got[0] != 4242 || got[2] != 1 {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "NSpid:\n", "NSpid:\t1\tx\n", "NSpid:\t0\n"} {
+		if _, err := ParseNSpid([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
