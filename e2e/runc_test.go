@@ -253,3 +253,51 @@ func TestNestedThroughRuntime(t *testing.T) {
 		t.Fatalf("nested child chain %q (%s)", got, errOut)
 	}
 }
+
+// TestContainerCannotChange: a process in a container, root inside but
+// without CAP_AUDIT_CONTROL or capcontid, reaching the daemon's socket,
+// can change neither its own contid nor anyone's; the pinned maps are not
+// in its mount namespace.
+func TestContainerCannotChange(t *testing.T) {
+	d := startDaemon(t, "")
+	rt := runtimes[0]
+	id := "contid-e2e-hostile-" + strconv.Itoa(os.Getpid())
+	script := `sleep 30 & contid set $! 5; echo rc-set=$?
+contid set 1 6; echo rc-init=$?
+contid exec --contid 7 -- true; echo rc-exec=$?
+ls /sys/fs/bpf/ 2>&1 | head -1; echo done`
+	dir := bundle(t, d, script, map[string]string{oci.Annotation: "600"})
+	b, _ := os.ReadFile(contidBin)
+	os.WriteFile(filepath.Join(dir, "rootfs", "bin", "contid"), b, 0o755)
+	os.Symlink("busybox", filepath.Join(dir, "rootfs", "bin", "ls"))
+	os.Symlink("busybox", filepath.Join(dir, "rootfs", "bin", "head"))
+	var cfg map[string]any
+	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	json.Unmarshal(raw, &cfg)
+	proc := cfg["process"].(map[string]any)
+	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
+	cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
+		"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
+	})
+	raw, _ = json.Marshal(cfg)
+	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	out, err := rt.cmd("run", "--bundle", dir, id).CombinedOutput()
+	rt.cmd("delete", "-f", id).Run()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	for _, want := range []string{"rc-set=1", "rc-init=1", "rc-exec=125", "EPERM", "done"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("container output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "contid_task") {
+		t.Fatalf("the container sees the pinned maps:\n%s", out)
+	}
+	for _, c := range []string{"5", "6", "7"} {
+		r := d.waitRecord(records.ContainerOp, "op=set", "contid="+c)
+		if res, _ := r.Get("res"); res != "failed" {
+			t.Fatalf("contid %s: %v", c, r.Fields)
+		}
+	}
+}
