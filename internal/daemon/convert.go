@@ -22,7 +22,8 @@ func toInput(ev tracker.Event, offset int64, exe func(pid int32) string) engine.
 			Time: now, Parent: ev.ParentTID, Child: ev.TID, ChildTGID: ev.TGID,
 			Start: procfs.TicksFromBoottime(ev.StartBoottime), NS: ev.NS,
 			HasContid: true, Contid: contid.Unset,
-			CloneParent: ev.CloneFlags&unix.CLONE_PARENT != 0,
+			CloneParent:   ev.CloneFlags&unix.CLONE_PARENT != 0,
+			HasCloneFlags: true, CloneFlags: ev.CloneFlags,
 		}
 		if ev.HasContid {
 			f.Contid = ev.Contid

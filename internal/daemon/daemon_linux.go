@@ -363,6 +363,7 @@ func (d *Daemon) Status() api.Status {
 		s.Counters["unknown_exit"] = st.UnknownExit
 		s.Counters["evicted"] = st.Evicted
 		s.Counters["inherit_mismatch"] = st.Mismatch
+		s.Counters["stale_ns"] = st.StaleNS
 	}
 	if ts, err := d.tr.Stats(); err == nil {
 		s.Counters["ring_lost"] = ts.Lost

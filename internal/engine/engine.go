@@ -13,6 +13,8 @@
 package engine
 
 import (
+	"golang.org/x/sys/unix"
+
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/ns"
 	"github.com/contid/contid/internal/records"
@@ -60,6 +62,7 @@ type Stats struct {
 	Evicted       uint64 // tasks replaced by a fork reusing their tid (a missed exit)
 	Mismatch      uint64 // forks where the kernel's copied contid differs from the engine's
 	KernelErrors  uint64 // Keep/Forget failures (registrations the kernel refused are records)
+	StaleNS       uint64 // creators whose namespace change was seen first through a child
 }
 
 // Engine holds the state. Create it with New.
@@ -296,6 +299,9 @@ func (e *Engine) Fork(ev Fork) {
 	if ev.HasContid && ev.Contid != p.cont.idOrUnset() {
 		e.stats.Mismatch++
 	}
+	if ev.HasCloneFlags {
+		e.catchUp(ev.Time, p, &ev)
+	}
 	old := e.sets[p.set].ids
 	next := merge(old, &ev.NS)
 	if next == old {
@@ -321,6 +327,42 @@ func (e *Engine) Fork(ev Fork) {
 		t.threads = 1
 	}
 	e.insert(t)
+}
+
+// cloneNew maps namespace types to their clone flag; pid and time are
+// absent because a child may legitimately be in the creator's
+// pid_for_children or time_for_children namespace.
+var cloneNew = [ns.NumTypes]uint64{
+	ns.Cgroup: unix.CLONE_NEWCGROUP, ns.IPC: unix.CLONE_NEWIPC, ns.Mnt: unix.CLONE_NEWNS,
+	ns.Net: unix.CLONE_NEWNET, ns.User: unix.CLONE_NEWUSER, ns.UTS: unix.CLONE_NEWUTS,
+}
+
+// catchUp applies to creator p the namespace changes a fork reveals.
+func (e *Engine) catchUp(now int64, p *task, ev *Fork) {
+	var change ns.Set
+	stale := false
+	cur := &e.sets[p.set].ids
+	for typ, flag := range cloneNew {
+		id := ev.NS[typ]
+		if flag == 0 || id.IsZero() || id == cur[typ] || ev.CloneFlags&flag != 0 {
+			continue
+		}
+		change[typ] = id
+		stale = true
+	}
+	if !stale {
+		return
+	}
+	e.stats.StaleNS++
+	// An unseen namespace was made by unshare; a known one entered by setns.
+	op := Setns
+	for typ, id := range change {
+		if !id.IsZero() && e.nsRefs[nsKey{ns.Type(typ), id}] == 0 {
+			op = Unshare
+		}
+	}
+	e.NSChange(NSChange{Time: now, PID: p.tid, Op: op, NS: change})
+	e.stats.Inputs--
 }
 
 // merge returns base with every non-zero entry of over applied.

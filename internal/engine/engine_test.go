@@ -568,3 +568,43 @@ func TestCloneParent(t *testing.T) {
 	}
 	wantErrno(t, w.set(runc, false, true, init, "5"), 0)
 }
+
+// TestStaleNamespaceCaughtUpAtFork: a child forked into a new net namespace
+// without CLONE_NEWNET shows its creator unshared it, though the creator's
+// own event has not arrived: the creator's change is applied first
+// (NS_CREATE, NS_CHANGE), the fork creates nothing, and the late event
+// changes nothing.
+func TestStaleNamespaceCaughtUpAtFork(t *testing.T) {
+	w := newWorld(t)
+	a := w.fork(100)
+	wantErrno(t, w.set(100, false, true, a, "5"), 0)
+	var set ns.Set
+	set[ns.Net] = newNet
+	n := len(w.out.recs)
+	w.next++
+	w.e.Fork(Fork{Time: w.tick(), Parent: a, Child: w.next, ChildTGID: w.next, Start: 1, NS: set, HasCloneFlags: true, CloneFlags: uint64(unix.SIGCHLD)})
+	var kinds []string
+	for _, r := range w.out.recs[n:] {
+		p, _ := r.Get("pid")
+		kinds = append(kinds, fmt.Sprintf("%d:%s", r.Type, p))
+	}
+	if got := strings.Join(kinds, " "); got != fmt.Sprintf("2904:%d 2905:%d", a, a) {
+		t.Fatalf("records %s", got)
+	}
+	if w.e.Stats().StaleNS != 1 {
+		t.Fatal("not counted")
+	}
+	n = len(w.out.recs)
+	w.e.NSChange(NSChange{Time: w.tick(), PID: a, Op: Unshare, NS: set}) // the late event
+	if len(w.out.recs) != n {
+		t.Fatal("the late unshare event wrote records again")
+	}
+	// With CLONE_NEWNET the namespace is the child's own: NS_CREATE by the creator.
+	var other ns.Set
+	other[ns.Net] = ns.ID{Dev: 4, Ino: 4026532999}
+	w.next++
+	w.e.Fork(Fork{Time: w.tick(), Parent: a, Child: w.next, ChildTGID: w.next, Start: 2, NS: other, HasCloneFlags: true, CloneFlags: unix.CLONE_NEWNET})
+	if w.e.Stats().StaleNS != 1 || w.last().Type != records.NSCreate {
+		t.Fatalf("a clone with CLONE_NEWNET taken as stale: %d", w.e.Stats().StaleNS)
+	}
+}

@@ -44,6 +44,14 @@ type Fork struct {
 	Contid    contid.ID
 	// Subject of the child; zero means "as the parent".
 	Subject *Subject
+	// CloneFlags are clone's flags, when HasCloneFlags. A child whose
+	// namespace (other than pid and time, whose *_for_children may differ)
+	// differs from its creator's without the CLONE_NEW* flag for it shows
+	// that the creator's namespaces changed by an event the engine has not
+	// seen yet (lost, or reordered across CPUs): the engine applies that
+	// change to the creator first, and counts it in Stats.StaleNS.
+	HasCloneFlags bool
+	CloneFlags    uint64
 	// CloneParent is clone's CLONE_PARENT: the new process's parent is the
 	// creator's parent, not the creator (runc's nsexec creates the
 	// container's init so). Inheritance still comes from the creator.
