@@ -1,0 +1,438 @@
+package tracker
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/contid/contid/internal/contid"
+)
+
+// helperEnv makes the test binary act as a multi-threaded helper process.
+const helperEnv = "CONTID_TRACKER_HELPER"
+
+func TestMain(m *testing.M) {
+	switch h := os.Getenv(helperEnv); {
+	case h == "threads":
+		threadsHelper()
+		return
+	case strings.HasPrefix(h, "bench:"):
+		benchHelper(h)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// threadsHelper starts four OS threads, prints "ready", and on each line of
+// stdin starts four more threads and a `sleep 30` child, printing
+// "more CHILDPID FORKERTID" — or, for the line "uring", an io_uring worker thread,
+// printing "uring TID", and for "unshare" a thread in a new network
+// namespace, printing "unshare TID". It exits 30 s after stdin closes.
+func threadsHelper() {
+	block := make(chan struct{})
+	spawn := func() {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				runtime.LockOSThread() // never unlocked: a thread of its own
+				wg.Done()
+				<-block
+			}()
+		}
+		wg.Wait()
+	}
+	spawn()
+	fk := newForker()
+	fmt.Println("ready")
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if sc.Text() == "unshare" {
+			tid, err := unshareThread()
+			if err != nil {
+				fmt.Println("error", err)
+				os.Exit(1)
+			}
+			fmt.Println("unshare", tid)
+			continue
+		}
+		if sc.Text() == "uring" {
+			tid, _, err := startIOWorker() // the ring stays open
+			if err != nil {
+				fmt.Println("error", err)
+				os.Exit(1)
+			}
+			fmt.Println("uring", tid)
+			continue
+		}
+		spawn()
+		pid, forker, err := fk.fork()
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Println("more", pid, forker)
+	}
+	// A background job of sh has /dev/null as stdin: stay a while.
+	time.Sleep(30 * time.Second)
+	os.Exit(0)
+}
+
+// forker runs fork requests on one thread, started with the helper, that
+// is not the group leader, so that the thread that forks is an old one.
+type forker struct {
+	req chan chan [3]int // pid, tid, errno-ish (0 ok)
+}
+
+func newForker() *forker {
+	f := &forker{req: make(chan chan [3]int)}
+	for {
+		ok := make(chan bool)
+		go func() {
+			runtime.LockOSThread() // never unlocked
+			if syscall.Gettid() == os.Getpid() {
+				ok <- false
+				select {} // keep the leader busy; try another thread
+			}
+			ok <- true
+			for r := range f.req {
+				cmd := exec.Command("sleep", "30")
+				if err := cmd.Start(); err != nil {
+					r <- [3]int{0, 0, 1}
+					continue
+				}
+				r <- [3]int{cmd.Process.Pid, syscall.Gettid(), 0}
+			}
+		}()
+		if <-ok {
+			return f
+		}
+	}
+}
+
+// fork starts `sleep 30` and returns its pid and the forking thread's tid.
+func (f *forker) fork() (pid, tid int, err error) {
+	r := make(chan [3]int)
+	f.req <- r
+	v := <-r
+	if v[2] != 0 {
+		return 0, 0, fmt.Errorf("fork failed")
+	}
+	return v[0], v[1], nil
+}
+
+// unshareThread starts a thread that moves to a new network namespace
+// with unshare(2) and then just stays; it returns its tid.
+func unshareThread() (int, error) {
+	type res struct {
+		tid int
+		err error
+	}
+	ch := make(chan res)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with it
+		err := syscall.Unshare(syscall.CLONE_NEWNET)
+		ch <- res{syscall.Gettid(), err}
+		select {}
+	}()
+	r := <-ch
+	return r.tid, r.err
+}
+
+// requireRoot skips without root; with root every facility the tracker
+// needs must work, and a test fails when one is missing.
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CI runs these as root)")
+	}
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_-]`)
+
+// openTest opens a tracker with a pin directory of its own, removed at the
+// end of the test.
+func openTest(t testing.TB, cfg Config) (*Tracker, string) {
+	t.Helper()
+	requireRoot(t)
+	if cfg.PinDir == "" {
+		cfg.PinDir = testPinDir(t)
+	}
+	tr, err := Open(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := tr.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if err := Unpin(cfg.PinDir); err != nil {
+			t.Errorf("Unpin: %v", err)
+		}
+	})
+	return tr, cfg.PinDir
+}
+
+func testPinDir(t testing.TB) string {
+	name := unsafeName.ReplaceAllString(t.Name(), "_")
+	dir := filepath.Join(bpffsRoot, fmt.Sprintf("contid-test-%d-%s", os.Getpid(), name))
+	t.Cleanup(func() { _ = Unpin(dir) })
+	return dir
+}
+
+// collector reads events in the background.
+type collector struct {
+	mu     sync.Mutex
+	evs    []Event
+	recv   []uint64 // CLOCK_MONOTONIC when each event was read
+	err    error
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func collect(t testing.TB, tr *Tracker) *collector {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &collector{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for {
+			ev, err := tr.Read(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					c.mu.Lock()
+					c.err = err
+					c.mu.Unlock()
+				}
+				return
+			}
+			var ts unix.Timespec
+			_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+			c.mu.Lock()
+			c.evs = append(c.evs, ev)
+			c.recv = append(c.recv, uint64(ts.Nano()))
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *collector) stop() {
+	c.cancel()
+	<-c.done
+}
+
+// lag returns how long after it happened the first event matching pred
+// was read; ok is false if none was.
+func (c *collector) lag(pred func(Event) bool) (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, e := range c.evs {
+		if pred(e) {
+			return time.Duration(c.recv[i] - e.Time), true
+		}
+	}
+	return 0, false
+}
+
+func (c *collector) events() []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Event(nil), c.evs...)
+}
+
+// wait polls until cond holds on the events so far.
+func (c *collector) wait(t testing.TB, timeout time.Duration, what string, cond func([]Event) bool) []Event {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c.mu.Lock()
+		err := c.err
+		c.mu.Unlock()
+		if err != nil {
+			t.Fatalf("reading events: %v", err)
+		}
+		evs := c.events()
+		if cond(evs) {
+			return evs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s (%d events)", what, len(evs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// held is a process started blocked: `sh -c 'read x; SCRIPT'` waits for
+// release before running SCRIPT, so it can be tagged first.
+type held struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+}
+
+func startHeld(t testing.TB, script string) *held {
+	t.Helper()
+	return start(t, exec.Command("sh", "-c", "read x; "+script))
+}
+
+func start(t testing.TB, cmd *exec.Cmd) *held {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	// A process group of its own, so that cleanup kills its descendants.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &held{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	return h
+}
+
+func (h *held) pid() int { return h.cmd.Process.Pid }
+
+func (h *held) release(t testing.TB) {
+	t.Helper()
+	if _, err := io.WriteString(h.stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.stdin.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *held) line(t testing.TB) string {
+	t.Helper()
+	s, err := h.out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading from helper %d: %v", h.pid(), err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// threads lists the tids of process pid.
+func threads(t testing.TB, pid int) []int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tids []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, n)
+		}
+	}
+	return tids
+}
+
+// descendants lists pid's live descendant processes (not pid itself).
+func descendants(t testing.TB, pid int) []int {
+	t.Helper()
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p))
+		if err != nil {
+			continue // exited
+		}
+		for _, e := range ents {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", p, e.Name()))
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					out = append(out, c)
+					queue = append(queue, c)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// wantContid checks every thread of pid carries id.
+func wantContid(t testing.TB, tr *Tracker, pid int, id contid.ID) {
+	t.Helper()
+	for _, tid := range threads(t, pid) {
+		got, ok, err := tr.Contid(tid)
+		if err != nil {
+			t.Errorf("Contid(%d) of process %d: %v", tid, pid, err)
+			continue
+		}
+		if !ok || got != id {
+			t.Errorf("thread %d of process %d (%s): contid %v (set %v), want %v", tid, pid, comm(tid), got, ok, id)
+		}
+	}
+}
+
+// wantUntagged checks no thread of pid has task storage in the contid
+// map at all (not merely a value without a contid).
+func wantUntagged(t testing.TB, tr *Tracker, pid int) {
+	t.Helper()
+	for _, tid := range threads(t, pid) {
+		fd, err := unix.PidfdOpen(tid, unix.PIDFD_THREAD)
+		if err != nil {
+			t.Errorf("pidfd of %d: %v", tid, err)
+			continue
+		}
+		var v trackerTaskVal
+		err = tr.objs.ContidTask.Lookup(uint32(fd), &v)
+		unix.Close(fd)
+		if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			t.Errorf("untagged thread %d of process %d (%s) has task storage: %+v, %v", tid, pid, comm(tid), v, err)
+		}
+	}
+}
+
+func comm(tid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tid))
+	return strings.TrimSpace(string(b))
+}
+
+// waitChildren waits until pid has at least n live descendants.
+func waitDescendants(t testing.TB, pid, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d := descendants(t, pid)
+		if len(d) >= n {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d has %d descendants, want %d", pid, len(d), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,819 @@
+package tracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/ns"
+)
+
+func TestAvailable(t *testing.T) {
+	requireRoot(t)
+	if err := Available(); err != nil {
+		t.Fatalf("Available: %v", err)
+	}
+}
+
+// TestLayout checks decode.go's offsets against the structs in the BPF
+// object's BTF, as bpf2go generated them.
+func TestLayout(t *testing.T) {
+	var h trackerEventHdr
+	for _, c := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"hdr", unsafe.Sizeof(h), hdrSize},
+		{"fork", unsafe.Sizeof(trackerForkEvent{}), forkSize},
+		{"exec", unsafe.Sizeof(trackerExecEvent{}), execSize},
+		{"exit", unsafe.Sizeof(trackerExitEvent{}), exitSize},
+		{"ns", unsafe.Sizeof(trackerNsEvent{}), nsEventSize},
+		{"task_val", unsafe.Sizeof(trackerTaskVal{}), 16},
+		{"kind", unsafe.Offsetof(h.Kind), offKind},
+		{"version", unsafe.Offsetof(h.Version), offVersion},
+		{"size", unsafe.Offsetof(h.Size), offSize},
+		{"flags", unsafe.Offsetof(h.Flags), offFlags},
+		{"time", unsafe.Offsetof(h.Time), offTime},
+		{"start_time", unsafe.Offsetof(h.StartTime), offStartTime},
+		{"start_boottime", unsafe.Offsetof(h.StartBoottime), offStartBoottime},
+		{"contid", unsafe.Offsetof(h.Contid), offContid},
+		{"tid", unsafe.Offsetof(h.Tid), offTID},
+		{"tgid", unsafe.Offsetof(h.Tgid), offTGID},
+		{"uid", unsafe.Offsetof(h.Uid), offUID},
+		{"auid", unsafe.Offsetof(h.Auid), offAUID},
+		{"ses", unsafe.Offsetof(h.Ses), offSes},
+		{"comm", unsafe.Offsetof(h.Comm), offComm},
+		{"fork.parent_tid", unsafe.Offsetof(trackerForkEvent{}.ParentTid), hdrSize},
+		{"fork.clone_flags", unsafe.Offsetof(trackerForkEvent{}.CloneFlags), hdrSize + 8},
+		{"fork.ns", unsafe.Offsetof(trackerForkEvent{}.Ns), hdrSize + 16},
+		{"exec.old_tid", unsafe.Offsetof(trackerExecEvent{}.OldTid), hdrSize},
+		{"exec.ns", unsafe.Offsetof(trackerExecEvent{}.Ns), hdrSize + 8},
+		{"exit.exit_code", unsafe.Offsetof(trackerExitEvent{}.ExitCode), hdrSize},
+		{"exit.ns", unsafe.Offsetof(trackerExitEvent{}.Ns), hdrSize + 8},
+		{"ns.op", unsafe.Offsetof(trackerNsEvent{}.Op), hdrSize},
+		{"ns.ns", unsafe.Offsetof(trackerNsEvent{}.Ns), hdrSize + 8},
+		{"ns_rec", unsafe.Sizeof(trackerNsRec{}), nsRecSize},
+		{"ns_rec.inum", unsafe.Offsetof(trackerNsRec{}.Inum), 8},
+		{"ns records", unsafe.Sizeof(trackerNsEvent{}.Ns), nsAllSize},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: BPF object says %d, decode.go %d", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestTagAndRead(t *testing.T) {
+	tr, _ := openTest(t, Config{})
+	tagged := start(t, exec.Command("sleep", "30"))
+	other := start(t, exec.Command("sleep", "30"))
+
+	const id contid.ID = 42
+	if err := tr.SetContid(tagged.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	wantContid(t, tr, tagged.pid(), id)
+	wantUntagged(t, tr, other.pid())
+
+	// A zero contid is valid; the unset value is refused.
+	if err := tr.SetContid(tagged.pid(), 0); err != nil {
+		t.Fatal(err)
+	}
+	wantContid(t, tr, tagged.pid(), 0)
+	if err := tr.SetContid(tagged.pid(), contid.Unset); !errors.Is(err, unix.EINVAL) {
+		t.Errorf("SetContid(Unset) = %v, want EINVAL", err)
+	}
+
+	// Through a pidfd the caller holds.
+	fd, err := unix.PidfdOpen(other.pid(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := tr.SetContidFD(fd, 7); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := tr.ContidFD(fd); err != nil || !ok || got != 7 {
+		t.Errorf("ContidFD = %v, %v, %v; want 7", got, ok, err)
+	}
+
+	// A gone task is ESRCH, through a tid and through a stale pidfd.
+	_ = other.cmd.Process.Kill()
+	_ = other.cmd.Wait()
+	if _, _, err := tr.Contid(other.pid()); !errors.Is(err, unix.ESRCH) {
+		t.Errorf("Contid(dead) = %v, want ESRCH", err)
+	}
+	if err := tr.SetContidFD(fd, 8); !errors.Is(err, unix.ESRCH) {
+		t.Errorf("SetContidFD(dead) = %v, want ESRCH", err)
+	}
+}
+
+// TestInherit: children, grandchildren and threads of a tagged process
+// inherit its contid at creation; an untagged process's children get no
+// task storage.
+func TestInherit(t *testing.T) {
+	tr, _ := openTest(t, Config{})
+	c := collect(t, tr)
+	const id contid.ID = 1001
+
+	helper := fmt.Sprintf("%s=threads %q -test.run=^$", helperEnv, os.Args[0])
+	h := startHeld(t, "sleep 30 & (sleep 30 & wait) & "+helper+" & wait")
+	control := startHeld(t, "sleep 30 & (sleep 30 & wait) & wait")
+	if err := tr.SetGroup(h.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	h.release(t)
+	control.release(t)
+	if got := h.line(t); got != "ready" {
+		t.Fatalf("helper says %q", got)
+	}
+
+	// sh, sleep, subshell, its sleep, the helper.
+	procs := waitDescendants(t, h.pid(), 4)
+	wantContid(t, tr, h.pid(), id)
+	threadsSeen := 0
+	for _, p := range procs {
+		wantContid(t, tr, p, id)
+		threadsSeen += len(threads(t, p))
+	}
+	if threadsSeen < len(procs)+4 {
+		t.Errorf("saw %d threads in %d processes, the helper alone should have 5+", threadsSeen, len(procs))
+	}
+
+	for _, p := range append(waitDescendants(t, control.pid(), 3), control.pid()) {
+		wantUntagged(t, tr, p)
+	}
+
+	// Fork events of the tagged tree carry the contid, those of the control
+	// tree none; new threads are reported as threads.
+	inTree := func(tgid int32, root int) bool {
+		if int(tgid) == root {
+			return true
+		}
+		for _, p := range descendants(t, root) {
+			if int(tgid) == p {
+				return true
+			}
+		}
+		return false
+	}
+	evs := c.wait(t, 5*time.Second, "helper thread forks", func(evs []Event) bool {
+		n := 0
+		for _, e := range evs {
+			if e.Kind == KindFork && e.Thread && e.Comm != "" && inTree(e.TGID, h.pid()) {
+				n++
+			}
+		}
+		return n >= 4
+	})
+	var tagged, untagged int
+	for _, e := range evs {
+		if e.Kind != KindFork {
+			continue
+		}
+		switch {
+		case inTree(e.ParentTGID, h.pid()):
+			tagged++
+			if !e.HasContid || e.Contid != id {
+				t.Errorf("fork event of tagged tree without contid: %+v", e)
+			}
+		case inTree(e.ParentTGID, control.pid()):
+			untagged++
+			if e.HasContid {
+				t.Errorf("fork event of control tree with contid: %+v", e)
+			}
+		}
+	}
+	if tagged < 4 || untagged < 2 {
+		t.Errorf("saw %d fork events of the tagged tree and %d of the control tree", tagged, untagged)
+	}
+}
+
+// TestSetGroup tags a running multi-threaded process that was started
+// untagged, then checks that threads and children it creates afterwards
+// inherit.
+func TestSetGroup(t *testing.T) {
+	tr, _ := openTest(t, Config{})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=threads")
+	h := start(t, cmd)
+	if got := h.line(t); got != "ready" {
+		t.Fatalf("helper says %q", got)
+	}
+	wantUntagged(t, tr, h.pid())
+	const id contid.ID = 77
+
+	// Any thread names its group.
+	tids := threads(t, h.pid())
+	var nonLeader int
+	for _, tid := range tids {
+		if tid != h.pid() {
+			nonLeader = tid
+		}
+	}
+	if err := tr.SetGroup(nonLeader, id); err != nil {
+		t.Fatal(err)
+	}
+	wantContid(t, tr, h.pid(), id)
+
+	if _, err := fmt.Fprintln(h.stdin, "more"); err != nil {
+		t.Fatal(err)
+	}
+	line := h.line(t)
+	var child, forker int
+	if _, err := fmt.Sscanf(line, "more %d %d", &child, &forker); err != nil {
+		t.Fatalf("helper says %q", line)
+	}
+	before := map[int]bool{}
+	for _, tid := range tids {
+		before[tid] = true
+	}
+	fresh := 0
+	for _, tid := range threads(t, h.pid()) {
+		if !before[tid] {
+			fresh++
+		}
+	}
+	if fresh == 0 {
+		t.Error("the helper created no thread after SetGroup")
+	}
+	wantContid(t, tr, h.pid(), id)
+	wantContid(t, tr, child, id)
+
+	// io_uring workers are made by create_io_thread, which bypasses
+	// kernel_clone and so sched_process_fork; task_newtask sees them.
+	if _, err := fmt.Fprintln(h.stdin, "uring"); err != nil {
+		t.Fatal(err)
+	}
+	line = h.line(t)
+	worker, err := strconv.Atoi(strings.TrimPrefix(line, "uring "))
+	if err != nil {
+		t.Fatalf("helper says %q", line)
+	}
+	if got, ok, err := tr.Contid(worker); err != nil || !ok || got != id {
+		t.Errorf("io_uring worker %d (%s): contid %v, %v, %v; want %v", worker, comm(worker), got, ok, err, id)
+	}
+
+	if err := tr.SetGroup(1<<22+1, id); !errors.Is(err, unix.ESRCH) {
+		t.Errorf("SetGroup(no such pid) = %v, want ESRCH", err)
+	}
+}
+
+// TestGroupFallback: while SetGroup runs, a thread not yet tagged may
+// create tasks; the kernel then takes the value of the group leader, which
+// SetGroup tags first with the group flag. Here only that first step is
+// done, so everything the helper creates must inherit through it.
+func TestGroupFallback(t *testing.T) {
+	tr, _ := openTest(t, Config{})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=threads")
+	h := start(t, cmd)
+	if got := h.line(t); got != "ready" {
+		t.Fatalf("helper says %q", got)
+	}
+	before := map[int]bool{}
+	for _, tid := range threads(t, h.pid()) {
+		before[tid] = true
+	}
+	const id contid.ID = 78
+	leader, err := unix.PidfdOpen(h.pid(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(leader)
+	if err := tr.store(leader, id, valSet|valGroup); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := fmt.Fprintln(h.stdin, "more"); err != nil {
+		t.Fatal(err)
+	}
+	var child, forker int
+	if line := h.line(t); !scan(line, "more %d %d", &child, &forker) {
+		t.Fatalf("helper says %q", line)
+	}
+	if !before[forker] {
+		t.Fatalf("forking thread %d is new; want an old, untagged one", forker)
+	}
+	if _, ok, err := tr.Contid(forker); err != nil || ok {
+		t.Fatalf("forking thread %d: tagged %v, %v; want untagged", forker, ok, err)
+	}
+	wantContid(t, tr, child, id)
+	fresh := 0
+	for _, tid := range threads(t, h.pid()) {
+		if before[tid] {
+			continue
+		}
+		fresh++
+		if got, ok, err := tr.Contid(tid); err != nil || !ok || got != id {
+			t.Errorf("new thread %d: contid %v, %v, %v; want %v", tid, got, ok, err, id)
+		}
+	}
+	if fresh == 0 {
+		t.Error("the helper created no thread")
+	}
+}
+
+func scan(s, format string, args ...any) bool {
+	_, err := fmt.Sscanf(s, format, args...)
+	return err == nil
+}
+
+// TestBurst: 2,000 short-lived children of a tagged shell. Every fork,
+// exec and exit event of them must carry the contid — the exit event reads
+// the task's storage as the task dies, so this checks what the kernel map
+// held over each child's whole life — and nothing may be lost.
+func TestBurst(t *testing.T) {
+	tr, _ := openTest(t, Config{})
+	c := collect(t, tr)
+	const id contid.ID = 2000
+	const n = 2000
+	h := startHeld(t, fmt.Sprintf("i=0; while [ $i -lt %d ]; do /bin/true & i=$((i+1)); done; wait", n))
+	if err := tr.SetContid(h.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	tagged := monotonic(t)
+	shell := int32(h.pid())
+	h.release(t)
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	type life struct{ fork, exec, exit bool }
+	var kids map[int32]*life
+	c.wait(t, 60*time.Second, "all children's exits", func(evs []Event) bool {
+		kids = map[int32]*life{}
+		for _, e := range evs {
+			if e.Kind == KindFork && e.ParentTGID == shell && !e.Thread {
+				kids[e.TID] = &life{fork: true}
+			}
+		}
+		exits := 0
+		for _, e := range evs {
+			if k := kids[e.TID]; k != nil && e.Kind == KindExit {
+				exits++
+			}
+		}
+		return len(kids) >= n && exits >= n
+	})
+	evs := c.events()
+	for _, e := range evs {
+		k := kids[e.TID]
+		if k == nil {
+			if e.TGID == shell && e.Time > tagged && (!e.HasContid || e.Contid != id) {
+				t.Errorf("shell event without contid: %+v", e)
+			}
+			continue
+		}
+		switch e.Kind {
+		case KindExec:
+			k.exec = true
+		case KindExit:
+			k.exit = true
+		}
+		if !e.HasContid || e.Contid != id {
+			t.Errorf("%s event of child %d: contid %v (set %v), want %v", e.Kind, e.TID, e.Contid, e.HasContid, id)
+		}
+	}
+	if len(kids) != n {
+		t.Errorf("saw %d fork events, want %d", len(kids), n)
+	}
+	for tid, k := range kids {
+		if !k.fork || !k.exec || !k.exit {
+			t.Errorf("child %d: fork %v exec %v exit %v", tid, k.fork, k.exec, k.exit)
+		}
+	}
+	st, err := tr.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Lost != 0 || st.InheritFailures != 0 {
+		t.Errorf("stats %+v, want no loss", st)
+	}
+}
+
+// TestExecKeeps: exec keeps the contid, and the exec event carries it.
+func TestExecKeeps(t *testing.T) {
+	tr, _ := openTest(t, Config{})
+	c := collect(t, tr)
+	const id contid.ID = 5
+	h := startHeld(t, "exec sleep 30")
+	if err := tr.SetContid(h.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	h.release(t)
+	evs := c.wait(t, 5*time.Second, "exec event", func(evs []Event) bool {
+		for _, e := range evs {
+			if e.Kind == KindExec && int(e.TID) == h.pid() && e.Comm == "sleep" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, e := range evs {
+		if e.Kind == KindExec && int(e.TID) == h.pid() && e.Comm == "sleep" {
+			if !e.HasContid || e.Contid != id || e.OldTID != e.TID {
+				t.Errorf("exec event %+v", e)
+			}
+		}
+	}
+	wantContid(t, tr, h.pid(), id)
+}
+
+// nsOf returns the ns.ID of /proc/PID/ns/TYPE, with the unique id from
+// ioctl NS_GET_ID.
+func nsOf(t testing.TB, pid int, typ string) ns.ID {
+	t.Helper()
+	return nsAt(t, fmt.Sprintf("/proc/%d/ns/%s", pid, typ))
+}
+
+func nsAt(t testing.TB, path string) ns.ID {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	const nsGetID = 0x8008b70d // _IOR(0xb7, 0xd, __u64), Linux 6.18
+	var uniq uint64
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), nsGetID, uintptr(unsafe.Pointer(&uniq))); errno != 0 {
+		t.Logf("NS_GET_ID on %s: %v", path, errno)
+		uniq = 0
+	}
+	return ns.ID{Dev: uint32(st.Dev), Ino: uint32(st.Ino), Unique: uniq}
+}
+
+// TestNSSyscalls: with NSSyscalls, `unshare -n` and `nsenter -n` give NS
+// events whose net namespace is the one /proc shows afterwards; fork
+// events carry the child's full set.
+func TestNSSyscalls(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatal("unshare(1) is missing")
+	}
+	tr, _ := openTest(t, Config{NSSyscalls: true})
+	c := collect(t, tr)
+	const id contid.ID = 9
+
+	un := startHeld(t, "exec unshare -n sleep 30")
+	if err := tr.SetContid(un.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	un.release(t)
+	find := func(pid int, op NSOp) func([]Event) bool {
+		return func(evs []Event) bool {
+			for _, e := range evs {
+				if e.Kind == KindNS && int(e.TGID) == pid && e.Op == op {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	c.wait(t, 5*time.Second, "unshare event", find(un.pid(), NSUnshare))
+	// Wait until it runs sleep so that /proc shows the final namespaces.
+	c.wait(t, 5*time.Second, "exec of sleep", func(evs []Event) bool {
+		for _, e := range evs {
+			if e.Kind == KindExec && int(e.TID) == un.pid() && e.Comm == "sleep" {
+				return true
+			}
+		}
+		return false
+	})
+
+	en := startHeld(t, fmt.Sprintf("exec nsenter -t %d -n sleep 30", un.pid()))
+	if err := tr.SetContid(en.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	en.release(t)
+	c.wait(t, 5*time.Second, "setns event", find(en.pid(), NSSetns))
+
+	self := nsOf(t, os.Getpid(), "net")
+	want := nsOf(t, un.pid(), "net")
+	if want == self {
+		t.Fatal("unshare -n did not change the net namespace")
+	}
+	if want.Dev != tr.NSDev() {
+		t.Errorf("nsfs device %d, tracker says %d", want.Dev, tr.NSDev())
+	}
+	for _, e := range c.events() {
+		if e.Kind != KindNS || (int(e.TGID) != un.pid() && int(e.TGID) != en.pid()) {
+			continue
+		}
+		if !e.HasContid || e.Contid != id {
+			t.Errorf("NS event without contid: %+v", e)
+		}
+		if got := e.NS[ns.Net]; got != want {
+			t.Errorf("%s event of %d: net %v/%d, want %v/%d", e.Op, e.TGID, got, got.Unique, want, want.Unique)
+		}
+		for _, typ := range []ns.Type{ns.Cgroup, ns.IPC, ns.Mnt, ns.PID, ns.Time, ns.User, ns.UTS} {
+			if got, w := e.NS[typ], nsOf(t, os.Getpid(), typ.String()); got != w {
+				t.Errorf("%s event: %s %v/%d, want %v/%d", e.Op, typ, got, got.Unique, w, w.Unique)
+			}
+		}
+	}
+	if want.Unique == 0 {
+		t.Log("kernel has no NS_GET_ID: unique namespace ids not checked")
+	}
+
+	// Fork events report the child's namespaces too.
+	self = nsOf(t, os.Getpid(), "mnt")
+	for _, e := range c.events() {
+		if e.Kind == KindFork && int(e.ParentTGID) == os.Getpid() && e.NS[ns.Mnt] != self {
+			t.Errorf("fork event of a child of the test: mnt %v, want %v", e.NS[ns.Mnt], self)
+		}
+	}
+}
+
+// TestNSScan: by default a thread that unshares and runs on without fork
+// or exec is found by the scan; a second scan reports nothing; the thread's
+// exit event carries the namespaces it died in.
+func TestNSScan(t *testing.T) {
+	tr, _ := openTest(t, Config{NSScan: -1}) // scans driven by the test
+	c := collect(t, tr)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=threads")
+	h := start(t, cmd)
+	if got := h.line(t); got != "ready" {
+		t.Fatalf("helper says %q", got)
+	}
+	if _, err := fmt.Fprintln(h.stdin, "unshare"); err != nil {
+		t.Fatal(err)
+	}
+	var tid int
+	if line := h.line(t); !scan(line, "unshare %d", &tid) {
+		t.Fatalf("helper says %q", line)
+	}
+	want := nsAt(t, fmt.Sprintf("/proc/%d/task/%d/ns/net", h.pid(), tid))
+	if want == nsOf(t, os.Getpid(), "net") {
+		t.Fatal("unshare did not change the thread's net namespace")
+	}
+	if err := tr.ScanNS(); err != nil {
+		t.Fatal(err)
+	}
+	// Tasks born since the previous scan are reported when first met,
+	// with their set unchanged since their fork event but for the thread
+	// that unshared.
+	self := nsOf(t, os.Getpid(), "net")
+	isScan := func(e Event) bool { return e.Kind == KindNS && e.Op == NSScan && int(e.TGID) == h.pid() }
+	evs := c.wait(t, 5*time.Second, "scan event of the thread", func(evs []Event) bool {
+		return slices.ContainsFunc(evs, func(e Event) bool { return isScan(e) && int(e.TID) == tid })
+	})
+	count := func(evs []Event) int {
+		n := 0
+		for _, e := range evs {
+			if e.Kind == KindNS {
+				n++
+			}
+		}
+		return n
+	}
+	for _, e := range evs {
+		switch {
+		case !isScan(e):
+		case int(e.TID) == tid:
+			if e.NS[ns.Net] != want {
+				t.Errorf("scan event of thread %d: net %v, want %v", tid, e.NS[ns.Net], want)
+			}
+		case e.NS[ns.Net] != self:
+			t.Errorf("scan event of unchanged thread %d: net %v, want %v", e.TID, e.NS[ns.Net], self)
+		}
+	}
+
+	// Nothing changed since: a second scan is silent.
+	before := count(c.events())
+	if err := tr.ScanNS(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := count(c.events()); n != before {
+		t.Errorf("the second scan reported %d NS events, want none", n-before)
+	}
+
+	_ = syscall.Kill(h.pid(), syscall.SIGKILL)
+	c.wait(t, 5*time.Second, "exit of the thread", func(evs []Event) bool {
+		for _, e := range evs {
+			if e.Kind == KindExit && int(e.TID) == tid {
+				if e.NS[ns.Net] != want {
+					t.Errorf("exit event: net %v, want %v", e.NS[ns.Net], want)
+				}
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestBatchLatency: with batched wakeups an event after a quiet spell is
+// read at once, and the tail of a burst within about one period.
+func TestBatchLatency(t *testing.T) {
+	const batch = 300 * time.Millisecond
+	tr, _ := openTest(t, Config{Batch: batch, OnlyTagged: true, NSScan: -1})
+	c := collect(t, tr)
+	const id contid.ID = 12
+	time.Sleep(2 * batch) // quiet
+	h := startHeld(t, "i=0; while [ $i -lt 20 ]; do /bin/true & i=$((i+1)); done; wait; exec sleep 30")
+	if err := tr.SetContid(h.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * batch) // quiet again
+	h.release(t)
+	isFork := func(e Event) bool { return e.Kind == KindFork && int(e.ParentTGID) == h.pid() }
+	isTail := func(e Event) bool { return e.Kind == KindExec && int(e.TID) == h.pid() && e.Comm == "sleep" }
+	c.wait(t, 5*time.Second, "the exec of sleep", func(evs []Event) bool { return slices.ContainsFunc(evs, isTail) })
+	first, _ := c.lag(isFork)
+	tail, _ := c.lag(isTail)
+	t.Logf("read after: first event %v, tail of the burst %v (batch %v)", first, tail, batch)
+	// The first event after the quiet spell, a fork, wakes the reader.
+	if d := first; d > batch/2 {
+		t.Errorf("first event after a quiet spell read %v after it happened, want well under %v", d, batch)
+	}
+	// The last event of the burst waits for the reader's timer at most.
+	if d := tail; d > batch+batch/2 {
+		t.Errorf("tail of a burst read %v after it happened, want about %v at most", d, batch)
+	}
+}
+
+// TestTryReadBarrier: once a tagged process has been waited for, TryRead
+// until empty has returned its exit event, with batched wakeups (the event
+// woke nobody) and right after a Read that returned events its batch timer
+// found.
+func TestTryReadBarrier(t *testing.T) {
+	const batch = 300 * time.Millisecond
+	tr, _ := openTest(t, Config{Batch: batch, OnlyTagged: true, NSScan: -1})
+	const id contid.ID = 14
+	var hs [3]*held
+	for i := range hs {
+		hs[i] = startHeld(t, "exit 0")
+		if err := tr.SetContid(hs[i].pid(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readExit := func(h *held) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for {
+			ev, err := tr.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Kind == KindExit && int(ev.TID) == h.pid() {
+				return
+			}
+		}
+	}
+	time.Sleep(2 * batch) // quiet: the next event wakes the reader
+	hs[0].release(t)
+	readExit(hs[0])
+	hs[1].release(t) // within the batch: no wakeup, the timer finds it
+	readExit(hs[1])
+
+	// A Read cancelled while waiting, as the daemon's pause does.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	if _, err := tr.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Read = %v, want the deadline", err)
+	}
+	cancel()
+
+	hs[2].release(t)
+	if err := hs[2].cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for {
+		ev, ok, err := tr.TryRead()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		found = found || ev.Kind == KindExit && int(ev.TID) == hs[2].pid()
+	}
+	if !found {
+		t.Errorf("TryRead ran dry before the exit event of %d", hs[2].pid())
+	}
+}
+
+// TestRestart: the pinned map keeps contids across Close and Open, and
+// children created while no tracker is open still inherit.
+func TestRestart(t *testing.T) {
+	requireRoot(t)
+	dir := testPinDir(t)
+	tr, err := Open(Config{PinDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id contid.ID = 31337
+	h := startHeld(t, "sleep 30 & wait")
+	if err := tr.SetContid(h.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	h.release(t) // forks while no tracker is open
+	kids := waitDescendants(t, h.pid(), 1)
+
+	tr2, err := Open(Config{PinDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr2.Close()
+	wantContid(t, tr2, h.pid(), id)
+	for _, k := range kids {
+		wantContid(t, tr2, k, id)
+	}
+	if err := tr2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Unpin(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Unpin left %s: %v", dir, err)
+	}
+}
+
+// TestIncompatiblePin: a map of another shape pinned under the map's name
+// is reported, not replaced.
+func TestIncompatiblePin(t *testing.T) {
+	requireRoot(t)
+	dir := testPinDir(t)
+	if err := ensureBPFFS(dir); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Pin(filepath.Join(dir, pinTaskMap)); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Open(Config{PinDir: dir}, nil)
+	if err == nil {
+		tr.Close()
+		t.Fatal("Open succeeded over an incompatible pin")
+	}
+	if !errors.Is(err, ebpf.ErrMapIncompatible) || !strings.Contains(err.Error(), dir) {
+		t.Errorf("Open = %v, want ErrMapIncompatible naming %s", err, dir)
+	}
+}
+
+func TestReadAfterClose(t *testing.T) {
+	requireRoot(t)
+	dir := testPinDir(t)
+	tr, err := Open(Config{PinDir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		for {
+			if _, err := tr.Read(t.Context()); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Errorf("Read after Close = %v, want os.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not interrupt Read")
+	}
+}
+
+// monotonic is CLOCK_MONOTONIC in ns, the clock of Event.Time.
+func monotonic(t testing.TB) uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(ts.Nano())
+}

@@ -1,0 +1,40 @@
+package tracker
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// TryRead returns the next event if one is buffered, without blocking; ok
+// is false when the ring buffer is empty. With Read paused, calling TryRead
+// until ok is false applies every event the kernel produced before the
+// call: the daemon's barrier before it answers a request.
+func (t *Tracker) TryRead() (ev Event, ok bool, err error) {
+	t.readMu.Lock()
+	defer t.readMu.Unlock()
+	defer t.rd.SetDeadline(time.Time{})
+	for try := 0; ; try++ {
+		t.rd.SetDeadline(time.Now())
+		err = t.rd.ReadInto(&t.rec)
+		switch {
+		case err == nil:
+			ev, err = Decode(t.rec.RawSample, t.nsDev)
+			return ev, err == nil, err
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+			// Empty — or a flush left over from a Read whose context
+			// was cancelled just as it returned an event, which the
+			// reader reports once; only a second such answer means
+			// empty. (Events that woke nobody, see Config.Batch, are
+			// found: the reader reads the ring whenever its wait ends.)
+			if try == 0 {
+				continue
+			}
+			return Event{}, false, nil
+		default:
+			return Event{}, false, err
+		}
+	}
+}
