@@ -26,11 +26,12 @@ func DefaultText() []byte { return bytes.Clone(defaults) }
 
 // Config is the daemon's configuration.
 type Config struct {
-	LogDir   string `toml:"log_dir"`
-	Socket   string `toml:"socket"`
-	PinDir   string `toml:"pin_dir"`
-	LogLevel string `toml:"log_level"`
-	Log      Log    `toml:"log"`
+	LogDir     string `toml:"log_dir"`
+	Socket     string `toml:"socket"`
+	PinDir     string `toml:"pin_dir"`
+	LogLevel   string `toml:"log_level"`
+	NSSyscalls bool   `toml:"ns_syscalls"`
+	Log        Log    `toml:"log"`
 }
 
 // Log configures the host log like auditd.conf does audit.log.

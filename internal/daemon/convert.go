@@ -32,14 +32,17 @@ func toInput(ev tracker.Event, offset int64, exe func(pid int32) string) engine.
 	case tracker.KindExec:
 		return engine.Exec{
 			Time: now, PID: ev.TGID, OldTID: ev.OldTID, Comm: ev.Comm, Exe: exe(ev.TGID),
-			UID: ev.UID, AUID: ev.AUID, Ses: ev.Ses, HasCreds: true,
+			UID: ev.UID, AUID: ev.AUID, Ses: ev.Ses, HasCreds: true, NS: ev.NS,
 		}
 	case tracker.KindExit:
-		return engine.Exit{Time: now, PID: ev.TID}
+		return engine.Exit{Time: now, PID: ev.TID, NS: ev.NS}
 	case tracker.KindNS:
-		op := engine.Setns
-		if ev.Op == tracker.NSUnshare {
+		op := engine.Observed // the periodic scan
+		switch ev.Op {
+		case tracker.NSUnshare:
 			op = engine.Unshare
+		case tracker.NSSetns:
+			op = engine.Setns
 		}
 		return engine.NSChange{Time: now, PID: ev.TID, Op: op, NS: ev.NS}
 	}

@@ -87,11 +87,11 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 		return fmt.Errorf("daemon: eBPF tracker unavailable, so contids cannot be kept race-free: %w", err)
 	}
 	var err error
-	if d.tr, err = tracker.Open(tracker.Config{PinDir: cfg.PinDir}, log); err != nil {
+	if d.tr, err = tracker.Open(tracker.Config{PinDir: cfg.PinDir, NSSyscalls: cfg.NSSyscalls}, log); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	defer d.tr.Close()
-	log.Info("task events from eBPF (task storage, in-kernel inheritance at fork)", "pin_dir", cfg.PinDir)
+	log.Info("task events from eBPF (task storage, in-kernel inheritance at fork)", "pin_dir", cfg.PinDir, "ns_syscalls", cfg.NSSyscalls)
 	if d.pins, err = openPinned(cfg.PinDir); err != nil {
 		return err
 	}

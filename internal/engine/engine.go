@@ -354,14 +354,15 @@ func (e *Engine) catchUp(now int64, p *task, ev *Fork) {
 		return
 	}
 	e.stats.StaleNS++
-	// An unseen namespace was made by unshare; a known one entered by setns.
-	op := Setns
-	for typ, id := range change {
-		if !id.IsZero() && e.nsRefs[nsKey{ns.Type(typ), id}] == 0 {
-			op = Unshare
-		}
+	e.observe(now, p, &change)
+}
+
+// observe applies namespaces seen on task t after the fact.
+func (e *Engine) observe(now int64, t *task, seen *ns.Set) {
+	if t.set < 0 || merge(e.sets[t.set].ids, seen) == e.sets[t.set].ids {
+		return
 	}
-	e.NSChange(NSChange{Time: now, PID: p.tid, Op: op, NS: change})
+	e.NSChange(NSChange{Time: now, PID: t.tid, Op: Observed, NS: *seen})
 	e.stats.Inputs--
 }
 
@@ -386,6 +387,7 @@ func (e *Engine) Exec(ev Exec) {
 		e.stats.UnknownExit++
 		return
 	}
+	e.observe(ev.Time, t, &ev.NS)
 	t.subj.Comm, t.subj.Exe = ev.Comm, ev.Exe
 	if ev.HasCreds {
 		t.subj.UID, t.subj.AUID, t.subj.Ses = ev.UID, ev.AUID, ev.Ses
@@ -413,10 +415,12 @@ func (e *Engine) takeOver(old, leader int32) {
 func (e *Engine) Exit(ev Exit) {
 	e.stats.Inputs++
 	e.stats.Exits++
-	if e.lookup(ev.PID) == nil {
+	t := e.lookup(ev.PID)
+	if t == nil {
 		e.stats.UnknownExit++
 		return
 	}
+	e.observe(ev.Time, t, &ev.NS)
 	e.exit(ev.Time, ev.PID)
 }
 

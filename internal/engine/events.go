@@ -70,6 +70,9 @@ type Exec struct {
 	UID, AUID uint32
 	Ses       uint32
 	HasCreds  bool // UID/AUID/Ses are set
+	// NS, where not zero, is the task's namespaces at exec; a change the
+	// engine has not seen yet is applied first (Observed).
+	NS ns.Set
 }
 
 // Exit is the exit of one task (thread). The process is gone when its last
@@ -77,6 +80,9 @@ type Exec struct {
 type Exit struct {
 	Time int64
 	PID  int32 // tid
+	// NS, where not zero, is the task's namespaces at exit; a change the
+	// engine has not seen yet is applied first (Observed).
+	NS ns.Set
 }
 
 // NSOp says how a task's namespaces changed.
@@ -85,6 +91,12 @@ type NSOp uint8
 const (
 	Unshare NSOp = iota + 1
 	Setns
+	// Observed is a change seen after the fact (a periodic scan, or a
+	// task's namespaces at exec, exit or its child's fork): a namespace new
+	// to the engine is taken as created by the task (NS_CREATE), a known
+	// one as entered. A setns into a namespace no tracked task used (a
+	// bind-mounted one) is then logged as created: the one inexactness.
+	Observed
 )
 
 func (o NSOp) String() string {
@@ -93,6 +105,8 @@ func (o NSOp) String() string {
 		return "unshare"
 	case Setns:
 		return "setns"
+	case Observed:
+		return "observed"
 	}
 	return "nsop?"
 }

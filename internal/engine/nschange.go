@@ -27,7 +27,7 @@ func (e *Engine) NSChange(ev NSChange) {
 	}
 	var fresh [ns.NumTypes]bool
 	set := e.acquire(next, &fresh)
-	if ev.Op == Unshare {
+	if ev.Op != Setns {
 		e.nsCreated(ev.Time, t, &old, &next, &fresh)
 	}
 	for typ := range next {

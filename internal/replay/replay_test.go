@@ -66,6 +66,17 @@ var musts = map[string][]string{
 		"UNKNOWN[2906]",
 		"op=drop opid=202 contid=7 old-contid=7 pid=202 ",
 	},
+	"observed": {
+		// seen at exec: made by the task (NS_CREATE) and entered (NS_CHANGE)
+		"UNKNOWN[2904] msg=audit(1795687201.200:4294967298): nstype=net ns=4:4026532500 nsid=600 old-ns=4:4026531840 pid=200 contid=90",
+		"UNKNOWN[2905] msg=audit(1795687201.200:4294967299): nstype=net ns=4:4026532500 nsid=600 old-ns=4:4026531840 pid=200 contid=90",
+		// seen at exit: the uts namespace of the child, gone with it
+		"UNKNOWN[2905] msg=audit(1795687201.400:4294967301): nstype=uts ns=4:4026532600 nsid=601 old-ns=4:4026531838 pid=201 contid=90",
+		"UNKNOWN[2906] msg=audit(1795687201.400:4294967302): nstype=uts ns=4:4026532600 nsid=601 pid=201 contid=90",
+		// the scan: back to the host's netns (known: no NS_CREATE), the new one destroyed
+		"UNKNOWN[2905] msg=audit(1795687202.000:4294967303): nstype=net ns=4:4026531840 old-ns=4:4026532500 old-nsid=600 pid=200 contid=90",
+		"UNKNOWN[2906] msg=audit(1795687202.000:4294967304): nstype=net ns=4:4026532500 nsid=600 pid=200 contid=90",
+	},
 	"capcontid": {
 		"opid=201 contid=3 old-contid=-1 pid=200 uid=1000 auid=1000 ses=2 comm=\"podman\" exe=\"/usr/bin/podman\" res=failed errno=ESRCH",
 		"opid=201 contid=3 old-contid=-1 pid=200 uid=1000 auid=1000 ses=2 comm=\"podman\" exe=\"/usr/bin/podman\" res=failed errno=EPERM",

@@ -71,10 +71,11 @@ var allowed = map[string][]string{
 	"task":      {"pid", "tgid", "ppid", "start", "parent_start", "ns", "uid", "auid", "ses", "comm", "exe", "contid", "capcontid"},
 	"container": {"id", "owner", "owner_start", "parent", "name"},
 	"fork":      {"parent", "child", "tgid", "start", "ns", "contid", "uid", "auid", "ses", "comm", "exe"},
-	"exec":      {"pid", "comm", "exe", "uid", "auid", "ses"},
-	"exit":      {"pid"},
+	"exec":      {"pid", "comm", "exe", "uid", "auid", "ses", "ns"},
+	"exit":      {"pid", "ns"},
 	"unshare":   {"pid", "ns"},
 	"setns":     {"pid", "ns"},
+	"observe":   {"pid", "ns"},
 	"set":       {"caller", "caller_start", "for_parent", "cap", "target", "contid", "name", "uid", "auid", "ses", "comm", "exe"},
 	"capcontid": {"caller", "caller_start", "for_parent", "cap", "target", "value", "uid", "auid", "ses", "comm", "exe"},
 }
@@ -126,8 +127,12 @@ func Decode(b []byte) (engine.Input, error) {
 		return l.exec(now)
 	case "exit":
 		pid, err := l.pid("pid", true)
-		return engine.Exit{Time: now, PID: pid}, err
-	case "unshare", "setns":
+		if err != nil {
+			return nil, err
+		}
+		set, err := l.ns()
+		return engine.Exit{Time: now, PID: pid, NS: set}, err
+	case "unshare", "setns", "observe":
 		return l.nschange(now, op)
 	case "set":
 		return l.set(now)
@@ -403,6 +408,9 @@ func (l line) exec(now int64) (engine.Input, error) {
 	if ev.Exe, err = l.str("exe", false); err != nil {
 		return nil, err
 	}
+	if ev.NS, err = l.ns(); err != nil {
+		return nil, err
+	}
 	s, ok, err := l.subject()
 	if ok {
 		ev.UID, ev.AUID, ev.Ses = s.UID, s.AUID, s.Ses
@@ -416,8 +424,11 @@ func (l line) exec(now int64) (engine.Input, error) {
 
 func (l line) nschange(now int64, op string) (engine.Input, error) {
 	ev := engine.NSChange{Time: now, Op: engine.Setns}
-	if op == "unshare" {
+	switch op {
+	case "unshare":
 		ev.Op = engine.Unshare
+	case "observe":
+		ev.Op = engine.Observed
 	}
 	var err error
 	if ev.PID, err = l.pid("pid", true); err != nil {
