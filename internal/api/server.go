@@ -293,28 +293,11 @@ func (s *Server) setContid(r *http.Request, c *caller) (any, error) {
 	if len(req.Name) > 256 {
 		return nil, refuse(unix.EINVAL, "name longer than 256 bytes")
 	}
-	var out Task
-	err := s.core.Do(r.Context(), func(e *engine.Engine) error {
-		ti, err := who(e, c)
-		if err != nil {
-			return err
-		}
-		target, err := c.hostPID(e, req.PID)
-		if err != nil {
-			return err
-		}
-		_, err = e.SetContid(engine.SetContid{
-			Time: s.cfg.Now().UnixNano(), Caller: engine.TaskRef{PID: ti.TGID, Start: ti.Start},
-			ForParent: req.ForParent, CallerCap: c.capable, Target: target, Value: req.Contid, Name: req.Name,
-		})
-		if err != nil {
-			return err
-		}
-		t, _ := e.Task(target)
-		out = c.viewTask(taskOf(t))
-		return nil
+	return s.change(r, c, req.PID, func(e *engine.Engine, ev engine.SetContid) error {
+		ev.ForParent, ev.Value, ev.Name = req.ForParent, req.Contid, req.Name
+		_, err := e.SetContid(ev)
+		return err
 	})
-	return out, err
 }
 
 func (s *Server) setCapcontid(r *http.Request, c *caller) (any, error) {
@@ -322,20 +305,31 @@ func (s *Server) setCapcontid(r *http.Request, c *caller) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
+	return s.change(r, c, req.PID, func(e *engine.Engine, ev engine.SetContid) error {
+		return e.SetCapcontid(engine.SetCapcontid{Time: ev.Time, Caller: ev.Caller, CallerCap: ev.CallerCap,
+			Target: ev.Target, ForParent: req.ForParent, Value: req.Value})
+	})
+}
+
+// change runs a request that changes target (as the caller names it) on
+// the core: it resolves the caller and the target, fills the request's
+// time, caller and target, and answers the target as it is afterwards.
+func (s *Server) change(r *http.Request, c *caller, pid int32, f func(*engine.Engine, engine.SetContid) error) (any, error) {
 	var out Task
 	err := s.core.Do(r.Context(), func(e *engine.Engine) error {
-		ti, err := who(e, c)
+		me, err := who(e, c)
 		if err != nil {
 			return err
 		}
-		target, err := c.hostPID(e, req.PID)
+		target, err := c.hostPID(e, pid)
 		if err != nil {
-			return err
+			// Not in the caller's namespace: the engine still refuses
+			// (ESRCH) and logs the attempt, against pid 0, which no task
+			// has; the caller's number could name an unrelated host task.
+			target = 0
 		}
-		err = e.SetCapcontid(engine.SetCapcontid{
-			Time: s.cfg.Now().UnixNano(), Caller: engine.TaskRef{PID: ti.TGID, Start: ti.Start},
-			ForParent: req.ForParent, CallerCap: c.capable, Target: target, Value: req.Value,
-		})
+		err = f(e, engine.SetContid{Time: s.cfg.Now().UnixNano(), Caller: engine.TaskRef{PID: me.TGID, Start: me.Start},
+			CallerCap: c.capable, Target: target})
 		if err != nil {
 			return err
 		}
