@@ -1,0 +1,108 @@
+package auditnl
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// conn is one NETLINK_AUDIT socket, non-blocking and registered with the
+// Go runtime's poller, so that reads wait without holding a thread and
+// deadlines (and Close) interrupt them.
+type conn struct {
+	f  *os.File
+	rc syscall.RawConn
+}
+
+// dial opens a NETLINK_AUDIT socket bound to the multicast groups in
+// groups (a bit mask, 0 for none), with a receive buffer of rcvbuf bytes
+// (0 leaves the system default). It returns the buffer size the kernel
+// granted and whether SO_RCVBUFFORCE was allowed.
+func dial(groups uint32, rcvbuf int) (c *conn, granted int, forced bool, err error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.NETLINK_AUDIT)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("socket(NETLINK_AUDIT): %w", err)
+	}
+	if rcvbuf > 0 {
+		// SO_RCVBUFFORCE (CAP_NET_ADMIN) may exceed net.core.rmem_max;
+		// SO_RCVBUF is capped by it.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf); err == nil {
+			forced = true
+		} else if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf); err != nil {
+			unix.Close(fd)
+			return nil, 0, false, fmt.Errorf("setsockopt(SO_RCVBUF, %d): %w", rcvbuf, err)
+		}
+	}
+	granted, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if err != nil {
+		unix.Close(fd)
+		return nil, 0, false, fmt.Errorf("getsockopt(SO_RCVBUF): %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups}); err != nil {
+		unix.Close(fd)
+		return nil, 0, false, fmt.Errorf("bind(NETLINK_AUDIT, groups %#x): %w", groups, err)
+	}
+	f := os.NewFile(uintptr(fd), "audit-netlink")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, 0, false, err
+	}
+	c = &conn{f: f, rc: rc}
+	// Fails when the fd did not get into the poller; then nothing could
+	// interrupt a read.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, 0, false, fmt.Errorf("netlink socket not pollable: %w", err)
+	}
+	return c, granted, forced, nil
+}
+
+// send sends one datagram to the kernel.
+func (c *conn) send(b []byte) error {
+	var serr error
+	err := c.rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return serr != unix.EAGAIN
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// errForeign marks a datagram that did not come from the kernel.
+var errForeign = errors.New("datagram not sent by the kernel")
+
+// recv receives one datagram into b. It returns the datagram's full length
+// (more than len(b) when it was truncated). With wait false it returns
+// unix.EAGAIN instead of waiting. Datagrams from other processes (which
+// need CAP_NET_ADMIN to send to us) are reported as errForeign with their
+// length.
+func (c *conn) recv(b []byte, wait bool) (int, error) {
+	var (
+		n    int
+		from unix.Sockaddr
+		rerr error
+	)
+	err := c.rc.Read(func(fd uintptr) bool {
+		n, from, rerr = unix.Recvfrom(int(fd), b, unix.MSG_TRUNC)
+		return !(wait && rerr == unix.EAGAIN)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != 0 {
+		return n, errForeign
+	}
+	return n, nil
+}
+
+func (c *conn) close() error { return c.f.Close() }
