@@ -72,7 +72,8 @@ type daemon struct {
 	cmd    *exec.Cmd
 	stderr *os.File
 	exited chan error
-	config string // --config, when set
+	config string   // --config, when set
+	extra  []string // more daemon flags
 }
 
 func requireRoot(t testing.TB) {
@@ -83,7 +84,7 @@ func requireRoot(t testing.TB) {
 }
 
 // startDaemon starts a daemon; pinDir "" makes a fresh one.
-func startDaemon(t testing.TB, pinDir string) *daemon {
+func startDaemon(t testing.TB, pinDir string, extra ...string) *daemon {
 	t.Helper()
 	requireRoot(t)
 	// The socket's directory must be reachable by unprivileged callers.
@@ -93,7 +94,7 @@ func startDaemon(t testing.TB, pinDir string) *daemon {
 	}
 	os.Chmod(dir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	d := &daemon{t: t, dir: dir, pinDir: pinDir}
+	d := &daemon{t: t, dir: dir, pinDir: pinDir, extra: extra}
 	d.socket = filepath.Join(d.dir, "contid.sock")
 	if d.pinDir == "" {
 		d.pinDir = fmt.Sprintf("/sys/fs/bpf/contid-e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
@@ -114,6 +115,7 @@ func (d *daemon) start() {
 	if d.config != "" {
 		args = append(args, "--config", d.config)
 	}
+	args = append(args, d.extra...)
 	d.cmd = exec.Command(contidBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	if err := d.cmd.Start(); err != nil {

@@ -16,6 +16,7 @@ type daemonCmd struct {
 	Socket      string `help:"API socket path (overrides socket)." env:"CONTID_SOCKET"`
 	PinDir      string `help:"bpffs directory of pinned state (overrides pin_dir)."`
 	LogLevel    string `help:"debug, info, warn or error (overrides log_level)."`
+	Source      string `help:"auto, ebpf or proc-connector (overrides source)."`
 	PrintConfig bool   `help:"Print the configuration in force and exit."`
 }
 
@@ -45,7 +46,7 @@ func (c *daemonCmd) load() (config.Config, error) {
 	for _, o := range []struct {
 		flag string
 		dst  *string
-	}{{c.LogDir, &cfg.LogDir}, {c.Socket, &cfg.Socket}, {c.PinDir, &cfg.PinDir}, {c.LogLevel, &cfg.LogLevel}} {
+	}{{c.LogDir, &cfg.LogDir}, {c.Socket, &cfg.Socket}, {c.PinDir, &cfg.PinDir}, {c.LogLevel, &cfg.LogLevel}, {c.Source, &cfg.Source}} {
 		if o.flag != "" {
 			*o.dst = o.flag
 		}

@@ -29,6 +29,7 @@ type Config struct {
 	LogDir     string `toml:"log_dir"`
 	Socket     string `toml:"socket"`
 	PinDir     string `toml:"pin_dir"`
+	Source     string `toml:"source"`
 	LogLevel   string `toml:"log_level"`
 	NSSyscalls bool   `toml:"ns_syscalls"`
 	Log        Log    `toml:"log"`
@@ -97,6 +98,11 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.Level(); err != nil {
 		return err
+	}
+	switch c.Source {
+	case "auto", "ebpf", "proc-connector":
+	default:
+		return fmt.Errorf("source %q must be auto, ebpf or proc-connector", c.Source)
 	}
 	switch {
 	case c.Log.MaxLogFile < 0 || c.Log.MaxLogFile > 1<<20:

@@ -30,6 +30,7 @@ import (
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/engine"
 	"github.com/contid/contid/internal/peer"
+	"github.com/contid/contid/internal/procconn"
 	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/tracker"
@@ -39,7 +40,8 @@ import (
 type Daemon struct {
 	cfg  config.Config
 	log  *slog.Logger
-	tr   *tracker.Tracker
+	src  source
+	tr   *tracker.Tracker // nil on the proc connector
 	pins *pinnedContainers
 	eng  *engine.Engine
 	hl   *auditlog.Writer
@@ -83,32 +85,36 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 		events: make(chan tracker.Event, 4096), reqs: make(chan request), stopped: make(chan struct{}),
 		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
 	}
-	if err := tracker.Available(); err != nil {
-		return fmt.Errorf("daemon: eBPF tracker unavailable, so contids cannot be kept race-free: %w", err)
-	}
 	var err error
-	if d.tr, err = tracker.Open(tracker.Config{PinDir: cfg.PinDir, NSSyscalls: cfg.NSSyscalls}, log); err != nil {
-		return fmt.Errorf("daemon: %w", err)
-	}
-	defer d.tr.Close()
-	log.Info("task events from eBPF (task storage, in-kernel inheritance at fork)", "pin_dir", cfg.PinDir, "ns_syscalls", cfg.NSSyscalls)
-	if d.pins, err = openPinned(cfg.PinDir); err != nil {
+	if err = d.openSource(); err != nil {
 		return err
 	}
-	defer d.pins.Close()
+	defer d.src.Close()
+	if d.tr != nil {
+		if d.pins, err = openPinned(cfg.PinDir); err != nil {
+			return err
+		}
+		defer d.pins.Close()
+	}
 	if d.hl, err = auditlog.Open(cfg.HostLog(), log); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	defer d.hl.Close()
-	d.eng = engine.New(engine.Config{Sink: d, Kernel: kernel{d}})
+	var k engine.Kernel
+	if d.tr != nil {
+		k = kernel{d}
+	}
+	d.eng = engine.New(engine.Config{Sink: d, Kernel: k})
 	d.updateOffset()
 	if err := d.seed(); err != nil {
 		return err
 	}
 
-	if d.srv, err = api.Listen(api.Config{Path: cfg.Socket, Status: d.Status, KernelContid: func(tid int32) (contid.ID, bool, error) {
-		return d.tr.Contid(int(tid))
-	}}, d, log); err != nil {
+	acfg := api.Config{Path: cfg.Socket, Status: d.Status}
+	if d.tr != nil {
+		acfg.KernelContid = func(tid int32) (contid.ID, bool, error) { return d.tr.Contid(int(tid)) }
+	}
+	if d.srv, err = api.Listen(acfg, d, log); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	sigs := make(chan os.Signal, 4)
@@ -142,12 +148,53 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	return err
 }
 
+// source is where task events come from: the eBPF tracker, or the
+// process-events connector without eBPF.
+type source interface {
+	Read(ctx context.Context) (tracker.Event, error)
+	TryRead() (tracker.Event, bool, error)
+	Close() error
+}
+
+// openSource opens the configured source and says which it runs on.
+func (d *Daemon) openSource() error {
+	want := d.cfg.Source
+	if want == "auto" || want == "ebpf" {
+		err := tracker.Available()
+		if err == nil {
+			d.tr, err = tracker.Open(tracker.Config{PinDir: d.cfg.PinDir, NSSyscalls: d.cfg.NSSyscalls}, d.log)
+		}
+		if err == nil {
+			d.src, d.cfg.Source = d.tr, "ebpf"
+			d.log.Info("task events from eBPF: contids in kernel task storage, inherited at fork inside the kernel",
+				"pin_dir", d.cfg.PinDir, "ns_syscalls", d.cfg.NSSyscalls)
+			return nil
+		}
+		if want == "ebpf" {
+			return fmt.Errorf("daemon: eBPF tracker: %w", err)
+		}
+		d.log.Warn("eBPF tracker unavailable, falling back to the process-events connector", "err", err)
+	}
+	pc, err := procconn.Open(procconn.Config{}, d.log)
+	if err != nil {
+		return fmt.Errorf("daemon: process-events connector: %w", err)
+	}
+	d.src, d.cfg.Source = pc, "proc-connector"
+	d.log.Warn("task events from the process-events connector: inheritance is BEST EFFORT " +
+		"(no kernel state: attribution follows the order of fork events, registrations do not survive a restart, " +
+		"namespaces are not tracked, and overload loses events, counted in status)")
+	return nil
+}
+
 // seed restores container objects from the pinned map and every running
 // task from /proc with the contid the kernel holds for it.
 func (d *Daemon) seed() error {
-	conts, err := d.pins.List()
-	if err != nil {
-		return err
+	var conts []engine.SeedContainer
+	if d.pins != nil {
+		var err error
+		if conts, err = d.pins.List(); err != nil {
+			return err
+		}
 	}
 	now := time.Now().UnixNano()
 	for _, c := range conts {
@@ -165,8 +212,10 @@ func (d *Daemon) seed() error {
 	for _, s := range seeds {
 		s.Time = now
 		s.Born = boot + int64(s.Start)*(1e9/procfs.TicksPerSecond)
-		if id, ok, err := d.tr.Contid(int(s.PID)); err == nil && ok {
-			s.HasContid, s.Contid = true, id
+		if d.tr != nil {
+			if id, ok, err := d.tr.Contid(int(s.PID)); err == nil && ok {
+				s.HasContid, s.Contid = true, id
+			}
 		}
 		if err := d.eng.SeedTask(s); err != nil {
 			d.log.Debug("seed task", "err", err)
@@ -196,7 +245,7 @@ func (d *Daemon) read(ctx context.Context) {
 			continue
 		default:
 		}
-		ev, err := d.tr.Read(rctx)
+		ev, err := d.src.Read(rctx)
 		cancel()
 		switch {
 		case err == nil:
@@ -242,7 +291,7 @@ func (d *Daemon) sync() {
 			continue
 		default:
 		}
-		ev, ok, err := d.tr.TryRead()
+		ev, ok, err := d.src.TryRead()
 		if errors.Is(err, tracker.ErrMalformed) {
 			d.counters.badEvents.Add(1)
 			continue
@@ -293,10 +342,10 @@ func (d *Daemon) reload(path string) {
 		d.log.Error("reload: configuration refused, keeping the old one", "err", err)
 		return
 	}
-	if cfg.LogDir != d.cfg.LogDir || cfg.Socket != d.cfg.Socket || cfg.PinDir != d.cfg.PinDir {
-		d.log.Warn("reload: log_dir, socket and pin_dir change only at restart")
-		cfg.LogDir, cfg.Socket, cfg.PinDir = d.cfg.LogDir, d.cfg.Socket, d.cfg.PinDir
+	if cfg.LogDir != d.cfg.LogDir || cfg.Socket != d.cfg.Socket || cfg.PinDir != d.cfg.PinDir || cfg.NSSyscalls != d.cfg.NSSyscalls {
+		d.log.Warn("reload: log_dir, socket, pin_dir, source and ns_syscalls change only at restart")
 	}
+	cfg.LogDir, cfg.Socket, cfg.PinDir, cfg.Source, cfg.NSSyscalls = d.cfg.LogDir, d.cfg.Socket, d.cfg.PinDir, d.cfg.Source, d.cfg.NSSyscalls
 	hl, err := auditlog.Open(cfg.HostLog(), d.log)
 	if err != nil {
 		d.log.Error("reload: reopening the log failed, keeping the old one", "err", err)
@@ -350,7 +399,7 @@ func (d *Daemon) publish() {
 
 // Status reports the daemon's counters; safe from any goroutine.
 func (d *Daemon) Status() api.Status {
-	s := api.Status{Source: "ebpf", Tasks: int(d.tasks.Load()), Counters: map[string]uint64{
+	s := api.Status{Source: d.cfg.Source, Tasks: int(d.tasks.Load()), Counters: map[string]uint64{
 		"records_written": d.counters.recordsWritten.Load(),
 		"record_errors":   d.counters.recordErrors.Load(),
 		"bad_events":      d.counters.badEvents.Load(),
@@ -365,9 +414,16 @@ func (d *Daemon) Status() api.Status {
 		s.Counters["inherit_mismatch"] = st.Mismatch
 		s.Counters["stale_ns"] = st.StaleNS
 	}
-	if ts, err := d.tr.Stats(); err == nil {
-		s.Counters["ring_lost"] = ts.Lost
-		s.Counters["inherit_failures"] = ts.InheritFailures
+	if d.tr != nil {
+		if ts, err := d.tr.Stats(); err == nil {
+			s.Counters["ring_lost"] = ts.Lost
+			s.Counters["inherit_failures"] = ts.InheritFailures
+		}
+	} else if pc, ok := d.src.(*procconn.Conn); ok {
+		st := pc.Stats()
+		s.Counters["connector_overflows"] = st.Overflows
+		s.Counters["connector_seq_gaps"] = st.SeqGaps
+		s.Counters["connector_malformed"] = st.Malformed
 	}
 	ls := d.hl.Stats()
 	s.Counters["log_dropped"] = ls.Dropped.Total()

@@ -1,0 +1,108 @@
+package procconn
+
+import (
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/tracker"
+)
+
+// procReader fills in from /proc what the connector's events lack. It is
+// best effort: a task may be gone (and its pid even reused) by the time the
+// reader gets to its event.
+type procReader struct {
+	buf  []byte
+	path []byte
+}
+
+func newProcReader() *procReader {
+	return &procReader{buf: make([]byte, 4096), path: make([]byte, 0, 32)}
+}
+
+// fill sets StartBoottime of fork and exec events from /proc/TID/stat and,
+// for exec, Comm from the same file, UID from status and AUID and Ses from
+// loginuid and sessionid. A fork's Comm stays empty: by now the child may
+// have exec'd. fill leaves the event unchanged when the stat cannot be read
+// or names a task that started after the event (a reused pid); the
+// credentials stay unknownID when their files cannot be read.
+func (p *procReader) fill(ev *tracker.Event) {
+	if ev.Kind != tracker.KindFork && ev.Kind != tracker.KindExec {
+		return
+	}
+	b, ok := p.read(ev.TID, "stat")
+	if !ok {
+		return
+	}
+	st, err := procfs.ParseStat(b)
+	if err != nil || st.PID != ev.TID {
+		return
+	}
+	start, ok := plausibleStart(st.StartTime, ev.Time, bootMinusMono())
+	if !ok {
+		return
+	}
+	ev.StartBoottime = start
+	if ev.Kind != tracker.KindExec {
+		return
+	}
+	ev.Comm = st.Comm
+	if b, ok := p.read(ev.TID, "status"); ok {
+		if c, err := procfs.ParseStatus(b); err == nil && c.TGID == ev.TGID {
+			ev.UID = c.UID
+		}
+	}
+	if b, ok := p.read(ev.TID, "loginuid"); ok {
+		if id, err := procfs.ParseID(b); err == nil {
+			ev.AUID = id
+		}
+	}
+	if b, ok := p.read(ev.TID, "sessionid"); ok {
+		if id, err := procfs.ParseID(b); err == nil {
+			ev.Ses = id
+		}
+	}
+}
+
+// read returns /proc/TID/name (a thread's tid works too, though /proc does
+// not list it), valid until the next call.
+func (p *procReader) read(tid int32, name string) ([]byte, bool) {
+	p.path = append(p.path[:0], "/proc/"...)
+	p.path = strconv.AppendInt(p.path, int64(tid), 10)
+	p.path = append(p.path, '/')
+	p.path = append(p.path, name...)
+	fd, err := unix.Open(string(p.path), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer unix.Close(fd)
+	n := 0
+	for n < len(p.buf) {
+		m, err := unix.Read(fd, p.buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, false
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return p.buf[:n], n > 0
+}
+
+// bootMinusMono is CLOCK_BOOTTIME minus CLOCK_MONOTONIC: the time the
+// machine spent suspended since boot.
+func bootMinusMono() uint64 {
+	var b, m unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &m) != nil || unix.ClockGettime(unix.CLOCK_BOOTTIME, &b) != nil {
+		return 0
+	}
+	if d := b.Nano() - m.Nano(); d > 0 {
+		return uint64(d)
+	}
+	return 0
+}
