@@ -38,7 +38,7 @@ func crashLines(big bool) (gen func(int) []byte, maxBytes int64) {
 func TestCrashChild(t *testing.T) {
 	path := os.Getenv(crashEnvPath)
 	if path == "" {
-		t.Skip("crash child: only run by TestCrashLeavesWholeLines")
+		return // an entry point, not a test: crash child: only run by TestCrashLeavesWholeLines
 	}
 	var p FlushPolicy
 	if err := p.UnmarshalText([]byte(os.Getenv(crashEnvPolicy))); err != nil {

@@ -203,7 +203,7 @@ func getppidStorm(b *testing.B, own func(string, int)) int {
 func TestHelperSyscallStorm(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("CONTID_AUDITNL_STORM"))
 	if err != nil {
-		t.Skip("helper process for BenchmarkPrimaryCeiling")
+		return // an entry point, not a test: helper process for BenchmarkPrimaryCeiling
 	}
 	var one [1]byte
 	os.Stdin.Read(one[:])

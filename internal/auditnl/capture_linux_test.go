@@ -28,7 +28,7 @@ const capturedDir = "testdata/captured"
 // and their timestamps and serials differ on every capture.
 func TestCaptureSeeds(t *testing.T) {
 	if !*update {
-		t.Skip("recaptures testdata/captured with -update")
+		return // an entry point, not a test: recaptures testdata/captured with -update
 	}
 	audittest.RequireRoot(t)
 	audittest.Lock(t)
