@@ -2,7 +2,7 @@ package provenance
 
 import (
 	"bufio"
-	"flag"
+	"github.com/contid/contid/internal/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +12,6 @@ import (
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/records"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // fake attributes from a table; pid 999 is unknown.
 type fake map[int32]contid.Chain
@@ -92,14 +90,7 @@ func TestAnnotate(t *testing.T) {
 			t.Errorf("kernel line changed or lost: %s", l)
 		}
 	}
-	golden := "testdata/handwritten-events.golden"
-	if *update {
-		os.WriteFile(golden, []byte(got), 0o644)
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil || string(want) != got {
-		t.Errorf("differs from %s (refresh with -update): %v", golden, err)
-	}
+	golden.Check(t, "testdata/handwritten-events.golden", []byte(got))
 }
 
 func TestStats(t *testing.T) {

@@ -3,8 +3,8 @@ package reassembly
 import (
 	"bufio"
 	"bytes"
-	"flag"
 	"fmt"
+	"github.com/contid/contid/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +12,6 @@ import (
 
 	"github.com/contid/contid/internal/records"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 // recorder is a Sink that writes every call as a line, prefixed with where
 // it came from, and checks the Sink contract on the way.
@@ -97,36 +95,7 @@ func TestGolden(t *testing.T) {
 			st := ra.Stats()
 			fmt.Fprintf(&rec.b, "stats records=%d events=%d gap=%d incomplete=%d late=%d discontinuities=%d\n",
 				st.Records, st.Events, st.Gap, st.Incomplete, st.Late, st.Discontinuities)
-			compareGolden(t, "testdata/"+name+".golden", []byte(rec.b.String()))
+			golden.Check(t, "testdata/"+name+".golden", []byte(rec.b.String()))
 		})
-	}
-}
-
-func compareGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/reassembly -run TestGolden -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
-		for i := 0; i < len(gl) || i < len(wl); i++ {
-			var g, w string
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if g != w {
-				t.Fatalf("%s line %d differs:\n got %q\nwant %q\n(run with -update after checking)", path, i+1, g, w)
-			}
-		}
 	}
 }

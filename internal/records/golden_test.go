@@ -4,15 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"flag"
+	"github.com/contid/contid/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 // TestGolden parses every testdata/*.log line and compares three renderings
 // with testdata/<name>.{raw,interpreted,json}.golden:
@@ -69,38 +67,9 @@ func TestGolden(t *testing.T) {
 			if err := sc.Err(); err != nil {
 				t.Fatal(err)
 			}
-			compareGolden(t, "testdata/"+name+".raw.golden", raw.Bytes())
-			compareGolden(t, "testdata/"+name+".interpreted.golden", interp.Bytes())
-			compareGolden(t, "testdata/"+name+".json.golden", js.Bytes())
+			golden.Check(t, "testdata/"+name+".raw.golden", raw.Bytes())
+			golden.Check(t, "testdata/"+name+".interpreted.golden", interp.Bytes())
+			golden.Check(t, "testdata/"+name+".json.golden", js.Bytes())
 		})
-	}
-}
-
-func compareGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/records -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
-		for i := 0; i < len(gl) || i < len(wl); i++ {
-			var g, w string
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if g != w {
-				t.Fatalf("%s line %d differs:\n got %q\nwant %q\n(run go test ./internal/records -update after checking)", path, i+1, g, w)
-			}
-		}
 	}
 }

@@ -3,14 +3,12 @@ package replay
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
+	"github.com/contid/contid/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // musts are facts each scenario's raw output must hold, so that a golden
 // file refreshed with -update cannot silently bless a wrong behaviour.
@@ -119,7 +117,7 @@ func TestScenarios(t *testing.T) {
 						}
 					}
 				}
-				golden(t, "testdata/"+name+"."+f.ext+".golden", got)
+				golden.Check(t, "testdata/"+name+"."+f.ext+".golden", []byte(got))
 			}
 		})
 	}
@@ -144,23 +142,6 @@ func run(t *testing.T, path string, opt Options) string {
 		t.Fatal("replay is not deterministic")
 	}
 	return out.String()
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the output:\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }
 
 // TestMalformed checks that a bad line is reported with file:line and a

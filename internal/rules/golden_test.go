@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/contid/contid/internal/golden"
 	"os"
 	"strings"
 	"testing"
@@ -13,8 +13,6 @@ import (
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/records"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 // TestGoldenExample parses testdata/example.rules (the documented example)
 // and decides every event of testdata/events.log (hand-written events with
@@ -44,7 +42,7 @@ func TestGoldenExample(t *testing.T) {
 		d := set.Decide(v)
 		fmt.Fprintf(&b, "%d.%03d:%d %s\n  -> %s\n", ev[0].Stamp.Sec, ev[0].Stamp.Msec, ev[0].Stamp.Serial, describe(&v), decision(set, d))
 	}
-	compareGolden(t, "testdata/example.golden", b.String())
+	golden.Check(t, "testdata/example.golden", []byte(b.String()))
 
 	// The canonical form reads back as itself.
 	again, err := Parse(strings.NewReader(set.String()), "canonical")
@@ -74,7 +72,7 @@ func TestGoldenErrors(t *testing.T) {
 	if !errors.As(err, &e) || e.Line != 3 {
 		t.Errorf("errors.As: %v", e)
 	}
-	compareGolden(t, "testdata/bad.golden", err.Error()+"\n")
+	golden.Check(t, "testdata/bad.golden", []byte(err.Error()+"\n"))
 }
 
 func describe(v *View) string {
@@ -177,33 +175,4 @@ func readEvents(t testing.TB, path string) [][]records.Record {
 		evs = append(evs, []records.Record{r})
 	}
 	return evs
-}
-
-func compareGolden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/rules -update)", err)
-	}
-	if got != string(want) {
-		gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
-		for i := 0; i < len(gl) || i < len(wl); i++ {
-			var g, w string
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if g != w {
-				t.Fatalf("%s line %d differs:\n got %q\nwant %q\n(run with -update after checking)", path, i+1, g, w)
-			}
-		}
-	}
 }
