@@ -284,10 +284,6 @@ func TestGroupFallback(t *testing.T) {
 	if got := h.line(t); got != "ready" {
 		t.Fatalf("helper says %q", got)
 	}
-	before := map[int]bool{}
-	for _, tid := range threads(t, h.pid()) {
-		before[tid] = true
-	}
 	const id contid.ID = 78
 	leader, err := unix.PidfdOpen(h.pid(), 0)
 	if err != nil {
@@ -296,6 +292,13 @@ func TestGroupFallback(t *testing.T) {
 	defer unix.Close(leader)
 	if err := tr.store(leader, id, valSet|valGroup); err != nil {
 		t.Fatal(err)
+	}
+	// Listed after the flag: the Go runtime may start threads of its own at
+	// any time, so only a thread missing from this list is surely newer
+	// than the flag and must have inherited.
+	before := map[int]bool{}
+	for _, tid := range threads(t, h.pid()) {
+		before[tid] = true
 	}
 
 	if _, err := fmt.Fprintln(h.stdin, "more"); err != nil {
