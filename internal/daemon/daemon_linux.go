@@ -221,7 +221,7 @@ func (d *Daemon) seed() error {
 			d.log.Debug("seed task", "err", err)
 		}
 	}
-	d.tasks.Store(int64(len(d.eng.Tasks())))
+	d.tasks.Store(int64(d.eng.TaskCount()))
 	d.log.Info("seeded from /proc and pinned state", "tasks", st.Tasks, "vanished", st.Vanished, "containers", len(conts))
 	return nil
 }
@@ -394,7 +394,7 @@ func (d *Daemon) Emit(r records.Record) {
 func (d *Daemon) publish() {
 	st := d.eng.Stats()
 	d.engineStats.Store(&st)
-	d.tasks.Store(int64(len(d.eng.Tasks())))
+	d.tasks.Store(int64(d.eng.TaskCount()))
 }
 
 // Status reports the daemon's counters; safe from any goroutine.

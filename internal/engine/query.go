@@ -48,6 +48,18 @@ func (e *Engine) info(t *task) TaskInfo {
 	return ti
 }
 
+// TaskCount returns the number of live tasks, as len(Tasks()) without
+// copying them.
+func (e *Engine) TaskCount() int {
+	n := 0
+	for _, i := range e.idx {
+		if e.tasks[i].set >= 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // Tasks returns every live task, sorted by tid.
 func (e *Engine) Tasks() []TaskInfo {
 	out := make([]TaskInfo, 0, len(e.idx))

@@ -62,7 +62,16 @@ func requested(v string) records.Field {
 	if isDigits(v) { // an overflowing number: safe to write as it is
 		return plain("contid", v)
 	}
-	return records.Field{Key: "contid", Value: v, Enc: records.Untrusted}
+	return untrustedRequest("contid", v)
+}
+
+// untrustedRequest writes a value a caller sent that is not valid: at most
+// 64 bytes of it, encoded so it cannot forge fields.
+func untrustedRequest(key, v string) records.Field {
+	if len(v) > 64 {
+		v = v[:64]
+	}
+	return records.Field{Key: key, Value: v, Enc: records.Untrusted}
 }
 
 // subjectOf picks who a request's record describes: the given subject, else
@@ -124,10 +133,7 @@ func requestedCap(v string) records.Field {
 	if v == "0" || v == "1" {
 		return plain("capcontid", v)
 	}
-	if len(v) > 64 {
-		v = v[:64]
-	}
-	return records.Field{Key: "capcontid", Value: v, Enc: records.Untrusted}
+	return untrustedRequest("capcontid", v)
 }
 
 func b01(b bool) string {
