@@ -61,6 +61,7 @@ type Daemon struct {
 	serial   uint64
 	offset   int64 // unix ns minus CLOCK_MONOTONIC ns
 	scanEnd  uint64
+	tagged   uint64 // CLOCK_MONOTONIC when the latest Tag reached the kernel
 	counters struct {
 		recordsWritten, recordErrors, badEvents, dupSeeds, syncs atomic.Uint64
 	}
@@ -370,6 +371,17 @@ func (d *Daemon) apply(ev tracker.Event) {
 		d.counters.badEvents.Add(1)
 		return
 	}
+	if f, ok := in.(engine.Fork); ok && ev.Time <= d.tagged {
+		// The fork read its creator's contid before the latest registration
+		// reached the kernel but is applied after it (the request drained
+		// the ring before tagging): its value predates the tag and cannot
+		// be compared. The tag walked the new thread too; the engine's
+		// inheritance decides as always.
+		if _, known := d.eng.Task(f.Parent); known {
+			f.HasContid = false
+			in = f
+		}
+	}
 	d.eng.Apply(in)
 }
 
@@ -448,6 +460,10 @@ func monotonic() uint64 {
 // container objects in a pinned map.
 type kernel struct{ d *Daemon }
 
-func (k kernel) Tag(tgid int32, id contid.ID) error { return k.d.tr.SetGroup(int(tgid), id) }
-func (k kernel) Keep(c engine.ContainerInfo) error  { return k.d.pins.Keep(c) }
-func (k kernel) Forget(id contid.ID) error          { return k.d.pins.Forget(id) }
+func (k kernel) Tag(tgid int32, id contid.ID) error {
+	err := k.d.tr.SetGroup(int(tgid), id)
+	k.d.tagged = monotonic()
+	return err
+}
+func (k kernel) Keep(c engine.ContainerInfo) error { return k.d.pins.Keep(c) }
+func (k kernel) Forget(id contid.ID) error         { return k.d.pins.Forget(id) }
