@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -114,6 +115,10 @@ func (d *daemon) start() {
 	args := []string{"daemon", "--log-dir", d.dir, "--socket", d.socket, "--pin-dir", d.pinDir, "--log-level", "debug"}
 	if d.config != "" {
 		args = append(args, "--config", d.config)
+	}
+	if !slices.ContainsFunc(d.extra, func(a string) bool { return strings.HasPrefix(a, "--audit") }) {
+		// Kernel audit is global: only the tests about it take it.
+		args = append(args, "--audit", "off")
 	}
 	args = append(args, d.extra...)
 	d.cmd = exec.Command(contidBin, args...)

@@ -68,7 +68,8 @@ type Container struct {
 
 // Status is the daemon's counters.
 type Status struct {
-	Source   string            `json:"source"` // where task events come from
+	Source   string            `json:"source"`          // where task events come from
+	Audit    string            `json:"audit,omitempty"` // where kernel audit records come from
 	Tasks    int               `json:"tasks"`
 	Counters map[string]uint64 `json:"counters"`
 }

@@ -92,8 +92,12 @@ func align4(n uint64) uint64 { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMS
 // the kernel logs, or a user-space record it relays), as opposed to a
 // netlink control message (NLMSG_*), a reply to a request (1000–1099) or
 // the kernel's AUDIT_REPLACE probe of the registered daemon.
+//
+// Two types below 1100 are records too: AUDIT_USER (1005), the generic
+// user message (auditctl -m) the kernel relays, and AUDIT_LOGIN (1006),
+// which the kernel logs when a loginuid is set.
 func IsRecordType(t uint16) bool {
-	return t >= unix.AUDIT_FIRST_USER_MSG && t != unix.AUDIT_REPLACE
+	return (t >= unix.AUDIT_FIRST_USER_MSG && t != unix.AUDIT_REPLACE) || t == unix.AUDIT_USER || t == unix.AUDIT_LOGIN
 }
 
 // IsUserType reports whether t is in a range the kernel accepts as a

@@ -265,7 +265,8 @@ func TestTypes(t *testing.T) {
 		t            uint16
 		record, user bool
 	}{
-		{unix.NLMSG_ERROR, false, false}, {unix.AUDIT_GET, false, false}, {1005, false, false},
+		{unix.NLMSG_ERROR, false, false}, {unix.AUDIT_GET, false, false}, {1004, false, false},
+		{unix.AUDIT_USER, true, false}, {unix.AUDIT_LOGIN, true, false}, {1007, false, false},
 		{1099, false, false}, {1100, true, true}, {1199, true, true}, {1200, true, false},
 		{1300, true, false}, {unix.AUDIT_REPLACE, false, false}, {1335, true, false},
 		{2099, true, false}, {2100, true, true}, {2900, true, true}, {2999, true, true}, {3000, true, false},

@@ -19,6 +19,7 @@ type Stdio struct {
 // root is the command tree.
 type root struct {
 	Daemon     daemonCmd     `cmd:"" help:"Run the daemon: track tasks, serve the API, write the log."`
+	Audisp     audispCmd     `cmd:"" help:"Run the daemon as auditd's plugin (plugins.d): kernel records on stdin."`
 	Set        setCmd        `cmd:"" help:"Set the contid of a process, acting for the shell that runs contid."`
 	Get        getCmd        `cmd:"" help:"Print a process's contid (or chain)."`
 	Exec       execCmd       `cmd:"" help:"Run a command in a new container: registered before it execs."`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/contid/contid/internal/config"
 	"github.com/contid/contid/internal/daemon"
@@ -17,7 +18,22 @@ type daemonCmd struct {
 	PinDir      string `help:"bpffs directory of pinned state (overrides pin_dir)."`
 	LogLevel    string `help:"debug, info, warn or error (overrides log_level)."`
 	Source      string `help:"auto, ebpf or proc-connector (overrides source)."`
+	Audit       string `help:"Where kernel audit records come from: auto, primary, listener, plugin or off (overrides audit.mode)."`
+	AuditRules  string `help:"Audit rules (auditctl -a/-A/-w lines) loaded at start and deleted at stop; primary mode (overrides audit.rules)." type:"existingfile"`
+	Filter      string `help:"contid filtering and routing rules (overrides audit.filter)." type:"existingfile"`
+	Takeover    bool   `help:"Primary mode: stop a registered audit daemon and take its place (sets audit.takeover)."`
+	JSON        bool   `name:"json-log" help:"Also write DIR/audit.json, one JSON object per event (sets audit.json)."`
 	PrintConfig bool   `help:"Print the configuration in force and exit."`
+}
+
+// audispCmd runs the daemon as auditd's plugin: records on stdin.
+type audispCmd struct {
+	daemonCmd `embed:""`
+}
+
+func (c *audispCmd) Run(stdio Stdio) error {
+	c.Audit = "plugin"
+	return c.daemonCmd.Run(stdio)
 }
 
 func (c *daemonCmd) Run(stdio Stdio) error {
@@ -34,7 +50,7 @@ func (c *daemonCmd) Run(stdio Stdio) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("daemon: must run as root (eBPF, kernel audit, bpffs)")
 	}
-	return daemon.Run(context.Background(), cfg, c.Config, log, daemon.Options{})
+	return daemon.Run(context.Background(), cfg, c.Config, log, daemon.Options{Stdin: stdio.In})
 }
 
 // load applies defaults, then the file, then flags.
@@ -46,13 +62,29 @@ func (c *daemonCmd) load() (config.Config, error) {
 	for _, o := range []struct {
 		flag string
 		dst  *string
-	}{{c.LogDir, &cfg.LogDir}, {c.Socket, &cfg.Socket}, {c.PinDir, &cfg.PinDir}, {c.LogLevel, &cfg.LogLevel}, {c.Source, &cfg.Source}} {
+	}{
+		{c.LogDir, &cfg.LogDir}, {c.Socket, &cfg.Socket}, {c.PinDir, &cfg.PinDir}, {c.LogLevel, &cfg.LogLevel},
+		{c.Source, &cfg.Source}, {c.Audit, &cfg.Audit.Mode}, {abs(c.AuditRules), &cfg.Audit.Rules}, {abs(c.Filter), &cfg.Audit.Filter},
+	} {
 		if o.flag != "" {
 			*o.dst = o.flag
 		}
 	}
+	cfg.Audit.Takeover = cfg.Audit.Takeover || c.Takeover
+	cfg.Audit.JSON = cfg.Audit.JSON || c.JSON
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("config: flags: %w", err)
 	}
 	return cfg, nil
+}
+
+// abs makes a path given on the command line absolute ("" stays "").
+func abs(p string) string {
+	if p == "" {
+		return p
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

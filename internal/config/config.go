@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -33,6 +34,22 @@ type Config struct {
 	LogLevel   string `toml:"log_level"`
 	NSSyscalls bool   `toml:"ns_syscalls"`
 	Log        Log    `toml:"log"`
+	Audit      Audit  `toml:"audit"`
+	Containers Log    `toml:"containers"`
+}
+
+// Audit configures where kernel audit records come from and what is done
+// with them (SPEC §5.3, §6).
+type Audit struct {
+	Mode            string `toml:"mode"`
+	Takeover        bool   `toml:"takeover"`
+	Rules           string `toml:"rules"`
+	Filter          string `toml:"filter"`
+	BacklogLimit    uint32 `toml:"backlog_limit"`
+	BacklogWaitTime uint32 `toml:"backlog_wait_time"`
+	JSON            bool   `toml:"json"`
+	TimeoutMS       int    `toml:"timeout_ms"`
+	MaxOpen         int    `toml:"max_open_container_logs"`
 }
 
 // Log configures the host log like auditd.conf does audit.log.
@@ -104,13 +121,38 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("source %q must be auto, ebpf or proc-connector", c.Source)
 	}
+	switch c.Audit.Mode {
+	case "auto", "primary", "listener", "plugin", "off":
+	default:
+		return fmt.Errorf("audit.mode %q must be auto, primary, listener, plugin or off", c.Audit.Mode)
+	}
+	for k, p := range map[string]string{"audit.rules": c.Audit.Rules, "audit.filter": c.Audit.Filter} {
+		if p != "" && !filepath.IsAbs(p) {
+			return fmt.Errorf("%s %q must be an absolute path", k, p)
+		}
+	}
 	switch {
-	case c.Log.MaxLogFile < 0 || c.Log.MaxLogFile > 1<<20:
-		return fmt.Errorf("log.max_log_file %d must be 0–1048576 MiB", c.Log.MaxLogFile)
-	case c.Log.NumLogs < 1 || c.Log.NumLogs > 999:
-		return fmt.Errorf("log.num_logs %d must be 1–999", c.Log.NumLogs)
-	case c.Log.Freq < 1 || c.Log.Freq > 1<<20:
-		return fmt.Errorf("log.freq %d must be 1–1048576", c.Log.Freq)
+	case c.Audit.TimeoutMS < 10 || c.Audit.TimeoutMS > 60000:
+		return fmt.Errorf("audit.timeout_ms %d must be 10–60000", c.Audit.TimeoutMS)
+	case c.Audit.MaxOpen < 1 || c.Audit.MaxOpen > 65536:
+		return fmt.Errorf("audit.max_open_container_logs %d must be 1–65536", c.Audit.MaxOpen)
+	case c.Audit.BacklogLimit > 1<<24:
+		return fmt.Errorf("audit.backlog_limit %d must be at most 16777216", c.Audit.BacklogLimit)
+	}
+	if err := c.Containers.validate("containers"); err != nil {
+		return err
+	}
+	return c.Log.validate("log")
+}
+
+func (l Log) validate(sect string) error {
+	switch {
+	case l.MaxLogFile < 0 || l.MaxLogFile > 1<<20:
+		return fmt.Errorf("%s.max_log_file %d must be 0–1048576 MiB", sect, l.MaxLogFile)
+	case l.NumLogs < 1 || l.NumLogs > 999:
+		return fmt.Errorf("%s.num_logs %d must be 1–999", sect, l.NumLogs)
+	case l.Freq < 1 || l.Freq > 1<<20:
+		return fmt.Errorf("%s.freq %d must be 1–1048576", sect, l.Freq)
 	}
 	return nil
 }
@@ -125,14 +167,26 @@ func (c Config) Level() (slog.Level, error) {
 }
 
 // HostLog returns the writer configuration of DIR/audit.log.
-func (c Config) HostLog() auditlog.Config {
+func (c Config) HostLog() auditlog.Config { return c.Log.writer(filepath.Join(c.LogDir, "audit.log")) }
+
+// JSONLog returns the writer configuration of DIR/audit.json (JSON lines),
+// which follows the host log's limits.
+func (c Config) JSONLog() auditlog.Config { return c.Log.writer(filepath.Join(c.LogDir, "audit.json")) }
+
+// ContainerLog returns the writer configuration of a container's own log,
+// DIR/containers/<contid>/audit.log, under the [containers] limits.
+func (c Config) ContainerLog(id uint64) auditlog.Config {
+	return c.Containers.writer(filepath.Join(c.LogDir, "containers", strconv.FormatUint(id, 10), "audit.log"))
+}
+
+func (l Log) writer(path string) auditlog.Config {
 	return auditlog.Config{
-		Path:      filepath.Join(c.LogDir, "audit.log"),
-		MaxBytes:  c.Log.MaxLogFile << 20,
-		NumLogs:   c.Log.NumLogs,
-		MaxAction: c.Log.MaxLogFileAction,
-		Flush:     c.Log.Flush,
-		Freq:      c.Log.Freq,
+		Path:      path,
+		MaxBytes:  l.MaxLogFile << 20,
+		NumLogs:   l.NumLogs,
+		MaxAction: l.MaxLogFileAction,
+		Flush:     l.Flush,
+		Freq:      l.Freq,
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -58,7 +59,7 @@ type Daemon struct {
 	cancelMu sync.Mutex
 	cancel   context.CancelFunc
 
-	serial   uint64
+	serial   atomic.Uint64
 	offset   int64 // unix ns minus CLOCK_MONOTONIC ns
 	scanEnd  uint64
 	tagged   uint64 // CLOCK_MONOTONIC when the latest Tag reached the kernel
@@ -67,12 +68,17 @@ type Daemon struct {
 	}
 	engineStats atomic.Pointer[engine.Stats]
 	tasks       atomic.Int64
+
+	audit   auditState
+	stopAll context.CancelFunc
 }
 
 // Options are the parts of start-up that are not configuration.
 type Options struct {
 	// Ready, when set, is closed once the API answers.
 	Ready chan<- struct{}
+	// Stdin is auditd's plugin feed (audit mode plugin).
+	Stdin io.Reader
 }
 
 // Run starts the daemon and runs it until ctx is done or SIGTERM/SIGINT;
@@ -110,6 +116,12 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	if err := d.seed(); err != nil {
 		return err
 	}
+	if d.cfg.Audit.Mode != "off" {
+		if err := d.openAudit(opt.Stdin); err != nil {
+			return err
+		}
+	}
+	defer d.closeAudit()
 
 	acfg := api.Config{Path: cfg.Socket, Status: d.Status}
 	if d.tr != nil {
@@ -123,9 +135,19 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	defer signal.Stop(sigs)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	d.stopAll = stop
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); d.read(ctx) }()
+	if d.audit.in != nil {
+		// Not waited for: a read of the plugin feed cannot be interrupted;
+		// the goroutine touches nothing once ctx is done.
+		go d.receive(ctx)
+	}
+	if d.audit.writer != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.send(ctx) }()
+	}
 	go func() {
 		defer wg.Done()
 		if err := d.srv.Serve(); err != nil {
@@ -318,9 +340,12 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 			d.sync()
 			r.done <- r.f(d.eng)
 			d.publish()
-		case <-tick.C:
+		case b := <-d.audit.batches:
+			d.auditBatch(b)
+		case now := <-tick.C:
 			d.updateOffset()
 			d.publish()
+			d.tickAudit(now)
 			if d.cfg.Log.Flush == auditlog.FlushNone {
 				d.hl.Flush()
 			}
@@ -390,11 +415,31 @@ func exeOf(pid int32) string {
 	return s
 }
 
-// Emit writes one of the engine's records to the host log, stamped from
-// contid's own serial space (SPEC §5.1: without kernel audit).
+// Emit hands on one of contid's own records (SPEC §5.1): into the
+// kernel's audit stream when kernel audit is in use, which stamps and
+// delivers it (back to contid, and to auditd's log); else, or when that
+// queue is full, to the host log directly.
 func (d *Daemon) Emit(r records.Record) {
-	r.Stamp.Serial = records.OwnSerialBase + d.serial
-	d.serial++
+	a := &d.audit
+	if a.writer != nil && a.enabled.Load() {
+		select {
+		case a.own <- r:
+			return
+		default:
+			a.counters.ownQueueFull.Add(1)
+		}
+	}
+	d.local(r)
+}
+
+// local writes an own record to the host log, stamped from contid's own
+// serial space, which cannot collide with the kernel's. Safe from any
+// goroutine.
+func (d *Daemon) local(r records.Record) {
+	r.Stamp.Serial = records.OwnSerialBase + d.serial.Add(1) - 1
+	if d.audit.mode != "" && d.audit.mode != "off" {
+		d.audit.counters.ownLocal.Add(1)
+	}
 	if err := d.hl.WriteLine(records.AppendRaw(nil, &r)); err != nil {
 		d.counters.recordErrors.Add(1)
 		d.log.Error("host log", "err", err)
@@ -439,6 +484,7 @@ func (d *Daemon) Status() api.Status {
 	}
 	ls := d.hl.Stats()
 	s.Counters["log_dropped"] = ls.Dropped.Total()
+	d.auditStatus(&s)
 	return s
 }
 

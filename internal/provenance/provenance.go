@@ -57,11 +57,17 @@ type Annotator struct {
 	stats  Stats
 	out    []records.Record
 	chains []contid.Chain
+	subj   contid.Chain
 	buf    []byte
 }
 
 // New returns an Annotator asking a.
 func New(a Attributor) *Annotator { return &Annotator{a: a} }
+
+// Subject returns the chain of the last annotated event's subject (the
+// SYSCALL's pid, a user record's sender), nil when it had none: the
+// container an event belongs to, as against the containers it touches.
+func (an *Annotator) Subject() contid.Chain { return an.subj }
 
 // Stats returns the counters.
 func (an *Annotator) Stats() Stats { return an.stats }
@@ -73,6 +79,7 @@ func (an *Annotator) Annotate(ev []records.Record) ([]records.Record, []contid.C
 	an.stats.Events++
 	an.out = an.out[:0]
 	an.chains = an.chains[:0]
+	an.subj = nil
 	hasSyscall := false
 	for i := range ev {
 		if ev[i].Type == records.Syscall {
@@ -112,6 +119,9 @@ func (an *Annotator) Annotate(ev []records.Record) ([]records.Record, []contid.C
 		default:
 			an.stats.Contained++
 			an.chains = append(an.chains, chain)
+			if key == "pid" {
+				an.subj = chain
+			}
 			s := subj
 			if s == nil {
 				s = r

@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/contid/contid/internal/auditnl/audittest"
+	"github.com/contid/contid/internal/records"
+)
+
+// startAudit starts a daemon that is the kernel's audit daemon with the
+// given audit rules, after taking the machine's audit lock; the rules and
+// settings are put back when the test ends.
+func startAudit(t *testing.T, auditRules string, extra ...string) *daemon {
+	t.Helper()
+	requireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	f := filepath.Join(t.TempDir(), "audit.rules")
+	if err := os.WriteFile(f, []byte(auditRules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startDaemon(t, "", append([]string{"--audit", "primary", "--audit-rules", f}, extra...)...)
+}
+
+// event is the records of one stamp, in log order.
+type event []records.Record
+
+func (e event) first(typ records.Type) (int, *records.Record) {
+	for i := range e {
+		if e[i].Type == typ {
+			return i, &e[i]
+		}
+	}
+	return -1, nil
+}
+
+// described returns the contid of the CONTAINER_ID that describes record
+// i (1-based record= i+1), or "" if none does.
+func (e event) described(i int) string {
+	for _, r := range e {
+		if r.Type == records.ContainerID {
+			if n, _ := r.Get("record"); n == strconv.Itoa(i+1) {
+				c, _ := r.Get("contid")
+				return c
+			}
+		}
+	}
+	return ""
+}
+
+// readEvents groups a log's records by stamp, in order of first appearance.
+func readEvents(t *testing.T, path string) []event {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	idx := map[records.Stamp]int{}
+	var out []event
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		r, err := records.ParseLine(sc.Text())
+		if err != nil {
+			t.Fatalf("%s:%d does not parse: %v", path, n, err)
+		}
+		i, ok := idx[r.Stamp]
+		if !ok {
+			i = len(out)
+			idx[r.Stamp] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], r)
+	}
+	return out
+}
+
+// execs returns the execve events of exe in evs.
+func execs(evs []event, exe string) []event {
+	var out []event
+	for _, e := range evs {
+		if _, s := e.first(records.Syscall); s != nil {
+			if sc, _ := s.Get("syscall"); sc == "59" {
+				if x, _ := s.Get("exe"); x == exe {
+					out = append(out, e)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func ausearch(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ausearch", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ausearch %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// TestAuditExecve: 500 execve events of a container each carry its contid,
+// in the host log and in the container's own log, and Debian's ausearch
+// finds them with the CONTAINER_ID inside.
+func TestAuditExecve(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-e2e\n", "--json-log")
+	if _, errOut, code := d.sh(`"$C" exec --contid 77 -- sh -c 'for i in $(seq 500); do /bin/true; done'`); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	d.waitRecord(records.ContainerOp, "op=drop", "contid=77")
+	host := filepath.Join(d.dir, "audit.log")
+	cont := filepath.Join(d.dir, "containers", "77", "audit.log")
+	for _, path := range []string{host, cont} {
+		evs := execs(readEvents(t, path), "/usr/bin/true")
+		if len(evs) != 500 {
+			t.Fatalf("%s: %d execve events of /usr/bin/true, want 500", path, len(evs))
+		}
+		for _, e := range evs {
+			i, _ := e.first(records.Syscall)
+			if got := e.described(i); got != "77" {
+				t.Fatalf("%s: event %d: SYSCALL described by contid %q, want 77:\n%v", path, e[0].Stamp.Serial, got, e)
+			}
+			if i == 0 && e[1].Type != records.ContainerID {
+				t.Fatalf("%s: CONTAINER_ID does not follow SYSCALL", path)
+			}
+		}
+	}
+	// The container's log has its registration and end; nothing of others.
+	evs := readEvents(t, cont)
+	var set, drop bool
+	for _, e := range evs {
+		for _, r := range e {
+			if r.Type == records.ContainerOp {
+				op, _ := r.Get("op")
+				set, drop = set || op == "set", drop || op == "drop"
+			}
+		}
+		if _, s := e.first(records.Syscall); s != nil && e.described(0) == "" {
+			if i, _ := e.first(records.Syscall); e.described(i) != "77" {
+				t.Fatalf("container log holds an event of another process: %v", e)
+			}
+		}
+	}
+	if !set || !drop {
+		t.Fatalf("container log: op=set %v, op=drop %v", set, drop)
+	}
+
+	// Debian's ausearch reads the host log.
+	out := ausearch(t, "-if", host, "-m", "2901", "--raw")
+	if n := strings.Count(out, "type=UNKNOWN[2901]"); n < 500 {
+		t.Fatalf("ausearch -m 2901 found %d CONTAINER_ID records, want ≥ 500", n)
+	}
+	out = ausearch(t, "-if", host, "-k", "contid-e2e", "--raw")
+	if n := strings.Count(out, "contid=77"); n < 500 {
+		t.Fatalf("ausearch -k found %d events with contid=77, want ≥ 500", n)
+	}
+	e := execs(readEvents(t, host), "/usr/bin/true")[250]
+	_, s := e.first(records.Syscall)
+	pid, _ := s.Get("pid")
+	for _, args := range [][]string{
+		{"-p", pid},
+		{"-a", strconv.FormatUint(e[0].Stamp.Serial, 10)},
+	} {
+		out := ausearch(t, append([]string{"-if", host, "--raw"}, args...)...)
+		if !strings.Contains(out, "type=UNKNOWN[2901]") || !strings.Contains(out, "contid=77") || !strings.Contains(out, "pid="+pid+" ") {
+			t.Fatalf("ausearch %v: no CONTAINER_ID in the event:\n%s", args, out)
+		}
+	}
+	// JSON lines carry the chain as an array.
+	b, err := os.ReadFile(filepath.Join(d.dir, "audit.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), `"contid":[[77]],"container":77`); n < 500 {
+		t.Fatalf("audit.json: %d events with contid [[77]], want ≥ 500", n)
+	}
+	st, _, _ := d.sh(`"$C" status --json`)
+	for _, c := range []string{`"audit_gaps": 0`, `"kernel_lost": 0`, `"audit_unknown_subject": 0`, `"audit_malformed": 0`, `"write_errors": 0`} {
+		if !strings.Contains(st, c) {
+			t.Errorf("status lacks %s:\n%s", c, st)
+		}
+	}
+}
+
+// TestAuditNestedUserKill: a USER record sent by a nested container's
+// process carries the chain inner,^outer; a kill of a process group
+// spanning two containers links each OBJ_PID target to its own contid.
+func TestAuditNestedUserKill(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-kill\n")
+	out, errOut, code := d.sh(`
+"$C" exec --contid 500 -- "$C" exec --contid 501 -- auditctl -m contid-e2e-user-message || exit 10
+setsid sh -c '"$C" exec --contid 600 -- sleep 30 & "$C" exec --contid 601 -- sleep 30 & wait' </dev/null >/dev/null 2>&1 &
+S=$!
+while [ "$(pgrep -s $S -x sleep | wc -l)" -lt 2 ]; do sleep 0.05; done
+for p in $(pgrep -s $S -x sleep); do echo "$p $("$C" get $p)"; done
+kill -TERM -$S
+`)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := map[string]string{} // sleep pid → its contid
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		pid, id, _ := strings.Cut(l, " ")
+		want[pid] = id
+	}
+	if len(want) != 2 {
+		t.Fatalf("want two contained sleeps, got %q", out)
+	}
+	d.waitRecord(records.ContainerOp, "op=drop", "contid=601")
+	d.waitRecord(records.ContainerOp, "op=drop", "contid=600")
+	evs := readEvents(t, filepath.Join(d.dir, "audit.log"))
+	var user, kill bool
+	for _, e := range evs {
+		for i, r := range e {
+			if r.Type == 1005 && strings.Contains(r.Raw, "contid-e2e-user-message") {
+				if got := e.described(i); got != "501,^500" {
+					t.Fatalf("USER record described by %q, want 501,^500: %v", got, e)
+				}
+				user = true
+			}
+		}
+		if _, s := e.first(records.Syscall); s != nil {
+			if k, _ := s.Get("key"); k == "contid-kill" {
+				n := 0
+				for i, r := range e {
+					if r.Type != records.ObjPID {
+						continue
+					}
+					opid, _ := r.Get("opid")
+					if id, ok := want[opid]; ok {
+						if got := e.described(i); got != id {
+							t.Errorf("OBJ_PID opid=%s described by %q, want %s", opid, got, id)
+						}
+						n++
+					} else if got := e.described(i); got != "" {
+						t.Errorf("OBJ_PID opid=%s (not a contained sleep) described by %q", opid, got)
+					}
+				}
+				kill = kill || n == 2
+			}
+		}
+	}
+	if !user {
+		t.Error("no USER record of the nested container with its chain")
+	}
+	if !kill {
+		t.Error("no kill event whose OBJ_PID targets carry contids 600 and 601")
+	}
+	if t.Failed() {
+		b, _ := os.ReadFile(filepath.Join(d.dir, "audit.log"))
+		t.Logf("host log:\n%s", b)
+	}
+}

@@ -1,0 +1,428 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/contid/contid/internal/api"
+	"github.com/contid/contid/internal/auditlog"
+	"github.com/contid/contid/internal/auditnl"
+	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/output"
+	"github.com/contid/contid/internal/pipeline"
+	"github.com/contid/contid/internal/reassembly"
+	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/rules"
+)
+
+// The audit path (SPEC §5.3): a receiver goroutine reads the kernel's
+// records (netlink, or auditd's plugin feed on stdin) in batches and hands
+// them to the core goroutine, which first applies every task event the
+// tracker holds (sync), so that a record's process is known, then runs the
+// pipeline: reassembly, provenance, rules, output.
+//
+// contid's own records go into the kernel's stream as user records through
+// a sender goroutine (never the receiver's: the kernel makes a sender wait
+// while its backlog is full); when that is impossible they are stamped from
+// contid's own serial space and written directly, and counted.
+
+// auditMsg is one record as received: a netlink message, or a log line.
+type auditMsg struct {
+	t    uint16 // netlink type; 0 for a line
+	data []byte
+}
+
+// auditIn is where records come from.
+type auditIn interface {
+	// next blocks for the first record of a batch, then appends what is
+	// waiting without blocking, up to max.
+	next(ctx context.Context, batch []auditMsg, max int) ([]auditMsg, error)
+	Close() error
+}
+
+type auditState struct {
+	mode    string // primary, listener, plugin or off
+	in      auditIn
+	nl      *auditnl.Client // primary and listener; nil in plugin and off mode
+	writer  *auditnl.Client // where own records are sent; nil: written directly
+	batches chan []auditMsg
+	pipe    *pipeline.Pipeline
+	out     *output.Output
+	json    *auditlog.Writer
+	rules   []auditRule // loaded with auditctl from audit.rules; deleted at stop
+
+	own        chan records.Record // to the sender goroutine
+	enabled    atomic.Bool         // kernel audit enabled: user records are kept
+	lastLost   uint32
+	kernelLost atomic.Uint64 // increase of the kernel's lost counter since start
+	lastNOBUFS uint64
+	counters   struct {
+		batches, ownSent, ownLocal, ownQueueFull, ownSendErrors, lossRecords atomic.Uint64
+	}
+	stats atomic.Pointer[auditStats]
+}
+
+type auditStats struct {
+	pipe pipeline.Stats
+	out  output.Stats
+}
+
+// openAudit opens the configured record source, the pipeline and its
+// outputs. Mode auto is primary when no audit daemon is registered, and off
+// (with a warning) when one is.
+func (d *Daemon) openAudit(stdin io.Reader) error {
+	a := &d.audit
+	a.mode = d.cfg.Audit.Mode
+	var err error
+	switch a.mode {
+	case "primary", "auto":
+		a.nl, err = auditnl.Open(auditnl.Config{
+			Mode: auditnl.Primary, Takeover: d.cfg.Audit.Takeover, Enable: true,
+			BacklogLimit: d.cfg.Audit.BacklogLimit, BacklogWaitTime: d.cfg.Audit.BacklogWaitTime,
+		}, d.log)
+		var reg *auditnl.RegisteredError
+		if a.mode == "auto" && errors.As(err, &reg) {
+			d.log.Warn("audit: another audit daemon is registered; kernel records are NOT annotated. "+
+				"Run contid as its plugin (audit.mode = \"plugin\", contrib/plugins.d/contid.conf) or set audit.takeover",
+				"daemon_pid", reg.PID, "err", err)
+			a.mode, err = "off", nil
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("daemon: audit: %w", err)
+		}
+		a.mode = "primary"
+		a.in, a.writer = nlIn{a.nl}, a.nl
+		if d.cfg.Audit.Rules != "" {
+			if a.rules, err = loadAuditRules(d.cfg.Audit.Rules); err != nil {
+				a.nl.Close()
+				return fmt.Errorf("daemon: audit rules: %w", err)
+			}
+		}
+	case "listener":
+		if a.nl, err = auditnl.Open(auditnl.Config{Mode: auditnl.Listener}, d.log); err != nil {
+			return fmt.Errorf("daemon: audit: %w", err)
+		}
+		a.in = nlIn{a.nl}
+		a.writer, err = auditnl.Open(auditnl.Config{Mode: auditnl.Listener}, d.log)
+		if err != nil {
+			a.nl.Close()
+			return fmt.Errorf("daemon: audit: %w", err)
+		}
+	case "plugin":
+		a.in = &lineIn{r: bufio.NewReaderSize(stdin, 64<<10)}
+		if a.writer, err = auditnl.Open(auditnl.Config{Mode: auditnl.Listener}, d.log); err != nil {
+			d.log.Warn("audit: cannot send contid's records into the kernel stream; writing them to the host log only", "err", err)
+			a.writer = nil
+		}
+	}
+	if a.writer != nil {
+		if st, err := a.writer.Status(); err == nil {
+			a.enabled.Store(st.Enabled != 0)
+			a.lastLost = st.Lost
+		}
+	}
+	var rs *rules.Set
+	if d.cfg.Audit.Filter != "" {
+		f, err := os.Open(d.cfg.Audit.Filter)
+		if err != nil {
+			return fmt.Errorf("daemon: filter: %w", err)
+		}
+		rs, err = rules.Parse(f, d.cfg.Audit.Filter)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("daemon: filter: %w", err)
+		}
+		if s := rs.Streams(); len(s) > 0 {
+			return fmt.Errorf("daemon: filter %s: stream %q is not defined (streams are not supported yet)", d.cfg.Audit.Filter, s[0])
+		}
+	}
+	if d.cfg.Audit.JSON {
+		if a.json, err = auditlog.Open(d.cfg.JSONLog(), d.log); err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+	}
+	a.out = output.New(output.Config{
+		Host: d.hl, JSON: a.json, MaxOpen: d.cfg.Audit.MaxOpen, Log: d.log,
+		Container: func(id contid.ID) auditlog.Config { return d.cfg.ContainerLog(uint64(id)) },
+		Lost:      d.lost,
+	})
+	a.pipe = pipeline.New(pipeline.Config{
+		Reassembly: reassembly.Config{Timeout: time.Duration(d.cfg.Audit.TimeoutMS) * time.Millisecond},
+		Rules:      rs, Attributor: d.eng, Writer: a.out,
+	})
+	a.batches = make(chan []auditMsg, 64)
+	a.own = make(chan records.Record, 4096)
+	d.log.Info("kernel audit records", "mode", a.mode, "filter", d.cfg.Audit.Filter, "audit_rules", len(a.rules))
+	return nil
+}
+
+// closeAudit stops the source, delivers what is in flight and puts back
+// what openAudit changed.
+func (d *Daemon) closeAudit() {
+	a := &d.audit
+	if a.pipe != nil {
+		// What was received before the stop is still written: the
+		// batches handed over, then what waits in the socket.
+		for drained := false; !drained; {
+			select {
+			case b := <-a.batches:
+				d.auditBatch(b)
+			default:
+				drained = true
+			}
+		}
+		if a.nl != nil {
+			if b, _ := a.in.next(nil, nil, 1<<20); len(b) > 0 {
+				d.auditBatch(b)
+			}
+		}
+	}
+	if a.in != nil {
+		a.in.Close()
+	}
+	if a.pipe != nil {
+		a.pipe.Flush()
+		a.out.Close()
+	}
+	for drained := false; !drained; {
+		select {
+		case r := <-a.own:
+			d.local(r)
+		default:
+			drained = true
+		}
+	}
+	if len(a.rules) > 0 {
+		if err := deleteAuditRules(d.cfg.Audit.Rules, a.rules); err != nil {
+			d.log.Error("audit rules: removing at stop", "err", err)
+		}
+	}
+	if a.writer != nil && a.writer != a.nl {
+		a.writer.Close()
+	}
+	if a.json != nil {
+		a.json.Close()
+	}
+}
+
+// receive moves batches of records to the core until ctx is done. A full
+// channel blocks it: the kernel then holds records in its backlog and, in
+// primary mode, makes their producers wait rather than lose them.
+func (d *Daemon) receive(ctx context.Context) {
+	a := &d.audit
+	for ctx.Err() == nil {
+		b, err := a.in.next(ctx, make([]auditMsg, 0, 64), 512)
+		if len(b) > 0 {
+			select {
+			case a.batches <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, os.ErrClosed) {
+				if errors.Is(err, io.EOF) {
+					d.log.Info("audit: end of the plugin feed, stopping")
+				} else {
+					d.log.Error("audit: receive", "err", err)
+				}
+				d.stopAll()
+			}
+			return
+		}
+	}
+}
+
+// auditBatch runs one batch through the pipeline, after the task events
+// that came before it.
+func (d *Daemon) auditBatch(b []auditMsg) {
+	d.audit.counters.batches.Add(1)
+	d.sync()
+	p := d.audit.pipe
+	for _, m := range b {
+		if m.t == 0 {
+			p.PushLine(string(m.data))
+		} else {
+			p.PushMessage(m.t, m.data)
+		}
+	}
+}
+
+// tickAudit advances event time while the stream is idle and turns the
+// kernel's and the socket's loss counters into CONTID_LOSS records.
+func (d *Daemon) tickAudit(now time.Time) {
+	a := &d.audit
+	if a.pipe == nil {
+		return
+	}
+	if len(a.batches) == 0 {
+		a.pipe.Advance(now.UnixMilli())
+	}
+	if a.nl != nil {
+		if n := a.nl.Stats().ENOBUFS; n > a.lastNOBUFS {
+			d.lossRecord("enobufs", n-a.lastNOBUFS)
+			a.lastNOBUFS = n
+		}
+	}
+	if a.writer != nil {
+		if st, err := a.writer.Status(); err == nil {
+			a.enabled.Store(st.Enabled != 0)
+			if st.Lost > a.lastLost {
+				d.lossRecord("kernel", uint64(st.Lost-a.lastLost))
+				a.kernelLost.Add(uint64(st.Lost - a.lastLost))
+			}
+			a.lastLost = st.Lost
+		}
+	}
+	if d.cfg.Log.Flush == auditlog.FlushNone {
+		a.out.Flush()
+	}
+	a.stats.Store(&auditStats{pipe: a.pipe.Stats(), out: a.out.Stats()})
+}
+
+// lost is the pipeline's loss report.
+func (d *Daemon) lost(n uint64, why pipeline.Loss) { d.lossRecord(why.String(), n) }
+
+// lossRecord writes a CONTID_LOSS record (SPEC §8).
+func (d *Daemon) lossRecord(kind string, n uint64) {
+	d.audit.counters.lossRecords.Add(1)
+	d.Emit(records.Record{
+		Type:  records.ContidLoss,
+		Stamp: records.StampAt(time.Now().UnixNano(), 0),
+		Fields: []records.Field{
+			{Key: "kind", Value: kind}, {Key: "count", Value: strconv.FormatUint(n, 10)},
+			{Key: "source", Value: d.audit.mode},
+		},
+	})
+}
+
+// send is the sender goroutine: own records into the kernel's stream.
+func (d *Daemon) send(ctx context.Context) {
+	a := &d.audit
+	var buf []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-a.own:
+			buf = records.AppendRaw(buf[:0], &r)
+			body := buf
+			if i := bytes.Index(buf, []byte("): ")); i >= 0 {
+				body = buf[i+3:]
+			}
+			if err := a.writer.SendUser(uint16(r.Type), string(body)); err != nil {
+				a.counters.ownSendErrors.Add(1)
+				d.log.Warn("audit: sending a record into the kernel stream failed; writing it to the host log", "err", err)
+				d.local(r)
+				continue
+			}
+			a.counters.ownSent.Add(1)
+		}
+	}
+}
+
+// nlIn reads netlink.
+type nlIn struct{ c *auditnl.Client }
+
+// next with a nil ctx does not block: it returns what is waiting.
+func (n nlIn) next(ctx context.Context, b []auditMsg, max int) ([]auditMsg, error) {
+	if ctx != nil {
+		m, err := n.c.Receive(ctx)
+		if err != nil {
+			return b, err
+		}
+		b = append(b, auditMsg{t: m.Type, data: m.Data})
+	}
+	for len(b) < max {
+		m, ok, err := n.c.TryReceive()
+		if err != nil || !ok {
+			break
+		}
+		b = append(b, auditMsg{t: m.Type, data: m.Data})
+	}
+	return b, nil
+}
+
+func (n nlIn) Close() error { return n.c.Close() }
+
+// lineIn reads auditd's plugin feed: one record per line (format=string).
+type lineIn struct {
+	r      *bufio.Reader
+	closed atomic.Bool
+}
+
+func (l *lineIn) next(ctx context.Context, b []auditMsg, max int) ([]auditMsg, error) {
+	for len(b) < max {
+		line, err := l.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than any record: skip to its end; the
+			// pipeline counts what it is given as malformed.
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = l.r.ReadSlice('\n')
+			}
+			line = []byte("oversized line")
+		}
+		if len(line) > 0 {
+			b = append(b, auditMsg{data: bytes.Clone(bytes.TrimRight(line, "\r\n"))})
+		}
+		if err != nil {
+			return b, err
+		}
+		if l.r.Buffered() == 0 {
+			break
+		}
+	}
+	return b, nil
+}
+
+func (l *lineIn) Close() error { return nil }
+
+// auditStatus adds the audit path's counters to s (from any goroutine).
+func (d *Daemon) auditStatus(s *api.Status) {
+	a := &d.audit
+	s.Audit = a.mode
+	if a.mode == "" || a.mode == "off" {
+		return
+	}
+	c := s.Counters
+	c["audit_batches"] = a.counters.batches.Load()
+	c["own_sent"] = a.counters.ownSent.Load()
+	c["own_local"] = a.counters.ownLocal.Load()
+	c["own_queue_full"] = a.counters.ownQueueFull.Load()
+	c["own_send_errors"] = a.counters.ownSendErrors.Load()
+	c["loss_records"] = a.counters.lossRecords.Load()
+	if a.nl != nil {
+		ns := a.nl.Stats()
+		c["audit_enobufs"] = ns.ENOBUFS
+		c["audit_decode_errors"] = ns.DecodeErrors + ns.Foreign
+	}
+	c["kernel_lost"] = a.kernelLost.Load()
+	st := a.stats.Load()
+	if st == nil {
+		return
+	}
+	p, o := st.pipe, st.out
+	c["audit_received"] = p.Received
+	c["audit_malformed"] = p.Malformed
+	c["audit_events"] = p.Events
+	c["audit_dropped_by_rule"] = p.Dropped
+	c["audit_gaps"] = p.Reassembly.Gap
+	c["audit_incomplete"] = p.Reassembly.Incomplete
+	c["audit_late"] = p.Reassembly.Late
+	c["audit_discontinuities"] = p.Reassembly.Discontinuities
+	c["audit_contained"] = p.Provenance.Contained
+	c["audit_unknown_subject"] = p.Provenance.Unknown
+	c["written_host"] = o.HostEvents
+	c["written_container"] = o.ContainerEvents
+	c["written_json"] = o.JSONEvents
+	c["write_errors"] = o.LineErrors + o.OpenErrors
+}

@@ -1,0 +1,213 @@
+// Package output writes what the audit pipeline keeps: the host log, each
+// container's own log (DIR/containers/<contid>/audit.log, opened on first
+// use, the least recently written closed beyond a bound) and optional JSON
+// lines, one object per event. A line a log cannot take is counted (by the
+// log and here), never dropped silently.
+//
+// An Output is for one goroutine (the daemon's core).
+package output
+
+import (
+	"container/list"
+	"log/slog"
+	"strconv"
+
+	"github.com/contid/contid/internal/auditlog"
+	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/pipeline"
+	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/rules"
+)
+
+// Config configures an Output.
+type Config struct {
+	Host *auditlog.Writer
+	JSON *auditlog.Writer // nil: no JSON lines
+	// Container gives the writer configuration of a container's log.
+	Container func(id contid.ID) auditlog.Config
+	MaxOpen   int // container logs open at once (at least 1)
+	// Lost is called for every loss the pipeline reports (to write a
+	// CONTID_LOSS record, which is not this package's business).
+	Lost func(n uint64, why pipeline.Loss)
+	Log  *slog.Logger
+}
+
+// Stats counts what was written.
+type Stats struct {
+	HostEvents      uint64
+	ContainerEvents uint64
+	JSONEvents      uint64
+	LineErrors      uint64 // lines a log refused or failed to write
+	OpenErrors      uint64 // container logs that could not be opened
+	OpenLogs        int
+}
+
+// Output is a pipeline.Writer.
+type Output struct {
+	cfg   Config
+	open  map[contid.ID]*list.Element
+	lru   list.List // of *clog, most recently written first
+	buf   []byte
+	stats Stats
+}
+
+type clog struct {
+	id contid.ID
+	w  *auditlog.Writer
+}
+
+// New returns an Output.
+func New(cfg Config) *Output {
+	if cfg.MaxOpen < 1 {
+		cfg.MaxOpen = 1
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Output{cfg: cfg, open: make(map[contid.ID]*list.Element)}
+}
+
+// Write writes one event to the destinations its routes name.
+func (o *Output) Write(ev *pipeline.Event) {
+	if ev.Routes.Has(rules.Host) {
+		o.lines(o.cfg.Host, ev.Records)
+		o.stats.HostEvents++
+	}
+	if ev.Routes.Has(rules.Container) && ev.Container != contid.Unset && o.cfg.Container != nil {
+		if w := o.container(ev.Container); w != nil {
+			o.lines(w, ev.Records)
+			o.stats.ContainerEvents++
+		}
+	}
+	if o.cfg.JSON != nil && ev.Routes.Has(rules.Host) {
+		o.buf = appendEventJSON(o.buf[:0], ev)
+		o.write(o.cfg.JSON, o.buf)
+		o.stats.JSONEvents++
+	}
+}
+
+// Lost hands a loss on.
+func (o *Output) Lost(n uint64, why pipeline.Loss) {
+	if o.cfg.Lost != nil {
+		o.cfg.Lost(n, why)
+	}
+}
+
+func (o *Output) lines(w *auditlog.Writer, recs []records.Record) {
+	for i := range recs {
+		o.buf = records.AppendRaw(o.buf[:0], &recs[i])
+		o.write(w, o.buf)
+	}
+}
+
+func (o *Output) write(w *auditlog.Writer, line []byte) {
+	if err := w.WriteLine(line); err != nil {
+		o.stats.LineErrors++
+	}
+}
+
+// container returns the open log of id, opening it (and closing the least
+// recently written beyond MaxOpen) when needed; nil if it cannot be opened.
+func (o *Output) container(id contid.ID) *auditlog.Writer {
+	if e, ok := o.open[id]; ok {
+		o.lru.MoveToFront(e)
+		return e.Value.(*clog).w
+	}
+	w, err := auditlog.Open(o.cfg.Container(id), o.cfg.Log)
+	if err != nil {
+		o.stats.OpenErrors++
+		o.cfg.Log.Error("container log", "contid", id, "err", err)
+		return nil
+	}
+	o.open[id] = o.lru.PushFront(&clog{id: id, w: w})
+	for o.lru.Len() > o.cfg.MaxOpen {
+		o.evict(o.lru.Back())
+	}
+	return w
+}
+
+func (o *Output) evict(e *list.Element) {
+	c := e.Value.(*clog)
+	if err := c.w.Close(); err != nil {
+		o.cfg.Log.Error("container log close", "contid", c.id, "err", err)
+	}
+	delete(o.open, c.id)
+	o.lru.Remove(e)
+}
+
+// Flush hands buffered lines of every open log to the kernel.
+func (o *Output) Flush() {
+	for e := o.lru.Front(); e != nil; e = e.Next() {
+		e.Value.(*clog).w.Flush()
+	}
+	if o.cfg.JSON != nil {
+		o.cfg.JSON.Flush()
+	}
+}
+
+// Reopen reopens every open container log (after logrotate moved them).
+func (o *Output) Reopen() {
+	for e := o.lru.Front(); e != nil; e = e.Next() {
+		if err := e.Value.(*clog).w.Reopen(); err != nil {
+			o.cfg.Log.Error("container log reopen", "contid", e.Value.(*clog).id, "err", err)
+		}
+	}
+}
+
+// Close closes the container logs (not Host and JSON, which the owner
+// opened).
+func (o *Output) Close() {
+	for o.lru.Len() > 0 {
+		o.evict(o.lru.Back())
+	}
+}
+
+// Stats returns the counters.
+func (o *Output) Stats() Stats {
+	s := o.stats
+	s.OpenLogs = o.lru.Len()
+	return s
+}
+
+// appendEventJSON writes an event as one JSON object:
+//
+//	{"time":"…","serial":N,"contid":[[inner,outer],…],"container":N,
+//	 "records":[{…},…]}
+//
+// contid holds every chain the event carries, the subject's first;
+// container is the contid whose log the event belongs to (absent if none).
+func appendEventJSON(b []byte, ev *pipeline.Event) []byte {
+	b = append(b, `{"contid":[`...)
+	for i, c := range ev.Chains {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for j, id := range c {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(id), 10)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, ']')
+	if ev.Container != contid.Unset {
+		b = append(b, `,"container":`...)
+		b = strconv.AppendUint(b, uint64(ev.Container), 10)
+	}
+	if ev.Incomplete {
+		b = append(b, `,"incomplete":true`...)
+	}
+	if ev.Late {
+		b = append(b, `,"late":true`...)
+	}
+	b = append(b, `,"records":[`...)
+	for i := range ev.Records {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = records.AppendJSON(b, &ev.Records[i])
+	}
+	return append(b, "]}"...)
+}
