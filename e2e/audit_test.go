@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/records"
@@ -256,5 +258,100 @@ kill -TERM -$S
 	if t.Failed() {
 		b, _ := os.ReadFile(filepath.Join(d.dir, "audit.log"))
 		t.Logf("host log:\n%s", b)
+	}
+}
+
+// TestAuditPlugin: auditd stays the audit daemon and runs `contid audisp`
+// from its plugins.d; contid annotates what auditd hands it, and auditd's
+// own log shows contid's registrations as user records.
+func TestAuditPlugin(t *testing.T) {
+	requireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	logDir := filepath.Join(dir, "contid")
+	sock := filepath.Join(dir, "contid.sock")
+	pinDir := filepath.Join("/sys/fs/bpf", "contid-e2e-plugin-"+strconv.Itoa(os.Getpid()))
+	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg := write("contid.toml", "log_dir = \""+logDir+"\"\nsocket = \""+sock+"\"\npin_dir = \""+pinDir+"\"\nlog_level = \"debug\"\n")
+	os.Mkdir(filepath.Join(dir, "plugins.d"), 0o750)
+	// The shipped conf, with this build's path and configuration.
+	conf, err := os.ReadFile("../contrib/plugins.d/contid.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := strings.Replace(string(conf), "\npath = /usr/local/bin/contid\n", "\npath = "+contidBin+"\n", 1)
+	c = strings.Replace(c, "\nargs = audisp\n", "\nargs = audisp --config="+cfg+"\n", 1)
+	if c == string(conf) {
+		t.Fatal("contrib/plugins.d/contid.conf: path or args line not found")
+	}
+	write("plugins.d/contid.conf", c)
+	auditdLog := filepath.Join(dir, "auditd.log")
+	write("auditd.conf", "log_file = "+auditdLog+"\nlog_format = RAW\nwrite_logs = yes\nflush = INCREMENTAL_ASYNC\nfreq = 50\n"+
+		"plugin_dir = "+filepath.Join(dir, "plugins.d")+"\nmax_log_file_action = ignore\nspace_left = 2\nadmin_space_left = 1\n"+
+		"disk_full_action = ignore\ndisk_error_action = ignore\nspace_left_action = ignore\nadmin_space_left_action = ignore\n")
+	auditd := exec.Command("auditd", "-n", "-c", dir)
+	var auditdOut strings.Builder
+	auditd.Stdout, auditd.Stderr = &auditdOut, &auditdOut
+	if err := auditd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { auditd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		auditd.Process.Signal(syscall.SIGTERM) // auditd ignores SIGINT
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			auditd.Process.Kill()
+			<-done
+			t.Error("auditd did not stop within 10 s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("auditd:\n%s", auditdOut.String())
+		}
+	})
+	d := &daemon{t: t, dir: logDir, socket: sock}
+	waitFor(t, func() bool { _, _, code := d.sh(`"$C" status >/dev/null 2>&1`); return code == 0 }, "contid audisp's API")
+	audittest.Auditctl(t, "-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-F", "key=contid-plugin")
+	if _, errOut, code := d.sh(`"$C" exec --contid 88 -- sh -c 'for i in $(seq 20); do /bin/true; done'`); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	d.waitRecord(records.ContainerOp, "op=drop", "contid=88")
+	evs := execs(readEvents(t, filepath.Join(logDir, "audit.log")), "/usr/bin/true")
+	if len(evs) != 20 {
+		t.Fatalf("%d execve events of /usr/bin/true in contid's log, want 20", len(evs))
+	}
+	for _, e := range evs {
+		if i, _ := e.first(records.Syscall); e.described(i) != "88" {
+			t.Fatalf("event not attributed to 88: %v", e)
+		}
+	}
+	// auditd's own log shows the registration, sent as a user record.
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(auditdLog)
+		return strings.Contains(string(b), "type=UNKNOWN[2900]") && strings.Contains(string(b), "op=set") && strings.Contains(string(b), "contid=88")
+	}, "CONTAINER_OP in auditd's log")
+	st, _, _ := d.sh(`"$C" status --json`)
+	if !strings.Contains(st, `"audit": "plugin"`) || !strings.Contains(st, `"audit_malformed": 0`) {
+		t.Fatalf("status:\n%s", st)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
