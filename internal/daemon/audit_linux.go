@@ -157,7 +157,7 @@ func (d *Daemon) openAudit(stdin io.Reader) error {
 	})
 	a.pipe = pipeline.New(pipeline.Config{
 		Reassembly: reassembly.Config{Timeout: time.Duration(d.cfg.Audit.TimeoutMS) * time.Millisecond},
-		Rules:      rs, Attributor: d.eng, Writer: a.out,
+		Rules:      rs, Attributor: d.eng, Writer: a.out, Self: int32(os.Getpid()),
 	})
 	a.batches = make(chan []auditMsg, 64)
 	a.own = make(chan records.Record, 4096)
@@ -421,6 +421,7 @@ func (d *Daemon) auditStatus(s *api.Status) {
 	c["audit_discontinuities"] = p.Reassembly.Discontinuities
 	c["audit_contained"] = p.Provenance.Contained
 	c["audit_unknown_subject"] = p.Provenance.Unknown
+	c["audit_forged"] = p.Provenance.Forged
 	c["written_host"] = o.HostEvents
 	c["written_container"] = o.ContainerEvents
 	c["written_json"] = o.JSONEvents

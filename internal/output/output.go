@@ -171,11 +171,12 @@ func (o *Output) Stats() Stats {
 
 // appendEventJSON writes an event as one JSON object:
 //
-//	{"time":"…","serial":N,"contid":[[inner,outer],…],"container":N,
-//	 "records":[{…},…]}
+//	{"contid":[[inner,outer],…],"container":N,"records":[{…},…]}
 //
 // contid holds every chain the event carries, the subject's first;
-// container is the contid whose log the event belongs to (absent if none).
+// container is the contid whose log the event belongs to (absent if none);
+// incomplete and late appear when true. Each record is records.AppendJSON's
+// object, which carries the stamp.
 func appendEventJSON(b []byte, ev *pipeline.Event) []byte {
 	b = append(b, `{"contid":[`...)
 	for i, c := range ev.Chains {

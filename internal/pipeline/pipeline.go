@@ -77,15 +77,19 @@ type Config struct {
 	Rules      *rules.Set
 	Attributor provenance.Attributor
 	Writer     Writer
+	// Self is contid's pid when records come live from the kernel: only
+	// records it sent count as contid's own (provenance.TrustOnly). 0
+	// trusts every record of contid's types (a replayed log).
+	Self int32
 }
 
 // Stats counts what the pipeline saw.
 type Stats struct {
-	Received  uint64 // records pushed
-	Malformed uint64 // … that did not parse (skipped)
-	Events    uint64 // events (and Late parts) decided
-	Dropped   uint64 // events dropped by a rule
-	Kept      uint64 // events handed to the Writer
+	Received   uint64 // records pushed
+	Malformed  uint64 // … that did not parse (skipped)
+	Events     uint64 // events (and Late parts) decided
+	Dropped    uint64 // events dropped by a rule
+	Kept       uint64 // events handed to the Writer
 	Reassembly reassembly.Stats
 	Provenance provenance.Stats
 }
@@ -103,6 +107,7 @@ type Pipeline struct {
 // New returns a Pipeline.
 func New(cfg Config) *Pipeline {
 	p := &Pipeline{cfg: cfg, an: provenance.New(cfg.Attributor)}
+	p.an.TrustOnly(cfg.Self)
 	p.re = reassembly.New(cfg.Reassembly, sink{p})
 	return p
 }
@@ -185,7 +190,7 @@ func (p *Pipeline) event(e reassembly.Event) {
 	container := contid.Unset
 	if subj := p.an.Subject(); len(subj) > 0 {
 		container = subj[0]
-	} else if id, ok := own(recs); ok {
+	} else if id, ok := p.own(recs); ok {
 		container = id
 		chains = append(chains, contid.Chain{id})
 	}
@@ -208,11 +213,12 @@ func (p *Pipeline) event(e reassembly.Event) {
 
 // own returns the contid a successful contid record of the event is about
 // (CONTAINER_OP, NS_*, SET_CAPCONTID carry contid=), so that a container's
-// own log holds its registration and its end.
-func own(recs []records.Record) (contid.ID, bool) {
+// own log holds its registration and its end. Forged records (not sent by
+// contid) never route: a container must not write into another's log.
+func (p *Pipeline) own(recs []records.Record) (contid.ID, bool) {
 	for i := range recs {
 		r := &recs[i]
-		if r.Type < records.ContainerOp || r.Type > records.ContidLoss || r.Type == records.ContainerID {
+		if r.Type == records.ContainerID || !p.an.Own(r) {
 			continue
 		}
 		if res, ok := r.Get("res"); ok && res != "success" {

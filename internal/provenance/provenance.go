@@ -7,8 +7,12 @@
 //   - SYSCALL: the event's subject (pid=, with ppid= to tell apart two
 //     processes that used one pid within the clocks' slack);
 //   - OBJ_PID: each target (opid=);
-//   - user-space records (1100–1199, 2100–2999): their sender (the header's
-//     pid=), except contid's own records (2900–2907), which carry contid=;
+//   - user-space records (1100–1199, 2100–2999) and AUDIT_USER (1005): their
+//     sender (the header's pid=), except contid's own records (2900–2907),
+//     which carry contid=. Any process with CAP_AUDIT_WRITE — a container's
+//     root often has it — can send records of those types; after TrustOnly,
+//     one not sent by contid is forged: it is described as the user record
+//     it is, with its sender's real chain, and counted in Stats.Forged;
 //   - in an event without SYSCALL, the first record with a pid= field (LOGIN,
 //     ANOM_*, SECCOMP, a standalone AVC).
 //
@@ -49,6 +53,7 @@ type Stats struct {
 	Uncontained uint64 // … whose process had none
 	Unknown     uint64 // … whose process the engine could not place
 	BadPID      uint64 // … whose pid field did not parse
+	Forged      uint64 // contid record types not sent by contid (see TrustOnly)
 }
 
 // Annotator inserts CONTAINER_ID records.
@@ -58,7 +63,28 @@ type Annotator struct {
 	out    []records.Record
 	chains []contid.Chain
 	subj   contid.Chain
+	self   int32 // sender of contid's own records; 0 trusts every sender
 	buf    []byte
+}
+
+// TrustOnly makes the Annotator take records of contid's types (2900–2907)
+// as contid's own only when the kernel names pid as their sender (the
+// header's pid=, which the kernel fills from the sending socket's
+// credentials and a sender cannot choose). Without it (replaying a log)
+// every such record is trusted.
+func (an *Annotator) TrustOnly(pid int32) { an.self = pid }
+
+// Own reports whether r is one of contid's own records: of contid's types,
+// and sent by contid when TrustOnly was called.
+func (an *Annotator) Own(r *records.Record) bool {
+	if r.Type < records.ContainerOp || r.Type > records.ContidLoss {
+		return false
+	}
+	if an.self == 0 {
+		return true
+	}
+	v, ok := r.Get("pid") // the header's pid= comes before msg='…'
+	return ok && v == strconv.Itoa(int(an.self))
 }
 
 // New returns an Annotator asking a.
@@ -92,7 +118,11 @@ func (an *Annotator) Annotate(ev []records.Record) ([]records.Record, []contid.C
 	for i := range ev {
 		r := &ev[i]
 		an.out = append(an.out, *r)
-		key, ppidKey := describes(r, hasSyscall, subjectDone)
+		own := an.Own(r)
+		if !own && r.Type >= records.ContainerOp && r.Type <= records.ContidLoss {
+			an.stats.Forged++
+		}
+		key, ppidKey := describes(r, own, hasSyscall, subjectDone)
 		if key == "" {
 			continue
 		}
@@ -134,16 +164,16 @@ func (an *Annotator) Annotate(ev []records.Record) ([]records.Record, []contid.C
 
 // describes returns the field naming the process record r describes ("" if
 // none) and the field of its parent, if the record has one.
-func describes(r *records.Record, hasSyscall, subjectDone bool) (key, ppid string) {
+func describes(r *records.Record, own, hasSyscall, subjectDone bool) (key, ppid string) {
 	t := r.Type
 	switch {
 	case t == records.Syscall:
 		return "pid", "ppid"
 	case t == records.ObjPID:
 		return "opid", ""
-	case t >= records.ContainerOp && t <= records.ContidLoss:
+	case own:
 		return "", ""
-	case t >= 1100 && t <= 1199, t >= 2100 && t <= 2999:
+	case t == 1005, t >= 1100 && t <= 1199, t >= 2100 && t <= 2999:
 		return "pid", ""
 	case !hasSyscall && !subjectDone:
 		if _, ok := r.Get("pid"); ok {
