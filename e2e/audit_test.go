@@ -355,3 +355,102 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestAuditHostileFeed: malformed, truncated, binary and oversized lines in
+// the record feed are counted and skipped, the daemon keeps running and
+// writes the good records, and a forged registration routes nowhere.
+func TestAuditHostileFeed(t *testing.T) {
+	requireRoot(t)
+	audittest.Lock(t)
+	b, err := os.ReadFile("testdata/hostile.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	bad := 0
+	for _, l := range lines {
+		if _, err := records.ParseLine(l); err != nil || len(l) >= 64<<10 {
+			bad++
+		}
+	}
+	if bad < 9 {
+		t.Fatalf("testdata/hostile.log has only %d bad lines", bad)
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	d := &daemon{t: t, dir: filepath.Join(dir, "logs"), socket: filepath.Join(dir, "contid.sock"),
+		pinDir: "/sys/fs/bpf/contid-e2e-hostile-" + strconv.Itoa(os.Getpid())}
+	t.Cleanup(func() { os.RemoveAll(d.pinDir) })
+	cmd := exec.Command(contidBin, "audisp", "--log-dir", d.dir, "--socket", d.socket, "--pin-dir", d.pinDir)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("daemon:\n%s", out.String())
+		}
+	})
+	waitFor(t, func() bool { _, _, code := d.sh(`"$C" status >/dev/null 2>&1`); return code == 0 }, "the API")
+	if _, err := stdin.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	var st string
+	waitFor(t, func() bool {
+		st, _, _ = d.sh(`"$C" status --json`)
+		return strings.Contains(st, `"audit_received": `+strconv.Itoa(len(lines)))
+	}, "every line received")
+	// The registration record in the feed was not sent by contid: forged.
+	for _, c := range []string{`"audit_malformed": ` + strconv.Itoa(bad), `"audit_forged": 1`} {
+		if !strings.Contains(st, c) {
+			t.Errorf("status lacks %s:\n%s", c, st)
+		}
+	}
+	stdin.Close() // the end of the feed stops the daemon, which writes what it holds
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("daemon: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop at the end of its feed")
+	}
+	host := read(t, filepath.Join(d.dir, "audit.log"))
+	for _, want := range []string{`key="hostile"`, "op=set opid=1 contid=5"} {
+		if !strings.Contains(host, want) {
+			t.Errorf("host log lacks %q:\n%s", want, host)
+		}
+	}
+	// Every malformed line is accounted for in CONTID_LOSS records.
+	lost := 0
+	for _, r := range d.logRecords() {
+		if k, _ := r.Get("kind"); r.Type == records.ContidLoss && k == "malformed" {
+			n, _ := r.Get("count")
+			c, _ := strconv.Atoi(n)
+			lost += c
+		}
+	}
+	if lost != bad {
+		t.Errorf("CONTID_LOSS records count %d malformed lines, want %d", lost, bad)
+	}
+	if _, err := os.Stat(filepath.Join(d.dir, "containers", "5")); !os.IsNotExist(err) {
+		t.Error("a registration record in the feed that contid did not send opened container 5's log")
+	}
+}
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -63,6 +63,7 @@ type auditState struct {
 	enabled    atomic.Bool         // kernel audit enabled: user records are kept
 	lastLost   uint32
 	kernelLost atomic.Uint64 // increase of the kernel's lost counter since start
+	pending    map[pipeline.Loss]uint64
 	lastNOBUFS uint64
 	counters   struct {
 		batches, ownSent, ownLocal, ownQueueFull, ownSendErrors, lossRecords atomic.Uint64
@@ -191,6 +192,7 @@ func (d *Daemon) closeAudit() {
 	}
 	if a.pipe != nil {
 		a.pipe.Flush()
+		d.flushLosses()
 		a.out.Close()
 	}
 	for drained := false; !drained; {
@@ -267,6 +269,7 @@ func (d *Daemon) tickAudit(now time.Time) {
 	if len(a.batches) == 0 {
 		a.pipe.Advance(now.UnixMilli())
 	}
+	d.flushLosses()
 	if a.nl != nil {
 		if n := a.nl.Stats().ENOBUFS; n > a.lastNOBUFS {
 			d.lossRecord("enobufs", n-a.lastNOBUFS)
@@ -289,8 +292,24 @@ func (d *Daemon) tickAudit(now time.Time) {
 	a.stats.Store(&auditStats{pipe: a.pipe.Stats(), out: a.out.Stats()})
 }
 
-// lost is the pipeline's loss report.
-func (d *Daemon) lost(n uint64, why pipeline.Loss) { d.lossRecord(why.String(), n) }
+// lost is the pipeline's loss report. Losses are summed per kind and
+// written once a second (flushLosses), so a flood of bad input cannot
+// double itself in CONTID_LOSS records.
+func (d *Daemon) lost(n uint64, why pipeline.Loss) {
+	if d.audit.pending == nil {
+		d.audit.pending = make(map[pipeline.Loss]uint64)
+	}
+	d.audit.pending[why] += n
+}
+
+func (d *Daemon) flushLosses() {
+	for _, why := range []pipeline.Loss{pipeline.Gap, pipeline.Incomplete, pipeline.Late, pipeline.Discontinuity, pipeline.Malformed} {
+		if n := d.audit.pending[why]; n > 0 {
+			d.lossRecord(why.String(), n)
+			delete(d.audit.pending, why)
+		}
+	}
+}
 
 // lossRecord writes a CONTID_LOSS record (SPEC §8).
 func (d *Daemon) lossRecord(kind string, n uint64) {
