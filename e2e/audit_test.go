@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -453,4 +454,53 @@ func read(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestAuditPIDReuse: a contained process exits and an uncontained one is
+// given its pid at once (ns_last_pid); the records of each carry what each
+// had, although both arrive after both processes ran.
+func TestAuditPIDReuse(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-reuse\n")
+	f := filepath.Join(t.TempDir(), "pid")
+	out, errOut, code := d.sh(`
+"$C" exec --contid 88 -- sh -c 'echo $$ > "$F"; exec /bin/true' || exit 10
+P=$(cat "$F")
+i=0
+while [ $i -lt 500 ]; do
+	echo $((P-1)) > /proc/sys/kernel/ns_last_pid
+	if /bin/sh -c '[ $$ -eq '$P' ] && exec /bin/true; exit 1'; then echo "$P $$"; exit 0; fi
+	i=$((i+1))
+done
+exit 3`, "F="+f)
+	if code != 0 {
+		t.Fatalf("exit %d (3: pid never reused): %s", code, errOut)
+	}
+	var pid, shell string
+	if _, err := fmt.Sscan(out, &pid, &shell); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	d.waitRecord(records.ContainerOp, "op=drop", "contid=88")
+	// The host log is written in order; the reuse's exec is the last.
+	waitFor(t, func() bool {
+		return strings.Contains(read(t, filepath.Join(d.dir, "audit.log")), "ppid="+shell+" pid="+pid+" ")
+	}, "the reused pid's exec in the log")
+	var contained, host int
+	for _, e := range execs(readEvents(t, filepath.Join(d.dir, "audit.log")), "/usr/bin/true") {
+		i, s := e.first(records.Syscall)
+		if p, _ := s.Get("pid"); p != pid {
+			continue
+		}
+		ppid, _ := s.Get("ppid")
+		switch c := e.described(i); {
+		case ppid == shell && c == "":
+			host++
+		case ppid != shell && c == "88":
+			contained++
+		default:
+			t.Errorf("pid %s (ppid %s, the uncontained shell is %s) described by contid %q", pid, ppid, shell, c)
+		}
+	}
+	if contained != 1 || host != 1 {
+		t.Fatalf("execs of /usr/bin/true by pid %s: %d contained, %d uncontained; want 1 and 1", pid, contained, host)
+	}
 }
