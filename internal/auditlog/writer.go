@@ -184,23 +184,71 @@ func (w *Writer) writeLine(line []byte) error {
 // write hands one line (data ends with its '\n') to the kernel with one
 // write(2) and counts it. After a failure it cuts off a partial line and
 // counts the line as dropped, unless the file shows it whole.
-func (w *Writer) write(data []byte) error {
+func (w *Writer) write(data []byte) error { return w.writeN(data, 1) }
+
+// writeN is write for n whole lines at once. After a failure the lines
+// the file does not show whole are cut off and counted as dropped.
+func (w *Writer) writeN(data []byte, n int) error {
 	start := w.size
-	n, err := w.f.Write(data)
+	m, err := w.f.Write(data)
 	if err == nil {
-		w.size += int64(n)
-		w.st.lines.Add(1)
-		w.st.bytes.Add(uint64(n))
+		w.size += int64(m)
+		w.st.lines.Add(uint64(n))
+		w.st.bytes.Add(uint64(m))
 		return nil
 	}
 	w.st.writeErrors.Add(1)
 	err = fmt.Errorf("auditlog: %w", err)
-	if w.settle(start, data) < len(data) {
-		return w.drop(&w.st.writeFailed, err)
+	keep := w.settle(start, data)
+	kept := bytes.Count(data[:keep], []byte{'\n'})
+	w.st.lines.Add(uint64(kept))
+	w.st.bytes.Add(uint64(keep))
+	if kept < n {
+		w.st.writeFailed.Add(uint64(n - kept))
+		return dropped(err)
 	}
-	w.st.lines.Add(1)
-	w.st.bytes.Add(uint64(len(data)))
 	return err
+}
+
+// WriteLines writes a block of whole lines, each ending in '\n' — an
+// event's records, or a batch of events — with the guarantees of WriteLine
+// for each line, but handed to the kernel with one write(2) where the flush
+// policy allows: under the incremental policies, when the block does not
+// reach the size limit. Otherwise the lines go one by one through
+// WriteLine. A block that is empty, does not end in '\n' or holds a '\r'
+// or an empty line is refused whole (ErrBadLine) and nothing is written.
+func (w *Writer) WriteLines(block []byte) error {
+	n := bytes.Count(block, []byte{'\n'})
+	if len(block) == 0 || block[len(block)-1] != '\n' || bytes.IndexByte(block, '\r') >= 0 ||
+		block[0] == '\n' || bytes.Contains(block, []byte("\n\n")) {
+		w.st.badLine.Add(uint64(max(n, 1)))
+		return dropped(fmt.Errorf("%w (a block of %d bytes)", ErrBadLine, len(block)))
+	}
+	w.mu.Lock()
+	fast := !w.closed && !w.suspended && !w.stale && w.f != nil &&
+		(w.cfg.Flush == FlushIncremental || w.cfg.Flush == FlushIncrementalAsync) &&
+		(w.cfg.MaxBytes == 0 || w.size+int64(len(block)) <= w.cfg.MaxBytes)
+	if fast {
+		defer w.mu.Unlock()
+		if w.needNL {
+			if err := w.repairTail(); err != nil {
+				w.st.writeFailed.Add(uint64(n))
+				return dropped(err)
+			}
+		}
+		if err := w.writeN(block, n); err != nil {
+			return err
+		}
+		return errors.Join(w.linesWritten(n), w.takeAsyncErr())
+	}
+	w.mu.Unlock()
+	var errs []error
+	for len(block) > 0 {
+		i := bytes.IndexByte(block, '\n')
+		errs = append(errs, w.WriteLine(block[:i]))
+		block = block[i+1:]
+	}
+	return errors.Join(errs...)
 }
 
 // settle finds out, after a write of data at offset start failed, how
@@ -248,11 +296,14 @@ func (w *Writer) settle(start int64, data []byte) int {
 
 // lineWritten counts a line for the incremental policies and fsyncs, or
 // asks for an fsync, every Freq lines.
-func (w *Writer) lineWritten() error {
+func (w *Writer) lineWritten() error { return w.linesWritten(1) }
+
+// linesWritten counts n lines written at once: one fsync covers them all.
+func (w *Writer) linesWritten(n int) error {
 	if w.cfg.Flush != FlushIncremental && w.cfg.Flush != FlushIncrementalAsync {
 		return nil
 	}
-	w.unsynced++
+	w.unsynced += n
 	if w.unsynced < w.cfg.Freq {
 		return nil
 	}

@@ -257,6 +257,14 @@ func (d *Daemon) auditBatch(b []auditMsg) {
 			p.PushMessage(m.t, m.data)
 		}
 	}
+	d.audit.out.Commit()
+	d.publishAudit()
+}
+
+// publishAudit makes the counters visible to Status.
+func (d *Daemon) publishAudit() {
+	a := &d.audit
+	a.stats.Store(&auditStats{pipe: a.pipe.Stats(), out: a.out.Stats()})
 }
 
 // tickAudit advances event time while the stream is idle and turns the
@@ -289,7 +297,7 @@ func (d *Daemon) tickAudit(now time.Time) {
 	if d.cfg.Log.Flush == auditlog.FlushNone {
 		a.out.Flush()
 	}
-	a.stats.Store(&auditStats{pipe: a.pipe.Stats(), out: a.out.Stats()})
+	d.publishAudit()
 }
 
 // lost is the pipeline's loss report. Losses are summed per kind and

@@ -4,6 +4,11 @@
 // lines, one object per event. A line a log cannot take is counted (by the
 // log and here), never dropped silently.
 //
+// Lines are gathered per destination and handed to each log with one
+// write(2) at Commit (the daemon commits after each batch of records it
+// receives), or sooner when 256 KiB are pending: a process crash loses at
+// most the batch in hand, which it would lose anyway.
+//
 // An Output is for one goroutine (the daemon's core).
 package output
 
@@ -37,24 +42,28 @@ type Stats struct {
 	HostEvents      uint64
 	ContainerEvents uint64
 	JSONEvents      uint64
-	LineErrors      uint64 // lines a log refused or failed to write
+	LineErrors      uint64 // writes (of one or more lines) a log refused or failed
 	OpenErrors      uint64 // container logs that could not be opened
 	OpenLogs        int
 }
 
 // Output is a pipeline.Writer.
 type Output struct {
-	cfg   Config
-	open  map[contid.ID]*list.Element
-	lru   list.List // of *clog, most recently written first
-	buf   []byte
-	stats Stats
+	cfg        Config
+	open       map[contid.ID]*list.Element
+	lru        list.List // of *clog, most recently written first
+	host, json []byte    // pending lines
+	stats      Stats
 }
 
 type clog struct {
-	id contid.ID
-	w  *auditlog.Writer
+	id   contid.ID
+	w    *auditlog.Writer
+	pend []byte
 }
+
+// pendMax is the most bytes gathered for one log before they are written.
+const pendMax = 256 << 10
 
 // New returns an Output.
 func New(cfg Config) *Output {
@@ -70,18 +79,18 @@ func New(cfg Config) *Output {
 // Write writes one event to the destinations its routes name.
 func (o *Output) Write(ev *pipeline.Event) {
 	if ev.Routes.Has(rules.Host) {
-		o.lines(o.cfg.Host, ev.Records)
+		o.host = o.lines(o.cfg.Host, o.host, ev.Records)
 		o.stats.HostEvents++
 	}
 	if ev.Routes.Has(rules.Container) && ev.Container != contid.Unset && o.cfg.Container != nil {
-		if w := o.container(ev.Container); w != nil {
-			o.lines(w, ev.Records)
+		if c := o.container(ev.Container); c != nil {
+			c.pend = o.lines(c.w, c.pend, ev.Records)
 			o.stats.ContainerEvents++
 		}
 	}
 	if o.cfg.JSON != nil && ev.Routes.Has(rules.Host) {
-		o.buf = appendEventJSON(o.buf[:0], ev)
-		o.write(o.cfg.JSON, o.buf)
+		o.json = append(appendEventJSON(o.json, ev), '\n')
+		o.json = o.spill(o.cfg.JSON, o.json)
 		o.stats.JSONEvents++
 	}
 }
@@ -93,25 +102,54 @@ func (o *Output) Lost(n uint64, why pipeline.Loss) {
 	}
 }
 
-func (o *Output) lines(w *auditlog.Writer, recs []records.Record) {
+// lines appends the event's lines to pend, writing pend first if full.
+func (o *Output) lines(w *auditlog.Writer, pend []byte, recs []records.Record) []byte {
 	for i := range recs {
-		o.buf = records.AppendRaw(o.buf[:0], &recs[i])
-		o.write(w, o.buf)
+		pend = append(records.AppendRaw(pend, &recs[i]), '\n')
 	}
+	return o.spill(w, pend)
 }
 
-func (o *Output) write(w *auditlog.Writer, line []byte) {
-	if err := w.WriteLine(line); err != nil {
+func (o *Output) spill(w *auditlog.Writer, pend []byte) []byte {
+	if len(pend) < pendMax {
+		return pend
+	}
+	return o.write(w, pend)
+}
+
+// write hands pending lines to w and returns the emptied buffer.
+func (o *Output) write(w *auditlog.Writer, pend []byte) []byte {
+	if len(pend) == 0 {
+		return pend
+	}
+	if err := w.WriteLines(pend); err != nil {
 		o.stats.LineErrors++
+		o.cfg.Log.Error("log write", "err", err)
+	}
+	if cap(pend) > 4*pendMax {
+		return nil
+	}
+	return pend[:0]
+}
+
+// Commit writes every pending line.
+func (o *Output) Commit() {
+	o.host = o.write(o.cfg.Host, o.host)
+	for e := o.lru.Front(); e != nil; e = e.Next() {
+		c := e.Value.(*clog)
+		c.pend = o.write(c.w, c.pend)
+	}
+	if o.cfg.JSON != nil {
+		o.json = o.write(o.cfg.JSON, o.json)
 	}
 }
 
 // container returns the open log of id, opening it (and closing the least
 // recently written beyond MaxOpen) when needed; nil if it cannot be opened.
-func (o *Output) container(id contid.ID) *auditlog.Writer {
+func (o *Output) container(id contid.ID) *clog {
 	if e, ok := o.open[id]; ok {
 		o.lru.MoveToFront(e)
-		return e.Value.(*clog).w
+		return e.Value.(*clog)
 	}
 	w, err := auditlog.Open(o.cfg.Container(id), o.cfg.Log)
 	if err != nil {
@@ -119,15 +157,17 @@ func (o *Output) container(id contid.ID) *auditlog.Writer {
 		o.cfg.Log.Error("container log", "contid", id, "err", err)
 		return nil
 	}
-	o.open[id] = o.lru.PushFront(&clog{id: id, w: w})
+	c := &clog{id: id, w: w}
+	o.open[id] = o.lru.PushFront(c)
 	for o.lru.Len() > o.cfg.MaxOpen {
 		o.evict(o.lru.Back())
 	}
-	return w
+	return c
 }
 
 func (o *Output) evict(e *list.Element) {
 	c := e.Value.(*clog)
+	o.write(c.w, c.pend)
 	if err := c.w.Close(); err != nil {
 		o.cfg.Log.Error("container log close", "contid", c.id, "err", err)
 	}
@@ -135,8 +175,10 @@ func (o *Output) evict(e *list.Element) {
 	o.lru.Remove(e)
 }
 
-// Flush hands buffered lines of every open log to the kernel.
+// Flush commits, then has every open log hand its buffered lines to the
+// kernel (the FlushNone policy buffers).
 func (o *Output) Flush() {
+	o.Commit()
 	for e := o.lru.Front(); e != nil; e = e.Next() {
 		e.Value.(*clog).w.Flush()
 	}
@@ -154,9 +196,10 @@ func (o *Output) Reopen() {
 	}
 }
 
-// Close closes the container logs (not Host and JSON, which the owner
-// opened).
+// Close commits and closes the container logs (not Host and JSON, which
+// the owner opened).
 func (o *Output) Close() {
+	o.Commit()
 	for o.lru.Len() > 0 {
 		o.evict(o.lru.Back())
 	}
