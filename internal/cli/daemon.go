@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 
 	"github.com/contid/contid/internal/config"
 	"github.com/contid/contid/internal/daemon"
@@ -24,6 +25,7 @@ type daemonCmd struct {
 	Takeover    bool   `help:"Primary mode: stop a registered audit daemon and take its place (sets audit.takeover)."`
 	JSON        bool   `name:"json-log" help:"Also write DIR/audit.json, one JSON object per event (sets audit.json)."`
 	PrintConfig bool   `help:"Print the configuration in force and exit."`
+	CPUProfile  string `name:"cpu-profile" hidden:"" help:"Write a Go CPU profile to this file until the daemon stops (benchmarks)."`
 }
 
 // audispCmd runs the daemon as auditd's plugin: records on stdin.
@@ -49,6 +51,17 @@ func (c *daemonCmd) Run(stdio Stdio) error {
 	log := slog.New(slog.NewTextHandler(stdio.Err, &slog.HandlerOptions{Level: level}))
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("daemon: must run as root (eBPF, kernel audit, bpffs)")
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return daemon.Run(context.Background(), cfg, c.Config, log, daemon.Options{Stdin: stdio.In})
 }

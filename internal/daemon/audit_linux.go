@@ -369,15 +369,32 @@ func (n nlIn) next(ctx context.Context, b []auditMsg, max int) ([]auditMsg, erro
 		}
 		b = append(b, auditMsg{t: m.Type, data: m.Data})
 	}
+	// Gather what follows within coalesce: each batch costs a barrier with
+	// the tracker (sync), so a few larger batches are cheaper than many
+	// small ones, for 2 ms of latency at most.
+	deadline := time.Now().Add(coalesce)
 	for len(b) < max {
 		m, ok, err := n.c.TryReceive()
-		if err != nil || !ok {
+		if err != nil {
 			break
+		}
+		if !ok {
+			if ctx == nil || time.Until(deadline) <= 0 {
+				break
+			}
+			wctx, cancel := context.WithDeadline(ctx, deadline)
+			m, err = n.c.Receive(wctx)
+			cancel()
+			if err != nil {
+				break // the deadline, or the end (the next call sees it)
+			}
 		}
 		b = append(b, auditMsg{t: m.Type, data: m.Data})
 	}
 	return b, nil
 }
+
+const coalesce = 2 * time.Millisecond
 
 func (n nlIn) Close() error { return n.c.Close() }
 
