@@ -278,6 +278,7 @@ func (d *Daemon) tickAudit(now time.Time) {
 		a.pipe.Advance(now.UnixMilli())
 	}
 	d.flushLosses()
+	a.out.Commit() // what Advance delivered
 	if a.nl != nil {
 		if n := a.nl.Stats().ENOBUFS; n > a.lastNOBUFS {
 			d.lossRecord("enobufs", n-a.lastNOBUFS)

@@ -21,6 +21,11 @@ func (t *Tracker) TryRead() (ev Event, ok bool, err error) {
 		err = t.rd.ReadInto(&t.rec)
 		switch {
 		case err == nil:
+			// Events are flowing: a producer within the batch period of
+			// the wakeup that announced this one will not wake the
+			// reader, so Read must poll on its timer again, not wait
+			// for a wakeup as after a quiet period.
+			t.quiet, t.gotData = false, true
 			ev, err = Decode(t.rec.RawSample, t.nsDev)
 			return ev, err == nil, err
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
