@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/contid/contid/internal/auditnl/audittest"
+	"github.com/contid/contid/internal/oci"
 	"github.com/contid/contid/internal/records"
 )
 
@@ -502,5 +503,61 @@ exit 3`, "F="+f)
 	}
 	if contained != 1 || host != 1 {
 		t.Fatalf("execs of /usr/bin/true by pid %s: %d contained, %d uncontained; want 1 and 1", pid, contained, host)
+	}
+}
+
+// TestAuditRunc: the execve events of a runc container's processes, and of
+// a process exec'd into it, carry its contid in the host log and in its own
+// log.
+func TestAuditRunc(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-runc\n")
+	id := "contid-e2e-audit-" + strconv.Itoa(os.Getpid())
+	dir := bundle(t, d, "for i in 1 2 3 4 5; do /bin/true; done; exec sleep 60", nil)
+	logf, err := os.Create(filepath.Join(dir, "runc.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	run := exec.Command("runc", "run", "-d", "--bundle", dir, id)
+	run.Stdout, run.Stderr = logf, logf
+	if err := run.Run(); err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("runc run: %v\n%s", err, b)
+	}
+	t.Cleanup(func() { exec.Command("runc", "delete", "-f", id).Run() })
+	want := oci.Hash(id).String()
+	if out, err := exec.Command("runc", "exec", id, "sh", "-c", "/bin/true; /bin/true").CombinedOutput(); err != nil {
+		t.Fatalf("runc exec: %v\n%s", err, out)
+	}
+	d.waitRecord(records.ContainerOp, "op=join", "contid="+want, "res=success")
+	exec.Command("runc", "kill", id, "KILL").Run()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if exec.Command("runc", "delete", id).Run() == nil {
+			break
+		}
+	}
+	d.waitRecord(records.ContainerOp, "op=drop", "contid="+want)
+	for _, path := range []string{filepath.Join(d.dir, "audit.log"), filepath.Join(d.dir, "containers", want, "audit.log")} {
+		var n int
+		for _, e := range readEvents(t, path) {
+			i, s := e.first(records.Syscall)
+			if s == nil {
+				continue
+			}
+			if k, _ := s.Get("key"); k != "contid-runc" {
+				continue
+			}
+			if x, _ := s.Get("exe"); x != "/bin/busybox" {
+				continue // runc's own execs, outside the container
+			}
+			if got := e.described(i); got != want {
+				t.Errorf("%s: execve of the container's busybox described by %q, want %s:\n%v", path, got, want, e)
+			}
+			n++
+		}
+		// sh, 5 × true and sleep in the container; sh and 2 × true exec'd into it.
+		if n < 10 {
+			t.Errorf("%s: %d execve events of the container's busybox, want at least 10", path, n)
+		}
 	}
 }

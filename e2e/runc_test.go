@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -141,6 +142,32 @@ func runtimeHook(t *testing.T, d *daemon, rt ociRuntime) {
 		t.Fatalf("containers lacks the runtime's id and name:\n%s", cs)
 	}
 	d.waitRecord(records.ContainerOp, "op=set", "contid="+want.String(), "name="+id+"/busy", "comm="+rt.name, "res=success")
+
+	// Exec into the running container: the runtime moves the new process
+	// into the container's cgroups, and it joins (op=join); its child,
+	// left to the container's init, has the contid too.
+	rt.run(t, "exec", id, "sh", "-c", "sleep 50 </dev/null >/dev/null 2>&1 & true")
+	var joined []string
+	for deadline := time.Now().Add(5 * time.Second); len(joined) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/task/" + strconv.Itoa(st.Pid) + "/children")
+		for _, k := range strings.Fields(string(b)) {
+			if !slices.Contains(kids, k) {
+				joined = append(joined, k)
+			}
+		}
+	}
+	if len(joined) != 1 {
+		t.Fatalf("after %s exec: new children of the init %v, want one sleep", rt.name, joined)
+	}
+	out, errOut, code = d.sh(`"$C" get --json ` + joined[0])
+	if code != 0 {
+		t.Fatalf("get: %s", errOut)
+	}
+	if x := tasks(t, out)[0]; len(x.Chain) != 1 || x.Chain[0] != uint64(want) || x.KernelContid == nil || *x.KernelContid != uint64(want) {
+		t.Fatalf("exec'd process's child %d: chain %v kernel %v, want %d", x.PID, x.Chain, x.KernelContid, want)
+	}
+	j := d.waitRecord(records.ContainerOp, "op=join", "contid="+want.String(), "old-contid=-1", "res=success")
+	t.Logf("%s", records.AppendRaw(nil, &j))
 	rt.run(t, "kill", id, "KILL")
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if rt.cmd("delete", id).Run() == nil {

@@ -36,6 +36,8 @@ func toInput(ev tracker.Event, offset int64, exe func(pid int32) string) engine.
 		}
 	case tracker.KindExit:
 		return engine.Exit{Time: now, PID: ev.TID, NS: ev.NS}
+	case tracker.KindJoin:
+		return engine.Join{Time: now, PID: ev.TGID, Contid: ev.CgroupContid, Mover: ev.MoverTID, Tagged: ev.Tagged}
 	case tracker.KindNS:
 		op := engine.Observed // the periodic scan
 		switch ev.Op {

@@ -408,6 +408,12 @@ func (d *Daemon) apply(ev tracker.Event) {
 		}
 	}
 	d.eng.Apply(in)
+	if ev.Kind == tracker.KindFork && ev.JoinedCgroup && ev.HasContid {
+		// Created in a bound cgroup (clone3 CLONE_INTO_CGROUP): the
+		// kernel gave the child its container; the engine inherited
+		// the creator's nothing. Apply the join.
+		d.eng.Apply(engine.Join{Time: int64(ev.Time) + d.offset, PID: ev.TGID, Contid: ev.Contid, Mover: ev.ParentTID, Tagged: true})
+	}
 }
 
 func exeOf(pid int32) string {
@@ -469,6 +475,7 @@ func (d *Daemon) Status() api.Status {
 		s.Counters["unknown_exit"] = st.UnknownExit
 		s.Counters["evicted"] = st.Evicted
 		s.Counters["inherit_mismatch"] = st.Mismatch
+		s.Counters["unknown_join"] = st.UnknownJoin
 		s.Counters["stale_ns"] = st.StaleNS
 	}
 	if d.tr != nil {
@@ -509,7 +516,17 @@ type kernel struct{ d *Daemon }
 func (k kernel) Tag(tgid int32, id contid.ID) error {
 	err := k.d.tr.SetGroup(int(tgid), id)
 	k.d.tagged = monotonic()
+	if err == nil {
+		// Exec into the container later joins it through its cgroups.
+		if _, berr := k.d.bindCgroups(tgid, id); berr != nil {
+			k.d.log.Warn("binding the container's cgroups failed: exec into it will not join it", "contid", id, "err", berr)
+		}
+	}
 	return err
 }
+
 func (k kernel) Keep(c engine.ContainerInfo) error { return k.d.pins.Keep(c) }
-func (k kernel) Forget(id contid.ID) error         { return k.d.pins.Forget(id) }
+
+func (k kernel) Forget(id contid.ID) error {
+	return errors.Join(k.d.pins.Forget(id), k.d.tr.UnbindContid(id))
+}

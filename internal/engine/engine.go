@@ -59,6 +59,7 @@ type Stats struct {
 	Records       uint64
 	UnknownParent uint64 // forks whose parent the engine never saw
 	UnknownExit   uint64 // exits of tasks the engine never saw
+	UnknownJoin   uint64 // joins of a process or into a container the engine does not know
 	Evicted       uint64 // tasks replaced by a fork reusing their tid (a missed exit)
 	Mismatch      uint64 // forks where the kernel's copied contid differs from the engine's
 	KernelErrors  uint64 // Keep/Forget failures (registrations the kernel refused are records)
@@ -164,6 +165,8 @@ func (e *Engine) Apply(in Input) error {
 		e.Exit(ev)
 	case NSChange:
 		e.NSChange(ev)
+	case Join:
+		return e.Join(ev)
 	case SetContid:
 		_, err := e.SetContid(ev)
 		return err

@@ -176,6 +176,20 @@ type SeedTask struct {
 	Capcontid   bool
 }
 
+// Join is a process moved into a cgroup bound to a container (contid's
+// extension of SPEC §3 for exec into a running container, documented in
+// docs/registration.md). The kernel has already given it the contid if it
+// had none (Tagged); a process in another container keeps its own.
+type Join struct {
+	Time   int64
+	PID    int32 // the moved process (thread group leader)
+	Contid contid.ID
+	Mover  int32 // tid of the task that moved it (runc, crun, a shell)
+	Tagged bool
+}
+
+func (e Join) at() int64 { return e.Time }
+
 func (e Fork) at() int64          { return e.Time }
 func (e Exec) at() int64          { return e.Time }
 func (e Exit) at() int64          { return e.Time }

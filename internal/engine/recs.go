@@ -111,6 +111,21 @@ func (e *Engine) emitSet(ev *SetContid, tgt, caller, orch *task, old contid.Chai
 	e.emit(record(records.ContainerOp, ev.Time, appendResult(f, err)))
 }
 
+// emitJoin writes op=join: opid= the moved process, contid= the container
+// of the cgroup, old-contid= what it had, and the mover as subject.
+func (e *Engine) emitJoin(ev *Join, t *task, old contid.Chain, err error) {
+	f := make([]records.Field, 0, 12)
+	f = append(f, plain("op", "join"), pidField("opid", t.tgid),
+		plain("contid", strconv.FormatUint(uint64(ev.Contid), 10)), plain("old-contid", old.String()))
+	var s Subject
+	pid := ev.Mover
+	if m := e.lookup(ev.Mover); m != nil {
+		s, pid = m.subj, m.tgid
+	}
+	f = appendSubject(f, pid, s)
+	e.emit(record(records.ContainerOp, ev.Time, appendResult(f, err)))
+}
+
 // emitDrop writes op=drop: contid= is the dropped ID, old-contid= its chain,
 // and the subject is the task whose exit ended the container.
 func (e *Engine) emitDrop(now int64, c *container, last *task) {

@@ -150,6 +150,12 @@ func (e *Engine) join(now int64, tgt, orch *task, c *container, ev *SetContid) *
 		id, _ := contid.Parse(ev.Value)
 		c = e.newContainer(id, orch.ref(), orch.cont, ev.Name, now)
 	}
+	e.moveGroup(now, tgt, c)
+	return c
+}
+
+// moveGroup moves every thread of tgt's process into c.
+func (e *Engine) moveGroup(now int64, tgt *task, c *container) {
 	old := tgt.cont
 	e.move(tgt, c)
 	if tgt.threads > 1 {
@@ -162,7 +168,44 @@ func (e *Engine) join(now int64, tgt, orch *task, c *container, ev *SetContid) *
 	if old != nil {
 		e.maybeDrop(now, old, tgt)
 	}
-	return c
+}
+
+// Join applies a move into a bound cgroup: a process without a contid
+// joins the container, one already in it (or in a container nested in it)
+// stays as it is without a record, and one in another container keeps its
+// own (EEXIST), as the kernel did. Each join and refusal is a CONTAINER_OP
+// op=join record whose subject is the mover.
+func (e *Engine) Join(ev Join) error {
+	e.stats.Inputs++
+	t := e.lookup(ev.PID)
+	if t != nil {
+		t = e.leader(t)
+	}
+	c := e.conts[ev.Contid]
+	if t == nil || t.set < 0 || c == nil {
+		e.stats.UnknownJoin++
+		return nil
+	}
+	if t.cont != nil && t.cont.chain.Contains(c.id) {
+		return nil
+	}
+	old := t.cont.chainOrNil()
+	var err error
+	switch {
+	case t.cont != nil:
+		err = refuse(unix.EEXIST, "process "+strconv.Itoa(int(t.tgid))+" is in container "+t.cont.chain.String()+" already")
+	case e.kernel != nil:
+		// The kernel tagged the leader; tag every thread, as a
+		// registration does.
+		if kerr := e.kernel.Tag(t.tgid, c.id); kerr != nil {
+			err = kernelRefusal(kerr)
+		}
+	}
+	if err == nil {
+		e.moveGroup(ev.Time, t, c)
+	}
+	e.emitJoin(&ev, t, old, err)
+	return err
 }
 
 func (e *Engine) move(t *task, c *container) {

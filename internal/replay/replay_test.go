@@ -13,6 +13,10 @@ import (
 // musts are facts each scenario's raw output must hold, so that a golden
 // file refreshed with -update cannot silently bless a wrong behaviour.
 var musts = map[string][]string{
+	"join": {
+		"op=join opid=300 contid=7 old-contid=-1 pid=100 uid=0 auid=0 ses=1 comm=\"runc\" exe=\"/usr/sbin/runc\" res=success",
+		"op=join opid=400 contid=7 old-contid=9 pid=100 uid=0 auid=0 ses=1 comm=\"runc\" exe=\"/usr/sbin/runc\" res=failed errno=EEXIST",
+	},
 	"self-set": {"op=set opid=100 contid=4660 old-contid=-1 pid=100 uid=0 auid=0 ses=1 comm=\"bash\" exe=\"/usr/bin/bash\" res=failed errno=EXDEV"},
 	"set": {
 		"op=set opid=200 contid=4660 old-contid=-1 pid=100 ",

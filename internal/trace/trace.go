@@ -78,6 +78,7 @@ var allowed = map[string][]string{
 	"observe":   {"pid", "ns"},
 	"set":       {"caller", "caller_start", "for_parent", "cap", "target", "contid", "name", "uid", "auid", "ses", "comm", "exe"},
 	"capcontid": {"caller", "caller_start", "for_parent", "cap", "target", "value", "uid", "auid", "ses", "comm", "exe"},
+	"join":      {"pid", "contid", "mover"},
 }
 
 // line holds a decoded line's raw fields.
@@ -138,6 +139,8 @@ func Decode(b []byte) (engine.Input, error) {
 		return l.set(now)
 	case "capcontid":
 		return l.capcontid(now)
+	case "join":
+		return l.join(now)
 	}
 	panic("unreachable: op in allowed but not decoded: " + op)
 }
@@ -486,4 +489,27 @@ func (l line) capcontid(now int64) (engine.Input, error) {
 	}
 	ev.Value, err = l.text("value")
 	return ev, err
+}
+
+// join: a process moved into a cgroup bound to a container.
+func (l line) join(now int64) (engine.Input, error) {
+	ev := engine.Join{Time: now, Tagged: true}
+	var err error
+	if ev.PID, err = l.pid("pid", true); err != nil {
+		return nil, err
+	}
+	if ev.Mover, err = l.pid("mover", true); err != nil {
+		return nil, err
+	}
+	v, ok, err := l.uint("contid", 64)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("join needs contid")
+	}
+	if ev.Contid = contid.ID(v); ev.Contid == contid.Unset {
+		return nil, fmt.Errorf("join: contid %d is the unset value", v)
+	}
+	return ev, nil
 }

@@ -22,6 +22,10 @@ const (
 	KindExit Kind = 3
 	// KindNS: a successful setns or unshare changed the task's namespaces.
 	KindNS Kind = 4
+	// KindJoin: a process was moved into a cgroup bound to a container
+	// (BindCgroup). The event's task is the moved process, with its contid
+	// after the move.
+	KindJoin Kind = 5
 )
 
 func (k Kind) String() string {
@@ -34,6 +38,8 @@ func (k Kind) String() string {
 		return "exit"
 	case KindNS:
 		return "ns"
+	case KindJoin:
+		return "join"
 	}
 	return fmt.Sprintf("kind%d", uint8(k))
 }
@@ -92,6 +98,19 @@ type Event struct {
 	ParentTGID int32
 	CloneFlags uint64
 	Thread     bool
+	// KindFork: the child's contid came from the bound cgroup it was
+	// created in (clone3 CLONE_INTO_CGROUP), not from its creator.
+	JoinedCgroup bool
+
+	// KindJoin: the container the cgroup is bound to, the cgroup, who
+	// moved the process, and whether the kernel gave it the contid (false:
+	// it had one already and kept it).
+	CgroupContid contid.ID
+	CgroupID     uint64
+	CgroupHier   uint32
+	MoverTID     int32
+	MoverTGID    int32
+	Tagged       bool
 
 	// KindExec: the tid before exec. It differs from TID when a non-leader
 	// thread exec'd and took over the leader's tid (the old leader's exit
@@ -134,6 +153,7 @@ const (
 	execSize    = hdrSize + 8 + nsAllSize
 	exitSize    = hdrSize + 8 + nsAllSize
 	nsEventSize = hdrSize + 8 + nsAllSize
+	joinSize    = hdrSize + 32
 
 	offKind          = 0
 	offVersion       = 1
@@ -154,6 +174,7 @@ const (
 	flagThread        = 2
 	flagGroupDead     = 4
 	flagGroupDeadKnow = 8
+	flagJoined        = 16
 )
 
 var ne = binary.NativeEndian
@@ -183,6 +204,8 @@ func Decode(raw []byte, nsDev uint32) (Event, error) {
 		want = exitSize
 	case KindNS:
 		want = nsEventSize
+	case KindJoin:
+		want = joinSize
 	default:
 		return Event{}, fmt.Errorf("%w: unknown kind %d", ErrMalformed, raw[offKind])
 	}
@@ -219,6 +242,7 @@ func Decode(raw []byte, nsDev uint32) (Event, error) {
 		e.ParentTGID = int32(ne.Uint32(body[4:]))
 		e.CloneFlags = ne.Uint64(body[8:])
 		e.Thread = flags&flagThread != 0
+		e.JoinedCgroup = flags&flagJoined != 0
 		e.decodeNS(body[16:], nsDev)
 	case KindExec:
 		e.OldTID = int32(ne.Uint32(body[0:]))
@@ -234,6 +258,13 @@ func Decode(raw []byte, nsDev uint32) (Event, error) {
 			return Event{}, fmt.Errorf("%w: unknown namespace operation %d", ErrMalformed, e.Op)
 		}
 		e.decodeNS(body[8:], nsDev)
+	case KindJoin:
+		e.CgroupContid = contid.ID(ne.Uint64(body[0:]))
+		e.CgroupID = ne.Uint64(body[8:])
+		e.MoverTID = int32(ne.Uint32(body[16:]))
+		e.MoverTGID = int32(ne.Uint32(body[20:]))
+		e.CgroupHier = ne.Uint32(body[24:])
+		e.Tagged = ne.Uint32(body[28:]) != 0
 	}
 	return e, nil
 }

@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // encode writes e in the kernel's layout; the inverse of Decode.
 func encode(e Event, size int) []byte {
-	want := map[Kind]int{KindFork: forkSize, KindExec: execSize, KindExit: exitSize, KindNS: nsEventSize}[e.Kind]
+	want := map[Kind]int{KindFork: forkSize, KindExec: execSize, KindExit: exitSize, KindNS: nsEventSize, KindJoin: joinSize}[e.Kind]
 	if size == 0 {
 		size = want
 	}
@@ -45,6 +45,9 @@ func encode(e Event, size int) []byte {
 	}
 	if e.GroupDeadExact {
 		flags |= flagGroupDeadKnow
+	}
+	if e.JoinedCgroup {
+		flags |= flagJoined
 	}
 	ne.PutUint32(b[offFlags:], flags)
 	ne.PutUint64(b[offTime:], e.Time)
@@ -79,6 +82,15 @@ func encode(e Event, size int) []byte {
 	case KindNS:
 		ne.PutUint32(body[0:], uint32(e.Op))
 		putSet(body[8:], e.NS)
+	case KindJoin:
+		ne.PutUint64(body[0:], uint64(e.CgroupContid))
+		ne.PutUint64(body[8:], e.CgroupID)
+		ne.PutUint32(body[16:], uint32(e.MoverTID))
+		ne.PutUint32(body[20:], uint32(e.MoverTGID))
+		ne.PutUint32(body[24:], e.CgroupHier)
+		if e.Tagged {
+			ne.PutUint32(body[28:], 1)
+		}
 	}
 	return b
 }
@@ -116,6 +128,15 @@ func TestDecode(t *testing.T) {
 		})},
 		{"fork thread", with(func(e *Event) {
 			e.Kind, e.ParentTID, e.ParentTGID, e.CloneFlags, e.Thread, e.NS = KindFork, 100, 100, 0x3d0f00, true, testSet(dev)
+		})},
+		{"fork into a bound cgroup", with(func(e *Event) {
+			e.Kind, e.ParentTID, e.ParentTGID, e.CloneFlags, e.JoinedCgroup, e.NS = KindFork, 99, 99, 0x200000000, true, testSet(dev)
+		})},
+		{"join", with(func(e *Event) {
+			e.Kind, e.CgroupContid, e.CgroupID, e.CgroupHier, e.MoverTID, e.MoverTGID, e.Tagged = KindJoin, 42, 7788, 0, 55, 50, true
+		})},
+		{"join refused", with(func(e *Event) {
+			e.Kind, e.Contid, e.CgroupContid, e.CgroupID, e.CgroupHier, e.MoverTID, e.MoverTGID = KindJoin, 9, 42, 7788, 4, 55, 50
 		})},
 		{"fork untagged", with(func(e *Event) {
 			e.Kind, e.HasContid, e.Contid, e.NS = KindFork, false, contid.Unset, testSet(dev)

@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type trackerCgKey struct {
+	_         structs.HostLayout
+	Hierarchy uint32
+	Pad       uint32
+	Id        uint64
+}
+
 type trackerEvent struct {
 	_   structs.HostLayout
 	Hdr trackerEventHdr
@@ -63,6 +70,17 @@ type trackerForkEvent struct {
 	Ns         [10]trackerNsRec
 }
 
+type trackerJoinEvent struct {
+	_         structs.HostLayout
+	Hdr       trackerEventHdr
+	CgContid  uint64
+	CgroupId  uint64
+	MoverTid  uint32
+	MoverTgid uint32
+	Hierarchy uint32
+	Tagged    uint32
+}
+
 type trackerNsEvent struct {
 	_   structs.HostLayout
 	Hdr trackerEventHdr
@@ -94,11 +112,13 @@ type trackerTaskVal struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	trackerMapContidCgroups    = "contid_cgroups"
 	trackerMapContidStats      = "contid_stats"
 	trackerMapContidTask       = "contid_task"
 	trackerMapEvents           = "events"
 	trackerMapNsSeen           = "ns_seen"
 	trackerProgInherit         = "inherit"
+	trackerProgOnCgroupAttach  = "on_cgroup_attach"
 	trackerProgOnExec          = "on_exec"
 	trackerProgOnExit          = "on_exit"
 	trackerProgOnFork          = "on_fork"
@@ -157,23 +177,25 @@ type trackerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trackerProgramSpecs struct {
-	Inherit   *ebpf.ProgramSpec `ebpf:"inherit"`
-	OnExec    *ebpf.ProgramSpec `ebpf:"on_exec"`
-	OnExit    *ebpf.ProgramSpec `ebpf:"on_exit"`
-	OnFork    *ebpf.ProgramSpec `ebpf:"on_fork"`
-	OnSetns   *ebpf.ProgramSpec `ebpf:"on_setns"`
-	OnUnshare *ebpf.ProgramSpec `ebpf:"on_unshare"`
-	ScanNs    *ebpf.ProgramSpec `ebpf:"scan_ns"`
+	Inherit        *ebpf.ProgramSpec `ebpf:"inherit"`
+	OnCgroupAttach *ebpf.ProgramSpec `ebpf:"on_cgroup_attach"`
+	OnExec         *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnExit         *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnFork         *ebpf.ProgramSpec `ebpf:"on_fork"`
+	OnSetns        *ebpf.ProgramSpec `ebpf:"on_setns"`
+	OnUnshare      *ebpf.ProgramSpec `ebpf:"on_unshare"`
+	ScanNs         *ebpf.ProgramSpec `ebpf:"scan_ns"`
 }
 
 // trackerMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trackerMapSpecs struct {
-	ContidStats *ebpf.MapSpec `ebpf:"contid_stats"`
-	ContidTask  *ebpf.MapSpec `ebpf:"contid_task"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	NsSeen      *ebpf.MapSpec `ebpf:"ns_seen"`
+	ContidCgroups *ebpf.MapSpec `ebpf:"contid_cgroups"`
+	ContidStats   *ebpf.MapSpec `ebpf:"contid_stats"`
+	ContidTask    *ebpf.MapSpec `ebpf:"contid_task"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	NsSeen        *ebpf.MapSpec `ebpf:"ns_seen"`
 }
 
 // trackerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -210,14 +232,16 @@ func (o *trackerObjects) Close() error {
 //
 // It can be passed to loadTrackerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trackerMaps struct {
-	ContidStats *ebpf.Map `ebpf:"contid_stats"`
-	ContidTask  *ebpf.Map `ebpf:"contid_task"`
-	Events      *ebpf.Map `ebpf:"events"`
-	NsSeen      *ebpf.Map `ebpf:"ns_seen"`
+	ContidCgroups *ebpf.Map `ebpf:"contid_cgroups"`
+	ContidStats   *ebpf.Map `ebpf:"contid_stats"`
+	ContidTask    *ebpf.Map `ebpf:"contid_task"`
+	Events        *ebpf.Map `ebpf:"events"`
+	NsSeen        *ebpf.Map `ebpf:"ns_seen"`
 }
 
 func (m *trackerMaps) Close() error {
 	return _TrackerClose(
+		m.ContidCgroups,
 		m.ContidStats,
 		m.ContidTask,
 		m.Events,
@@ -243,18 +267,20 @@ type trackerVariables struct {
 //
 // It can be passed to loadTrackerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trackerPrograms struct {
-	Inherit   *ebpf.Program `ebpf:"inherit"`
-	OnExec    *ebpf.Program `ebpf:"on_exec"`
-	OnExit    *ebpf.Program `ebpf:"on_exit"`
-	OnFork    *ebpf.Program `ebpf:"on_fork"`
-	OnSetns   *ebpf.Program `ebpf:"on_setns"`
-	OnUnshare *ebpf.Program `ebpf:"on_unshare"`
-	ScanNs    *ebpf.Program `ebpf:"scan_ns"`
+	Inherit        *ebpf.Program `ebpf:"inherit"`
+	OnCgroupAttach *ebpf.Program `ebpf:"on_cgroup_attach"`
+	OnExec         *ebpf.Program `ebpf:"on_exec"`
+	OnExit         *ebpf.Program `ebpf:"on_exit"`
+	OnFork         *ebpf.Program `ebpf:"on_fork"`
+	OnSetns        *ebpf.Program `ebpf:"on_setns"`
+	OnUnshare      *ebpf.Program `ebpf:"on_unshare"`
+	ScanNs         *ebpf.Program `ebpf:"scan_ns"`
 }
 
 func (p *trackerPrograms) Close() error {
 	return _TrackerClose(
 		p.Inherit,
+		p.OnCgroupAttach,
 		p.OnExec,
 		p.OnExit,
 		p.OnFork,

@@ -35,9 +35,10 @@ const (
 
 	// Pin names under Config.PinDir. The maps are pinned by name
 	// (LIBBPF_PIN_BY_NAME in bpf/tracker.c).
-	pinTaskMap  = "contid_task"
-	pinStatsMap = "contid_stats"
-	pinInherit  = "inherit"
+	pinTaskMap   = "contid_task"
+	pinStatsMap  = "contid_stats"
+	pinCgroupMap = "contid_cgroups"
+	pinInherit   = "inherit"
 
 	valSet   = 1 // task_val.flags: contid holds a registered value
 	valGroup = 2 // leader only: the group's untagged threads inherit from it
@@ -303,6 +304,7 @@ func (t *Tracker) attach(nsSyscalls bool) error {
 		{"on_fork", t.objs.OnFork},
 		{"on_exec", t.objs.OnExec},
 		{"on_exit", t.objs.OnExit},
+		{"on_cgroup_attach", t.objs.OnCgroupAttach},
 	} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: tp.prog, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
@@ -382,7 +384,7 @@ func Unpin(dir string) error {
 		dir = DefaultPinDir
 	}
 	var errs []error
-	for _, name := range []string{pinInherit, pinInherit + "_new", pinTaskMap, pinStatsMap} {
+	for _, name := range []string{pinInherit, pinInherit + "_new", pinTaskMap, pinStatsMap, pinCgroupMap} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -851,4 +853,43 @@ func ensureTracefs() error {
 func isFS(path string, magic int64) bool {
 	var st unix.Statfs_t
 	return unix.Statfs(path, &st) == nil && int64(st.Type) == magic
+}
+
+// BindCgroup binds a cgroup (its hierarchy id, 0 for the unified one, and
+// the inode number of its directory) to container id: from then on a
+// process without a contid that is moved into it, or created in it with
+// clone3(CLONE_INTO_CGROUP), gets id in the kernel, and a KindJoin event
+// (for a move) or a fork event with JoinedCgroup reports it. The binding is
+// pinned with the contid map.
+func (t *Tracker) BindCgroup(hierarchy uint32, ino uint64, id contid.ID) error {
+	k := trackerCgKey{Hierarchy: hierarchy, Id: ino}
+	v := uint64(id)
+	if err := t.objs.ContidCgroups.Update(&k, &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("tracker: bind cgroup %d:%d to %d: %w", hierarchy, ino, uint64(id), err)
+	}
+	return nil
+}
+
+// UnbindContid removes every cgroup binding of container id.
+func (t *Tracker) UnbindContid(id contid.ID) error {
+	var (
+		k    trackerCgKey
+		v    uint64
+		dead []trackerCgKey
+	)
+	it := t.objs.ContidCgroups.Iterate()
+	for it.Next(&k, &v) {
+		if v == uint64(id) {
+			dead = append(dead, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("tracker: list cgroup bindings: %w", err)
+	}
+	for i := range dead {
+		if err := t.objs.ContidCgroups.Delete(&dead[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("tracker: unbind cgroup of %d: %w", uint64(id), err)
+		}
+	}
+	return nil
 }

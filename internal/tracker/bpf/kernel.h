@@ -59,6 +59,7 @@ enum {
 
 /* From include/uapi/linux/sched.h and include/linux/sched.h. */
 #define CLONE_THREAD 0x00010000
+#define CLONE_INTO_CGROUP 0x200000000ULL
 #define PF_KTHREAD 0x00200000
 
 typedef struct {
@@ -134,7 +135,25 @@ struct signal_struct {
 	atomic_t live;
 };
 
+struct kernfs_node {
+	u64 id; /* the inode number of the cgroup's directory */
+};
+
+struct cgroup_root {
+	int hierarchy_id; /* 0: the unified (v2) hierarchy */
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+	struct cgroup_root *root;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp; /* the task's cgroup in the unified hierarchy */
+};
+
 struct task_struct {
+	struct css_set *cgroups;
 	unsigned int flags;
 	int exit_code;
 	pid_t pid;

@@ -34,6 +34,7 @@ enum event_kind {
 	EV_EXEC = 2,
 	EV_EXIT = 3,
 	EV_NS = 4,
+	EV_JOIN = 5,
 };
 
 /* event_hdr.flags */
@@ -41,6 +42,7 @@ enum event_kind {
 #define EVF_THREAD 2U           /* fork: the child is a thread (CLONE_THREAD) */
 #define EVF_GROUP_DEAD 4U       /* exit: the last thread of the group */
 #define EVF_GROUP_DEAD_KNOWN 8U /* exit: EVF_GROUP_DEAD is exact (tracepoint argument) */
+#define EVF_JOINED 16U          /* fork: the child's contid comes from the cgroup it was created in */
 
 #define EVENT_VERSION 1
 
@@ -123,6 +125,27 @@ struct ns_event {
 	struct ns_rec ns[NS_COUNT];
 };
 
+/* A process moved into a cgroup bound to a container (a write to
+ * cgroup.procs, as `runc exec` does). The header describes the moved
+ * process (the thread group leader) with its contid after the move.
+ * 104 bytes. */
+struct join_event {
+	struct event_hdr hdr;
+	u64 cg_contid; /* the container the cgroup is bound to */
+	u64 cgroup_id; /* kernfs id (inode number) of the cgroup */
+	u32 mover_tid; /* the task that moved it (current) */
+	u32 mover_tgid;
+	u32 hierarchy; /* cgroup hierarchy id: 0 for the unified hierarchy */
+	u32 tagged;    /* 1: the kernel gave it cg_contid; 0: it had a contid */
+};
+
+/* Key of contid_cgroups. */
+struct cg_key {
+	u32 hierarchy;
+	u32 pad;
+	u64 id;
+};
+
 enum counter {
 	CNT_RINGBUF_FULL = 0, /* events lost: bpf_ringbuf_reserve failed */
 	CNT_INHERIT_FAIL = 1, /* child task storage could not be created */
@@ -136,6 +159,18 @@ struct {
 	__type(value, struct task_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } contid_task SEC(".maps");
+
+/* Cgroups bound to containers (contid's extension of SPEC §3, exec into a
+ * running container): a process moved into, or created in, one of them
+ * without a contid of its own joins the container. Filled by the daemon at
+ * registration, for cgroups that hold the registered process alone. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct cg_key);
+	__type(value, u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} contid_cgroups SEC(".maps");
 
 /* A digest of the namespaces last reported for each task, so that the scan
  * reports only changes. Not pinned: rebuilt by each tracker. */
@@ -166,6 +201,7 @@ union event {
 	struct exec_event exec;
 	struct exit_event exit;
 	struct ns_event ns;
+	struct join_event join;
 };
 
 struct {
@@ -344,6 +380,33 @@ static __always_inline void fill_hdr(struct event_hdr *h, u8 kind, u16 size, str
 	BPF_CORE_READ_INTO(&h->comm, t, comm);
 }
 
+/* The contid of the container cgroup cg is bound to, or 0. */
+static __always_inline u64 *cgroup_contid(struct cgroup *cg)
+{
+	struct cg_key k = {};
+	k.hierarchy = cg->root->hierarchy_id;
+	k.id = cg->kn->id;
+	return bpf_map_lookup_elem(&contid_cgroups, &k);
+}
+
+/* Gives t the contid of the container cg is bound to, unless t has a
+ * contid already; returns 1 if it did. */
+static __always_inline int join_cgroup(struct task_struct *t, struct cgroup *cg, u32 flags)
+{
+	u64 *id = cgroup_contid(cg);
+	if (!id || task_contid(t))
+		return 0;
+	struct task_val *v = bpf_task_storage_get(&contid_task, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!v) {
+		count(CNT_INHERIT_FAIL);
+		return 0;
+	}
+	v->contid = *id;
+	v->reserved = 0;
+	v->flags = flags;
+	return 1;
+}
+
 /*
  * Inheritance. task_newtask fires at the end of copy_process for every new
  * task — fork, vfork, clone, clone3, new threads, io_uring workers, vhost and
@@ -358,8 +421,13 @@ int BPF_PROG(inherit, struct task_struct *child, u64 clone_flags)
 {
 	struct task_struct *parent = bpf_get_current_task_btf();
 	struct task_val *pv = inherited(parent);
-	if (!pv)
+	if (!pv) {
+		/* clone3(CLONE_INTO_CGROUP), as crun's exec may do: the child
+		 * is born into its cgroup without an attach. */
+		if (clone_flags & CLONE_INTO_CGROUP)
+			join_cgroup(child, child->cgroups->dfl_cgrp, VAL_SET);
 		return 0; /* untagged parents create no storage */
+	}
 
 	struct task_val *cv = bpf_task_storage_get(&contid_task, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!cv) {
@@ -396,6 +464,8 @@ int BPF_PROG(on_fork, struct task_struct *child, u64 clone_flags)
 	fill_hdr(&e->hdr, EV_FORK, sizeof(*e), child, v);
 	if (clone_flags & CLONE_THREAD)
 		e->hdr.flags |= EVF_THREAD;
+	if (v && (clone_flags & CLONE_INTO_CGROUP) && !inherited(parent))
+		e->hdr.flags |= EVF_JOINED;
 	e->parent_tid = parent->pid;
 	e->parent_tgid = parent->tgid;
 	e->clone_flags = clone_flags;
@@ -563,4 +633,37 @@ SEC("tracepoint/syscalls/sys_exit_unshare")
 int on_unshare(struct sys_exit_ctx *ctx)
 {
 	return ns_changed(ctx, NSOP_UNSHARE);
+}
+
+/*
+ * Exec into a running container: a write to cgroup.procs moves a process
+ * (runc exec moves its child before the child runs the command). Fires
+ * once per move, after it, for the group leader; with threadgroup the
+ * leader gets the group flag so that threads it has not tagged inherit its
+ * value, and the daemon tags every thread on the event, as at registration.
+ */
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(on_cgroup_attach, struct cgroup *dst, const char *path, struct task_struct *task, bool threadgroup)
+{
+	u64 *id = cgroup_contid(dst);
+	if (!id)
+		return 0;
+	u64 cg_contid = *id;
+	int tagged = join_cgroup(task, dst, threadgroup ? VAL_SET | VAL_GROUP : VAL_SET);
+
+	struct join_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(CNT_RINGBUF_FULL);
+		return 0;
+	}
+	struct task_struct *cur = bpf_get_current_task_btf();
+	fill_hdr(&e->hdr, EV_JOIN, sizeof(*e), task, task_contid(task));
+	e->cg_contid = cg_contid;
+	e->cgroup_id = dst->kn->id;
+	e->mover_tid = cur->pid;
+	e->mover_tgid = cur->tgid;
+	e->hierarchy = dst->root->hierarchy_id;
+	e->tagged = tagged;
+	bpf_ringbuf_submit(e, submit_flags(e->hdr.time));
+	return 0;
 }
