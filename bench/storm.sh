@@ -67,7 +67,9 @@ report() { # name cpu-ticks events
 }
 
 echo "== contid (primary), $S s"
-"$T/contid" daemon --log-dir "$T/contid-logs" --socket "$T/s.sock" --pin-dir /sys/fs/bpf/contid-storm \
+# The same log settings as auditd's below: no size limit, auditd's flush.
+printf '[log]\nmax_log_file_action = "ignore"\nflush = "incremental_async"\nfreq = 50\n[containers]\nmax_log_file_action = "ignore"\n' > "$T/contid.toml"
+"$T/contid" daemon --config "$T/contid.toml" --log-dir "$T/contid-logs" --socket "$T/s.sock" --pin-dir /sys/fs/bpf/contid-storm \
 	--audit primary --audit-rules "$T/rules" --log-level warn ${CONTID_CPU_PROFILE:+--cpu-profile "$CONTID_CPU_PROFILE"} 2>"$T/contid.err" &
 until CONTID_SOCKET=$T/s.sock "$T/contid" status >/dev/null 2>&1; do sleep 0.1; done
 pid=$(pgrep -f "$T/contid daemon")

@@ -561,3 +561,23 @@ func TestAuditRunc(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditStopUnderLoad: SIGTERM while records stream in: the daemon
+// writes what it received and stops cleanly (d.stop fails the test
+// otherwise), and the kernel's audit state is put back.
+func TestAuditStopUnderLoad(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-stop\n")
+	load := exec.Command("sh", "-c", `end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do /bin/true; done`)
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer load.Wait()
+	time.Sleep(time.Second)
+	d.stop()
+	if d.cmd.ProcessState == nil || !d.cmd.ProcessState.Success() {
+		t.Fatalf("daemon: %v", d.cmd.ProcessState)
+	}
+	if !strings.Contains(read(t, filepath.Join(d.dir, "audit.log")), `key="contid-stop"`) {
+		t.Fatal("no record of the load in the log")
+	}
+}

@@ -59,11 +59,14 @@ type Daemon struct {
 	cancelMu sync.Mutex
 	cancel   context.CancelFunc
 
-	serial   atomic.Uint64
-	offset   int64 // unix ns minus CLOCK_MONOTONIC ns
-	scanEnd  uint64
-	tagged   uint64 // CLOCK_MONOTONIC when the latest Tag reached the kernel
-	counters struct {
+	serial  atomic.Uint64
+	offset  int64 // unix ns minus CLOCK_MONOTONIC ns
+	scanEnd uint64
+	tagged  uint64 // CLOCK_MONOTONIC when the latest Tag reached the kernel
+	// readerDone: the reader goroutine has returned (at stop); sync
+	// drains without pausing it.
+	readerDone bool
+	counters   struct {
 		recordsWritten, recordErrors, badEvents, dupSeeds, syncs atomic.Uint64
 	}
 	engineStats atomic.Pointer[engine.Stats]
@@ -166,6 +169,7 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	cancel()
 	stop()
 	wg.Wait()
+	d.readerDone = true
 	d.hl.Flush()
 	log.Info("contid daemon stopped")
 	return err
@@ -293,6 +297,10 @@ func (d *Daemon) read(ctx context.Context) {
 // ring itself, then lets the reader go on.
 func (d *Daemon) sync() {
 	d.counters.syncs.Add(1)
+	if d.readerDone {
+		d.drain() // at stop: nobody to pause
+		return
+	}
 	d.pause <- struct{}{}
 	d.cancelMu.Lock()
 	if d.cancel != nil {
@@ -307,6 +315,12 @@ func (d *Daemon) sync() {
 			waiting = false
 		}
 	}
+	d.drain()
+	d.resume <- struct{}{} // the reader is paused and takes it
+}
+
+// drain applies what the reader handed over, then what the ring holds.
+func (d *Daemon) drain() {
 	for {
 		select {
 		case ev := <-d.events:
@@ -320,11 +334,10 @@ func (d *Daemon) sync() {
 			continue
 		}
 		if err != nil || !ok {
-			break
+			return
 		}
 		d.apply(ev)
 	}
-	d.resume <- struct{}{} // the reader is paused and takes it
 }
 
 func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath string) error {
