@@ -61,3 +61,25 @@ func TestWriteLines(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteLinesIgnore: past the size limit with max size action ignore,
+// blocks are written on, whole.
+func TestWriteLinesIgnore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := Open(Config{Path: path, MaxBytes: 100, MaxAction: Ignore}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	for b := 0; b < 10; b++ {
+		block := fmt.Sprintf("type=SYSCALL msg=audit(1.000:%d): a=1\ntype=EOE msg=audit(1.000:%d):\n", b, b)
+		all.WriteString(block)
+		if err := w.WriteLines([]byte(block)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	if b, _ := os.ReadFile(path); string(b) != all.String() || w.Stats().Lines != 20 || w.Stats().Rotations != 0 {
+		t.Fatalf("file:\n%s\nstats %+v", b, w.Stats())
+	}
+}

@@ -225,11 +225,15 @@ func (w *Writer) WriteLines(block []byte) error {
 		return dropped(fmt.Errorf("%w (a block of %d bytes)", ErrBadLine, len(block)))
 	}
 	w.mu.Lock()
+	within := w.cfg.MaxBytes == 0 || w.size+int64(len(block)) <= w.cfg.MaxBytes || w.cfg.MaxAction == Ignore
 	fast := !w.closed && !w.suspended && !w.stale && w.f != nil &&
-		(w.cfg.Flush == FlushIncremental || w.cfg.Flush == FlushIncrementalAsync) &&
-		(w.cfg.MaxBytes == 0 || w.size+int64(len(block)) <= w.cfg.MaxBytes)
+		(w.cfg.Flush == FlushIncremental || w.cfg.Flush == FlushIncrementalAsync) && within
 	if fast {
 		defer w.mu.Unlock()
+		if w.cfg.MaxBytes > 0 && w.size+int64(len(block)) > w.cfg.MaxBytes && !w.warned {
+			w.warned = true
+			w.log.Warn("audit log larger than its maximum size; writing on (max size action ignore)", "max_bytes", w.cfg.MaxBytes)
+		}
 		if w.needNL {
 			if err := w.repairTail(); err != nil {
 				w.st.writeFailed.Add(uint64(n))
