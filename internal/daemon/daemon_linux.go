@@ -48,7 +48,7 @@ type Daemon struct {
 	hl   *auditlog.Writer
 	srv  *api.Server
 
-	events  chan tracker.Event
+	events  chan []tracker.Event // batches: one hand-over for many events
 	reqs    chan request
 	stopped chan struct{}
 
@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	}
 	d := &Daemon{
 		cfg: cfg, log: log,
-		events: make(chan tracker.Event, 4096), reqs: make(chan request), stopped: make(chan struct{}),
+		events: make(chan []tracker.Event, 64), reqs: make(chan request), stopped: make(chan struct{}),
 		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
 	}
 	var err error
@@ -276,8 +276,22 @@ func (d *Daemon) read(ctx context.Context) {
 		cancel()
 		switch {
 		case err == nil:
+			// Take what else is waiting: a hand-over per event costs the
+			// core more than the event.
+			batch := append(make([]tracker.Event, 0, 16), ev)
+			for len(batch) < 256 {
+				ev, ok, err := d.src.TryRead()
+				if errors.Is(err, tracker.ErrMalformed) {
+					d.counters.badEvents.Add(1)
+					continue
+				}
+				if err != nil || !ok {
+					break
+				}
+				batch = append(batch, ev)
+			}
 			select {
-			case d.events <- ev:
+			case d.events <- batch:
 			case <-ctx.Done():
 				return
 			}
@@ -309,8 +323,8 @@ func (d *Daemon) sync() {
 	d.cancelMu.Unlock()
 	for waiting := true; waiting; {
 		select {
-		case ev := <-d.events:
-			d.apply(ev)
+		case evs := <-d.events:
+			d.applyAll(evs)
 		case <-d.paused:
 			waiting = false
 		}
@@ -323,8 +337,8 @@ func (d *Daemon) sync() {
 func (d *Daemon) drain() {
 	for {
 		select {
-		case ev := <-d.events:
-			d.apply(ev)
+		case evs := <-d.events:
+			d.applyAll(evs)
 			continue
 		default:
 		}
@@ -347,8 +361,8 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev := <-d.events:
-			d.apply(ev)
+		case evs := <-d.events:
+			d.applyAll(evs)
 		case r := <-d.reqs:
 			d.sync()
 			r.done <- r.f(d.eng)
@@ -426,6 +440,12 @@ func (d *Daemon) apply(ev tracker.Event) {
 		// kernel gave the child its container; the engine inherited
 		// the creator's nothing. Apply the join.
 		d.eng.Apply(engine.Join{Time: int64(ev.Time) + d.offset, PID: ev.TGID, Contid: ev.Contid, Mover: ev.ParentTID, Tagged: true})
+	}
+}
+
+func (d *Daemon) applyAll(evs []tracker.Event) {
+	for _, ev := range evs {
+		d.apply(ev)
 	}
 }
 
