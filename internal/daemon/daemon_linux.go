@@ -280,12 +280,8 @@ func (d *Daemon) read(ctx context.Context) {
 			// core more than the event.
 			batch := append(make([]tracker.Event, 0, 16), ev)
 			for len(batch) < 256 {
-				ev, ok, err := d.src.TryRead()
-				if errors.Is(err, tracker.ErrMalformed) {
-					d.counters.badEvents.Add(1)
-					continue
-				}
-				if err != nil || !ok {
+				ev, ok := d.tryRead()
+				if !ok {
 					break
 				}
 				batch = append(batch, ev)
@@ -342,15 +338,24 @@ func (d *Daemon) drain() {
 			continue
 		default:
 		}
+		ev, ok := d.tryRead()
+		if !ok {
+			return
+		}
+		d.apply(ev)
+	}
+}
+
+// tryRead returns the next buffered event, if any, counting and skipping
+// malformed ones.
+func (d *Daemon) tryRead() (tracker.Event, bool) {
+	for {
 		ev, ok, err := d.src.TryRead()
 		if errors.Is(err, tracker.ErrMalformed) {
 			d.counters.badEvents.Add(1)
 			continue
 		}
-		if err != nil || !ok {
-			return
-		}
-		d.apply(ev)
+		return ev, err == nil && ok
 	}
 }
 
