@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"flag"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -42,5 +43,27 @@ func Check(t testing.TB, path string, got []byte) {
 		if g != w {
 			t.Fatalf("%s line %d differs:\n got %q\nwant %q\n(run with -update after checking)", path, i+1, g, w)
 		}
+	}
+}
+
+// Each runs f as a subtest for every file matching pattern (such as
+// "testdata/*.log"), named after the file without its directory and
+// extension, with the file's contents. No match fails t: a test that finds
+// no input must not pass.
+func Each(t *testing.T, pattern string, f func(t *testing.T, name string, data []byte)) {
+	t.Helper()
+	paths, err := filepath.Glob(pattern)
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no %s: %v", pattern, err)
+	}
+	for _, path := range paths {
+		name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f(t, name, data)
+		})
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"github.com/contid/contid/internal/golden"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -57,45 +55,34 @@ func stampString(s records.Stamp) string {
 // testdata/README.md) with the default Config, then Flush, and compares
 // the Sink calls with testdata/<name>.golden.
 func TestGolden(t *testing.T) {
-	logs, err := filepath.Glob("testdata/*.log")
-	if err != nil || len(logs) == 0 {
-		t.Fatalf("no testdata/*.log: %v", err)
-	}
-	for _, path := range logs {
-		name := strings.TrimSuffix(filepath.Base(path), ".log")
-		t.Run(name, func(t *testing.T) {
-			data, err := os.ReadFile(path)
+	golden.Each(t, "testdata/*.log", func(t *testing.T, name string, data []byte) {
+		rec := &recorder{seen: map[string]int{}}
+		ra := New(Config{}, rec)
+		var lines []string
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(nil, records.MaxLineLen+2)
+		for n := 1; sc.Scan(); n++ {
+			r, err := records.ParseLine(sc.Text())
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("testdata/%s.log:%d: %v", name, n, err)
 			}
-			rec := &recorder{seen: map[string]int{}}
-			ra := New(Config{}, rec)
-			var lines []string
-			sc := bufio.NewScanner(bytes.NewReader(data))
-			sc.Buffer(nil, records.MaxLineLen+2)
-			for n := 1; sc.Scan(); n++ {
-				r, err := records.ParseLine(sc.Text())
-				if err != nil {
-					t.Fatalf("%s:%d: %v", path, n, err)
-				}
-				lines = append(lines, r.Raw)
-				rec.where = fmt.Sprintf("L%d", n)
-				ra.Push(r)
-				if got := ra.Stats().InFlight; got > DefaultMaxInFlight {
-					t.Fatalf("%d events in flight", got)
-				}
+			lines = append(lines, r.Raw)
+			rec.where = fmt.Sprintf("L%d", n)
+			ra.Push(r)
+			if got := ra.Stats().InFlight; got > DefaultMaxInFlight {
+				t.Fatalf("%d events in flight", got)
 			}
-			rec.where = "flush"
-			ra.Flush()
-			for _, l := range lines {
-				if rec.seen[l] != 1 {
-					t.Errorf("line delivered %d times: %s", rec.seen[l], l)
-				}
+		}
+		rec.where = "flush"
+		ra.Flush()
+		for _, l := range lines {
+			if rec.seen[l] != 1 {
+				t.Errorf("line delivered %d times: %s", rec.seen[l], l)
 			}
-			st := ra.Stats()
-			fmt.Fprintf(&rec.b, "stats records=%d events=%d gap=%d incomplete=%d late=%d discontinuities=%d\n",
-				st.Records, st.Events, st.Gap, st.Incomplete, st.Late, st.Discontinuities)
-			golden.Check(t, "testdata/"+name+".golden", []byte(rec.b.String()))
-		})
-	}
+		}
+		st := ra.Stats()
+		fmt.Fprintf(&rec.b, "stats records=%d events=%d gap=%d incomplete=%d late=%d discontinuities=%d\n",
+			st.Records, st.Events, st.Gap, st.Incomplete, st.Late, st.Discontinuities)
+		golden.Check(t, "testdata/"+name+".golden", []byte(rec.b.String()))
+	})
 }

@@ -5,9 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"github.com/contid/contid/internal/golden"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -25,51 +22,40 @@ import (
 // 3.0.9; the KERNEL line of handwritten-misc.log is the one record this
 // machine's kernel printed at boot, taken from dmesg).
 func TestGolden(t *testing.T) {
-	logs, err := filepath.Glob("testdata/*.log")
-	if err != nil || len(logs) == 0 {
-		t.Fatalf("no testdata/*.log: %v", err)
-	}
-	for _, path := range logs {
-		name := strings.TrimSuffix(filepath.Base(path), ".log")
-		t.Run(name, func(t *testing.T) {
-			data, err := os.ReadFile(path)
+	golden.Each(t, "testdata/*.log", func(t *testing.T, name string, data []byte) {
+		var raw, interp, js bytes.Buffer
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(nil, MaxLineLen+2)
+		for sc.Scan() {
+			line := sc.Text()
+			r, err := ParseLine(line)
 			if err != nil {
-				t.Fatal(err)
-			}
-			var raw, interp, js bytes.Buffer
-			sc := bufio.NewScanner(bytes.NewReader(data))
-			sc.Buffer(nil, MaxLineLen+2)
-			for sc.Scan() {
-				line := sc.Text()
-				r, err := ParseLine(line)
-				if err != nil {
-					for _, b := range []*bytes.Buffer{&raw, &interp, &js} {
-						b.WriteString("error: " + err.Error() + "\n")
-					}
-					continue
+				for _, b := range []*bytes.Buffer{&raw, &interp, &js} {
+					b.WriteString("error: " + err.Error() + "\n")
 				}
-				if got := string(AppendRaw(nil, &r)); got != line {
-					t.Errorf("AppendRaw of a parsed line changed it:\n got %q\nwant %q", got, line)
-				}
-				own := r
-				own.Raw = ""
-				raw.Write(AppendRaw(nil, &own))
-				raw.WriteByte('\n')
-				interp.Write(AppendInterpreted(nil, &r, time.UTC))
-				interp.WriteByte('\n')
-				j := AppendJSON(nil, &r)
-				if !json.Valid(j) {
-					t.Errorf("invalid JSON for %q: %s", line, j)
-				}
-				js.Write(j)
-				js.WriteByte('\n')
+				continue
 			}
-			if err := sc.Err(); err != nil {
-				t.Fatal(err)
+			if got := string(AppendRaw(nil, &r)); got != line {
+				t.Errorf("AppendRaw of a parsed line changed it:\n got %q\nwant %q", got, line)
 			}
-			golden.Check(t, "testdata/"+name+".raw.golden", raw.Bytes())
-			golden.Check(t, "testdata/"+name+".interpreted.golden", interp.Bytes())
-			golden.Check(t, "testdata/"+name+".json.golden", js.Bytes())
-		})
-	}
+			own := r
+			own.Raw = ""
+			raw.Write(AppendRaw(nil, &own))
+			raw.WriteByte('\n')
+			interp.Write(AppendInterpreted(nil, &r, time.UTC))
+			interp.WriteByte('\n')
+			j := AppendJSON(nil, &r)
+			if !json.Valid(j) {
+				t.Errorf("invalid JSON for %q: %s", line, j)
+			}
+			js.Write(j)
+			js.WriteByte('\n')
+		}
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+		golden.Check(t, "testdata/"+name+".raw.golden", raw.Bytes())
+		golden.Check(t, "testdata/"+name+".interpreted.golden", interp.Bytes())
+		golden.Check(t, "testdata/"+name+".json.golden", js.Bytes())
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"github.com/contid/contid/internal/golden"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -91,40 +90,34 @@ var musts = map[string][]string{
 }
 
 func TestScenarios(t *testing.T) {
-	traces, err := filepath.Glob("testdata/*.trace")
-	if err != nil || len(traces) == 0 {
-		t.Fatalf("no traces: %v", err)
-	}
-	for _, path := range traces {
-		name := strings.TrimSuffix(filepath.Base(path), ".trace")
-		t.Run(name, func(t *testing.T) {
-			must, ok := musts[name]
-			if !ok {
-				t.Fatalf("scenario %s has no expectations in musts", name)
-			}
-			for _, f := range []struct {
-				ext string
-				fmt Format
-			}{{"raw", Raw}, {"i", Interpreted}, {"json", JSON}} {
-				got := run(t, path, Options{Format: f.fmt})
-				if f.fmt == Raw {
-					for _, m := range must {
-						if !strings.Contains(got, m) {
-							t.Errorf("raw output lacks %q", m)
-						}
+	golden.Each(t, "testdata/*.trace", func(t *testing.T, name string, _ []byte) {
+		path := "testdata/" + name + ".trace"
+		must, ok := musts[name]
+		if !ok {
+			t.Fatalf("scenario %s has no expectations in musts", name)
+		}
+		for _, f := range []struct {
+			ext string
+			fmt Format
+		}{{"raw", Raw}, {"i", Interpreted}, {"json", JSON}} {
+			got := run(t, path, Options{Format: f.fmt})
+			if f.fmt == Raw {
+				for _, m := range must {
+					if !strings.Contains(got, m) {
+						t.Errorf("raw output lacks %q", m)
 					}
 				}
-				if f.fmt == JSON {
-					for i, l := range strings.Split(strings.TrimSuffix(got, "\n"), "\n") {
-						if !json.Valid([]byte(l)) {
-							t.Errorf("json line %d invalid: %s", i+1, l)
-						}
+			}
+			if f.fmt == JSON {
+				for i, l := range strings.Split(strings.TrimSuffix(got, "\n"), "\n") {
+					if !json.Valid([]byte(l)) {
+						t.Errorf("json line %d invalid: %s", i+1, l)
 					}
 				}
-				golden.Check(t, "testdata/"+name+"."+f.ext+".golden", []byte(got))
 			}
-		})
-	}
+			golden.Check(t, "testdata/"+name+"."+f.ext+".golden", []byte(got))
+		}
+	})
 }
 
 func run(t *testing.T, path string, opt Options) string {
