@@ -1,9 +1,16 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/contid/contid/internal/api"
 	"github.com/contid/contid/internal/records"
 )
 
@@ -41,4 +48,63 @@ func TestNamespaceRecords(t *testing.T) {
 	d.waitRecord(records.NSChange, "nstype=uts", "ns="+utsNS, "pid="+entPID, "contid=90")
 	d.waitRecord(records.NSInfo, "contid=90")
 	d.waitRecord(records.ContainerOp, "op=drop", "contid=90")
+}
+
+// TestIPNetns: `ip netns add`, then `ip netns exec` inside a container. The
+// named namespace lives on in its bind mount with no task in it, so by
+// SPEC §5.1 it is destroyed when `ip netns add` leaves it. The process `ip
+// netns exec` starts in it gives the NS_* records of a task entering it,
+// with the id stat -L prints and the container's chain, and the
+// container's netns list names it while that process runs. With the
+// syscall tracepoints the creation is `ip netns add`'s unshare; without
+// them it is first seen, and reported, at the exec.
+func TestIPNetns(t *testing.T) {
+	for _, exact := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ns_syscalls=%v", exact), func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "contid.toml")
+			if err := os.WriteFile(cfg, []byte(fmt.Sprintf("ns_syscalls = %v\n", exact)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d := startDaemon(t, "", "--config", cfg)
+			name := fmt.Sprintf("contid-e2e-%d", os.Getpid())
+			t.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
+			list := filepath.Join(t.TempDir(), "containers.json")
+			out, errOut, code := d.sh(`"$C" exec --contid 91 -- sh -c '
+				ip netns add "$N" || exit 1
+				ip netns exec "$N" sh -c "echo entered \$\$ \$(stat -L -c %d:%i /proc/self/ns/net); \"\$C\" containers --json > \"\$J\"; sleep 0.3"
+				ip netns delete "$N"
+				sleep 0.2'`, "N="+name, "J="+list)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var pid, netNS string
+			for _, l := range strings.Split(out, "\n") {
+				if f := strings.Fields(l); len(f) == 3 && f[0] == "entered" {
+					pid, netNS = f[1], f[2]
+				}
+			}
+			if netNS == "" {
+				t.Fatalf("script output: %q", out)
+			}
+			d.waitRecord(records.NSChange, "nstype=net", "ns="+netNS, "pid="+pid, "contid=91")
+			create := d.waitRecord(records.NSCreate, "nstype=net", "ns="+netNS, "contid=91")
+			if by, _ := create.Get("pid"); (by == pid) == exact {
+				t.Errorf("NS_CREATE by pid %s; the exec'd process is %s, ns_syscalls %v", by, pid, exact)
+			}
+			d.waitRecord(records.NSDestroy, "nstype=net", "ns="+netNS)
+			d.waitRecord(records.ContainerOp, "op=drop", "contid=91")
+
+			raw, err := os.ReadFile(list)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var conts []api.Container
+			if err := json.Unmarshal(raw, &conts); err != nil {
+				t.Fatalf("containers --json: %v: %s", err, raw)
+			}
+			if len(conts) != 1 || !slices.Contains(conts[0].Netns, netNS) {
+				t.Errorf("containers while in %s: %s", netNS, raw)
+			}
+		})
+	}
 }
