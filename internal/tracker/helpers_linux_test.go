@@ -385,14 +385,29 @@ func descendants(t testing.TB, pid int) []int {
 // wantContid checks every thread of pid carries id.
 func wantContid(t testing.TB, tr *Tracker, pid int, id contid.ID) {
 	t.Helper()
+	// A thread the runtime is creating right now is listed in /proc before
+	// task_newtask gives it its value (copy_process links it first): such
+	// a thread is asked again until it has had time to get it. A thread
+	// that was missed keeps no value and fails after the deadline.
+	deadline := time.Now().Add(2 * time.Second)
 	for _, tid := range threads(t, pid) {
-		got, ok, err := tr.Contid(tid)
-		if err != nil {
-			t.Errorf("Contid(%d) of process %d: %v", tid, pid, err)
-			continue
-		}
-		if !ok || got != id {
-			t.Errorf("thread %d of process %d (%s): contid %v (set %v), want %v", tid, pid, comm(tid), got, ok, id)
+		for {
+			got, ok, err := tr.Contid(tid)
+			if errors.Is(err, unix.ESRCH) {
+				break // exited since the listing
+			}
+			if err != nil {
+				t.Errorf("Contid(%d) of process %d: %v", tid, pid, err)
+				break
+			}
+			if ok && got == id {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("thread %d of process %d (%s): contid %v (set %v), want %v", tid, pid, comm(tid), got, ok, id)
+				break
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 }
