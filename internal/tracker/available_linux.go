@@ -54,7 +54,7 @@ func Available() error {
 		return errors.Join(errs...)
 	}
 
-	spec, err := specFor(Config{RingSize: os.Getpagesize()})
+	spec, _, err := specFor(Config{RingSize: os.Getpagesize()})
 	if err != nil {
 		return err
 	}

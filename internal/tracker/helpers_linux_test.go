@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -28,8 +30,19 @@ import (
 // helperEnv makes the test binary act as a multi-threaded helper process.
 const helperEnv = "CONTID_TRACKER_HELPER"
 
+func init() {
+	// The exec-thread helper needs its main goroutine on the main thread,
+	// the group leader; during init it is there.
+	if strings.HasPrefix(os.Getenv(helperEnv), "exec-thread") {
+		runtime.LockOSThread()
+	}
+}
+
 func TestMain(m *testing.M) {
 	switch h := os.Getenv(helperEnv); {
+	case strings.HasPrefix(h, "exec-thread"):
+		execThreadHelper()
+		return
 	case h == "threads":
 		threadsHelper()
 		return
@@ -450,4 +463,57 @@ func waitDescendants(t testing.TB, pid, n int) []int {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// execThreadHelper starts a thread T and prints "ready TID". T then reads
+// stdin a byte at a time: 'x' makes the main thread (the group leader) exit
+// alone, leaving a zombie leader; 'e' makes T exec `sleep 30`, which makes
+// it the group's leader (de_thread). After the leader's exit only raw
+// syscalls run: the dead thread's goroutine would hold up any
+// stop-the-world.
+func execThreadHelper() {
+	fail := func(err error) {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	if unix.Gettid() != unix.Getpid() {
+		fail(errors.New("main goroutine is not on the main thread"))
+	}
+	debug.SetGCPercent(-1)
+	path, err := syscall.BytePtrFromString("/bin/sleep")
+	if err != nil {
+		fail(err)
+	}
+	argv, err := syscall.SlicePtrFromStrings([]string{"sleep", "30"})
+	if err != nil {
+		fail(err)
+	}
+	envv, err := syscall.SlicePtrFromStrings(nil)
+	if err != nil {
+		fail(err)
+	}
+	leaderExit := make(chan struct{})
+	tid := make(chan int)
+	go func() {
+		runtime.LockOSThread() // never unlocked: T is this goroutine's
+		tid <- unix.Gettid()
+		var b [1]byte
+		for {
+			n, _, errno := syscall.RawSyscall(syscall.SYS_READ, 0, uintptr(unsafe.Pointer(&b[0])), 1)
+			if n != 1 || errno != 0 {
+				syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 1, 0, 0)
+			}
+			switch b[0] {
+			case 'x':
+				close(leaderExit)
+			case 'e':
+				syscall.RawSyscall(syscall.SYS_EXECVE, uintptr(unsafe.Pointer(path)),
+					uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])))
+				syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 127, 0, 0)
+			}
+		}
+	}()
+	fmt.Println("ready", <-tid)
+	<-leaderExit
+	syscall.RawSyscall(syscall.SYS_EXIT, 0, 0, 0)
 }

@@ -118,6 +118,7 @@ const (
 	trackerMapEvents           = "events"
 	trackerMapNsSeen           = "ns_seen"
 	trackerProgInherit         = "inherit"
+	trackerProgKeepOnExec      = "keep_on_exec"
 	trackerProgOnCgroupAttach  = "on_cgroup_attach"
 	trackerProgOnExec          = "on_exec"
 	trackerProgOnExit          = "on_exit"
@@ -132,6 +133,7 @@ const (
 	trackerVarOnlyTagged       = "only_tagged"
 	trackerVarPrevScanStart    = "prev_scan_start"
 	trackerVarScanSession      = "scan_session"
+	trackerVarThreadsShare     = "threads_share"
 	trackerVarWakeupBytes      = "wakeup_bytes"
 )
 
@@ -178,6 +180,7 @@ type trackerSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type trackerProgramSpecs struct {
 	Inherit        *ebpf.ProgramSpec `ebpf:"inherit"`
+	KeepOnExec     *ebpf.ProgramSpec `ebpf:"keep_on_exec"`
 	OnCgroupAttach *ebpf.ProgramSpec `ebpf:"on_cgroup_attach"`
 	OnExec         *ebpf.ProgramSpec `ebpf:"on_exec"`
 	OnExit         *ebpf.ProgramSpec `ebpf:"on_exit"`
@@ -209,6 +212,7 @@ type trackerVariableSpecs struct {
 	OnlyTagged       *ebpf.VariableSpec `ebpf:"only_tagged"`
 	PrevScanStart    *ebpf.VariableSpec `ebpf:"prev_scan_start"`
 	ScanSession      *ebpf.VariableSpec `ebpf:"scan_session"`
+	ThreadsShare     *ebpf.VariableSpec `ebpf:"threads_share"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -260,6 +264,7 @@ type trackerVariables struct {
 	OnlyTagged       *ebpf.Variable `ebpf:"only_tagged"`
 	PrevScanStart    *ebpf.Variable `ebpf:"prev_scan_start"`
 	ScanSession      *ebpf.Variable `ebpf:"scan_session"`
+	ThreadsShare     *ebpf.Variable `ebpf:"threads_share"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
@@ -268,6 +273,7 @@ type trackerVariables struct {
 // It can be passed to loadTrackerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trackerPrograms struct {
 	Inherit        *ebpf.Program `ebpf:"inherit"`
+	KeepOnExec     *ebpf.Program `ebpf:"keep_on_exec"`
 	OnCgroupAttach *ebpf.Program `ebpf:"on_cgroup_attach"`
 	OnExec         *ebpf.Program `ebpf:"on_exec"`
 	OnExit         *ebpf.Program `ebpf:"on_exit"`
@@ -280,6 +286,7 @@ type trackerPrograms struct {
 func (p *trackerPrograms) Close() error {
 	return _TrackerClose(
 		p.Inherit,
+		p.KeepOnExec,
 		p.OnCgroupAttach,
 		p.OnExec,
 		p.OnExit,

@@ -39,13 +39,15 @@ const (
 	pinStatsMap  = "contid_stats"
 	pinCgroupMap = "contid_cgroups"
 	pinInherit   = "inherit"
+	pinKeep      = "keep_on_exec"
 
 	valSet   = 1 // task_val.flags: contid holds a registered value
-	valGroup = 2 // leader only: the group's untagged threads inherit from it
+	valGroup = 2 // leader only: tagged for its whole group (informational)
 
 	cntRingbufFull  = 0
 	cntInheritFail  = 1
 	exitGroupDeadTP = "btf_trace_sched_process_exit"
+	prepareExecTP   = "btf_trace_sched_prepare_exec"
 )
 
 // Config configures Open. The zero value means the defaults.
@@ -112,8 +114,11 @@ type Tracker struct {
 	batch  time.Duration
 
 	objs  trackerObjects
-	links []link.Link // event programs; the inherit link lives on in its pin
-	rd    *ringbuf.Reader
+	links []link.Link // event programs; inherit and keep_on_exec live on in their pins
+	// The kernel has sched_prepare_exec: new threads share their leader's
+	// value (bpf/tracker.c, threads_share).
+	threadsShare bool
+	rd           *ringbuf.Reader
 
 	scan     *link.Iter
 	scanMu   sync.Mutex
@@ -176,11 +181,11 @@ func Open(cfg Config, log *slog.Logger) (*Tracker, error) {
 		return nil, err
 	}
 
-	spec, err := specFor(cfg)
+	spec, share, err := specFor(cfg)
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracker{log: log, pinDir: cfg.PinDir, nsDev: nsDev, batch: cfg.Batch}
+	t := &Tracker{log: log, pinDir: cfg.PinDir, nsDev: nsDev, batch: cfg.Batch, threadsShare: share}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: cfg.PinDir}}
 	if err := spec.LoadAndAssign(&t.objs, opts); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
@@ -213,46 +218,56 @@ func Open(cfg Config, log *slog.Logger) (*Tracker, error) {
 		go t.scanLoop(cfg.NSScan)
 	}
 	log.Debug("tracker attached", "pin_dir", cfg.PinDir, "ring_size", cfg.RingSize,
-		"only_tagged", cfg.OnlyTagged, "batch", cfg.Batch, "ns_scan", cfg.NSScan, "ns_syscalls", cfg.NSSyscalls)
+		"only_tagged", cfg.OnlyTagged, "batch", cfg.Batch, "ns_scan", cfg.NSScan, "ns_syscalls", cfg.NSSyscalls,
+		"threads_share", share)
 	return t, nil
 }
 
-// specFor returns the collection spec configured for this kernel and cfg.
-func specFor(cfg Config) (*ebpf.CollectionSpec, error) {
+// specFor returns the collection spec configured for this kernel and cfg,
+// and whether new threads share their leader's value.
+func specFor(cfg Config) (*ebpf.CollectionSpec, bool, error) {
 	spec, err := loadTracker()
 	if err != nil {
-		return nil, fmt.Errorf("tracker: %w", err)
+		return nil, false, fmt.Errorf("tracker: %w", err)
 	}
 	if cfg.RingSize != 0 {
 		spec.Maps[trackerMapEvents].MaxEntries = uint32(cfg.RingSize)
 	}
-	gd, err := exitHasGroupDead()
+	kspec, err := btf.LoadKernelSpec()
 	if err != nil {
-		return nil, err
+		return nil, false, fmt.Errorf("tracker: kernel BTF: %w", err)
 	}
-	if err := spec.Variables[trackerVarExitHasGroupDead].Set(gd); err != nil {
-		return nil, fmt.Errorf("tracker: %w", err)
+	gd, err := exitHasGroupDead(kspec)
+	if err != nil {
+		return nil, false, err
 	}
-	if err := spec.Variables[trackerVarOnlyTagged].Set(cfg.OnlyTagged); err != nil {
-		return nil, fmt.Errorf("tracker: %w", err)
+	// Without sched_prepare_exec (before Linux 6.10) keep_on_exec cannot
+	// run, so every thread gets storage of its own, as it must then; the
+	// program is aimed at a tracepoint that exists, to load, and is never
+	// attached.
+	_, err = kspec.AnyTypeByName(prepareExecTP)
+	share := err == nil
+	if !share {
+		spec.Programs[trackerProgKeepOnExec].AttachTo = "sched_process_exec"
 	}
-	// cfg.Batch is final here: > 0 batches, 0 wakes for every event.
-	if err := spec.Variables[trackerVarBatchNs].Set(uint64(max(cfg.Batch, 0))); err != nil {
-		return nil, fmt.Errorf("tracker: %w", err)
+	for name, v := range map[string]any{
+		trackerVarExitHasGroupDead: gd,
+		trackerVarOnlyTagged:       cfg.OnlyTagged,
+		trackerVarThreadsShare:     share,
+		// cfg.Batch is final here: > 0 batches, 0 wakes for every event.
+		trackerVarBatchNs:     uint64(max(cfg.Batch, 0)),
+		trackerVarWakeupBytes: uint64(cfg.RingSize / 4),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, false, fmt.Errorf("tracker: %s: %w", name, err)
+		}
 	}
-	if err := spec.Variables[trackerVarWakeupBytes].Set(uint64(cfg.RingSize / 4)); err != nil {
-		return nil, fmt.Errorf("tracker: %w", err)
-	}
-	return spec, nil
+	return spec, share, nil
 }
 
 // exitHasGroupDead reports whether sched_process_exit passes group_dead
 // (Linux 6.16+), read from the kernel's BTF.
-func exitHasGroupDead() (bool, error) {
-	kspec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return false, fmt.Errorf("tracker: kernel BTF: %w", err)
-	}
+func exitHasGroupDead(kspec *btf.Spec) (bool, error) {
 	typ, err := kspec.AnyTypeByName(exitGroupDeadTP)
 	if err != nil {
 		return false, fmt.Errorf("tracker: kernel BTF: %s: %w", exitGroupDeadTP, err)
@@ -273,29 +288,19 @@ func exitHasGroupDead() (bool, error) {
 	return len(fp.Params) >= 3, nil
 }
 
-// attach attaches the inheritance program first (so that fork events see
-// the copied value), pins it, then the event programs.
+// attach attaches and pins keep_on_exec (where threads share their
+// leader's value), then the inheritance program, which relies on it for
+// threads, then the event programs, after inherit so that fork events see
+// the copied value.
 func (t *Tracker) attach(nsSyscalls bool) error {
-	inh, err := link.AttachTracing(link.TracingOptions{Program: t.objs.Inherit, AttachType: ebpf.AttachTraceRawTp})
-	if err != nil {
-		return fmt.Errorf("tracker: attach inherit: %w", err)
+	if t.threadsShare {
+		if err := t.attachPinned(t.objs.KeepOnExec, pinKeep); err != nil {
+			return err
+		}
 	}
-	// Pin under a temporary name, then rename over the old pin: the new
-	// program is attached before the old one goes, so no task is created
-	// without an inheritance program running.
-	final := filepath.Join(t.pinDir, pinInherit)
-	tmp := final + "_new" // bpffs refuses names with a dot
-	_ = os.Remove(tmp)
-	if err := inh.Pin(tmp); err != nil {
-		inh.Close()
-		return fmt.Errorf("tracker: pin inherit link: %w", err)
+	if err := t.attachPinned(t.objs.Inherit, pinInherit); err != nil {
+		return err
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		_ = os.Remove(tmp)
-		inh.Close()
-		return fmt.Errorf("tracker: replace inherit link pin: %w", err)
-	}
-	inh.Close() // the pin keeps it attached
 
 	for _, tp := range []struct {
 		name string
@@ -336,6 +341,29 @@ func (t *Tracker) attach(nsSyscalls bool) error {
 			return fmt.Errorf("tracker: attach syscalls/%s: %w", tp.name, err)
 		}
 		t.links = append(t.links, l)
+	}
+	return nil
+}
+
+// attachPinned attaches prog, which must keep running while no tracker is
+// open, and pins its link under name. It pins under a temporary name, then
+// renames over the old pin: the new program is attached before the old one
+// goes, so no task is created or exec'd without one of them running.
+func (t *Tracker) attachPinned(prog *ebpf.Program, name string) error {
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
+	if err != nil {
+		return fmt.Errorf("tracker: attach %s: %w", name, err)
+	}
+	defer l.Close() // the pin keeps it attached
+	final := filepath.Join(t.pinDir, name)
+	tmp := final + "_new" // bpffs refuses names with a dot
+	_ = os.Remove(tmp)
+	if err := l.Pin(tmp); err != nil {
+		return fmt.Errorf("tracker: pin %s link: %w", name, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("tracker: replace %s link pin: %w", name, err)
 	}
 	return nil
 }
@@ -384,7 +412,7 @@ func Unpin(dir string) error {
 		dir = DefaultPinDir
 	}
 	var errs []error
-	for _, name := range []string{pinInherit, pinInherit + "_new", pinTaskMap, pinStatsMap, pinCgroupMap} {
+	for _, name := range []string{pinInherit, pinInherit + "_new", pinKeep, pinKeep + "_new", pinTaskMap, pinStatsMap, pinCgroupMap} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -576,6 +604,33 @@ func (t *Tracker) store(pidfd int, id contid.ID, flags uint32) error {
 // ContidFD returns the contid of the task a pidfd refers to; ok is false
 // when the task has none.
 func (t *Tracker) ContidFD(pidfd int) (id contid.ID, ok bool, err error) {
+	if id, ok, err = t.ownContidFD(pidfd); err != nil || ok {
+		return id, ok, err
+	}
+	// A thread without a value of its own has its leader's (task_contid
+	// in bpf/tracker.c).
+	tid, tgid, err := pidfdIDs(pidfd)
+	if err != nil {
+		return contid.Unset, false, fmt.Errorf("tracker: read contid through pidfd %d: %w", pidfd, err)
+	}
+	if tid == tgid {
+		return contid.Unset, false, nil
+	}
+	leader, err := openThread(tgid)
+	if err != nil {
+		return contid.Unset, false, err
+	}
+	defer unix.Close(leader)
+	// The thread is still alive and in tgid, so tgid was not reused
+	// between pidfdIDs and openThread.
+	if _, again, err := pidfdIDs(pidfd); err != nil || again != tgid {
+		return contid.Unset, false, fmt.Errorf("tracker: thread group %d changed while reading it: %w", tgid, unix.ESRCH)
+	}
+	return t.ownContidFD(leader)
+}
+
+// ownContidFD returns the value of the task pidfd refers to itself holds.
+func (t *Tracker) ownContidFD(pidfd int) (id contid.ID, ok bool, err error) {
 	var v trackerTaskVal
 	if err := t.objs.ContidTask.Lookup(uint32(pidfd), &v); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -629,7 +684,7 @@ func (t *Tracker) SetGroup(pid int, id contid.ID) error {
 //  1. The group leader's storage gets id with the group flag. From then on
 //     the kernel's inheritance program gives id to every task any thread of
 //     the group creates, tagged or not yet (it falls back to the leader's
-//     value when the creating thread has none and the leader has the flag).
+//     value when the creating thread has none).
 //  2. Every thread in /proc/TGID/task gets id through its own pidfd. A
 //     thread created after step 1 already inherited id; one created before
 //     step 1 is in the listing, because threads are listed from the moment
@@ -718,7 +773,7 @@ func (t *Tracker) tagThread(tgid, tid int, id contid.ID) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	cur, ok, err := t.ContidFD(fd)
+	cur, ok, err := t.ownContidFD(fd)
 	if err != nil {
 		return false, err
 	}
@@ -747,31 +802,36 @@ func openThread(tid int) (int, error) {
 // pidfdTgid returns the thread group of the live task pidfd refers to, or
 // an error wrapping ESRCH when it has exited.
 func pidfdTgid(pidfd int) (int, error) {
+	_, tgid, err := pidfdIDs(pidfd)
+	return tgid, err
+}
+
+// pidfdIDs returns the tid and the thread group of the live task pidfd
+// refers to, or an error wrapping ESRCH when it has exited.
+func pidfdIDs(pidfd int) (tid, tgid int, err error) {
 	info := unix.PidfdInfo{Mask: unix.PIDFD_INFO_PID}
-	err := unix.IoctlPidfdInfo(pidfd, &info)
+	err = unix.IoctlPidfdInfo(pidfd, &info)
 	if err == nil {
-		return int(info.Tgid), nil
+		return int(info.Pid), int(info.Tgid), nil
 	}
 	if errors.Is(err, unix.ESRCH) {
-		return 0, fmt.Errorf("tracker: pidfd %d: %w", pidfd, err)
+		return 0, 0, fmt.Errorf("tracker: pidfd %d: %w", pidfd, err)
 	}
 	if !errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.EINVAL) {
-		return 0, fmt.Errorf("tracker: pidfd %d info: %w", pidfd, err)
+		return 0, 0, fmt.Errorf("tracker: pidfd %d info: %w", pidfd, err)
 	}
 	// Before Linux 6.13: the tid from fdinfo, its group from /proc, and
 	// the tid again — alive throughout, so /proc described this task.
-	tid, err := fdinfoPid(pidfd)
-	if err != nil {
-		return 0, err
+	if tid, err = fdinfoPid(pidfd); err != nil {
+		return 0, 0, err
 	}
-	tgid, err := statusTgid(tid)
-	if err != nil {
-		return 0, err
+	if tgid, err = statusTgid(tid); err != nil {
+		return 0, 0, err
 	}
 	if again, err := fdinfoPid(pidfd); err != nil || again != tid {
-		return 0, fmt.Errorf("tracker: pidfd %d: %w", pidfd, unix.ESRCH)
+		return 0, 0, fmt.Errorf("tracker: pidfd %d: %w", pidfd, unix.ESRCH)
 	}
-	return tgid, nil
+	return tid, tgid, nil
 }
 
 func fdinfoPid(pidfd int) (int, error) {

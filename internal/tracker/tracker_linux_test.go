@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,14 +179,18 @@ func TestInherit(t *testing.T) {
 		}
 		return false
 	}
-	evs := c.wait(t, 5*time.Second, "helper thread forks", func(evs []Event) bool {
-		n := 0
+	evs := c.wait(t, 5*time.Second, "helper thread forks and the control tree's forks", func(evs []Event) bool {
+		threads, controls := 0, 0
 		for _, e := range evs {
-			if e.Kind == KindFork && e.Thread && e.Comm != "" && inTree(e.TGID, h.pid()) {
-				n++
+			switch {
+			case e.Kind != KindFork:
+			case e.Thread && e.Comm != "" && inTree(e.TGID, h.pid()):
+				threads++
+			case inTree(e.ParentTGID, control.pid()):
+				controls++
 			}
 		}
-		return n >= 4
+		return threads >= 4 && controls >= 2
 	})
 	var tagged, untagged int
 	for _, e := range evs {
@@ -319,8 +324,12 @@ func TestGroupFallback(t *testing.T) {
 	if !before[forker] {
 		t.Fatalf("forking thread %d is new; want an old, untagged one", forker)
 	}
-	if _, ok, err := tr.Contid(forker); err != nil || ok {
-		t.Fatalf("forking thread %d: tagged %v, %v; want untagged", forker, ok, err)
+	if _, ok, err := ownContid(tr, forker); err != nil || ok {
+		t.Fatalf("forking thread %d: a value of its own %v, %v; want none", forker, ok, err)
+	}
+	// It reads its leader's, as the kernel side does.
+	if got, ok, err := tr.Contid(forker); err != nil || !ok || got != id {
+		t.Fatalf("forking thread %d: contid %v, %v, %v; want the leader's %v", forker, got, ok, err, id)
 	}
 	wantContid(t, tr, child, id)
 	fresh := 0
@@ -331,6 +340,11 @@ func TestGroupFallback(t *testing.T) {
 		fresh++
 		if got, ok, err := tr.Contid(tid); err != nil || !ok || got != id {
 			t.Errorf("new thread %d: contid %v, %v, %v; want %v", tid, got, ok, err, id)
+		}
+		// Where threads share their leader's value, a new thread gets no
+		// storage: that is the point of sharing.
+		if _, own, err := ownContid(tr, tid); err != nil || own != !tr.threadsShare {
+			t.Errorf("new thread %d: a value of its own %v, %v; threads share %v", tid, own, err, tr.threadsShare)
 		}
 	}
 	if fresh == 0 {
@@ -575,6 +589,13 @@ func TestNSScan(t *testing.T) {
 	if want == nsOf(t, os.Getpid(), "net") {
 		t.Fatal("unshare did not change the thread's net namespace")
 	}
+	// The Go runtime may start a thread at any time, and a thread born
+	// after a scan started is rightly reported by the next one: the
+	// second scan is checked for the threads listed before the first.
+	old := map[int32]bool{}
+	for _, tid := range threads(t, h.pid()) {
+		old[int32(tid)] = true
+	}
 	if err := tr.ScanNS(); err != nil {
 		t.Fatal(err)
 	}
@@ -591,7 +612,7 @@ func TestNSScan(t *testing.T) {
 	count := func(evs []Event) int {
 		n := 0
 		for _, e := range evs {
-			if e.Kind == KindNS && int(e.TGID) == h.pid() {
+			if e.Kind == KindNS && int(e.TGID) == h.pid() && old[e.TID] {
 				n++
 			}
 		}
@@ -829,4 +850,102 @@ func monotonic(t testing.TB) uint64 {
 		t.Fatal(err)
 	}
 	return uint64(ts.Nano())
+}
+
+// ownContid reads the value thread tid holds itself, not its leader's.
+func ownContid(tr *Tracker, tid int) (contid.ID, bool, error) {
+	fd, err := openThread(tid)
+	if err != nil {
+		return contid.Unset, false, err
+	}
+	defer unix.Close(fd)
+	return tr.ownContidFD(fd)
+}
+
+// TestThreadExec: a thread without a value of its own (one created after
+// its group was tagged, which reads its leader's) execs and so becomes the
+// group's leader, whose old task is released: keep_on_exec must have given
+// it the value first. Also when the old leader had exited long before and
+// was a zombie whose storage the thread read.
+func TestThreadExec(t *testing.T) {
+	for _, leaderExits := range []bool{false, true} {
+		t.Run(fmt.Sprintf("leader-exits=%v", leaderExits), func(t *testing.T) {
+			tr, _ := openTest(t, Config{})
+			if !tr.threadsShare {
+				t.Fatal("this kernel lacks sched_prepare_exec (Linux 6.10+): threads do not share their leader's value")
+			}
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), helperEnv+"=exec-thread")
+			h := start(t, cmd)
+			var tid int
+			if line := h.line(t); !scan(line, "ready %d", &tid) {
+				t.Fatalf("helper says %q", line)
+			}
+			pid := h.pid()
+			const id contid.ID = 79
+			if err := tr.SetGroup(pid, id); err != nil {
+				t.Fatal(err)
+			}
+			// The state of a thread created after the registration: no
+			// storage of its own.
+			fd, err := openThread(tid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			if err := tr.objs.ContidTask.Delete(uint32(fd)); err != nil {
+				t.Fatal(err)
+			}
+			if _, own, err := ownContid(tr, tid); err != nil || own {
+				t.Fatalf("thread %d: a value of its own %v, %v", tid, own, err)
+			}
+			if got, ok, err := tr.Contid(tid); err != nil || !ok || got != id {
+				t.Fatalf("thread %d: contid %v, %v, %v; want the leader's %v", tid, got, ok, err, id)
+			}
+			if leaderExits {
+				if _, err := io.WriteString(h.stdin, "x"); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, fmt.Sprintf("leader %d a zombie", pid), func() bool { return procState(pid) == "Z" })
+				if got, ok, err := tr.Contid(tid); err != nil || !ok || got != id {
+					t.Fatalf("thread %d of a zombie leader: contid %v, %v, %v; want %v", tid, got, ok, err, id)
+				}
+			}
+			if _, err := io.WriteString(h.stdin, "e"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the exec", func() bool { return comm(pid) == "sleep" })
+			if got, ok, err := ownContid(tr, pid); err != nil || !ok || got != id {
+				t.Errorf("process %d after its thread's exec: contid %v, %v, %v; want %v", pid, got, ok, err, id)
+			}
+			if ts := threads(t, pid); len(ts) != 1 || ts[0] != pid {
+				t.Errorf("after exec: threads %v, want [%d]", ts, pid)
+			}
+		})
+	}
+}
+
+// procState is the state letter of /proc/PID/stat (Z for a zombie).
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+3 > len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

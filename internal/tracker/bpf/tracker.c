@@ -19,7 +19,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* task_val.flags */
 #define VAL_SET 1U   /* contid holds a registered value */
-#define VAL_GROUP 2U /* leader only: untagged threads of the group inherit from it */
+/* Leader only: tagged for its whole group. Informational since every
+ * thread without a value of its own reads its leader's (task_contid). */
+#define VAL_GROUP 2U
 
 /* The value of contid_task. Its size and the meaning of VAL_SET are part of
  * the pinned map's ABI: a change must come with a new size or a migration. */
@@ -244,7 +246,13 @@ static __always_inline void count(u32 which)
 		__sync_fetch_and_add(c, 1);
 }
 
-static __always_inline struct task_val *task_contid(struct task_struct *t)
+/* Set by the loader: the kernel has sched_prepare_exec (Linux 6.10+), so
+ * keep_on_exec is attached and new threads may share their leader's value
+ * instead of getting storage of their own. */
+volatile const bool threads_share = false;
+
+/* t's own value, if it has one. */
+static __always_inline struct task_val *own_contid(struct task_struct *t)
 {
 	struct task_val *v = bpf_task_storage_get(&contid_task, t, 0, 0);
 	if (v && (v->flags & VAL_SET))
@@ -252,23 +260,32 @@ static __always_inline struct task_val *task_contid(struct task_struct *t)
 	return 0;
 }
 
-/* The value a task created by parent inherits: the parent's own, or, while
- * a thread-group registration is in progress and the parent thread is not
- * tagged yet, its group leader's (VAL_GROUP). */
-static __always_inline struct task_val *inherited(struct task_struct *parent)
+/*
+ * A task's contid: its own value, or else its thread group leader's. A
+ * thread group has one contid (SPEC §3: a TID names its thread group), held
+ * by the leader; a thread has storage of its own only where it was tagged
+ * one by one (registration, join) or created without threads_share. The
+ * leader's storage lives as long as its task_struct: a leader that exited
+ * early stays a zombie, storage included, until the whole group is reaped,
+ * or until a thread's exec releases it (keep_on_exec covers that).
+ */
+static __always_inline struct task_val *task_contid(struct task_struct *t)
 {
-	struct task_val *v = task_contid(parent);
+	struct task_val *v = own_contid(t);
 	if (v)
 		return v;
 	/* A direct (BTF) load, not a probe read: the helper needs a typed
 	 * pointer. */
-	struct task_struct *leader = parent->group_leader;
-	if (!leader || leader == parent)
+	struct task_struct *leader = t->group_leader;
+	if (!leader || leader == t)
 		return 0;
-	v = task_contid(leader);
-	if (v && (v->flags & VAL_GROUP))
-		return v;
-	return 0;
+	return own_contid(leader);
+}
+
+/* The value a task created by parent inherits. */
+static __always_inline struct task_val *inherited(struct task_struct *parent)
+{
+	return task_contid(parent);
 }
 
 /*
@@ -377,7 +394,7 @@ static __always_inline void fill_hdr(struct event_hdr *h, u8 kind, u16 size, str
 	if (bpf_core_field_exists(t->sessionid))
 		h->ses = t->sessionid;
 	h->pad = 0;
-	BPF_CORE_READ_INTO(&h->comm, t, comm);
+	__builtin_memcpy(h->comm, t->comm, sizeof(h->comm));
 }
 
 /* The contid of the container cgroup cg is bound to, or 0. */
@@ -429,6 +446,15 @@ int BPF_PROG(inherit, struct task_struct *child, u64 clone_flags)
 		return 0; /* untagged parents create no storage */
 	}
 
+	/* A new thread whose leader holds the value it would copy reads the
+	 * leader's: creating and freeing storage for every thread is most of
+	 * what the tracker costs a thread's life. */
+	if (threads_share && (clone_flags & CLONE_THREAD)) {
+		struct task_val *lv = own_contid(parent->group_leader);
+		if (lv && lv->contid == pv->contid)
+			return 0;
+	}
+
 	struct task_val *cv = bpf_task_storage_get(&contid_task, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!cv) {
 		count(CNT_INHERIT_FAIL);
@@ -441,6 +467,36 @@ int BPF_PROG(inherit, struct task_struct *child, u64 clone_flags)
 	cv->contid = pv->contid;
 	cv->reserved = 0;
 	cv->flags = VAL_SET; /* VAL_GROUP is the leader's alone */
+	return 0;
+}
+
+/*
+ * A thread that execs becomes its group's leader (de_thread), and the old
+ * leader, whose storage the thread may have been reading, is released. So
+ * before that, at sched_prepare_exec (Linux 6.10+: after the point of no
+ * return, before de_thread), a non-leader thread without a value of its own
+ * gets the leader's. Like inherit it touches no ring buffer and stays
+ * pinned. Where the tracepoint is missing the loader aims it at
+ * sched_process_exec, never attaches it, and threads_share is false.
+ */
+SEC("tp_btf/sched_prepare_exec")
+int keep_on_exec(u64 *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct task_struct *leader = t->group_leader;
+	if (!leader || leader == t || own_contid(t))
+		return 0;
+	struct task_val *lv = own_contid(leader);
+	if (!lv)
+		return 0;
+	struct task_val *v = bpf_task_storage_get(&contid_task, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!v) {
+		count(CNT_INHERIT_FAIL);
+		return 0;
+	}
+	v->contid = lv->contid;
+	v->reserved = 0;
+	v->flags = VAL_SET;
 	return 0;
 }
 
