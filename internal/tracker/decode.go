@@ -129,7 +129,9 @@ type Event struct {
 
 	// NS is the task's namespace set (every kind): the active pid and
 	// time namespaces, as /proc/PID/ns/{pid,time} show. Zero IDs where the
-	// task had none (an exiting kernel thread).
+	// task had none (an exiting kernel thread), and all zero where they are
+	// unchanged: the fork of a thread (its creator's) and the exit of a
+	// thread still sharing its leader's nsproxy (see doc.go).
 	NS ns.Set
 	// The namespaces the task's future children get
 	// (/proc/PID/ns/{pid,time}_for_children); unshare(CLONE_NEWPID) and

@@ -52,7 +52,11 @@
 // Every event carries the task's tid, tgid, start times, uid, loginuid,
 // sessionid, comm, its contid as the kernel map held it at that moment, and
 // the task's namespaces (active pid and time namespace, as /proc/PID/ns
-// shows, plus pid and time for children). Namespace IDs hold the nsfs
+// shows, plus pid and time for children). Two events leave the namespaces
+// zero, meaning "unchanged", because reading them was most of what those
+// events cost: the fork of a thread without CLONE_NEW* flags (it shares its
+// creator's nsproxy) and the exit of a thread still sharing its leader's
+// nsproxy (it changed nothing since its creation). Namespace IDs hold the nsfs
 // inode, the kernel's unique ns_id (Linux 6.18+, else 0) and the nsfs device,
 // which the kernel side cannot see: it is stat(2)'s st_dev of
 // /proc/self/ns/net, the same for every namespace since all nsfs inodes share

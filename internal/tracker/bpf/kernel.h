@@ -59,6 +59,15 @@ enum {
 
 /* From include/uapi/linux/sched.h and include/linux/sched.h. */
 #define CLONE_THREAD 0x00010000
+/* The CLONE_NEW* flags a thread may be created with (CLONE_NEWUSER and
+ * CLONE_NEWPID are refused with CLONE_THREAD). */
+#define CLONE_NEWNS 0x00020000
+#define CLONE_NEWCGROUP 0x02000000
+#define CLONE_NEWUTS 0x04000000
+#define CLONE_NEWIPC 0x08000000
+#define CLONE_NEWNET 0x40000000
+#define CLONE_NEWTIME 0x00000080
+#define CLONE_NEW_THREAD_OK (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWTIME)
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #define PF_KTHREAD 0x00200000
 

@@ -526,8 +526,15 @@ int BPF_PROG(on_fork, struct task_struct *child, u64 clone_flags)
 	e->parent_tgid = parent->tgid;
 	e->clone_flags = clone_flags;
 	/* No ns_reported here: creating the child's ns_seen storage would
-	 * cost every fork about a microsecond; the scan handles new tasks. */
-	read_ns_set(e->ns, child);
+	 * cost every fork about a microsecond; the scan handles new tasks.
+	 * A new thread without CLONE_NEW* flags shares its creator's nsproxy
+	 * and credentials: its namespaces are the creator's, and zero records
+	 * tell user space so (reading them is most of what this program costs
+	 * a thread). */
+	if ((clone_flags & CLONE_THREAD) && !(clone_flags & CLONE_NEW_THREAD_OK))
+		__builtin_memset(e->ns, 0, sizeof(e->ns));
+	else
+		read_ns_set(e->ns, child);
 	bpf_ringbuf_submit(e, submit_flags(e->hdr.time));
 	return 0;
 }
@@ -583,7 +590,16 @@ int on_exit(u64 *ctx)
 	}
 	e->exit_code = p->exit_code;
 	e->pad = 0;
-	read_ns_set(e->ns, p);
+	/* A thread still sharing its leader's nsproxy changed no namespace
+	 * since it was created (setns and unshare give the caller a new one;
+	 * user and pid namespaces are the whole group's): zero records say
+	 * "as before". A dead leader's nsproxy is NULL, so the last thread of
+	 * a group whose leader exited first reports in full. */
+	struct task_struct *leader = p->group_leader;
+	if (leader && leader != p && p->nsproxy && p->nsproxy == leader->nsproxy)
+		__builtin_memset(e->ns, 0, sizeof(e->ns));
+	else
+		read_ns_set(e->ns, p);
 	bpf_ringbuf_submit(e, submit_flags(e->hdr.time));
 	return 0;
 }
