@@ -626,10 +626,12 @@ func (t *Tracker) ContidFD(pidfd int) (id contid.ID, ok bool, err error) {
 	if _, again, err := pidfdIDs(pidfd); err != nil || again != tgid {
 		return contid.Unset, false, fmt.Errorf("tracker: thread group %d changed while reading it: %w", tgid, unix.ESRCH)
 	}
+	// A zombie leader (it exited first) still answers for its storage.
 	return t.ownContidFD(leader)
 }
 
-// ownContidFD returns the value of the task pidfd refers to itself holds.
+// ownContidFD returns the value that the task pidfd refers to holds itself,
+// not its leader's.
 func (t *Tracker) ownContidFD(pidfd int) (id contid.ID, ok bool, err error) {
 	var v trackerTaskVal
 	if err := t.objs.ContidTask.Lookup(uint32(pidfd), &v); err != nil {

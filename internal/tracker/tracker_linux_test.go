@@ -949,3 +949,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestZombieLeaderUntagged: a thread of an untagged process whose leader
+// exited first reads as untagged, not as an error.
+func TestZombieLeaderUntagged(t *testing.T) {
+	tr, _ := openTest(t, Config{})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=exec-thread")
+	h := start(t, cmd)
+	var tid int
+	if line := h.line(t); !scan(line, "ready %d", &tid) {
+		t.Fatalf("helper says %q", line)
+	}
+	if _, err := io.WriteString(h.stdin, "x"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, fmt.Sprintf("leader %d a zombie", h.pid()), func() bool { return procState(h.pid()) == "Z" })
+	if got, ok, err := tr.Contid(tid); err != nil || ok {
+		t.Errorf("thread %d of an untagged process with a zombie leader: %v, %v, %v; want untagged", tid, got, ok, err)
+	}
+}
