@@ -481,26 +481,31 @@ exit 3`, "F="+f)
 		t.Fatalf("output %q: %v", out, err)
 	}
 	d.waitRecord(records.ContainerOp, "op=drop", "contid=88")
-	// The host log is written in order; the reuse's exec is the last.
-	waitFor(t, func() bool {
-		return strings.Contains(read(t, filepath.Join(d.dir, "audit.log")), "ppid="+shell+" pid="+pid+" ")
-	}, "the reused pid's exec in the log")
+	// Both execs of /usr/bin/true by pid P: the contained one, and the
+	// reuse's, which comes last (after that process's exec of sh, which
+	// also has pid P and ppid the shell, so waiting for that pair of
+	// fields alone is not enough).
 	var contained, host int
-	for _, e := range execs(readEvents(t, filepath.Join(d.dir, "audit.log")), "/usr/bin/true") {
-		i, s := e.first(records.Syscall)
-		if p, _ := s.Get("pid"); p != pid {
-			continue
+	count := func() bool {
+		contained, host = 0, 0
+		for _, e := range execs(readEvents(t, filepath.Join(d.dir, "audit.log")), "/usr/bin/true") {
+			i, s := e.first(records.Syscall)
+			if p, _ := s.Get("pid"); p != pid {
+				continue
+			}
+			ppid, _ := s.Get("ppid")
+			switch c := e.described(i); {
+			case ppid == shell && c == "":
+				host++
+			case ppid != shell && c == "88":
+				contained++
+			default:
+				t.Errorf("pid %s (ppid %s, the uncontained shell is %s) described by contid %q", pid, ppid, shell, c)
+			}
 		}
-		ppid, _ := s.Get("ppid")
-		switch c := e.described(i); {
-		case ppid == shell && c == "":
-			host++
-		case ppid != shell && c == "88":
-			contained++
-		default:
-			t.Errorf("pid %s (ppid %s, the uncontained shell is %s) described by contid %q", pid, ppid, shell, c)
-		}
+		return host > 0
 	}
+	waitFor(t, count, "the reused pid's exec of /usr/bin/true in the log")
 	if contained != 1 || host != 1 {
 		t.Fatalf("execs of /usr/bin/true by pid %s: %d contained, %d uncontained; want 1 and 1", pid, contained, host)
 	}
