@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,6 +75,7 @@ func TestExecExitStatus(t *testing.T) {
 	}{
 		{`"$C" exec --contid 1 -- sh -c 'exit 3'`, 3},
 		{`"$C" exec --contid 2 -- /nonexistent/cmd`, 127},
+		{`"$C" exec --contid 4 -- /etc/passwd`, 126},
 		{`"$C" exec --contid 3 -- sh -c 'kill -TERM $$'`, 128 + 15},
 		{`"$C" exec --contid 18446744073709551615 -- true`, 125},
 	} {
@@ -84,3 +87,25 @@ func TestExecExitStatus(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestExecHandsOverCleanly: CMD gets the caller's arguments, environment
+// and descriptors as they were, and nothing of contid's: the held child's
+// pipe is closed before CMD runs.
+func TestExecHandsOverCleanly(t *testing.T) {
+	d := startDaemon(t, "")
+	dir := t.TempDir()
+	out, errOut, code := d.sh(`ls /proc/$$/fd > "$T/caller"
+CONTID_E2E_VAR='a b' "$C" exec --contid 5 -- sh -c 'echo "$CONTID_E2E_VAR|$0|$1"; ls /proc/$$/fd > "$T/cmd"' 'x y' '-n'`, "T="+dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if want := "a b|x y|-n\n"; out != want {
+		t.Errorf("CMD printed %q, want %q", out, want)
+	}
+	caller, cmd := read(t, filepath.Join(dir, "caller")), read(t, filepath.Join(dir, "cmd"))
+	for _, fd := range strings.Fields(cmd) {
+		if !slices.Contains(strings.Fields(caller), fd) {
+			t.Errorf("CMD has fd %s, which its caller had not (caller: %q, CMD: %q)", fd, caller, cmd)
+		}
+	}
+}

@@ -29,7 +29,6 @@ type root struct {
 	Status     statusCmd     `cmd:"" help:"Show the daemon's counters."`
 	OCIHook    ociHookCmd    `cmd:"" name:"oci-hook" help:"OCI runtime hook: register a container's process (state JSON on stdin)."`
 	Replay     replayCmd     `cmd:"" help:"Apply a trace of engine inputs and print the records it produces."`
-	ExecChild  execChildCmd  `cmd:"" name:"exec-child" hidden:""`
 }
 
 // exitError carries a specific exit status.

@@ -11,15 +11,20 @@ import (
 	"github.com/contid/contid/internal/api"
 )
 
-// Exit statuses of contid exec, as unshare and container runtimes use them.
-const (
-	exitContid    = 125 // contid itself failed; CMD did not run
-	exitNotExec   = 126 // CMD could not be executed
-	exitNotFound  = 127 // CMD was not found
-	childGoByte   = 'g'
-	childFD       = 3
-	execChildName = "exec-child"
-)
+// exitContid is contid exec's status when contid itself failed and CMD did
+// not run; CMD that cannot be found or executed gives 127 or 126 (from the
+// held shell), as unshare and container runtimes do.
+const exitContid = 125
+
+// holdScript is the held child: /bin/sh, which starts in about a
+// millisecond where a second start of this Go binary took five. It waits
+// for a line on fd 3, which the parent writes once the registration
+// succeeded (on failure it closes the pipe, and the shell exits without
+// running CMD), then becomes CMD with fd 3 closed. As $0, "contid exec"
+// names the shell's own errors ("contid exec: 1: exec: foo: not found",
+// status 127; 126 when not executable). A non-interactive sh reads no
+// startup file.
+const holdScript = `read -r _ <&3 || exit 125; exec "$@" 3<&-`
 
 type execCmd struct {
 	clientFlags
@@ -37,15 +42,11 @@ func (c *execCmd) Run(stdio Stdio) error {
 	if len(c.Cmd) == 0 {
 		return &exitError{code: exitContid, err: errors.New("exec: no command")}
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return &exitError{code: exitContid, err: fmt.Errorf("exec: %w", err)}
-	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return &exitError{code: exitContid, err: fmt.Errorf("exec: %w", err)}
 	}
-	child := exec.Command(self, append([]string{execChildName, "--"}, c.Cmd...)...)
+	child := exec.Command("/bin/sh", append([]string{"-c", holdScript, "contid exec"}, c.Cmd...)...)
 	child.Stdin, child.Stdout, child.Stderr = os.Stdin, stdio.Out, stdio.Err
 	child.ExtraFiles = []*os.File{r}
 	if err := child.Start(); err != nil {
@@ -70,7 +71,12 @@ func (c *execCmd) Run(stdio Stdio) error {
 		child.Wait()
 		return &exitError{code: exitContid, err: fmt.Errorf("exec: set contid %s: %w", c.Contid, err)}
 	}
-	w.Write([]byte{childGoByte})
+	if _, err := w.Write([]byte("go\n")); err != nil {
+		// The child died before it was let go: CMD never ran.
+		w.Close()
+		child.Wait()
+		return &exitError{code: exitContid, err: fmt.Errorf("exec: release the child: %w", err)}
+	}
 	w.Close()
 	err = child.Wait()
 	var ee *exec.ExitError
@@ -88,28 +94,3 @@ func (c *execCmd) Run(stdio Stdio) error {
 
 // quiet marks an exit status that needs no message (CMD's own failure).
 var quiet = errors.New("")
-
-// execChildCmd is the held child of contid exec: it waits for the go byte
-// on fd 3, then becomes CMD. Not for direct use.
-type execChildCmd struct {
-	Cmd []string `arg:"" passthrough:""`
-}
-
-func (c *execChildCmd) Run(stdio Stdio) error {
-	if len(c.Cmd) > 0 && c.Cmd[0] == "--" {
-		c.Cmd = c.Cmd[1:]
-	}
-	f := os.NewFile(childFD, "contid-exec")
-	var b [1]byte
-	n, _ := f.Read(b[:])
-	f.Close()
-	if n != 1 || b[0] != childGoByte || len(c.Cmd) == 0 {
-		return &exitError{code: exitContid, err: quiet} // the parent reports why
-	}
-	path, err := exec.LookPath(c.Cmd[0])
-	if err != nil {
-		return &exitError{code: exitNotFound, err: fmt.Errorf("exec: %w", err)}
-	}
-	err = syscall.Exec(path, c.Cmd, os.Environ())
-	return &exitError{code: exitNotExec, err: fmt.Errorf("exec %s: %w", path, err)}
-}
