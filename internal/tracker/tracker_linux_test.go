@@ -874,13 +874,7 @@ func TestThreadExec(t *testing.T) {
 			if !tr.threadsShare {
 				t.Fatal("this kernel lacks sched_prepare_exec (Linux 6.10+): threads do not share their leader's value")
 			}
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), helperEnv+"=exec-thread")
-			h := start(t, cmd)
-			var tid int
-			if line := h.line(t); !scan(line, "ready %d", &tid) {
-				t.Fatalf("helper says %q", line)
-			}
+			h, tid := startExecThread(t)
 			pid := h.pid()
 			const id contid.ID = 79
 			if err := tr.SetGroup(pid, id); err != nil {
@@ -903,10 +897,7 @@ func TestThreadExec(t *testing.T) {
 				t.Fatalf("thread %d: contid %v, %v, %v; want the leader's %v", tid, got, ok, err, id)
 			}
 			if leaderExits {
-				if _, err := io.WriteString(h.stdin, "x"); err != nil {
-					t.Fatal(err)
-				}
-				waitFor(t, fmt.Sprintf("leader %d a zombie", pid), func() bool { return procState(pid) == "Z" })
+				exitLeader(t, h)
 				if got, ok, err := tr.Contid(tid); err != nil || !ok || got != id {
 					t.Fatalf("thread %d of a zombie leader: contid %v, %v, %v; want %v", tid, got, ok, err, id)
 				}
@@ -923,6 +914,30 @@ func TestThreadExec(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startExecThread starts the exec-thread helper and returns it with the
+// tid of its thread T.
+func startExecThread(t *testing.T) (*held, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=exec-thread")
+	h := start(t, cmd)
+	var tid int
+	if line := h.line(t); !scan(line, "ready %d", &tid) {
+		t.Fatalf("helper says %q", line)
+	}
+	return h, tid
+}
+
+// exitLeader makes the exec-thread helper's leader exit alone and waits
+// until it is a zombie.
+func exitLeader(t *testing.T, h *held) {
+	t.Helper()
+	if _, err := io.WriteString(h.stdin, "x"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, fmt.Sprintf("leader %d a zombie", h.pid()), func() bool { return procState(h.pid()) == "Z" })
 }
 
 // procState is the state letter of /proc/PID/stat (Z for a zombie).
@@ -954,17 +969,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // exited first reads as untagged, not as an error.
 func TestZombieLeaderUntagged(t *testing.T) {
 	tr, _ := openTest(t, Config{})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=exec-thread")
-	h := start(t, cmd)
-	var tid int
-	if line := h.line(t); !scan(line, "ready %d", &tid) {
-		t.Fatalf("helper says %q", line)
-	}
-	if _, err := io.WriteString(h.stdin, "x"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, fmt.Sprintf("leader %d a zombie", h.pid()), func() bool { return procState(h.pid()) == "Z" })
+	h, tid := startExecThread(t)
+	exitLeader(t, h)
 	if got, ok, err := tr.Contid(tid); err != nil || ok {
 		t.Errorf("thread %d of an untagged process with a zombie leader: %v, %v, %v; want untagged", tid, got, ok, err)
 	}
