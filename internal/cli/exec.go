@@ -49,10 +49,12 @@ func (c *execCmd) Run(stdio Stdio) error {
 	child := exec.Command("/bin/sh", append([]string{"-c", holdScript, "contid exec"}, c.Cmd...)...)
 	child.Stdin, child.Stdout, child.Stderr = os.Stdin, stdio.Out, stdio.Err
 	child.ExtraFiles = []*os.File{r}
-	if err := child.Start(); err != nil {
+	err = child.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
 		return &exitError{code: exitContid, err: fmt.Errorf("exec: %w", err)}
 	}
-	r.Close()
 	// Forward the usual signals; the child is in our process group, so a
 	// terminal's ^C reaches it anyway.
 	sigs := make(chan os.Signal, 4)
