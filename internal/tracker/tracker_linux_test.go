@@ -21,6 +21,7 @@ import (
 
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/ns"
+	"github.com/contid/contid/internal/procfs"
 )
 
 func TestAvailable(t *testing.T) {
@@ -937,21 +938,20 @@ func exitLeader(t *testing.T, h *held) {
 	if _, err := io.WriteString(h.stdin, "x"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, fmt.Sprintf("leader %d a zombie", h.pid()), func() bool { return procState(h.pid()) == "Z" })
+	waitFor(t, fmt.Sprintf("leader %d a zombie", h.pid()), func() bool { return procState(h.pid()) == 'Z' })
 }
 
 // procState is the state letter of /proc/PID/stat (Z for a zombie).
-func procState(pid int) string {
+func procState(pid int) byte {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return ""
+		return 0
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+3 > len(s) {
-		return ""
+	st, err := procfs.ParseStat(b)
+	if err != nil {
+		return 0
 	}
-	return s[i+2 : i+3]
+	return st.State
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
