@@ -66,7 +66,7 @@ type ociRuntime struct {
 var runtimes = []ociRuntime{
 	{"runc", []string{"runc"}},
 	// crun 1.8 refuses this machine's hybrid cgroup layout; in a private
-	// mount namespace without /sys/fs/cgroup/unified it runs (KERNEL-NOTES).
+	// mount namespace without /sys/fs/cgroup/unified it runs (docs/kernel.md).
 	{"crun", []string{"unshare", "-m", "sh", "-c", `umount /sys/fs/cgroup/unified 2>/dev/null; exec crun "$@"`, "crun"}},
 }
 

@@ -121,7 +121,7 @@ func storm(b *testing.B, cfg Config, rule []string, run load) {
 }
 
 // BenchmarkPrimaryExecStorm: a shell loop of /bin/true for 5 s under an
-// execve rule (KERNEL-NOTES: the machine does at most ~1.5k exec/s under
+// execve rule (docs/kernel.md: the machine does at most ~1.5k exec/s under
 // audit), received by a Primary client. The rate is bounded by the exec
 // rate, not by the reader; nothing may be lost.
 func BenchmarkPrimaryExecStorm(b *testing.B) {
@@ -153,7 +153,7 @@ func BenchmarkPrimaryExecStorm(b *testing.B) {
 // BenchmarkPrimaryCeiling: two processes calling getppid in a loop for
 // 5 s under a getppid rule: producers faster than the reader, so the
 // kernel makes them wait and records/s is the reader's ceiling on this
-// machine, reader and producers sharing its CPUs (KERNEL-NOTES: 250–300k
+// machine, reader and producers sharing its CPUs (docs/kernel.md: 250–300k
 // records/s). Once with the backlog limit as found (64 at boot), once
 // with 8192.
 func BenchmarkPrimaryCeiling(b *testing.B) {

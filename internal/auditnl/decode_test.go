@@ -74,7 +74,7 @@ func TestDecodeCaptured(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				// The state this machine boots with (KERNEL-NOTES).
+				// The state this machine boots with (docs/kernel.md).
 				want := Status{Failure: 1, BacklogLimit: 64, FeatureBitmap: 0x7f, BacklogWaitTime: 15000, Len: 44}
 				if st != want {
 					t.Errorf("status %+v, want %+v", st, want)

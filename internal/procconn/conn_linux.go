@@ -21,7 +21,7 @@ import (
 // kernel doubles it for its bookkeeping and charges each queued event
 // about 830 bytes (a socket buffer, for 76 bytes of message): measured, 16
 // MiB held 40,329 events unread before the first overflow. With it nothing
-// was lost at 13.5k forks/s (KERNEL-NOTES) nor in 80,000 forks at ~9,500/s
+// was lost at 13.5k forks/s (docs/kernel.md) nor in 80,000 forks at ~9,500/s
 // read with /proc lookups; the kernel's default (212992) lost hundreds.
 const DefaultRcvBuf = 16 << 20
 
