@@ -29,6 +29,7 @@ type root struct {
 	Status     statusCmd     `cmd:"" help:"Show the daemon's counters."`
 	OCIHook    ociHookCmd    `cmd:"" name:"oci-hook" help:"OCI runtime hook: register a container's process (state JSON on stdin)."`
 	Replay     replayCmd     `cmd:"" help:"Apply a trace of engine inputs and print the records it produces."`
+	Search     searchCmd     `cmd:"" help:"Find events in the logs by container, time, type, process, key (ausearch's flags)."`
 }
 
 // exitError carries a specific exit status.
@@ -55,7 +56,7 @@ func Run(args []string, stdio Stdio) int {
 		fmt.Fprintf(stdio.Err, "contid: %v\n", err)
 		return 2
 	}
-	ctx, err := parser.Parse(args)
+	ctx, err := parser.Parse(ausearchArgs(args))
 	if exited >= 0 {
 		return exited // --help and friends
 	}

@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/contid/contid/internal/config"
+	"github.com/contid/contid/internal/search"
+)
+
+// searchCmd is `contid search`: ausearch's criteria over contid's logs.
+type searchCmd struct {
+	Contid   []string `name:"contid" sep:"none" placeholder:"ID" help:"Events of container ID or of a container nested in it (repeatable)."`
+	Exact    bool     `help:"With --contid, only events whose innermost container is ID."`
+	Start    string   `name:"start" aliases:"ts" placeholder:"DATE [TIME]" help:"-ts: events at or after: MM/DD/YY[YY] [HH:MM[:SS]], HH:MM[:SS], now, recent, boot, today, yesterday, this-week, week-ago, this-month, this-year."`
+	End      string   `name:"end" aliases:"te" placeholder:"DATE [TIME]" help:"-te: events at or before (same forms; a missing time is now's time of day, as in ausearch)."`
+	Message  []string `name:"message" short:"m" sep:"none" placeholder:"TYPE" help:"Record type, name or number, comma-separated list allowed (CONTAINER_ID, NS_CHANGE, SYSCALL, 2901)."`
+	PID      []string `name:"pid" short:"p" sep:"none" help:"Process id."`
+	PPID     []string `name:"ppid" aliases:"pp" sep:"none" help:"-pp: parent process id."`
+	UID      []string `name:"uid" aliases:"ui" sep:"none" help:"-ui: user id or name."`
+	AUID     []string `name:"loginuid" aliases:"ua" sep:"none" help:"-ua: audit (login) user id or name."`
+	Key      []string `name:"key" short:"k" sep:"none" help:"Rule key."`
+	Exe      []string `name:"executable" short:"x" sep:"none" help:"Executable path (exe=)."`
+	Syscall  []string `name:"syscall" aliases:"sc" sep:"none" help:"-sc: syscall name or number (x86_64)."`
+	Success  string   `name:"success" aliases:"sv" enum:",yes,no" default:"" help:"-sv: yes or no."`
+	Event    []string `name:"event" short:"a" sep:"none" placeholder:"SERIAL" help:"Event serial number."`
+	Input    string   `name:"input" aliases:"if" type:"path" placeholder:"FILE|DIR" help:"-if: a log file, or a directory's audit.log and its rotations (default: the daemon's log_dir)."`
+	Config   string   `type:"path" help:"Take log_dir from this daemon configuration file."`
+	Interp   bool     `name:"interpret" short:"i" help:"Interpret records as ausearch -i does."`
+	JSON     bool     `name:"json" help:"One JSON object per event."`
+	UTC      bool     `name:"utc" help:"With -i, print times in UTC."`
+	NoIndex  bool     `name:"no-index" help:"Scan every byte; neither read nor write the index."`
+	ReadOnly bool     `name:"read-only-index" help:"Use the index but never write it."`
+	Stats    bool     `help:"Print what was read and skipped to standard error."`
+}
+
+func (c *searchCmd) Run(stdio Stdio) error {
+	if c.Interp && c.JSON {
+		return &exitError{2, errors.New("search: -i and --json exclude each other")}
+	}
+	files, err := inputFiles(c.Input, c.Config)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	crit := search.Criteria{
+		Contids: c.Contid, Exact: c.Exact, Start: c.Start, End: c.End, Types: c.Message,
+		PIDs: c.PID, PPIDs: c.PPID, UIDs: c.UID, AUIDs: c.AUID, Keys: c.Key, Exes: c.Exe,
+		Syscalls: c.Syscall, Success: c.Success, Serials: c.Event,
+	}
+	q, err := crit.Build(search.Clock{Now: time.Now(), Boot: bootTime(), Loc: time.Local})
+	if err != nil {
+		return &exitError{2, fmt.Errorf("search: %w", err)}
+	}
+	format := search.Raw
+	switch {
+	case c.Interp:
+		format = search.Interpreted
+	case c.JSON:
+		format = search.JSON
+	}
+	loc := time.Local
+	if c.UTC {
+		loc = time.UTC
+	}
+	p := search.NewPrinter(stdio.Out, format, loc)
+	st, err := search.Search(files, &q, search.Options{NoIndex: c.NoIndex, ReadOnly: c.ReadOnly}, p.Print)
+	if ferr := p.Flush(); err == nil {
+		err = ferr
+	}
+	reportSkips(stdio, st, c.Stats)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	if st.Matched == 0 {
+		fmt.Fprintln(stdio.Err, "<no matches>")
+		return &exitError{1, quiet}
+	}
+	return nil
+}
+
+// inputFiles returns the log files of -if, or of the daemon's log_dir.
+func inputFiles(input, cfgPath string) ([]string, error) {
+	if input == "" {
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		input = cfg.LogDir
+	}
+	return search.Files(input)
+}
+
+func reportSkips(stdio Stdio, st search.Stats, verbose bool) {
+	if st.Malformed > 0 || st.TooLong > 0 || st.Torn > 0 {
+		fmt.Fprintf(stdio.Err, "contid: skipped %d malformed lines, %d lines over the length limit, %d torn last lines\n",
+			st.Malformed, st.TooLong, st.Torn)
+	}
+	if verbose {
+		fmt.Fprintf(stdio.Err, "contid: %d files, %d bytes, %d read (%.2f%%), %d events read, %d matched, %d indexed files, %d index files written\n",
+			st.Files, st.Bytes, st.BytesRead, 100*float64(st.BytesRead)/float64(max(st.Bytes, 1)), st.Events, st.Matched, st.Indexed, st.Rebuilt)
+	}
+}
+
+// bootTime is now minus the uptime, for -ts boot.
+func bootTime() time.Time {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return time.Time{}
+	}
+	var up float64
+	if _, err := fmt.Sscanf(string(b), "%f", &up); err != nil {
+		return time.Time{}
+	}
+	return time.Now().Add(-time.Duration(up * float64(time.Second)))
+}
+
+// ausearchFlags are ausearch's multi-letter flags with one dash; kong
+// takes them with two.
+var ausearchFlags = map[string]bool{"-ts": true, "-te": true, "-if": true, "-pp": true, "-ui": true, "-ua": true, "-sc": true, "-sv": true}
+
+// ausearchArgs rewrites the arguments of search and report so that they
+// read as ausearch's: "-ts" becomes "--ts", and a time of day after a
+// -ts/-te date is joined to it ("-ts 12/04/26 14:00:00").
+func ausearchArgs(args []string) []string {
+	if len(args) == 0 || (args[0] != "search" && args[0] != "report") {
+		return args
+	}
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if ausearchFlags[a] {
+			a = "-" + a
+		}
+		out = append(out, a)
+		switch a {
+		case "--ts", "--te", "--start", "--end":
+			if i+2 < len(args) && !strings.HasPrefix(args[i+1], "-") && search.IsTimeOfDay(args[i+2]) && !search.IsTimeOfDay(args[i+1]) {
+				out = append(out, args[i+1]+" "+args[i+2])
+				i += 2
+			}
+		}
+	}
+	return out
+}

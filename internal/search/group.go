@@ -1,0 +1,232 @@
+package search
+
+import (
+	"container/heap"
+
+	"github.com/contid/contid/internal/records"
+)
+
+// Grouping limits (see the package doc). They are part of what an index
+// records: changing them changes events, so the index format version
+// changes with them.
+const (
+	// WindowSec ends an event when a line more than this many seconds
+	// younger arrives, as ausearch's MAX_EVENT_DELTA_SECS.
+	WindowSec = 2
+	// MaxSpan ends an event whose first line lies this many bytes behind
+	// the line being read. It bounds the memory a scan holds.
+	MaxSpan = 1 << 20
+)
+
+// Event is the records of one event, as read.
+type Event struct {
+	Node  string
+	Stamp records.Stamp
+	// First is the offset of the event's first line in its file.
+	First int64
+	// Lines are the event's lines as read, each with its line ending.
+	Lines []string
+	// Records are the parsed lines, Raw set (without the line ending).
+	Records []records.Record
+
+	terminal bool // holds a record that ends an event
+	closed   bool
+	phantom  bool // restored from a checkpoint: its lines are not kept
+	heapIdx  int
+}
+
+type evKey struct {
+	node string
+	st   records.Stamp
+}
+
+// Phantom is an event open at an index checkpoint: what the grouper needs
+// to go on exactly as a scan from the start of the file would.
+type Phantom struct {
+	Node     string
+	Stamp    records.Stamp
+	First    int64
+	Terminal bool
+}
+
+// GroupStats counts what a Grouper skipped.
+type GroupStats struct {
+	Lines     uint64 // lines given to Add
+	Malformed uint64 // lines that did not parse (skipped)
+}
+
+// Grouper groups lines into events. It is not safe for concurrent use.
+type Grouper struct {
+	queue []*Event // open and finished events in first-line order
+	byKey map[evKey]*Event
+	bySec secHeap
+	term  *Event // the open terminal event, at most one after each line
+	stats GroupStats
+}
+
+// NewGrouper returns a Grouper that starts with the given open events
+// (none for the start of a file).
+func NewGrouper(open []Phantom) *Grouper {
+	g := &Grouper{byKey: make(map[evKey]*Event)}
+	for _, p := range open {
+		ev := &Event{Node: p.Node, Stamp: p.Stamp, First: p.First, terminal: p.Terminal, phantom: true}
+		g.start(ev)
+	}
+	return g
+}
+
+func (g *Grouper) start(ev *Event) {
+	g.queue = append(g.queue, ev)
+	g.byKey[evKey{ev.Node, ev.Stamp}] = ev
+	heap.Push(&g.bySec, ev)
+	if ev.terminal {
+		g.term = ev
+	}
+}
+
+// Stats returns the counters.
+func (g *Grouper) Stats() GroupStats { return g.stats }
+
+// Add reads the line at offset off of its file. line holds its line ending
+// (a line without one must not be given: it may be half written).
+func (g *Grouper) Add(off int64, line string) {
+	g.stats.Lines++
+	r, err := records.ParseLine(line)
+	if err != nil {
+		g.stats.Malformed++
+		return
+	}
+	k := evKey{r.Node, r.Stamp}
+	// Lines arriving end older events first.
+	if t := g.term; t != nil && !t.closed && (evKey{t.Node, t.Stamp}) != k {
+		g.close(t)
+	}
+	for len(g.bySec) > 0 && g.bySec[0].Stamp.Sec+WindowSec < r.Stamp.Sec {
+		g.close(g.bySec[0])
+	}
+	for _, ev := range g.queue {
+		if off-ev.First < MaxSpan {
+			break
+		}
+		if !ev.closed {
+			g.close(ev)
+		}
+	}
+	ev := g.byKey[k]
+	if ev == nil {
+		ev = &Event{Node: r.Node, Stamp: r.Stamp, First: off}
+		g.start(ev)
+	}
+	if !ev.phantom {
+		ev.Lines = append(ev.Lines, line)
+		ev.Records = append(ev.Records, r)
+	}
+	switch {
+	case r.Type == records.EOE:
+		g.close(ev)
+	case endsEvent(r.Type):
+		ev.terminal = true
+		g.term = ev
+	}
+}
+
+func (g *Grouper) close(ev *Event) {
+	if ev.closed {
+		return
+	}
+	ev.closed = true
+	delete(g.byKey, evKey{ev.Node, ev.Stamp})
+	heap.Remove(&g.bySec, ev.heapIdx)
+	if g.term == ev {
+		g.term = nil
+	}
+}
+
+// Flush ends every open event (the end of the input).
+func (g *Grouper) Flush() {
+	for _, ev := range g.queue {
+		g.close(ev)
+	}
+}
+
+// Next returns the next finished event in first-line order, if every
+// event before it has finished too.
+func (g *Grouper) Next() (*Event, bool) {
+	for len(g.queue) > 0 && g.queue[0].closed {
+		ev := g.queue[0]
+		g.queue[0] = nil
+		g.queue = g.queue[1:]
+		if !ev.phantom {
+			return ev, true
+		}
+	}
+	return nil, false
+}
+
+// Open returns the events still open, in first-line order: the state an
+// index checkpoint saves.
+func (g *Grouper) Open() []Phantom {
+	var out []Phantom
+	for _, ev := range g.queue {
+		if !ev.closed {
+			out = append(out, Phantom{Node: ev.Node, Stamp: ev.Stamp, First: ev.First, Terminal: ev.terminal})
+		}
+	}
+	return out
+}
+
+// OpenCount returns how many events are open.
+func (g *Grouper) OpenCount() int { return len(g.byKey) }
+
+// OldestOpen returns the first offset of the oldest unfinished or
+// unreturned event, or -1 when there is none.
+func (g *Grouper) OldestOpen() int64 {
+	if len(g.queue) == 0 {
+		return -1
+	}
+	return g.queue[0].First
+}
+
+// endsEvent reports whether a record of type t is the last of its event
+// but for the CONTAINER_ID records contid writes after it: libauparse's
+// list of terminal records (PROCTITLE, EOE, the user-space and daemon
+// records, USER, KERNEL, the anomaly records) and the user-space range
+// 2100–2999 (contid's own records among them), CONTAINER_ID excepted.
+func endsEvent(t records.Type) bool {
+	switch {
+	case t == records.ContainerID:
+		return false
+	case t == 1327, t == records.EOE, t == 1005, t == 2000:
+		return true
+	case t > 1006 && t < 1300:
+		return true
+	case t >= 1700 && t <= 1799:
+		return true
+	case t >= 2100 && t <= 2999:
+		return true
+	}
+	return false
+}
+
+// secHeap orders open events by their stamp's seconds.
+type secHeap []*Event
+
+func (h secHeap) Len() int           { return len(h) }
+func (h secHeap) Less(i, j int) bool { return h[i].Stamp.Sec < h[j].Stamp.Sec }
+func (h secHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = i
+	h[j].heapIdx = j
+}
+func (h *secHeap) Push(x any) {
+	ev := x.(*Event)
+	ev.heapIdx = len(*h)
+	*h = append(*h, ev)
+}
+func (h *secHeap) Pop() any {
+	old := *h
+	ev := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return ev
+}

@@ -1,0 +1,137 @@
+package search
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Stats says what a search read and skipped.
+type Stats struct {
+	Files     int
+	Events    uint64 // events read (matched or not)
+	Matched   uint64
+	Bytes     int64  // size of the files searched
+	BytesRead int64  // bytes read from them
+	Torn      uint64 // files ending in a line without its newline
+	Malformed uint64 // lines that did not parse
+	TooLong   uint64 // lines longer than records.MaxLineLen
+	Indexed   int    // files whose index was used
+	Rebuilt   int    // sidecars written or extended
+}
+
+// Options tunes a search.
+type Options struct {
+	// NoIndex scans every byte and neither reads nor writes sidecars.
+	NoIndex bool
+	// ReadOnly uses sidecars but never writes one.
+	ReadOnly bool
+	// BlockSize is the index block size for sidecars written (0: default).
+	BlockSize int64
+}
+
+// Search runs q over files in order and calls emit with every matching
+// event in log order. An error from emit ends the search.
+func Search(files []string, q *Query, opt Options, emit func(*Event) error) (Stats, error) {
+	var st Stats
+	for _, path := range files {
+		if err := searchFile(path, q, opt, &st, emit); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+func searchFile(path string, q *Query, opt Options, st *Stats, emit func(*Event) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("search: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("search: %w", err)
+	}
+	st.Files++
+	size := fi.Size()
+	st.Bytes += size
+	s := &scan{f: f, size: size, q: q, st: st, emit: emit}
+	if !opt.NoIndex {
+		return s.indexed(path, fi, opt)
+	}
+	return s.run(0, size, nil, nil)
+}
+
+// scan reads ranges of one file.
+type scan struct {
+	f    *os.File
+	size int64
+	q    *Query
+	st   *Stats
+	emit func(*Event) error
+}
+
+// run groups the lines from offset from (a checkpoint with the events open
+// there) and emits the matching events whose first line lies before to.
+// It reads past to until those events have ended. b, when not nil, sees
+// every line and event (an index being built over the range).
+func (s *scan) run(from, to int64, open []Phantom, b *Builder) error {
+	g := NewGrouper(open)
+	lr := newLineReader(io.NewSectionReader(s.f, from, s.size-from), from)
+	drain := func() error {
+		for {
+			ev, ok := g.Next()
+			if !ok {
+				return nil
+			}
+			if b != nil {
+				b.event(ev)
+			}
+			if ev.First >= to {
+				continue
+			}
+			s.st.Events++
+			if s.q.Match(ev) {
+				s.st.Matched++
+				if err := s.emit(ev); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	defer func() {
+		s.st.BytesRead += lr.off - from
+		s.st.TooLong += lr.tooLong
+		gs := g.Stats()
+		s.st.Malformed += gs.Malformed
+	}()
+	for {
+		off, line, ok, torn, err := lr.next()
+		if err != nil {
+			return fmt.Errorf("search: read %s: %w", s.f.Name(), err)
+		}
+		if !ok {
+			if torn > 0 {
+				s.st.Torn++
+			}
+			if b != nil {
+				b.end(off, g)
+			}
+			break
+		}
+		if b == nil && off >= to {
+			if o := g.OldestOpen(); o < 0 || o >= to {
+				return nil
+			}
+		}
+		if b != nil {
+			b.line(off, g)
+		}
+		g.Add(off, line)
+		if err := drain(); err != nil {
+			return err
+		}
+	}
+	g.Flush()
+	return drain()
+}
