@@ -94,9 +94,8 @@ func inputFiles(input, cfgPath string) ([]string, error) {
 }
 
 func reportSkips(stdio Stdio, st search.Stats, verbose bool) {
-	if st.Malformed > 0 || st.TooLong > 0 || st.Torn > 0 {
-		fmt.Fprintf(stdio.Err, "contid: skipped %d malformed lines, %d lines over the length limit, %d torn last lines\n",
-			st.Malformed, st.TooLong, st.Torn)
+	if st.Malformed > 0 || st.Torn > 0 {
+		fmt.Fprintf(stdio.Err, "contid: skipped %d malformed lines and %d torn last lines\n", st.Malformed, st.Torn)
 	}
 	if verbose {
 		fmt.Fprintf(stdio.Err, "contid: %d files, %d bytes, %d read (%.2f%%), %d events read, %d matched, %d indexed files, %d index files written\n",

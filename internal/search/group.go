@@ -52,7 +52,7 @@ type Phantom struct {
 // GroupStats counts what a Grouper skipped.
 type GroupStats struct {
 	Lines     uint64 // lines given to Add
-	Malformed uint64 // lines that did not parse (skipped)
+	Malformed uint64 // lines that did not parse or were too long (skipped)
 }
 
 // Grouper groups lines into events. It is not safe for concurrent use.
@@ -82,6 +82,13 @@ func (g *Grouper) start(ev *Event) {
 	if ev.terminal {
 		g.term = ev
 	}
+}
+
+// Skip counts a line the reader could not give (longer than
+// records.MaxLineLen).
+func (g *Grouper) Skip() {
+	g.stats.Lines++
+	g.stats.Malformed++
 }
 
 // Stats returns the counters.

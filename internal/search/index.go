@@ -1,14 +1,464 @@
 package search
 
-import "os"
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+)
 
-// Builder builds a file's index from the lines and events of a scan.
-type Builder struct{}
+// Index layout constants.
+const (
+	// DefaultBlockSize is the log bytes per index block: small enough that
+	// one container among a thousand is absent from most blocks, large
+	// enough that the index stays under 1% of the log (docs/search.md).
+	DefaultBlockSize = 16 << 10
+	// maxPhantoms bounds the open events a checkpoint may carry; a line
+	// with more open is not made a checkpoint (the block grows instead).
+	maxPhantoms = 64
+	// hashLen is how many bytes at the head of the log and before the end
+	// of what is covered the index hashes, to notice a file that is not
+	// the one indexed (an inode reused) or that was rewritten.
+	hashLen = 4096
+	// IndexDirName is the directory beside a log that holds its sidecars,
+	// one per log file, named by device and inode so that they follow
+	// the files through rotation (a rename keeps the inode).
+	IndexDirName = ".contid-index"
+)
 
-func (b *Builder) line(off int64, g *Grouper) {}
-func (b *Builder) event(ev *Event)            {}
-func (b *Builder) end(off int64, g *Grouper)  {}
+var indexMagic = [8]byte{'C', 'I', 'D', 'X', 0, 0, 0, 1} // the last byte is the format version
 
-func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
-	return s.run(0, s.size, nil, nil)
+// block is one block of an index: the summary of the events whose first
+// line lies in [off, next block's off) and the grouper state at off.
+type block struct {
+	off            int64
+	open           []Phantom
+	minSec, maxSec int64
+	minSer, maxSer uint64
+	events         uint32
+	skipped        uint64 // malformed lines before off (while building)
+	bloom          []uint64
+	terms          map[string]struct{} // while building
+	done           bool
+}
+
+// Index is a log file's sidecar.
+type Index struct {
+	dev, ino  uint64
+	blockSize int64
+	covered   int64  // the log's bytes the blocks cover
+	skipped   uint64 // malformed lines in them
+	headHash  uint64
+	tailHash  uint64
+	blocks    []*block
+	tail      []Phantom // grouper state at covered
+}
+
+// Builder builds or extends an index from the lines and events of a scan
+// that starts at a checkpoint. Feed it with Line before each line is
+// given to the Grouper, Event with each event the Grouper returns, and End
+// at the end of the complete lines (before Flush).
+type Builder struct {
+	ix      *Index
+	cur     *block // the block being filled
+	pending int    // blocks from here on may still get events
+	ended   bool
+	base    uint64 // malformed lines before the scan's start
+}
+
+// NewBuilder starts an index for a file from its start.
+func NewBuilder(blockSize int64) *Builder {
+	if blockSize <= 0 {
+		blockSize = DefaultBlockSize
+	}
+	ix := &Index{blockSize: blockSize}
+	b := &Builder{ix: ix}
+	b.startBlock(0, nil, 0)
+	return b
+}
+
+// extend continues ix from its covered end.
+func (ix *Index) extend() *Builder {
+	b := &Builder{ix: ix, pending: len(ix.blocks)}
+	b.startBlock(ix.covered, ix.tail, ix.skipped)
+	b.base = ix.skipped
+	return b
+}
+
+func (b *Builder) startBlock(off int64, open []Phantom, skipped uint64) {
+	blk := &block{off: off, open: open, skipped: skipped, minSec: 1<<63 - 1, maxSec: -1 << 63, minSer: 1<<64 - 1, terms: map[string]struct{}{}}
+	b.ix.blocks = append(b.ix.blocks, blk)
+	b.cur = blk
+}
+
+func (b *Builder) line(off int64, g *Grouper) {
+	if b.pending > len(b.ix.blocks)-1 {
+		b.pending = len(b.ix.blocks) - 1
+	}
+	if off-b.cur.off >= b.ix.blockSize && g.OpenCount() <= maxPhantoms {
+		b.startBlock(off, g.Open(), b.base+g.Stats().Malformed)
+	}
+	b.finish(g.OldestOpen())
+}
+
+// finish completes the blocks no event can be added to any more: those
+// that end before the oldest event not yet returned.
+func (b *Builder) finish(oldest int64) {
+	bl := b.ix.blocks
+	for b.pending < len(bl)-1 && (oldest < 0 || bl[b.pending+1].off <= oldest) {
+		bl[b.pending].seal()
+		b.pending++
+	}
+}
+
+func (b *Builder) event(ev *Event) {
+	if b.ended {
+		return // events the end of the file closed: not covered
+	}
+	bl := b.ix.blocks
+	i := len(bl) - 1
+	for i > 0 && bl[i].off > ev.First {
+		i--
+	}
+	blk := bl[i]
+	if blk.done || ev.First < blk.off {
+		return // before the part being built (cannot happen) or sealed
+	}
+	blk.events++
+	blk.minSec = min(blk.minSec, ev.Stamp.Sec)
+	blk.maxSec = max(blk.maxSec, ev.Stamp.Sec)
+	blk.minSer = min(blk.minSer, ev.Stamp.Serial)
+	blk.maxSer = max(blk.maxSer, ev.Stamp.Serial)
+	for _, t := range eventTerms(ev) {
+		blk.terms[t] = struct{}{}
+	}
+}
+
+// end is called at the end of the complete lines, at offset off, before
+// the grouper flushes. The index covers up to the last checkpoint before
+// which every event has ended by the grouping rules, not by the end of
+// the file: the events still open may go on when the log grows.
+func (b *Builder) end(off int64, g *Grouper) {
+	open := g.Open()
+	if len(open) == 0 && off > b.cur.off {
+		b.startBlock(off, nil, b.base+g.Stats().Malformed) // the end is a checkpoint of its own
+	}
+	limit := off
+	if len(open) > 0 {
+		limit = open[0].First
+	}
+	bl := b.ix.blocks
+	n := len(bl) - 1
+	for n > 0 && bl[n].off > limit {
+		n--
+	}
+	// bl[n] is the last checkpoint at or before limit: it becomes the tail.
+	b.ix.covered = bl[n].off
+	b.ix.tail = bl[n].open
+	b.ix.skipped = bl[n].skipped
+	b.ix.blocks = bl[:n]
+	b.ended = true
+	for _, blk := range b.ix.blocks {
+		blk.seal()
+	}
+}
+
+func (blk *block) seal() {
+	if blk.done {
+		return
+	}
+	blk.done = true
+	blk.bloom = newBloom(len(blk.terms))
+	for t := range blk.terms {
+		bloomAdd(blk.bloom, t)
+	}
+	blk.terms = nil
+}
+
+// eventTerms are what the Bloom filters hold: every element of every
+// chain, the keys and the record types.
+func eventTerms(ev *Event) []string {
+	var out []string
+	for _, c := range Chains(ev) {
+		for _, id := range c {
+			out = append(out, "c"+strconv.FormatUint(uint64(id), 10))
+		}
+	}
+	for _, k := range Keys(ev) {
+		out = append(out, "k"+k)
+	}
+	for i := range ev.Records {
+		out = append(out, "t"+strconv.Itoa(int(ev.Records[i].Type)))
+	}
+	return out
+}
+
+func newBloom(n int) []uint64 {
+	bits := max(64, n*10) // ~1% false positives with 4 hashes
+	return make([]uint64, (bits+63)/64)
+}
+
+func bloomHashes(t string) (uint64, uint64) {
+	h := fnv.New64a()
+	h.Write([]byte(t))
+	v := h.Sum64()
+	return v, (v >> 33) | 1
+}
+
+func bloomAdd(bf []uint64, t string) {
+	h1, h2 := bloomHashes(t)
+	m := uint64(len(bf) * 64)
+	for i := uint64(0); i < 4; i++ {
+		bit := (h1 + i*h2) % m
+		bf[bit/64] |= 1 << (bit % 64)
+	}
+}
+
+func bloomHas(bf []uint64, t string) bool {
+	if len(bf) == 0 {
+		return false
+	}
+	h1, h2 := bloomHashes(t)
+	m := uint64(len(bf) * 64)
+	for i := uint64(0); i < 4; i++ {
+		bit := (h1 + i*h2) % m
+		if bf[bit/64]&(1<<(bit%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// mayMatch reports whether the block can hold an event q matches.
+func (blk *block) mayMatch(q *Query) bool {
+	if blk.events == 0 {
+		return false
+	}
+	if q.HasStart && blk.maxSec < q.Start || q.HasEnd && blk.minSec > q.End {
+		return false
+	}
+	if len(q.Serials) > 0 {
+		in := false
+		for _, s := range q.Serials {
+			in = in || s >= blk.minSer && s <= blk.maxSer
+		}
+		if !in {
+			return false
+		}
+	}
+	anyTerm := func(prefix string, vals []string) bool {
+		for _, v := range vals {
+			if bloomHas(blk.bloom, prefix+v) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(q.Contids) > 0 {
+		var vs []string
+		for _, id := range q.Contids {
+			vs = append(vs, strconv.FormatUint(uint64(id), 10))
+		}
+		if !anyTerm("c", vs) {
+			return false
+		}
+	}
+	if len(q.Keys) > 0 && !anyTerm("k", q.Keys) {
+		return false
+	}
+	if len(q.Types) > 0 {
+		var vs []string
+		for _, t := range q.Types {
+			vs = append(vs, strconv.Itoa(int(t)))
+		}
+		if !anyTerm("t", vs) {
+			return false
+		}
+	}
+	return true
+}
+
+// Marshal encodes the index; the last 4 bytes are a CRC-32C of the rest.
+func (ix *Index) Marshal() []byte {
+	var b []byte
+	le := binary.LittleEndian
+	b = append(b, indexMagic[:]...)
+	b = le.AppendUint64(b, ix.dev)
+	b = le.AppendUint64(b, ix.ino)
+	b = le.AppendUint64(b, uint64(ix.blockSize))
+	b = le.AppendUint64(b, uint64(ix.covered))
+	b = le.AppendUint64(b, ix.skipped)
+	b = le.AppendUint64(b, ix.headHash)
+	b = le.AppendUint64(b, ix.tailHash)
+	b = appendPhantoms(b, ix.tail)
+	b = le.AppendUint32(b, uint32(len(ix.blocks)))
+	for _, blk := range ix.blocks {
+		b = le.AppendUint64(b, uint64(blk.off))
+		b = le.AppendUint64(b, uint64(blk.minSec))
+		b = le.AppendUint64(b, uint64(blk.maxSec))
+		b = le.AppendUint64(b, blk.minSer)
+		b = le.AppendUint64(b, blk.maxSer)
+		b = le.AppendUint32(b, blk.events)
+		b = appendPhantoms(b, blk.open)
+		b = le.AppendUint32(b, uint32(len(blk.bloom)))
+		for _, w := range blk.bloom {
+			b = le.AppendUint64(b, w)
+		}
+	}
+	return le.AppendUint32(b, crc32.Checksum(b, crcTable))
+}
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+func appendPhantoms(b []byte, ps []Phantom) []byte {
+	le := binary.LittleEndian
+	b = le.AppendUint32(b, uint32(len(ps)))
+	for _, p := range ps {
+		b = le.AppendUint32(b, uint32(len(p.Node)))
+		b = append(b, p.Node...)
+		b = le.AppendUint64(b, uint64(p.Stamp.Sec))
+		b = le.AppendUint32(b, p.Stamp.Msec)
+		b = le.AppendUint64(b, p.Stamp.Serial)
+		b = le.AppendUint64(b, uint64(p.First))
+		if p.Terminal {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	return b
+}
+
+// ErrBadIndex is returned for a sidecar that is torn, corrupt or of
+// another format version.
+var ErrBadIndex = errors.New("search: bad index")
+
+type decoder struct {
+	b   []byte
+	err bool
+}
+
+func (d *decoder) take(n int) []byte {
+	if d.err || n < 0 || n > len(d.b) {
+		d.err = true
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+func (d *decoder) u64() uint64 {
+	if v := d.take(8); v != nil {
+		return binary.LittleEndian.Uint64(v)
+	}
+	return 0
+}
+func (d *decoder) u32() uint32 {
+	if v := d.take(4); v != nil {
+		return binary.LittleEndian.Uint32(v)
+	}
+	return 0
+}
+func (d *decoder) phantoms() []Phantom {
+	n := int(d.u32())
+	if n > maxPhantoms+1 || n > len(d.b) {
+		d.err = true
+		return nil
+	}
+	var ps []Phantom
+	for i := 0; i < n && !d.err; i++ {
+		var p Phantom
+		p.Node = string(d.take(int(d.u32())))
+		p.Stamp.Sec = int64(d.u64())
+		p.Stamp.Msec = d.u32()
+		p.Stamp.Serial = d.u64()
+		p.First = int64(d.u64())
+		t := d.take(1)
+		p.Terminal = len(t) == 1 && t[0] == 1
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// UnmarshalIndex decodes a sidecar; anything but a well-formed index with
+// a matching checksum is ErrBadIndex.
+func UnmarshalIndex(data []byte) (*Index, error) {
+	if len(data) < len(indexMagic)+4 || !bytes.Equal(data[:len(indexMagic)], indexMagic[:]) {
+		return nil, ErrBadIndex
+	}
+	body := data[:len(data)-4]
+	if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
+		return nil, ErrBadIndex
+	}
+	d := &decoder{b: body[len(indexMagic):]}
+	ix := &Index{dev: d.u64(), ino: d.u64(), blockSize: int64(d.u64()), covered: int64(d.u64()), skipped: d.u64(), headHash: d.u64(), tailHash: d.u64()}
+	ix.tail = d.phantoms()
+	n := int(d.u32())
+	if n > len(d.b) {
+		return nil, ErrBadIndex
+	}
+	prev := int64(-1)
+	for i := 0; i < n && !d.err; i++ {
+		blk := &block{off: int64(d.u64()), minSec: int64(d.u64()), maxSec: int64(d.u64()), minSer: d.u64(), maxSer: d.u64(), events: d.u32(), done: true}
+		blk.open = d.phantoms()
+		w := int(d.u32())
+		if w > len(d.b)/8 {
+			d.err = true
+			break
+		}
+		blk.bloom = make([]uint64, w)
+		for j := range blk.bloom {
+			blk.bloom[j] = d.u64()
+		}
+		if blk.off <= prev || blk.off > ix.covered {
+			d.err = true
+		}
+		prev = blk.off
+		ix.blocks = append(ix.blocks, blk)
+	}
+	if d.err || len(d.b) != 0 || ix.covered < 0 || ix.blockSize <= 0 {
+		return nil, ErrBadIndex
+	}
+	return ix, nil
+}
+
+// hashes returns the hashes of the log's head and of the bytes before
+// covered.
+func hashes(f *os.File, covered int64) (uint64, uint64, error) {
+	read := func(off, n int64) (uint64, error) {
+		buf := make([]byte, n)
+		if _, err := f.ReadAt(buf, off); err != nil && !(errors.Is(err, io.EOF) && n == 0) {
+			return 0, err
+		}
+		h := fnv.New64a()
+		h.Write(buf)
+		return h.Sum64(), nil
+	}
+	head, err := read(0, min(covered, hashLen))
+	if err != nil {
+		return 0, 0, err
+	}
+	from := max(0, covered-hashLen)
+	tail, err := read(from, covered-from)
+	return head, tail, err
+}
+
+// sidecarPath returns where the index of the file with this identity
+// lives.
+func sidecarPath(logPath string, dev, ino uint64) string {
+	return filepath.Join(filepath.Dir(logPath), IndexDirName, fmt.Sprintf("%d-%d.idx", dev, ino))
+}
+
+func fileID(fi os.FileInfo) (dev, ino uint64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev), st.Ino
+	}
+	return 0, 0
 }

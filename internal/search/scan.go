@@ -14,8 +14,7 @@ type Stats struct {
 	Bytes     int64  // size of the files searched
 	BytesRead int64  // bytes read from them
 	Torn      uint64 // files ending in a line without its newline
-	Malformed uint64 // lines that did not parse
-	TooLong   uint64 // lines longer than records.MaxLineLen
+	Malformed uint64 // lines that did not parse or were too long
 	Indexed   int    // files whose index was used
 	Rebuilt   int    // sidecars written or extended
 }
@@ -59,6 +58,7 @@ func searchFile(path string, q *Query, opt Options, st *Stats, emit func(*Event)
 	if !opt.NoIndex {
 		return s.indexed(path, fi, opt)
 	}
+	s.countSkips = true
 	return s.run(0, size, nil, nil)
 }
 
@@ -69,6 +69,9 @@ type scan struct {
 	q    *Query
 	st   *Stats
 	emit func(*Event) error
+	// countSkips counts the malformed lines of ranges read without a
+	// Builder; an index brings the count of what it covers instead.
+	countSkips bool
 }
 
 // run groups the lines from offset from (a checkpoint with the events open
@@ -101,12 +104,12 @@ func (s *scan) run(from, to int64, open []Phantom, b *Builder) error {
 	}
 	defer func() {
 		s.st.BytesRead += lr.off - from
-		s.st.TooLong += lr.tooLong
-		gs := g.Stats()
-		s.st.Malformed += gs.Malformed
+		if s.countSkips || b != nil {
+			s.st.Malformed += g.Stats().Malformed
+		}
 	}()
 	for {
-		off, line, ok, torn, err := lr.next()
+		off, line, long, ok, torn, err := lr.next()
 		if err != nil {
 			return fmt.Errorf("search: read %s: %w", s.f.Name(), err)
 		}
@@ -127,7 +130,11 @@ func (s *scan) run(from, to int64, open []Phantom, b *Builder) error {
 		if b != nil {
 			b.line(off, g)
 		}
-		g.Add(off, line)
+		if long {
+			g.Skip()
+		} else {
+			g.Add(off, line)
+		}
 		if err := drain(); err != nil {
 			return err
 		}
