@@ -30,6 +30,7 @@ type root struct {
 	OCIHook    ociHookCmd    `cmd:"" name:"oci-hook" help:"OCI runtime hook: register a container's process (state JSON on stdin)."`
 	Replay     replayCmd     `cmd:"" help:"Apply a trace of engine inputs and print the records it produces."`
 	Search     searchCmd     `cmd:"" help:"Find events in the logs by container, time, type, process, key (ausearch's flags)."`
+	Index      indexCmd      `cmd:"" help:"Rebuild the search index of the logs."`
 }
 
 // exitError carries a specific exit status.

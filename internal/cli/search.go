@@ -124,7 +124,7 @@ var ausearchFlags = map[string]bool{"-ts": true, "-te": true, "-if": true, "-pp"
 // read as ausearch's: "-ts" becomes "--ts", and a time of day after a
 // -ts/-te date is joined to it ("-ts 12/04/26 14:00:00").
 func ausearchArgs(args []string) []string {
-	if len(args) == 0 || (args[0] != "search" && args[0] != "report") {
+	if len(args) == 0 || (args[0] != "search" && args[0] != "report" && args[0] != "index") {
 		return args
 	}
 	out := make([]string, 0, len(args))
@@ -146,4 +146,27 @@ func ausearchArgs(args []string) []string {
 		}
 	}
 	return out
+}
+
+// indexCmd is `contid index`: the search index's maintenance.
+type indexCmd struct {
+	Rebuild bool   `required:"" help:"Discard the sidecars of the logs and build them again."`
+	Input   string `name:"input" aliases:"if" type:"path" placeholder:"FILE|DIR" help:"-if: a log file, or a directory's audit.log and its rotations (default: the daemon's log_dir)."`
+	Config  string `type:"path" help:"Take log_dir from this daemon configuration file."`
+}
+
+func (c *indexCmd) Run(stdio Stdio) error {
+	files, err := inputFiles(c.Input, c.Config)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	n, err := search.Rebuild(files, 0)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	fmt.Fprintf(stdio.Out, "indexed %d of %d files\n", n, len(files))
+	if n < len(files) {
+		return &exitError{1, fmt.Errorf("index: %d files could not be indexed (the directory beside them must be writable, and owned by root or by you)", len(files)-n)}
+	}
+	return nil
 }

@@ -59,6 +59,12 @@ type Index struct {
 	tailHash  uint64
 	blocks    []*block
 	tail      []Phantom // grouper state at covered
+	// final, when not nil, summarises the events from covered to the end
+	// of the file as it was at finalSize bytes (the end closing the events
+	// still open): valid while the file keeps that size, as rotated files
+	// do. finalEnd is the end of its complete lines (a torn line follows).
+	final               *block
+	finalSize, finalEnd int64
 }
 
 // Builder builds or extends an index from the lines and events of a scan
@@ -66,11 +72,13 @@ type Index struct {
 // given to the Grouper, Event with each event the Grouper returns, and End
 // at the end of the complete lines (before Flush).
 type Builder struct {
-	ix      *Index
-	cur     *block // the block being filled
-	pending int    // blocks from here on may still get events
-	ended   bool
-	base    uint64 // malformed lines before the scan's start
+	ix       *Index
+	cur      *block // the block being filled
+	pending  int    // blocks from here on may still get events
+	ended    bool
+	final    *block
+	finalEnd int64
+	base     uint64 // malformed lines before the scan's start
 }
 
 // NewBuilder starts an index for a file from its start.
@@ -120,7 +128,10 @@ func (b *Builder) finish(oldest int64) {
 
 func (b *Builder) event(ev *Event) {
 	if b.ended {
-		return // events the end of the file closed: not covered
+		if b.final != nil {
+			b.final.add(ev)
+		}
+		return
 	}
 	bl := b.ix.blocks
 	i := len(bl) - 1
@@ -131,6 +142,10 @@ func (b *Builder) event(ev *Event) {
 	if blk.done || ev.First < blk.off {
 		return // before the part being built (cannot happen) or sealed
 	}
+	blk.add(ev)
+}
+
+func (blk *block) add(ev *Event) {
 	blk.events++
 	blk.minSec = min(blk.minSec, ev.Stamp.Sec)
 	blk.maxSec = max(blk.maxSec, ev.Stamp.Sec)
@@ -142,13 +157,48 @@ func (b *Builder) event(ev *Event) {
 }
 
 // end is called at the end of the complete lines, at offset off, before
-// the grouper flushes. The index covers up to the last checkpoint before
-// which every event has ended by the grouping rules, not by the end of
-// the file: the events still open may go on when the log grows.
+// the grouper flushes: the events the end of the file closes are not
+// indexed, as they may go on when the log grows.
 func (b *Builder) end(off int64, g *Grouper) {
+	all := b.ix.blocks
+	b.ix = b.snapshot(off, g)
+	b.ended = true
+	// The events from covered on, those ended by the rules so far and
+	// those the end of the file ends, make the final block.
+	fin := &block{off: b.ix.covered, minSec: 1<<63 - 1, maxSec: -1 << 63, minSer: 1<<64 - 1, terms: map[string]struct{}{}}
+	for _, blk := range all[len(b.ix.blocks):] {
+		fin.merge(blk)
+	}
+	b.final, b.finalEnd = fin, off
+}
+
+// flushed completes the final block once the grouper has flushed the
+// file of size bytes.
+func (b *Builder) flushed(size int64) {
+	if b.final == nil {
+		return
+	}
+	b.final.seal()
+	b.ix.final, b.ix.finalSize, b.ix.finalEnd = b.final, size, b.finalEnd
+}
+
+func (blk *block) merge(o *block) {
+	blk.events += o.events
+	blk.minSec, blk.maxSec = min(blk.minSec, o.minSec), max(blk.maxSec, o.maxSec)
+	blk.minSer, blk.maxSer = min(blk.minSer, o.minSer), max(blk.maxSer, o.maxSer)
+	for t := range o.terms {
+		blk.terms[t] = struct{}{}
+	}
+}
+
+// snapshot returns the index of what is final at offset off (the end of
+// the complete lines read so far): it covers up to the last checkpoint
+// before which every event has ended by the grouping rules. Those blocks
+// are sealed; the builder can go on.
+func (b *Builder) snapshot(off int64, g *Grouper) *Index {
 	open := g.Open()
 	if len(open) == 0 && off > b.cur.off {
-		b.startBlock(off, nil, b.base+g.Stats().Malformed) // the end is a checkpoint of its own
+		b.startBlock(off, nil, b.base+g.Stats().Malformed) // a checkpoint of its own
 	}
 	limit := off
 	if len(open) > 0 {
@@ -159,15 +209,15 @@ func (b *Builder) end(off int64, g *Grouper) {
 	for n > 0 && bl[n].off > limit {
 		n--
 	}
-	// bl[n] is the last checkpoint at or before limit: it becomes the tail.
-	b.ix.covered = bl[n].off
-	b.ix.tail = bl[n].open
-	b.ix.skipped = bl[n].skipped
-	b.ix.blocks = bl[:n]
-	b.ended = true
-	for _, blk := range b.ix.blocks {
+	for _, blk := range bl[:n] {
 		blk.seal()
 	}
+	ix := *b.ix
+	ix.blocks = bl[:n:n]
+	ix.covered = bl[n].off
+	ix.tail = bl[n].open
+	ix.skipped = bl[n].skipped
+	return &ix
 }
 
 func (blk *block) seal() {
@@ -298,8 +348,17 @@ func (ix *Index) Marshal() []byte {
 	b = le.AppendUint64(b, ix.headHash)
 	b = le.AppendUint64(b, ix.tailHash)
 	b = appendPhantoms(b, ix.tail)
-	b = le.AppendUint32(b, uint32(len(ix.blocks)))
-	for _, blk := range ix.blocks {
+	blocks := ix.blocks
+	if ix.final != nil {
+		b = append(b, 1)
+		b = le.AppendUint64(b, uint64(ix.finalSize))
+		b = le.AppendUint64(b, uint64(ix.finalEnd))
+		blocks = append(blocks[:len(blocks):len(blocks)], ix.final)
+	} else {
+		b = append(b, 0)
+	}
+	b = le.AppendUint32(b, uint32(len(blocks)))
+	for _, blk := range blocks {
 		b = le.AppendUint64(b, uint64(blk.off))
 		b = le.AppendUint64(b, uint64(blk.minSec))
 		b = le.AppendUint64(b, uint64(blk.maxSec))
@@ -400,6 +459,10 @@ func UnmarshalIndex(data []byte) (*Index, error) {
 	d := &decoder{b: body[len(indexMagic):]}
 	ix := &Index{dev: d.u64(), ino: d.u64(), blockSize: int64(d.u64()), covered: int64(d.u64()), skipped: d.u64(), headHash: d.u64(), tailHash: d.u64()}
 	ix.tail = d.phantoms()
+	hasFinal := d.take(1)
+	if len(hasFinal) == 1 && hasFinal[0] == 1 {
+		ix.finalSize, ix.finalEnd = int64(d.u64()), int64(d.u64())
+	}
 	n := int(d.u32())
 	if n > len(d.b) {
 		return nil, ErrBadIndex
@@ -417,7 +480,7 @@ func UnmarshalIndex(data []byte) (*Index, error) {
 		for j := range blk.bloom {
 			blk.bloom[j] = d.u64()
 		}
-		if blk.off <= prev || blk.off > ix.covered {
+		if blk.off < prev || blk.off == prev && !(i == n-1 && ix.finalSize > 0) || blk.off > ix.covered {
 			d.err = true
 		}
 		prev = blk.off
@@ -425,6 +488,16 @@ func UnmarshalIndex(data []byte) (*Index, error) {
 	}
 	if d.err || len(d.b) != 0 || ix.covered < 0 || ix.blockSize <= 0 {
 		return nil, ErrBadIndex
+	}
+	if ix.finalSize > 0 {
+		if len(ix.blocks) == 0 || ix.finalEnd < ix.covered || ix.finalSize < ix.finalEnd {
+			return nil, ErrBadIndex
+		}
+		ix.final = ix.blocks[len(ix.blocks)-1]
+		ix.blocks = ix.blocks[:len(ix.blocks)-1]
+		if ix.final.off != ix.covered {
+			return nil, ErrBadIndex
+		}
 	}
 	return ix, nil
 }

@@ -140,5 +140,11 @@ func (s *scan) run(from, to int64, open []Phantom, b *Builder) error {
 		}
 	}
 	g.Flush()
-	return drain()
+	if err := drain(); err != nil {
+		return err
+	}
+	if b != nil {
+		b.flushed(s.size)
+	}
+	return nil
 }

@@ -47,12 +47,21 @@ func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
 		if ix.covered == s.size {
 			return nil
 		}
+		if ix.final != nil && ix.finalSize == s.size {
+			if !ix.final.mayMatch(s.q) {
+				if ix.finalEnd < s.size {
+					s.st.Torn++ // as the scan would have counted it
+				}
+				return nil
+			}
+			return s.run(ix.covered, s.size, ix.tail, nil)
+		}
 		b = ix.extend()
 		if err := s.run(ix.covered, s.size, ix.tail, b); err != nil {
 			return err
 		}
 	}
-	if opt.ReadOnly || b.ix.covered == 0 && len(b.ix.blocks) == 0 {
+	if opt.ReadOnly || b.ix.covered == 0 && b.ix.final == nil {
 		return nil
 	}
 	var err error
@@ -172,18 +181,19 @@ func pruneSidecars(logDir, dir string) {
 	}
 }
 
-// Rebuild discards and rebuilds the sidecars of files.
-func Rebuild(files []string, blockSize int64) (Stats, error) {
-	var st Stats
+// Rebuild discards and rebuilds the sidecars of files, and returns how
+// many it wrote.
+func Rebuild(files []string, blockSize int64) (int, error) {
 	for _, path := range files {
 		fi, err := os.Stat(path)
 		if err != nil {
-			return st, fmt.Errorf("search: %w", err)
+			return 0, fmt.Errorf("search: %w", err)
 		}
 		dev, ino := fileID(fi)
-		os.Remove(sidecarPath(path, dev, ino))
+		if err := os.Remove(sidecarPath(path, dev, ino)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("search: %w", err)
+		}
 	}
-	none := &Query{Serials: []uint64{}}
-	_, err := Search(files, none, Options{BlockSize: blockSize}, func(*Event) error { return nil })
-	return st, err
+	st, err := Search(files, &Query{}, Options{BlockSize: blockSize}, func(*Event) error { return nil })
+	return st.Rebuilt, err
 }
