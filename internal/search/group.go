@@ -2,6 +2,8 @@ package search
 
 import (
 	"container/heap"
+	"strconv"
+	"strings"
 
 	"github.com/contid/contid/internal/records"
 )
@@ -26,8 +28,11 @@ type Event struct {
 	First int64
 	// Lines are the event's lines as read, each with its line ending.
 	Lines []string
-	// Records are the parsed lines, Raw set (without the line ending).
+	// Records are the parsed lines, Raw set (without the line ending),
+	// once Parse has run; a line whose fields do not parse has none.
 	Records []records.Record
+	parsed  bool
+	bad     int // lines Parse could not read
 
 	terminal bool // holds a record that ends an event
 	closed   bool
@@ -98,8 +103,8 @@ func (g *Grouper) Stats() GroupStats { return g.stats }
 // (a line without one must not be given: it may be half written).
 func (g *Grouper) Add(off int64, line string) {
 	g.stats.Lines++
-	r, err := records.ParseLine(line)
-	if err != nil {
+	r, ok := parseHeader(line)
+	if !ok {
 		g.stats.Malformed++
 		return
 	}
@@ -126,7 +131,6 @@ func (g *Grouper) Add(off int64, line string) {
 	}
 	if !ev.phantom {
 		ev.Lines = append(ev.Lines, line)
-		ev.Records = append(ev.Records, r)
 	}
 	switch {
 	case r.Type == records.EOE:
@@ -236,4 +240,80 @@ func (h *secHeap) Pop() any {
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return ev
+}
+
+// Parse parses the event's lines into Records (once). Grouping reads only
+// each line's header; most events of a search are ruled out before their
+// fields are read.
+func (ev *Event) Parse() {
+	if ev.parsed {
+		return
+	}
+	ev.parsed = true
+	ev.Records = make([]records.Record, 0, len(ev.Lines))
+	for _, l := range ev.Lines {
+		r, err := records.ParseLine(l)
+		if err != nil {
+			ev.bad++
+			continue
+		}
+		ev.Records = append(ev.Records, r)
+	}
+}
+
+// parseHeader reads "[node=NODE ]type=TYPE msg=audit(SEC.MSEC:SERIAL):",
+// as records.ParseLine does, without the fields.
+func parseHeader(line string) (records.Record, bool) {
+	var r records.Record
+	s := line
+	if strings.HasPrefix(s, "node=") {
+		sp := strings.IndexByte(s, ' ')
+		if sp < 0 {
+			return r, false
+		}
+		r.Node = s[len("node="):sp]
+		s = s[sp+1:]
+	}
+	s, ok := strings.CutPrefix(s, "type=")
+	sp := strings.IndexByte(s, ' ')
+	if !ok || sp < 0 {
+		return r, false
+	}
+	t, err := records.ParseType(s[:sp])
+	if err != nil {
+		return r, false
+	}
+	r.Type = t
+	s, ok = strings.CutPrefix(s[sp+1:], "msg=audit(")
+	if !ok {
+		return r, false
+	}
+	num := func(max int) (uint64, bool) {
+		i := 0
+		for i < len(s) && i < max && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == 0 || i == len(s) {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(s[:i], 10, 64)
+		s = s[i:]
+		return v, err == nil
+	}
+	sec, ok := num(19)
+	if !ok || s[0] != '.' || sec > 1<<63-1 {
+		return r, false
+	}
+	s = s[1:]
+	ms, ok := num(3)
+	if !ok || s[0] != ':' {
+		return r, false
+	}
+	s = s[1:]
+	ser, ok := num(20)
+	if !ok || !strings.HasPrefix(s, "):") {
+		return r, false
+	}
+	r.Stamp = records.Stamp{Sec: int64(sec), Msec: uint32(ms), Serial: ser}
+	return r, true
 }

@@ -40,11 +40,12 @@ var indexMagic = [8]byte{'C', 'I', 'D', 'X', 0, 0, 0, 1} // the last byte is the
 type block struct {
 	off            int64
 	open           []Phantom
+	openRaw        []byte // open, encoded, in a decoded sidecar: decoded on use
 	minSec, maxSec int64
 	minSer, maxSer uint64
 	events         uint32
-	skipped        uint64 // malformed lines before off (while building)
-	bloom          []uint64
+	skipped        uint64              // malformed lines before off (while building)
+	bloom          []byte              // a Bloom filter, 4 hashes
 	terms          map[string]struct{} // while building
 	done           bool
 }
@@ -235,6 +236,7 @@ func (blk *block) seal() {
 // eventTerms are what the Bloom filters hold: every element of every
 // chain, the keys and the record types.
 func eventTerms(ev *Event) []string {
+	ev.Parse()
 	var out []string
 	for _, c := range Chains(ev) {
 		for _, id := range c {
@@ -250,36 +252,38 @@ func eventTerms(ev *Event) []string {
 	return out
 }
 
-func newBloom(n int) []uint64 {
+func newBloom(n int) []byte {
 	bits := max(64, n*10) // ~1% false positives with 4 hashes
-	return make([]uint64, (bits+63)/64)
+	return make([]byte, (bits+63)/64*8)
 }
 
 func bloomHashes(t string) (uint64, uint64) {
-	h := fnv.New64a()
-	h.Write([]byte(t))
-	v := h.Sum64()
+	v := uint64(14695981039346656037) // FNV-1a, 64 bits
+	for i := 0; i < len(t); i++ {
+		v ^= uint64(t[i])
+		v *= 1099511628211
+	}
 	return v, (v >> 33) | 1
 }
 
-func bloomAdd(bf []uint64, t string) {
+func bloomAdd(bf []byte, t string) {
 	h1, h2 := bloomHashes(t)
-	m := uint64(len(bf) * 64)
+	m := uint64(len(bf) * 8)
 	for i := uint64(0); i < 4; i++ {
 		bit := (h1 + i*h2) % m
-		bf[bit/64] |= 1 << (bit % 64)
+		bf[bit/8] |= 1 << (bit % 8)
 	}
 }
 
-func bloomHas(bf []uint64, t string) bool {
+func bloomHas(bf []byte, t string) bool {
 	if len(bf) == 0 {
 		return false
 	}
 	h1, h2 := bloomHashes(t)
-	m := uint64(len(bf) * 64)
+	m := uint64(len(bf) * 8)
 	for i := uint64(0); i < 4; i++ {
 		bit := (h1 + i*h2) % m
-		if bf[bit/64]&(1<<(bit%64)) == 0 {
+		if bf[bit/8]&(1<<(bit%8)) == 0 {
 			return false
 		}
 	}
@@ -367,9 +371,7 @@ func (ix *Index) Marshal() []byte {
 		b = le.AppendUint32(b, blk.events)
 		b = appendPhantoms(b, blk.open)
 		b = le.AppendUint32(b, uint32(len(blk.bloom)))
-		for _, w := range blk.bloom {
-			b = le.AppendUint64(b, w)
-		}
+		b = append(b, blk.bloom...)
 	}
 	return le.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
@@ -425,6 +427,26 @@ func (d *decoder) u32() uint32 {
 	}
 	return 0
 }
+
+// skipPhantoms checks the framing of an encoded phantom list and returns
+// its bytes.
+func (d *decoder) skipPhantoms() []byte {
+	start := d.b
+	n := int(d.u32())
+	if n > maxPhantoms+1 {
+		d.err = true
+		return nil
+	}
+	for i := 0; i < n && !d.err; i++ {
+		d.take(int(d.u32()))
+		d.take(8 + 4 + 8 + 8 + 1)
+	}
+	if d.err {
+		return nil
+	}
+	return start[:len(start)-len(d.b)]
+}
+
 func (d *decoder) phantoms() []Phantom {
 	n := int(d.u32())
 	if n > maxPhantoms+1 || n > len(d.b) {
@@ -464,22 +486,17 @@ func UnmarshalIndex(data []byte) (*Index, error) {
 		ix.finalSize, ix.finalEnd = int64(d.u64()), int64(d.u64())
 	}
 	n := int(d.u32())
-	if n > len(d.b) {
+	if n > len(d.b)/44 {
 		return nil, ErrBadIndex
 	}
+	blocks := make([]block, n)
+	ix.blocks = make([]*block, 0, n)
 	prev := int64(-1)
 	for i := 0; i < n && !d.err; i++ {
-		blk := &block{off: int64(d.u64()), minSec: int64(d.u64()), maxSec: int64(d.u64()), minSer: d.u64(), maxSer: d.u64(), events: d.u32(), done: true}
-		blk.open = d.phantoms()
-		w := int(d.u32())
-		if w > len(d.b)/8 {
-			d.err = true
-			break
-		}
-		blk.bloom = make([]uint64, w)
-		for j := range blk.bloom {
-			blk.bloom[j] = d.u64()
-		}
+		blk := &blocks[i]
+		*blk = block{off: int64(d.u64()), minSec: int64(d.u64()), maxSec: int64(d.u64()), minSer: d.u64(), maxSer: d.u64(), events: d.u32(), done: true}
+		blk.openRaw = d.skipPhantoms()
+		blk.bloom = d.take(int(d.u32())) // a view of data: no copy
 		if blk.off < prev || blk.off == prev && !(i == n-1 && ix.finalSize > 0) || blk.off > ix.covered {
 			d.err = true
 		}
@@ -534,4 +551,13 @@ func fileID(fi os.FileInfo) (dev, ino uint64) {
 		return uint64(st.Dev), st.Ino
 	}
 	return 0, 0
+}
+
+// phantoms returns the grouper state at the block's start.
+func (blk *block) phantoms() []Phantom {
+	if blk.open == nil && blk.openRaw != nil {
+		d := &decoder{b: blk.openRaw}
+		blk.open = d.phantoms()
+	}
+	return blk.open
 }

@@ -40,6 +40,7 @@ func NewPrinter(w io.Writer, f Format, loc *time.Location) *Printer {
 // Print writes one event.
 func (p *Printer) Print(ev *Event) error {
 	b := p.buf[:0]
+	ev.Parse()
 	switch p.f {
 	case Raw:
 		for _, l := range ev.Lines {

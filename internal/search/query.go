@@ -29,9 +29,12 @@ type Query struct {
 	// Success is "", "yes" or "no".
 	Success string
 	Serials []uint64
+
+	idText []string // Contids in decimal
 }
 
-// Match reports whether ev meets every criterion of q.
+// Match reports whether ev meets every criterion of q. It parses the
+// event's fields when its stamp and text leave it possible.
 func (q *Query) Match(ev *Event) bool {
 	if q.HasStart && ev.Stamp.Sec < q.Start || q.HasEnd && ev.Stamp.Sec > q.End {
 		return false
@@ -39,6 +42,10 @@ func (q *Query) Match(ev *Event) bool {
 	if len(q.Serials) > 0 && !has(q.Serials, ev.Stamp.Serial) {
 		return false
 	}
+	if len(q.Contids) > 0 && !q.mayHoldContid(ev) {
+		return false
+	}
+	ev.Parse()
 	if len(q.Types) > 0 && !q.matchTypes(ev) {
 		return false
 	}
@@ -69,6 +76,44 @@ func (q *Query) Match(ev *Event) bool {
 	}
 	return true
 }
+
+// mayHoldContid: a chain is written in decimal, so an event that names a
+// container holds its number in its text.
+func (q *Query) mayHoldContid(ev *Event) bool {
+	if len(q.idText) != len(q.Contids) {
+		q.idText = q.idText[:0]
+		for _, id := range q.Contids {
+			q.idText = append(q.idText, strconv.FormatUint(uint64(id), 10))
+		}
+	}
+	for _, l := range ev.Lines {
+		for _, s := range q.idText {
+			if hasNumber(l, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasNumber reports whether l holds the decimal n as a whole number, not
+// as part of a longer one.
+func hasNumber(l, n string) bool {
+	for i := 0; ; {
+		j := strings.Index(l[i:], n)
+		if j < 0 {
+			return false
+		}
+		j += i
+		end := j + len(n)
+		if (j == 0 || !isDigit(l[j-1])) && (end == len(l) || !isDigit(l[end])) {
+			return true
+		}
+		i = j + 1
+	}
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func (q *Query) matchTypes(ev *Event) bool {
 	for i := range ev.Records {
@@ -134,6 +179,7 @@ func (q *Query) matchSuccess(ev *Event) bool {
 // by the CONTAINER_ID of its sender in contid's logs and so is known by
 // its sender's chain only.
 func Chains(ev *Event) []contid.Chain {
+	ev.Parse()
 	var out []contid.Chain
 	found := false
 	for i := range ev.Records {
@@ -218,6 +264,7 @@ func splitKeys(v string) []string { return strings.Split(v, "\x01") }
 
 // Keys returns the distinct keys of the event's records.
 func Keys(ev *Event) []string {
+	ev.Parse()
 	var out []string
 	anyField(ev, "key", func(v string) bool {
 		for _, k := range splitKeys(v) {

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -69,6 +70,7 @@ type scan struct {
 	q    *Query
 	st   *Stats
 	emit func(*Event) error
+	br   *bufio.Reader
 	// countSkips counts the malformed lines of ranges read without a
 	// Builder; an index brings the count of what it covers instead.
 	countSkips bool
@@ -80,7 +82,7 @@ type scan struct {
 // every line and event (an index being built over the range).
 func (s *scan) run(from, to int64, open []Phantom, b *Builder) error {
 	g := NewGrouper(open)
-	lr := newLineReader(io.NewSectionReader(s.f, from, s.size-from), from)
+	lr := s.reader(from)
 	drain := func() error {
 		for {
 			ev, ok := g.Next()
@@ -147,4 +149,16 @@ func (s *scan) run(from, to int64, open []Phantom, b *Builder) error {
 		b.flushed(s.size)
 	}
 	return nil
+}
+
+// reader returns a line reader from offset from, reusing one buffer for
+// the ranges of a file.
+func (s *scan) reader(from int64) *lineReader {
+	sr := io.NewSectionReader(s.f, from, s.size-from)
+	if s.br == nil {
+		s.br = bufio.NewReaderSize(sr, 64<<10)
+	} else {
+		s.br.Reset(sr)
+	}
+	return &lineReader{br: s.br, off: from}
 }

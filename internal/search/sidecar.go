@@ -39,7 +39,7 @@ func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
 			if j < len(ix.blocks) {
 				end = ix.blocks[j].off
 			}
-			if err := s.run(ix.blocks[i].off, end, ix.blocks[i].open, nil); err != nil {
+			if err := s.run(ix.blocks[i].off, end, ix.blocks[i].phantoms(), nil); err != nil {
 				return err
 			}
 			i = j

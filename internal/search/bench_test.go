@@ -1,0 +1,166 @@
+package search
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contid/contid/internal/contid"
+)
+
+var (
+	benchBytes = flag.Int64("search.bytes", 64<<20, "size of the logs BenchmarkOneContainerHour generates (bench/search.sh: 1 GiB)")
+	benchDir   = flag.String("search.dir", "", "keep the generated logs in this directory and reuse them")
+	benchBlock = flag.Int64("search.block", 0, "index block size (0: DefaultBlockSize)")
+)
+
+// BenchmarkOneContainerHour generates contid host logs (1,000 containers
+// with nested chains, 10 rotations, 24 hours) and times one query, every
+// event of one container and its nested ones in one hour, three ways:
+// through the index, by scanning, and with ausearch -if over each file
+// with the hour as its filter (the container selected from its output).
+// Run with -benchtime 1x; bench/search.sh runs it on 1 GiB.
+func BenchmarkOneContainerHour(b *testing.B) {
+	dir := *benchDir
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	const start, span = 1795687200, 24 * 3600
+	files, err := Files(dir)
+	if err != nil {
+		b.Logf("generating %d MiB of logs in %s", *benchBytes>>20, dir)
+		if _, err := genLogs(genConfig{Dir: dir, Containers: 1000, Bytes: *benchBytes, Rotations: 10, Start: start, Span: span, Seed: 1, Interleave: 0.02}); err != nil {
+			b.Fatal(err)
+		}
+		if files, err = Files(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var logBytes int64
+	for _, f := range files {
+		fi, _ := os.Stat(f)
+		logBytes += fi.Size()
+	}
+	t0 := time.Now()
+	if _, err := Rebuild(files, *benchBlock); err != nil {
+		b.Fatal(err)
+	}
+	build := time.Since(t0)
+	var idxBytes int64
+	ents, _ := os.ReadDir(filepath.Join(dir, IndexDirName))
+	for _, e := range ents {
+		fi, _ := e.Info()
+		idxBytes += fi.Size()
+	}
+
+	const id = 123
+	q := Query{Contids: []contid.ID{id}, Start: start + 12*3600, End: start + 13*3600 - 1, HasStart: true, HasEnd: true}
+	count := func(opt Options) (int, Stats, time.Duration) {
+		n := 0
+		t := time.Now()
+		st, err := Search(files, &q, opt, func(*Event) error { n++; return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n, st, time.Since(t)
+	}
+	var tIdx, tScan, tAu time.Duration
+	var nIdx, nScan, nAu int
+	var stIdx Stats
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var d time.Duration
+		nIdx, stIdx, d = count(Options{ReadOnly: true})
+		tIdx += d
+		nScan, _, d = count(Options{NoIndex: true})
+		tScan += d
+		nAu, d = ausearchHour(b, files, q.Start, q.End, id)
+		tAu += d
+	}
+	b.StopTimer()
+	if nIdx != nScan {
+		b.Fatalf("indexed search found %d events, the scan %d", nIdx, nScan)
+	}
+	n := time.Duration(b.N)
+	tIdx, tScan, tAu = tIdx/n, tScan/n, tAu/n
+	b.ReportMetric(float64(tIdx.Microseconds())/1e3, "indexed-ms")
+	b.ReportMetric(float64(tScan.Microseconds())/1e3, "scan-ms")
+	b.ReportMetric(float64(tAu.Microseconds())/1e3, "ausearch-ms")
+	b.ReportMetric(float64(tScan)/float64(tIdx), "x-vs-scan")
+	b.ReportMetric(float64(tAu)/float64(tIdx), "x-vs-ausearch")
+	b.ReportMetric(100*float64(idxBytes)/float64(logBytes), "index-%")
+	fmt.Printf("logs %d MiB in %d files; index %d KiB (%.2f%% of the logs), built in %v (%.0f MiB/s)\n",
+		logBytes>>20, len(files), idxBytes>>10, 100*float64(idxBytes)/float64(logBytes), build.Round(time.Millisecond), float64(logBytes)/(1<<20)/build.Seconds())
+	fmt.Printf("query: contid %d and nested, one hour: %d events (ausearch's hour: %d events naming it)\n", id, nIdx, nAu)
+	fmt.Printf("  indexed   %10v  read %d KiB (%.3f%% of the logs)\n", tIdx.Round(time.Microsecond), stIdx.BytesRead>>10, 100*float64(stIdx.BytesRead)/float64(logBytes))
+	fmt.Printf("  scan      %10v  %6.0fx the indexed time\n", tScan.Round(time.Microsecond), float64(tScan)/float64(tIdx))
+	fmt.Printf("  ausearch  %10v  %6.0fx the indexed time\n", tAu.Round(time.Microsecond), float64(tAu)/float64(tIdx))
+}
+
+// ausearchHour runs ausearch -if FILE -ts -te --raw on every file, as one
+// would without contid search, and counts the events whose lines name
+// the container in a contid= chain.
+func ausearchHour(b *testing.B, files []string, from, to int64, id int) (int, time.Duration) {
+	bin, err := exec.LookPath("ausearch")
+	if err != nil {
+		b.Skip("ausearch not installed")
+	}
+	f := func(sec int64) []string {
+		t := time.Unix(sec, 0).UTC()
+		return []string{t.Format("01/02/06"), t.Format("15:04:05")}
+	}
+	args := append(append([]string{"--raw", "-ts"}, f(from)...), append([]string{"-te"}, f(to)...)...)
+	want := fmt.Sprint(id)
+	n := 0
+	t := time.Now()
+	for _, file := range files {
+		cmd := exec.Command(bin, append([]string{"-if", file}, args...)...)
+		cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			l := sc.Text()
+			i := strings.Index(l, " contid=")
+			if i < 0 || !strings.HasPrefix(l, "type=UNKNOWN[2901]") {
+				continue
+			}
+			for _, e := range strings.Split(l[i+len(" contid="):], ",") {
+				if strings.TrimPrefix(e, "^") == want {
+					n++
+					break
+				}
+			}
+		}
+		cmd.Wait() // exit 1 when nothing matched
+	}
+	return n, time.Since(t)
+}
+
+// BenchmarkIndexedQuery times the indexed query alone over the logs of
+// -search.dir (left there by BenchmarkOneContainerHour).
+func BenchmarkIndexedQuery(b *testing.B) {
+	files, err := Files(*benchDir)
+	if *benchDir == "" || err != nil {
+		b.Skip("needs -search.dir with logs")
+	}
+	const start = 1795687200
+	q := Query{Contids: []contid.ID{123}, Start: start + 12*3600, End: start + 13*3600 - 1, HasStart: true, HasEnd: true}
+	for b.Loop() {
+		if _, err := Search(files, &q, Options{ReadOnly: true}, func(*Event) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
