@@ -33,8 +33,6 @@ const (
 	IndexDirName = ".contid-index"
 )
 
-var indexMagic = [8]byte{'C', 'I', 'D', 'X', 0, 0, 0, 1} // the last byte is the format version
-
 // block is one block of an index: the summary of the events whose first
 // line lies in [off, next block's off) and the grouper state at off.
 type block struct {
@@ -339,40 +337,51 @@ func (blk *block) mayMatch(q *Query) bool {
 	return true
 }
 
-// Marshal encodes the index; the last 4 bytes are a CRC-32C of the rest.
+// The sidecar's layout, little-endian, version 2:
+//
+//	magic "CIDX\0\0\0\2"
+//	dev ino blockSize covered skipped headHash tailHash    7 × u64
+//	finalSize finalEnd (0 0: no final block)                2 × u64
+//	tail phantoms (see appendPhantoms)
+//	n u32, then n entries of entrySize bytes:
+//	  off minSec maxSec minSer maxSer  5 × u64
+//	  events u32, varOff u64, phantomsLen u32, bloomLen u32
+//	the variable area: each block's phantoms and Bloom filter
+//	CRC-32C (Castagnoli) of everything before, u32
+//
+// The entries have a fixed size, so a search reads the table without
+// walking the filters; the final block, when there is one, is the last.
+const entrySize = 5*8 + 4 + 8 + 4 + 4
+
+var indexMagic = [8]byte{'C', 'I', 'D', 'X', 0, 0, 0, 2}
+
+// Marshal encodes the index.
 func (ix *Index) Marshal() []byte {
-	var b []byte
 	le := binary.LittleEndian
-	b = append(b, indexMagic[:]...)
-	b = le.AppendUint64(b, ix.dev)
-	b = le.AppendUint64(b, ix.ino)
-	b = le.AppendUint64(b, uint64(ix.blockSize))
-	b = le.AppendUint64(b, uint64(ix.covered))
-	b = le.AppendUint64(b, ix.skipped)
-	b = le.AppendUint64(b, ix.headHash)
-	b = le.AppendUint64(b, ix.tailHash)
-	b = appendPhantoms(b, ix.tail)
 	blocks := ix.blocks
 	if ix.final != nil {
-		b = append(b, 1)
-		b = le.AppendUint64(b, uint64(ix.finalSize))
-		b = le.AppendUint64(b, uint64(ix.finalEnd))
 		blocks = append(blocks[:len(blocks):len(blocks)], ix.final)
-	} else {
-		b = append(b, 0)
 	}
+	var vars []byte
+	b := append([]byte(nil), indexMagic[:]...)
+	for _, v := range []uint64{ix.dev, ix.ino, uint64(ix.blockSize), uint64(ix.covered), ix.skipped, ix.headHash, ix.tailHash, uint64(ix.finalSize), uint64(ix.finalEnd)} {
+		b = le.AppendUint64(b, v)
+	}
+	b = appendPhantoms(b, ix.tail)
 	b = le.AppendUint32(b, uint32(len(blocks)))
 	for _, blk := range blocks {
-		b = le.AppendUint64(b, uint64(blk.off))
-		b = le.AppendUint64(b, uint64(blk.minSec))
-		b = le.AppendUint64(b, uint64(blk.maxSec))
-		b = le.AppendUint64(b, blk.minSer)
-		b = le.AppendUint64(b, blk.maxSer)
+		for _, v := range []uint64{uint64(blk.off), uint64(blk.minSec), uint64(blk.maxSec), blk.minSer, blk.maxSer} {
+			b = le.AppendUint64(b, v)
+		}
 		b = le.AppendUint32(b, blk.events)
-		b = appendPhantoms(b, blk.open)
+		b = le.AppendUint64(b, uint64(len(vars)))
+		n := len(vars)
+		vars = appendPhantoms(vars, blk.phantoms())
+		b = le.AppendUint32(b, uint32(len(vars)-n))
 		b = le.AppendUint32(b, uint32(len(blk.bloom)))
-		b = append(b, blk.bloom...)
+		vars = append(vars, blk.bloom...)
 	}
+	b = append(b, vars...)
 	return le.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
 
@@ -415,12 +424,14 @@ func (d *decoder) take(n int) []byte {
 	d.b = d.b[n:]
 	return v
 }
+
 func (d *decoder) u64() uint64 {
 	if v := d.take(8); v != nil {
 		return binary.LittleEndian.Uint64(v)
 	}
 	return 0
 }
+
 func (d *decoder) u32() uint32 {
 	if v := d.take(4); v != nil {
 		return binary.LittleEndian.Uint32(v)
@@ -428,28 +439,9 @@ func (d *decoder) u32() uint32 {
 	return 0
 }
 
-// skipPhantoms checks the framing of an encoded phantom list and returns
-// its bytes.
-func (d *decoder) skipPhantoms() []byte {
-	start := d.b
-	n := int(d.u32())
-	if n > maxPhantoms+1 {
-		d.err = true
-		return nil
-	}
-	for i := 0; i < n && !d.err; i++ {
-		d.take(int(d.u32()))
-		d.take(8 + 4 + 8 + 8 + 1)
-	}
-	if d.err {
-		return nil
-	}
-	return start[:len(start)-len(d.b)]
-}
-
 func (d *decoder) phantoms() []Phantom {
 	n := int(d.u32())
-	if n > maxPhantoms+1 || n > len(d.b) {
+	if n > maxPhantoms+1 {
 		d.err = true
 		return nil
 	}
@@ -469,7 +461,8 @@ func (d *decoder) phantoms() []Phantom {
 }
 
 // UnmarshalIndex decodes a sidecar; anything but a well-formed index with
-// a matching checksum is ErrBadIndex.
+// a matching checksum is ErrBadIndex. The Bloom filters and the phantoms
+// of the blocks stay views of data, decoded when used.
 func UnmarshalIndex(data []byte) (*Index, error) {
 	if len(data) < len(indexMagic)+4 || !bytes.Equal(data[:len(indexMagic)], indexMagic[:]) {
 		return nil, ErrBadIndex
@@ -479,42 +472,43 @@ func UnmarshalIndex(data []byte) (*Index, error) {
 		return nil, ErrBadIndex
 	}
 	d := &decoder{b: body[len(indexMagic):]}
-	ix := &Index{dev: d.u64(), ino: d.u64(), blockSize: int64(d.u64()), covered: int64(d.u64()), skipped: d.u64(), headHash: d.u64(), tailHash: d.u64()}
+	ix := &Index{dev: d.u64(), ino: d.u64(), blockSize: int64(d.u64()), covered: int64(d.u64()), skipped: d.u64(),
+		headHash: d.u64(), tailHash: d.u64(), finalSize: int64(d.u64()), finalEnd: int64(d.u64())}
 	ix.tail = d.phantoms()
-	hasFinal := d.take(1)
-	if len(hasFinal) == 1 && hasFinal[0] == 1 {
-		ix.finalSize, ix.finalEnd = int64(d.u64()), int64(d.u64())
-	}
 	n := int(d.u32())
-	if n > len(d.b)/44 {
+	tab := d.take(n * entrySize)
+	if d.err || ix.covered < 0 || ix.blockSize <= 0 {
 		return nil, ErrBadIndex
 	}
+	vars := d.b
+	le := binary.LittleEndian
 	blocks := make([]block, n)
-	ix.blocks = make([]*block, 0, n)
+	ix.blocks = make([]*block, n)
 	prev := int64(-1)
-	for i := 0; i < n && !d.err; i++ {
+	for i := range blocks {
+		e := tab[i*entrySize : (i+1)*entrySize]
 		blk := &blocks[i]
-		*blk = block{off: int64(d.u64()), minSec: int64(d.u64()), maxSec: int64(d.u64()), minSer: d.u64(), maxSer: d.u64(), events: d.u32(), done: true}
-		blk.openRaw = d.skipPhantoms()
-		blk.bloom = d.take(int(d.u32())) // a view of data: no copy
-		if blk.off < prev || blk.off == prev && !(i == n-1 && ix.finalSize > 0) || blk.off > ix.covered {
-			d.err = true
+		*blk = block{off: int64(le.Uint64(e)), minSec: int64(le.Uint64(e[8:])), maxSec: int64(le.Uint64(e[16:])),
+			minSer: le.Uint64(e[24:]), maxSer: le.Uint64(e[32:]), events: le.Uint32(e[40:]), done: true}
+		vo, pl, bl := le.Uint64(e[44:]), uint64(le.Uint32(e[52:])), uint64(le.Uint32(e[56:]))
+		if vo > uint64(len(vars)) || pl+bl > uint64(len(vars))-vo {
+			return nil, ErrBadIndex
+		}
+		blk.openRaw = vars[vo : vo+pl : vo+pl]
+		blk.bloom = vars[vo+pl : vo+pl+bl : vo+pl+bl]
+		last := i == n-1 && ix.finalSize > 0
+		if blk.off < prev || blk.off == prev && !last || blk.off > ix.covered {
+			return nil, ErrBadIndex
 		}
 		prev = blk.off
-		ix.blocks = append(ix.blocks, blk)
-	}
-	if d.err || len(d.b) != 0 || ix.covered < 0 || ix.blockSize <= 0 {
-		return nil, ErrBadIndex
+		ix.blocks[i] = blk
 	}
 	if ix.finalSize > 0 {
-		if len(ix.blocks) == 0 || ix.finalEnd < ix.covered || ix.finalSize < ix.finalEnd {
+		if n == 0 || ix.finalEnd < ix.covered || ix.finalSize < ix.finalEnd || ix.blocks[n-1].off != ix.covered {
 			return nil, ErrBadIndex
 		}
-		ix.final = ix.blocks[len(ix.blocks)-1]
-		ix.blocks = ix.blocks[:len(ix.blocks)-1]
-		if ix.final.off != ix.covered {
-			return nil, ErrBadIndex
-		}
+		ix.final = ix.blocks[n-1]
+		ix.blocks = ix.blocks[:n-1]
 	}
 	return ix, nil
 }
