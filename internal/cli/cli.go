@@ -31,6 +31,7 @@ type root struct {
 	Replay     replayCmd     `cmd:"" help:"Apply a trace of engine inputs and print the records it produces."`
 	Search     searchCmd     `cmd:"" help:"Find events in the logs by container, time, type, process, key (ausearch's flags)."`
 	Index      indexCmd      `cmd:"" help:"Rebuild the search index of the logs."`
+	Report     reportCmd     `cmd:"" help:"Summarise the logs per container, like aureport."`
 }
 
 // exitError carries a specific exit status.

@@ -16,8 +16,13 @@ import (
 // output, standard error and exit status.
 func runSearch(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return runCmd(t, "search", args...)
+}
+
+func runCmd(t *testing.T, cmd string, args ...string) (string, string, int) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	code := cli.Run(append([]string{"search"}, args...), cli.Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+	code := cli.Run(append([]string{cmd}, args...), cli.Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
 	return out.String(), errb.String(), code
 }
 
@@ -73,13 +78,18 @@ func TestQueriesGolden(t *testing.T) {
 	dir := copyTestdata(t)
 	var all bytes.Buffer
 	for _, q := range queries(t) {
+		cmd := "search"
+		name := strings.Join(q, " ")
+		if q[0] == "report" {
+			cmd, q = "report", q[1:]
+		}
 		args := append([]string{"-if", filepath.Join(dir, q[0])}, q[1:]...)
-		out, errs, code := runSearch(t, append(args, "--no-index")...)
-		fmt.Fprintf(&all, "## %s\n%s", strings.Join(q, " "), out)
+		out, errs, code := runCmd(t, cmd, append(args, "--no-index")...)
+		fmt.Fprintf(&all, "## %s\n%s", name, out)
 		errs = strings.ReplaceAll(errs, dir+"/", "")
 		fmt.Fprintf(&all, "## stderr\n%s## exit %d\n\n", errs, code)
 		for pass := 0; pass < 2; pass++ {
-			iout, ierrs, icode := runSearch(t, args...)
+			iout, ierrs, icode := runCmd(t, cmd, args...)
 			if iout != out || icode != code || strings.ReplaceAll(ierrs, dir+"/", "") != errs {
 				t.Errorf("%v: indexed search (pass %d) differs from the scan:\n%s%s(exit %d)\nscan:\n%s%s(exit %d)", q, pass, iout, ierrs, icode, out, errs, code)
 			}
