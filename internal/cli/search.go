@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/contid/contid/internal/config"
@@ -35,6 +38,7 @@ type searchCmd struct {
 	NoIndex  bool     `name:"no-index" help:"Scan every byte; neither read nor write the index."`
 	ReadOnly bool     `name:"read-only-index" help:"Use the index but never write it."`
 	Stats    bool     `help:"Print what was read and skipped to standard error."`
+	Follow   bool     `short:"f" help:"Go on printing matches as they are written to the current log (following rotation) until interrupted."`
 }
 
 func (c *searchCmd) Run(stdio Stdio) error {
@@ -66,13 +70,31 @@ func (c *searchCmd) Run(stdio Stdio) error {
 		loc = time.UTC
 	}
 	p := search.NewPrinter(stdio.Out, format, loc)
-	st, err := search.Search(files, &q, search.Options{NoIndex: c.NoIndex, ReadOnly: c.ReadOnly}, p.Print)
+	past := files
+	if c.Follow {
+		past = files[:len(files)-1] // the current log is read by the follower
+	}
+	st, err := search.Search(past, &q, search.Options{NoIndex: c.NoIndex, ReadOnly: c.ReadOnly}, p.Print)
 	if ferr := p.Flush(); err == nil {
 		err = ferr
 	}
 	reportSkips(stdio, st, c.Stats)
 	if err != nil {
 		return &exitError{2, err}
+	}
+	if c.Follow {
+		fl, err := search.NewFollower(files[len(files)-1], &q, 0, p.Print)
+		if err != nil {
+			return &exitError{2, err}
+		}
+		defer fl.Close()
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := search.Follow(ctx, fl, 200*time.Millisecond, 2*time.Second, p.Flush); err != nil {
+			return &exitError{2, err}
+		}
+		p.Flush()
+		st.Matched += fl.Matched
 	}
 	if st.Matched == 0 {
 		fmt.Fprintln(stdio.Err, "<no matches>")
