@@ -27,6 +27,13 @@
 //     ignored and the file scanned, so the index can make a search faster
 //     but never change its answer.
 //
+//   - IndexWriter keeps a sidecar current from the bytes a log writer
+//     appends; Follower follows a growing log (--follow); Report sums
+//     events per container (contid report).
+//
 // Lines that do not parse are skipped and counted, as is a last line
 // without its newline (a writer's crash or a write in progress).
+//
+// docs/search.md describes the commands, the grouping rules, the index
+// and the measurements behind its design.
 package search
