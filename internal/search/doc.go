@@ -15,9 +15,11 @@
 //     a line more than 2 s younger arrives (ausearch's window) or when its
 //     first line lies 1 MiB behind; every event ends at the end of input.
 //     Events come out in the order of their first line.
+//
 //   - Query holds ausearch-style criteria: every criterion given must hold
 //     (AND), and a criterion given more than once holds when any of its
 //     values does (OR).
+//
 //   - Index is a file's sidecar: per block of about 16 KiB of log, the
 //     time and serial range and a Bloom filter of the containers, keys and
 //     record types of the events that start in it, and the grouper state
