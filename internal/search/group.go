@@ -26,8 +26,10 @@ type Event struct {
 	Stamp records.Stamp
 	// First is the offset of the event's first line in its file.
 	First int64
-	// Lines are the event's lines as read, each with its line ending.
+	// Lines are the event's lines as read, each with its line ending, and
+	// Offs their offsets.
 	Lines []string
+	Offs  []int64
 	// Records are the parsed lines, Raw set (without the line ending),
 	// once Parse has run; a line whose fields do not parse has none.
 	Records []records.Record
@@ -131,6 +133,7 @@ func (g *Grouper) Add(off int64, line string) {
 	}
 	if !ev.phantom {
 		ev.Lines = append(ev.Lines, line)
+		ev.Offs = append(ev.Offs, off)
 	}
 	switch {
 	case r.Type == records.EOE:

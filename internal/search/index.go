@@ -36,9 +36,13 @@ const (
 // block is one block of an index: the summary of the events whose first
 // line lies in [off, next block's off) and the grouper state at off.
 type block struct {
-	off            int64
-	open           []Phantom
-	openRaw        []byte // open, encoded, in a decoded sidecar: decoded on use
+	off     int64
+	open    []Phantom
+	openRaw []byte // open, encoded, in a decoded sidecar: decoded on use
+	// tails are the lines after the block's end that belong to its events,
+	// in file order: with them, reading the block needs nothing after it.
+	tails          []tailLine
+	tailsRaw       []byte
 	minSec, maxSec int64
 	minSer, maxSer uint64
 	events         uint32
@@ -64,6 +68,50 @@ type Index struct {
 	// do. finalEnd is the end of its complete lines (a torn line follows).
 	final               *block
 	finalSize, finalEnd int64
+	// A decoded sidecar keeps its block table and variable area as read;
+	// entry decodes one block on use, decodeAll all of them (to extend).
+	tab, vars []byte
+	n         int
+}
+
+// nblocks returns the number of blocks.
+func (ix *Index) nblocks() int {
+	if ix.tab != nil {
+		return ix.n
+	}
+	return len(ix.blocks)
+}
+
+// entry decodes block i of a decoded sidecar into blk, its filter, tails
+// and phantoms as views of the sidecar; false if the entry is malformed.
+func (ix *Index) entry(i int, blk *block) bool {
+	le := binary.LittleEndian
+	e := ix.tab[i*entrySize : (i+1)*entrySize]
+	*blk = block{off: int64(le.Uint64(e)), minSec: int64(le.Uint64(e[8:])), maxSec: int64(le.Uint64(e[16:])),
+		minSer: le.Uint64(e[24:]), maxSer: le.Uint64(e[32:]), events: le.Uint32(e[40:]), done: true}
+	vo, pl, bl, tl := le.Uint64(e[44:]), uint64(le.Uint32(e[52:])), uint64(le.Uint32(e[56:])), uint64(le.Uint32(e[60:]))
+	vars := ix.vars
+	if vo > uint64(len(vars)) || pl+bl+tl > uint64(len(vars))-vo {
+		return false
+	}
+	blk.openRaw = vars[vo : vo+pl : vo+pl]
+	blk.bloom = vars[vo+pl : vo+pl+bl : vo+pl+bl]
+	blk.tailsRaw = vars[vo+pl+bl : vo+pl+bl+tl : vo+pl+bl+tl]
+	return tl >= 4 && uint64(le.Uint32(blk.tailsRaw))*12+4 == tl
+}
+
+// decodeAll decodes every block of a decoded sidecar into blocks.
+func (ix *Index) decodeAll() {
+	if ix.tab == nil {
+		return
+	}
+	bs := make([]block, ix.n)
+	ix.blocks = make([]*block, ix.n)
+	for i := range bs {
+		ix.entry(i, &bs[i])
+		ix.blocks[i] = &bs[i]
+	}
+	ix.tab, ix.vars = nil, nil
 }
 
 // Builder builds or extends an index from the lines and events of a scan
@@ -93,6 +141,8 @@ func NewBuilder(blockSize int64) *Builder {
 
 // extend continues ix from its covered end.
 func (ix *Index) extend() *Builder {
+	ix.decodeAll()
+	ix.final = nil
 	b := &Builder{ix: ix, pending: len(ix.blocks)}
 	b.startBlock(ix.covered, ix.tail, ix.skipped)
 	b.base = ix.skipped
@@ -142,6 +192,21 @@ func (b *Builder) event(ev *Event) {
 		return // before the part being built (cannot happen) or sealed
 	}
 	blk.add(ev)
+	if i+1 < len(bl) { // lines after the block's end: its tail
+		end := bl[i+1].off
+		for k, o := range ev.Offs {
+			if o >= end {
+				blk.tails = append(blk.tails, tailLine{o, int32(len(ev.Lines[k]))})
+			}
+		}
+	}
+}
+
+// tailLine is a line after a block's end that belongs to an event begun
+// in the block.
+type tailLine struct {
+	off int64
+	n   int32
 }
 
 func (blk *block) add(ev *Event) {
@@ -290,51 +355,68 @@ func bloomHas(bf []byte, t string) bool {
 
 // mayMatch reports whether the block can hold an event q matches.
 func (blk *block) mayMatch(q *Query) bool {
-	if blk.events == 0 {
-		return false
-	}
-	if q.HasStart && blk.maxSec < q.Start || q.HasEnd && blk.minSec > q.End {
+	return summaryMatch(q, blk.events, blk.minSec, blk.maxSec, blk.minSer, blk.maxSer) && bloomMatch(q, blk.bloom)
+}
+
+func summaryMatch(q *Query, events uint32, minSec, maxSec int64, minSer, maxSer uint64) bool {
+	if events == 0 || q.HasStart && maxSec < q.Start || q.HasEnd && minSec > q.End {
 		return false
 	}
 	if len(q.Serials) > 0 {
 		in := false
 		for _, s := range q.Serials {
-			in = in || s >= blk.minSer && s <= blk.maxSer
+			in = in || s >= minSer && s <= maxSer
 		}
-		if !in {
-			return false
-		}
+		return in
 	}
-	anyTerm := func(prefix string, vals []string) bool {
+	return true
+}
+
+func bloomMatch(q *Query, bloom []byte) bool {
+	t := q.terms()
+	anyTerm := func(vals []string) bool {
 		for _, v := range vals {
-			if bloomHas(blk.bloom, prefix+v) {
+			if bloomHas(bloom, v) {
 				return true
 			}
 		}
 		return false
 	}
-	if len(q.Contids) > 0 {
-		var vs []string
+	return (len(t.contids) == 0 || anyTerm(t.contids)) && (len(t.keys) == 0 || anyTerm(t.keys)) && (len(t.types) == 0 || anyTerm(t.types))
+}
+
+// queryTerms are a query's criteria as Bloom filter terms.
+type queryTerms struct {
+	contids, keys, types []string
+	done                 bool
+}
+
+func (q *Query) terms() *queryTerms {
+	t := &q.qterms
+	if !t.done {
+		t.done = true
 		for _, id := range q.Contids {
-			vs = append(vs, strconv.FormatUint(uint64(id), 10))
+			t.contids = append(t.contids, "c"+strconv.FormatUint(uint64(id), 10))
 		}
-		if !anyTerm("c", vs) {
-			return false
+		for _, k := range q.Keys {
+			t.keys = append(t.keys, "k"+k)
+		}
+		for _, ty := range q.Types {
+			t.types = append(t.types, "t"+strconv.Itoa(int(ty)))
 		}
 	}
-	if len(q.Keys) > 0 && !anyTerm("k", q.Keys) {
+	return t
+}
+
+// mayMatchAt is mayMatch for block i of a decoded sidecar, read in place.
+func (ix *Index) mayMatchAt(i int, q *Query) bool {
+	le := binary.LittleEndian
+	e := ix.tab[i*entrySize : (i+1)*entrySize]
+	if !summaryMatch(q, le.Uint32(e[40:]), int64(le.Uint64(e[8:])), int64(le.Uint64(e[16:])), le.Uint64(e[24:]), le.Uint64(e[32:])) {
 		return false
 	}
-	if len(q.Types) > 0 {
-		var vs []string
-		for _, t := range q.Types {
-			vs = append(vs, strconv.Itoa(int(t)))
-		}
-		if !anyTerm("t", vs) {
-			return false
-		}
-	}
-	return true
+	vo, pl, bl := le.Uint64(e[44:]), uint64(le.Uint32(e[52:])), uint64(le.Uint32(e[56:]))
+	return bloomMatch(q, ix.vars[vo+pl:vo+pl+bl]) // bounds checked by UnmarshalIndex
 }
 
 // The sidecar's layout, little-endian, version 2:
@@ -345,18 +427,20 @@ func (blk *block) mayMatch(q *Query) bool {
 //	tail phantoms (see appendPhantoms)
 //	n u32, then n entries of entrySize bytes:
 //	  off minSec maxSec minSer maxSer  5 × u64
-//	  events u32, varOff u64, phantomsLen u32, bloomLen u32
-//	the variable area: each block's phantoms and Bloom filter
+//	  events u32, varOff u64, phantomsLen u32, bloomLen u32, tailsLen u32
+//	the variable area: each block's phantoms, Bloom filter and tail lines
+//	  (n u32, then n × offset u64, length u32)
 //	CRC-32C (Castagnoli) of everything before, u32
 //
 // The entries have a fixed size, so a search reads the table without
 // walking the filters; the final block, when there is one, is the last.
-const entrySize = 5*8 + 4 + 8 + 4 + 4
+const entrySize = 5*8 + 4 + 8 + 4 + 4 + 4
 
-var indexMagic = [8]byte{'C', 'I', 'D', 'X', 0, 0, 0, 2}
+var indexMagic = [8]byte{'C', 'I', 'D', 'X', 0, 0, 0, 3}
 
 // Marshal encodes the index.
 func (ix *Index) Marshal() []byte {
+	ix.decodeAll()
 	le := binary.LittleEndian
 	blocks := ix.blocks
 	if ix.final != nil {
@@ -380,6 +464,14 @@ func (ix *Index) Marshal() []byte {
 		b = le.AppendUint32(b, uint32(len(vars)-n))
 		b = le.AppendUint32(b, uint32(len(blk.bloom)))
 		vars = append(vars, blk.bloom...)
+		n = len(vars)
+		ts := blk.tailLines()
+		vars = le.AppendUint32(vars, uint32(len(ts)))
+		for _, t := range ts {
+			vars = le.AppendUint64(vars, uint64(t.off))
+			vars = le.AppendUint32(vars, uint32(t.n))
+		}
+		b = le.AppendUint32(b, uint32(len(vars)-n))
 	}
 	b = append(b, vars...)
 	return le.AppendUint32(b, crc32.Checksum(b, crcTable))
@@ -480,35 +572,26 @@ func UnmarshalIndex(data []byte) (*Index, error) {
 	if d.err || ix.covered < 0 || ix.blockSize <= 0 {
 		return nil, ErrBadIndex
 	}
-	vars := d.b
-	le := binary.LittleEndian
-	blocks := make([]block, n)
-	ix.blocks = make([]*block, n)
+	ix.tab, ix.vars, ix.n = tab, d.b, n
 	prev := int64(-1)
-	for i := range blocks {
-		e := tab[i*entrySize : (i+1)*entrySize]
-		blk := &blocks[i]
-		*blk = block{off: int64(le.Uint64(e)), minSec: int64(le.Uint64(e[8:])), maxSec: int64(le.Uint64(e[16:])),
-			minSer: le.Uint64(e[24:]), maxSer: le.Uint64(e[32:]), events: le.Uint32(e[40:]), done: true}
-		vo, pl, bl := le.Uint64(e[44:]), uint64(le.Uint32(e[52:])), uint64(le.Uint32(e[56:]))
-		if vo > uint64(len(vars)) || pl+bl > uint64(len(vars))-vo {
+	var blk block
+	for i := 0; i < n; i++ {
+		if !ix.entry(i, &blk) {
 			return nil, ErrBadIndex
 		}
-		blk.openRaw = vars[vo : vo+pl : vo+pl]
-		blk.bloom = vars[vo+pl : vo+pl+bl : vo+pl+bl]
 		last := i == n-1 && ix.finalSize > 0
 		if blk.off < prev || blk.off == prev && !last || blk.off > ix.covered {
 			return nil, ErrBadIndex
 		}
 		prev = blk.off
-		ix.blocks[i] = blk
 	}
 	if ix.finalSize > 0 {
-		if n == 0 || ix.finalEnd < ix.covered || ix.finalSize < ix.finalEnd || ix.blocks[n-1].off != ix.covered {
+		fin := &block{}
+		if n == 0 || ix.finalEnd < ix.covered || ix.finalSize < ix.finalEnd || !ix.entry(n-1, fin) || fin.off != ix.covered {
 			return nil, ErrBadIndex
 		}
-		ix.final = ix.blocks[n-1]
-		ix.blocks = ix.blocks[:n-1]
+		ix.final = fin
+		ix.n = n - 1
 	}
 	return ix, nil
 }
@@ -554,4 +637,18 @@ func (blk *block) phantoms() []Phantom {
 		blk.open = d.phantoms()
 	}
 	return blk.open
+}
+
+// tailLines returns the block's tail lines.
+func (blk *block) tailLines() []tailLine {
+	if blk.tails == nil && len(blk.tailsRaw) > 4 {
+		le := binary.LittleEndian
+		n := int(le.Uint32(blk.tailsRaw))
+		blk.tails = make([]tailLine, n)
+		for i := range blk.tails {
+			e := blk.tailsRaw[4+12*i:]
+			blk.tails[i] = tailLine{int64(le.Uint64(e)), int32(le.Uint32(e[8:]))}
+		}
+	}
+	return blk.tails
 }

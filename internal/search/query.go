@@ -31,6 +31,7 @@ type Query struct {
 	Serials []uint64
 
 	idText []string // Contids in decimal
+	qterms queryTerms
 }
 
 // Match reports whether ev meets every criterion of q. It parses the

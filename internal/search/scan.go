@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 )
 
 // Stats says what a search read and skipped.
@@ -161,4 +162,77 @@ func (s *scan) reader(from int64) *lineReader {
 		s.br.Reset(sr)
 	}
 	return &lineReader{br: s.br, off: from}
+}
+
+// runTails emits the matching events whose first line lies in [from, to):
+// it reads that range from the checkpoint at from, then only the lines
+// after it that the index lists as belonging to those events (tails),
+// and then ends every event. The grouping is the same as a scan's: every
+// rule that would end one of these events before one of its tail lines
+// would also end it in the full file, where that line could then not be
+// its.
+func (s *scan) runTails(from, to int64, open []Phantom, tails []tailLine) error {
+	sort.Slice(tails, func(i, j int) bool { return tails[i].off < tails[j].off })
+	g := NewGrouper(open)
+	drain := func() error {
+		for {
+			ev, ok := g.Next()
+			if !ok {
+				return nil
+			}
+			if ev.First >= to {
+				continue
+			}
+			s.st.Events++
+			if s.q.Match(ev) {
+				s.st.Matched++
+				if err := s.emit(ev); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	sr := io.NewSectionReader(s.f, from, to-from)
+	if s.br == nil {
+		s.br = bufio.NewReaderSize(sr, 64<<10)
+	} else {
+		s.br.Reset(sr)
+	}
+	lr := &lineReader{br: s.br, off: from}
+	for {
+		off, line, long, ok, _, err := lr.next()
+		if err != nil {
+			return fmt.Errorf("search: read %s: %w", s.f.Name(), err)
+		}
+		if !ok {
+			break
+		}
+		if long {
+			g.Skip()
+		} else {
+			g.Add(off, line)
+		}
+		if err := drain(); err != nil {
+			return err
+		}
+	}
+	s.st.BytesRead += to - from
+	var prev int64 = -1
+	for _, t := range tails {
+		if t.off == prev {
+			continue
+		}
+		prev = t.off
+		buf := make([]byte, t.n)
+		if _, err := s.f.ReadAt(buf, t.off); err != nil {
+			return fmt.Errorf("search: read %s: %w", s.f.Name(), err)
+		}
+		s.st.BytesRead += int64(t.n)
+		g.Add(t.off, string(buf))
+		if err := drain(); err != nil {
+			return err
+		}
+	}
+	g.Flush()
+	return drain()
 }

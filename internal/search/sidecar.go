@@ -26,20 +26,33 @@ func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
 	} else {
 		s.st.Indexed++
 		s.st.Malformed += ix.skipped
-		for i := 0; i < len(ix.blocks); {
-			if !ix.blocks[i].mayMatch(s.q) {
+		n := ix.nblocks()
+		var blk block
+		for i := 0; i < n; {
+			if !ix.mayMatchAt(i, s.q) {
 				i++
 				continue
 			}
+			ix.entry(i, &blk)
+			start, open := blk.off, blk.phantoms()
+			tails := blk.tailLines()
 			j := i + 1
-			for j < len(ix.blocks) && ix.blocks[j].mayMatch(s.q) {
-				j++
+			for ; j < n && ix.mayMatchAt(j, s.q); j++ {
+				ix.entry(j, &blk)
+				tails = append(tails, blk.tailLines()...)
 			}
 			end := ix.covered
-			if j < len(ix.blocks) {
-				end = ix.blocks[j].off
+			if j < n {
+				ix.entry(j, &blk)
+				end = blk.off
 			}
-			if err := s.run(ix.blocks[i].off, end, ix.blocks[i].phantoms(), nil); err != nil {
+			keep := tails[:0]
+			for _, t := range tails {
+				if t.off >= end {
+					keep = append(keep, t)
+				}
+			}
+			if err := s.runTails(start, end, open, keep); err != nil {
 				return err
 			}
 			i = j

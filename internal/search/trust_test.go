@@ -44,6 +44,7 @@ func TestForgedSidecarIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ix.decodeAll()
 	for _, blk := range ix.blocks { // the forgery: no block holds anything
 		blk.phantoms()
 		blk.bloom = make([]byte, len(blk.bloom))
