@@ -30,6 +30,7 @@ type Event struct {
 	// Offs their offsets.
 	Lines []string
 	Offs  []int64
+	types []records.Type // of each line, from its header
 	// Records are the parsed lines, Raw set (without the line ending),
 	// once Parse has run; a line whose fields do not parse has none.
 	Records []records.Record
@@ -134,6 +135,7 @@ func (g *Grouper) Add(off int64, line string) {
 	if !ev.phantom {
 		ev.Lines = append(ev.Lines, line)
 		ev.Offs = append(ev.Offs, off)
+		ev.types = append(ev.types, r.Type)
 	}
 	switch {
 	case r.Type == records.EOE:

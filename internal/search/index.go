@@ -11,6 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+
+	"github.com/contid/contid/internal/records"
 	"syscall"
 )
 
@@ -297,20 +300,38 @@ func (blk *block) seal() {
 }
 
 // eventTerms are what the Bloom filters hold: every element of every
-// chain, the keys and the record types.
+// chain, the keys and the record types. Only the lines that can hold a
+// chain (CONTAINER_ID and contid's own records) or a key (their text holds
+// "key=") are parsed: the result is that of Chains and Keys.
 func eventTerms(ev *Event) []string {
-	ev.Parse()
+	var recs []records.Record
 	var out []string
-	for _, c := range Chains(ev) {
+	seen := map[records.Type]bool{}
+	for i, l := range ev.Lines {
+		t := ev.types[i]
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, "t"+strconv.Itoa(int(t)))
+		}
+		if ev.parsed {
+			continue
+		}
+		if t >= records.ContainerOp && t <= records.ContidLoss || strings.Contains(l, "key=") {
+			if r, err := records.ParseLine(l); err == nil {
+				recs = append(recs, r)
+			}
+		}
+	}
+	if ev.parsed {
+		recs = ev.Records
+	}
+	for _, c := range chainsOf(recs) {
 		for _, id := range c {
 			out = append(out, "c"+strconv.FormatUint(uint64(id), 10))
 		}
 	}
-	for _, k := range Keys(ev) {
+	for _, k := range keysOf(recs) {
 		out = append(out, "k"+k)
-	}
-	for i := range ev.Records {
-		out = append(out, "t"+strconv.Itoa(int(ev.Records[i].Type)))
 	}
 	return out
 }

@@ -181,10 +181,14 @@ func (q *Query) matchSuccess(ev *Event) bool {
 // its sender's chain only.
 func Chains(ev *Event) []contid.Chain {
 	ev.Parse()
+	return chainsOf(ev.Records)
+}
+
+func chainsOf(recs []records.Record) []contid.Chain {
 	var out []contid.Chain
 	found := false
-	for i := range ev.Records {
-		r := &ev.Records[i]
+	for i := range recs {
+		r := &recs[i]
 		if r.Type != records.ContainerID {
 			continue
 		}
@@ -200,8 +204,8 @@ func Chains(ev *Event) []contid.Chain {
 	if found {
 		return out
 	}
-	for i := range ev.Records {
-		r := &ev.Records[i]
+	for i := range recs {
+		r := &recs[i]
 		if r.Type < records.ContainerOp || r.Type > records.ContidLoss {
 			continue
 		}
@@ -266,15 +270,25 @@ func splitKeys(v string) []string { return strings.Split(v, "\x01") }
 // Keys returns the distinct keys of the event's records.
 func Keys(ev *Event) []string {
 	ev.Parse()
+	return keysOf(ev.Records)
+}
+
+func keysOf(recs []records.Record) []string {
 	var out []string
-	anyField(ev, "key", func(v string) bool {
-		for _, k := range splitKeys(v) {
-			if !hasStr(out, k) {
-				out = append(out, k)
+	for i := range recs {
+		r := &recs[i]
+		for j := range r.Fields {
+			f := &r.Fields[j]
+			if f.Key != "key" || f.Enriched {
+				continue
+			}
+			for _, k := range splitKeys(f.Value) {
+				if !hasStr(out, k) {
+					out = append(out, k)
+				}
 			}
 		}
-		return false
-	})
+	}
 	return out
 }
 
