@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash/crc32"
 	"hash/fnv"
 	"io"
@@ -641,7 +640,7 @@ func hashes(f *os.File, covered int64) (uint64, uint64, error) {
 // sidecarPath returns where the index of the file with this identity
 // lives.
 func sidecarPath(logPath string, dev, ino uint64) string {
-	return filepath.Join(filepath.Dir(logPath), IndexDirName, fmt.Sprintf("%d-%d.idx", dev, ino))
+	return filepath.Join(filepath.Dir(logPath), IndexDirName, sidecarName(dev, ino))
 }
 
 func fileID(fi os.FileInfo) (dev, ino uint64) {

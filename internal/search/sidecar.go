@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // indexed searches one file through its sidecar: the blocks the index
@@ -92,15 +94,16 @@ func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
 // sidecar that could have been written by someone other than root or the
 // caller is not trusted: it could hide events from a search.
 func (s *scan) loadIndex(path string, dev, ino uint64) *Index {
-	dir := filepath.Join(filepath.Dir(path), IndexDirName)
-	if !trustedDir(dir) {
-		return nil
-	}
-	sp := sidecarPath(path, dev, ino)
-	f, err := os.OpenFile(sp, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	d, err := openIndexDir(path, false)
 	if err != nil {
 		return nil
 	}
+	defer d.Close()
+	fd, err := unix.Openat(int(d.Fd()), sidecarName(dev, ino), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), sidecarName(dev, ino))
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() || !trustedOwner(fi) || fi.Size() > 1<<30 {
@@ -121,6 +124,36 @@ func (s *scan) loadIndex(path string, dev, ino uint64) *Index {
 	return ix
 }
 
+// openIndexDir opens the index directory beside the log at logPath,
+// creating it when asked, without following a symbolic link in its place,
+// and only when it is trusted. The sidecars are then opened relative to
+// it, so that the directory cannot be swapped after the check.
+func openIndexDir(logPath string, create bool) (*os.File, error) {
+	parent, err := os.Open(filepath.Dir(logPath))
+	if err != nil {
+		return nil, err
+	}
+	defer parent.Close()
+	if create {
+		if err := unix.Mkdirat(int(parent.Fd()), IndexDirName, 0o700); err != nil && err != unix.EEXIST {
+			return nil, fmt.Errorf("search: mkdir %s: %w", IndexDirName, err)
+		}
+	}
+	fd, err := unix.Openat(int(parent.Fd()), IndexDirName, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("search: open %s: %w", IndexDirName, err)
+	}
+	d := os.NewFile(uintptr(fd), filepath.Join(filepath.Dir(logPath), IndexDirName))
+	fi, err := d.Stat()
+	if err != nil || !trustedOwner(fi) {
+		d.Close()
+		return nil, fmt.Errorf("search: %s: not a directory owned by root or us and closed to others", d.Name())
+	}
+	return d, nil
+}
+
+func sidecarName(dev, ino uint64) string { return fmt.Sprintf("%d-%d.idx", dev, ino) }
+
 // trustedOwner: owned by root or by us, and writable by nobody else.
 func trustedOwner(fi os.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
@@ -131,43 +164,39 @@ func trustedOwner(fi os.FileInfo) bool {
 	return (st.Uid == 0 || st.Uid == uid) && fi.Mode().Perm()&0o022 == 0
 }
 
-func trustedDir(dir string) bool {
-	fi, err := os.Lstat(dir)
-	return err == nil && fi.IsDir() && trustedOwner(fi)
-}
-
 // writeSidecar writes ix atomically (a temporary file renamed over the
 // old one) in the index directory beside the log, creating it when
 // missing, and removes the sidecars of files that are gone.
 func writeSidecar(logPath string, ix *Index) error {
-	dir := filepath.Join(filepath.Dir(logPath), IndexDirName)
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	if !trustedDir(dir) {
-		return fmt.Errorf("search: %s: not a directory owned by root or us and closed to others", dir)
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	d, err := openIndexDir(logPath, true)
 	if err != nil {
 		return err
 	}
-	_, err = tmp.Write(ix.Marshal())
-	if cerr := tmp.Close(); err == nil {
+	defer d.Close()
+	dfd := int(d.Fd())
+	tmp := fmt.Sprintf(".tmp-%d-%d", os.Getpid(), time.Now().UnixNano())
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("search: create sidecar: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.Write(ix.Marshal())
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), sidecarPath(logPath, ix.dev, ix.ino))
+		err = unix.Renameat(dfd, tmp, dfd, sidecarName(ix.dev, ix.ino))
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
-		return err
+		unix.Unlinkat(dfd, tmp, 0)
+		return fmt.Errorf("search: write sidecar: %w", err)
 	}
-	pruneSidecars(filepath.Dir(logPath), dir)
+	pruneSidecars(filepath.Dir(logPath), d)
 	return nil
 }
 
 // pruneSidecars removes the sidecars of logs no longer in logDir.
-func pruneSidecars(logDir, dir string) {
+func pruneSidecars(logDir string, d *os.File) {
 	live := map[string]bool{}
 	ents, err := os.ReadDir(logDir)
 	if err != nil {
@@ -178,18 +207,16 @@ func pruneSidecars(logDir, dir string) {
 			continue
 		}
 		if fi, err := e.Info(); err == nil {
-			d, i := fileID(fi)
-			live[strconv.FormatUint(d, 10)+"-"+strconv.FormatUint(i, 10)+".idx"] = true
+			live[sidecarName(fileID(fi))] = true
 		}
 	}
-	idx, err := os.ReadDir(dir)
+	names, err := d.Readdirnames(-1)
 	if err != nil {
 		return
 	}
-	for _, e := range idx {
-		n := e.Name()
+	for _, n := range names {
 		if strings.HasSuffix(n, ".idx") && !live[n] {
-			os.Remove(filepath.Join(dir, n))
+			unix.Unlinkat(int(d.Fd()), n, 0)
 		}
 	}
 }

@@ -61,6 +61,9 @@ func TestForgedSidecarIgnored(t *testing.T) {
 		{"directory others may write", func() { os.Chmod(idxDir, 0o777) }},
 	}
 	for _, c := range cases {
+		if c.name == "" {
+			continue
+		}
 		t.Run(c.name, func(t *testing.T) {
 			os.Chown(idxDir, 0, 0)
 			os.Chmod(idxDir, 0o700)
@@ -78,5 +81,25 @@ func TestForgedSidecarIgnored(t *testing.T) {
 				t.Errorf("search trusted a forged sidecar: %d bytes, want %d", len(got), len(want))
 			}
 		})
+	}
+
+	// The index directory replaced by a symbolic link to a directory that
+	// holds the forgery: neither read nor written through.
+	os.RemoveAll(idxDir)
+	evil := t.TempDir()
+	if err := os.WriteFile(filepath.Join(evil, filepath.Base(sp)), forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(evil, idxDir); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, info.Files, &q, Options{}); got != want {
+		t.Errorf("search followed a symbolic link to a forged sidecar")
+	}
+	if b, _ := os.ReadFile(filepath.Join(evil, filepath.Base(sp))); string(b) != string(forged) {
+		t.Errorf("search wrote through a symbolic link")
+	}
+	if ents, _ := os.ReadDir(evil); len(ents) != 1 {
+		t.Errorf("search created files through a symbolic link: %v", ents)
 	}
 }
