@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"sort"
+
+	"golang.org/x/sys/unix"
 )
 
 // Stats says what a search read and skipped.
@@ -58,6 +60,7 @@ func searchFile(path string, q *Query, opt Options, st *Stats, emit func(*Event)
 	st.Bytes += size
 	s := &scan{f: f, size: size, q: q, st: st, emit: emit}
 	if !opt.NoIndex {
+		defer s.unmap()
 		return s.indexed(path, fi, opt)
 	}
 	s.countSkips = true
@@ -72,6 +75,7 @@ type scan struct {
 	st   *Stats
 	emit func(*Event) error
 	br   *bufio.Reader
+	maps [][]byte // sidecars mapped for the search, unmapped at its end
 	// countSkips counts the malformed lines of ranges read without a
 	// Builder; an index brings the count of what it covers instead.
 	countSkips bool
@@ -235,4 +239,11 @@ func (s *scan) runTails(from, to int64, open []Phantom, tails []tailLine) error 
 	}
 	g.Flush()
 	return drain()
+}
+
+func (s *scan) unmap() {
+	for _, m := range s.maps {
+		unix.Munmap(m)
+	}
+	s.maps = nil
 }

@@ -109,10 +109,17 @@ func (s *scan) loadIndex(path string, dev, ino uint64) *Index {
 	if err != nil || !fi.Mode().IsRegular() || !trustedOwner(fi) || fi.Size() > 1<<30 {
 		return nil
 	}
-	data := make([]byte, fi.Size())
-	if _, err := f.ReadAt(data, 0); err != nil {
+	if fi.Size() == 0 {
 		return nil
 	}
+	// Mapped, not read: the search looks at a small part of the filters.
+	// The mapping stays until the process ends or the GC finds no use of
+	// it; sidecars are only ever replaced by rename, never rewritten.
+	data, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil
+	}
+	s.maps = append(s.maps, data)
 	ix, err := UnmarshalIndex(data)
 	if err != nil || ix.dev != dev || ix.ino != ino || ix.covered > s.size {
 		return nil
