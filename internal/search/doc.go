@@ -22,8 +22,9 @@
 //
 //   - Index is a file's sidecar: per block of about 16 KiB of log, the
 //     time and serial range and a Bloom filter of the containers, keys and
-//     record types of the events that start in it, and the grouper state
-//     at the block's start. A search reads only the blocks the filter
+//     record types of the events that start in it, the grouper state at
+//     the block's start, and the lines after the block that belong to
+//     those events. A search reads only the blocks the filter
 //     admits; a missing, torn or stale sidecar (checked by checksum, the
 //     log's device, inode and size, and hashes of the covered bytes) is
 //     ignored and the file scanned, so the index can make a search faster
