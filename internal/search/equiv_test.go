@@ -1,8 +1,10 @@
 package search
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/contid/contid/internal/contid"
@@ -46,4 +48,30 @@ func collect(t *testing.T, files []string, q *Query, opt Options) string {
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// TestLongAndTornLines: a line over records.MaxLineLen is skipped without
+// being held whole, a last line without its newline is skipped, both are
+// counted, and the events around them are found, indexed or not.
+func TestLongAndTornLines(t *testing.T) {
+	long := "type=SYSCALL msg=audit(1.000:2): a0=" + strings.Repeat("A", 200<<10) + "\n"
+	log := line("SYSCALL", 1, 1, "pid=1") + line("EOE", 1, 1, "") + long +
+		line("SYSCALL", 1, 3, "pid=3") + line("EOE", 1, 3, "") + "type=SYSCALL msg=audit(1.000:4): pi"
+	path := filepath.Join(t.TempDir(), "audit.log")
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, opt := range []Options{{NoIndex: true}, {}, {}} {
+		var serials []uint64
+		st, err := Search([]string{path}, &Query{}, opt, func(ev *Event) error {
+			serials = append(serials, ev.Stamp.Serial)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(serials) != "[1 3]" || st.Malformed != 1 || st.Torn != 1 {
+			t.Errorf("%+v: events %v, stats %+v; want [1 3], 1 malformed, 1 torn", opt, serials, st)
+		}
+	}
 }
