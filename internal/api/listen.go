@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -109,6 +110,7 @@ type listener struct {
 	adm       admission
 	log       *slog.Logger
 	peerPidFD bool // false: ignore SO_PEERPIDFD, as before Linux 6.5 (tests)
+	lingering chan struct{}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -119,7 +121,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		p, err := peerOf(c, l.peerPidFD)
 		if err != nil {
-			refuseConn(c, unix.ESRCH, "who is calling: "+err.Error())
+			l.refuse(c, unix.ESRCH, "who is calling: "+err.Error())
 			continue
 		}
 		// Reserved slots go to callers privileged now, by the rules that
@@ -131,7 +133,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err := l.adm.take(p.Conn.UID, priv); err != nil {
 			l.log.Debug("api: connection refused", "pid", p.PID, "uid", p.Conn.UID, "err", err)
 			p.Close()
-			refuseConn(c, unix.EAGAIN, "too many connections: "+err.Error()+"; try again later")
+			l.refuse(c, unix.EAGAIN, "too many connections: "+err.Error()+"; try again later")
 			continue
 		}
 		return &conn{UnixConn: c, peer: p, priv: priv, l: l}, nil
@@ -145,14 +147,29 @@ func peerOf(c *net.UnixConn, peerPidFD bool) (peer.Peer, error) {
 	return peer.FromConnWithoutPeerPidFD(c)
 }
 
-// refuseConn answers a connection that will not be served with an HTTP
-// error and closes it, without reading the request.
-func refuseConn(c *net.UnixConn, n unix.Errno, msg string) {
+// refuse answers a connection that will not be served with an HTTP error
+// and closes it. It reads and discards what the client sends meanwhile
+// (for at most a second, up to 16 KiB): a client still writing its
+// request to a closed socket would fail with EPIPE before it reads why.
+// At most 64 refused connections linger so; more are closed at once.
+func (l *listener) refuse(c *net.UnixConn, n unix.Errno, msg string) {
 	body, _ := json.Marshal(Error{Errno: engine.ErrnoName(n), Code: int(n), Message: msg})
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		httpStatus(n), statusText(n), len(body), body)
-	c.Close()
+	select {
+	case l.lingering <- struct{}{}:
+	default:
+		c.Close()
+		return
+	}
+	go func() {
+		defer func() { <-l.lingering }()
+		c.CloseWrite()
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		io.CopyN(io.Discard, c, 16<<10)
+		c.Close()
+	}()
 }
 
 func statusText(n unix.Errno) string {

@@ -126,7 +126,7 @@ func Listen(cfg Config, core Core, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, core: core, log: log, lists: newListLimiter(cfg.ListRate, cfg.ListBurst)}
-	s.ln = &listener{UnixListener: ln, log: log, peerPidFD: !cfg.noPeerPidFD,
+	s.ln = &listener{UnixListener: ln, log: log, peerPidFD: !cfg.noPeerPidFD, lingering: make(chan struct{}, 64),
 		adm: admission{max: cfg.MaxConns, reserved: cfg.Reserved, perUID: cfg.PerUID, byUID: map[uint32]int{}}}
 	var self syscall.Stat_t
 	if err := syscall.Stat("/proc/self/ns/pid", &self); err != nil {

@@ -100,6 +100,8 @@ func httpStatus(n unix.Errno) int {
 		return 409
 	case unix.E2BIG:
 		return 413
+	case unix.EAGAIN:
+		return 503
 	}
 	return 500
 }
