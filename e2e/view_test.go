@@ -2,12 +2,36 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/contid/contid/internal/api"
 )
+
+// waitScript defines registered JOB FILE: it waits until the process
+// whose pid contid exec's child wrote to FILE has a contid, or until JOB
+// (the contid exec) has ended (then it fails).
+const waitScript = `registered() {
+	while kill -0 $1 2>/dev/null; do
+		[ -s "$2" ] && "$C" get $(cat "$2") 2>/dev/null | grep -qv unset && return 0
+		sleep 0.02
+	done
+	return 1
+}
+`
+
+// tmpShared is a temporary directory every user may enter.
+func tmpShared(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "contid-e2e-view-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777|os.ModeSticky)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
 
 // sections splits a script's output at lines "== NAME".
 func sections(out string) map[string]string {
@@ -38,19 +62,20 @@ func decodeJSON[T any](t *testing.T, what, s string) T {
 // for one of its processes is ESRCH.
 func TestContainedCallerView(t *testing.T) {
 	d := startDaemon(t, "")
-	out, errOut, code := d.sh(`
-"$C" exec --contid 700 -- sleep 60 & S=$!
-while [ "$("$C" get $S 2>/dev/null)" != 700 ]; do sleep 0.02; done
+	out, errOut, code := d.sh(`eval "$W"
+"$C" exec --contid 700 -- sh -c 'echo $$ > "$T/s"; exec sleep 60' & S=$!
+registered $S "$T/s" || exit 9
 "$C" exec --contid 701 -- sh -c '
-	"$C" exec --contid 702 -- sleep 60 & N=$!
-	while [ "$("$C" get $N 2>/dev/null)" != 702 ]; do sleep 0.02; done
+	eval "$W"
+	"$C" exec --contid 702 -- sh -c "echo \$\$ > $T/n; exec sleep 60" & N=$!
+	registered $N "$T/n" || exit 9
 	echo "== ps"; "$C" ps -a --json
 	echo "== containers"; "$C" containers --json
 	echo "== containers-text"; "$C" containers
-	echo "== get-sibling"; "$C" get '$S' 2>&1; echo "rc=$?"
-	echo "== get-nested"; "$C" get --chain $N
+	echo "== get-sibling"; "$C" get $(cat "$T/s") 2>&1; echo "rc=$?"
+	echo "== get-nested"; "$C" get --chain $(cat "$T/n")
 	kill $N'
-R=$?; kill $S; exit $R`)
+R=$?; kill $S; exit $R`, "T="+tmpShared(t), "W="+waitScript)
 	if code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
 	}
@@ -86,24 +111,25 @@ R=$?; kill $S; exit $R`)
 // caller sees no exe of a process /proc would not show it.
 func TestNestedPidNSView(t *testing.T) {
 	d := startDaemon(t, "")
-	out, errOut, code := d.sh(`
-"$C" exec --contid 720 -- sleep 60 & H=$!
-while [ "$("$C" get $H 2>/dev/null)" != 720 ]; do sleep 0.02; done
+	out, errOut, code := d.sh(`eval "$W"
+"$C" exec --contid 720 -- sh -c 'echo $$ > "$T/h"; exec sleep 60' & H=$!
+registered $H "$T/h" || exit 9
 unshare --fork --pid --mount-proc sh -c '
+	eval "$W"
 	sleep 60 & P=$!
 	echo "== containers-before"; "$C" containers --json
-	"$C" exec --contid 721 -- sleep 60 & E=$!
-	while [ "$("$C" get $E 2>/dev/null)" != 721 ]; do sleep 0.02; done
+	"$C" exec --contid 721 -- sh -c "echo \$\$ > $T/e; exec sleep 60" & E=$!
+	registered $E "$T/e" || exit 9
 	echo "== ps"; "$C" ps -a --json
 	echo "== proc"; ls /proc | grep "^[0-9]*$" | tr "\n" " "; echo
 	echo "== containers"; "$C" containers --json
 	echo "== exec-pid"; echo $E
-	echo "== get-host"; "$C" get '$H' 2>&1; echo "rc=$?"
+	echo "== get-host"; "$C" get $(cat "$T/h") 2>&1; echo "rc=$?"
 	echo "== get-self"; "$C" get --json $$
 	kill $P $E'
 R=$?
 echo "== unpriv"; setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo $$; "$C" ps -a --json'
-kill $H; exit $R`)
+kill $H; exit $R`, "T="+tmpShared(t), "W="+waitScript)
 	if code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
 	}
@@ -122,7 +148,7 @@ kill $H; exit $R`)
 	}
 	sawInit := false
 	for _, x := range ps {
-		if !procs[x.PID] {
+		if !procs[x.PID] && x.Comm != "contid" { // the ps command has exited since
 			t.Errorf("ps shows pid %d (%s), not a process of the namespace (its /proc: %s)", x.PID, x.Comm, s["proc"])
 		}
 		if x.PID == 1 {
