@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	}
 	// Root writes here: a directory another user owns or may write to
 	// could have its files swapped for links.
-	if err := safedir.Ensure(cfg.LogDir, 0o755); err != nil {
+	if err := safedir.Ensure(cfg.LogDir, 0o700); err != nil {
 		return fmt.Errorf("daemon: log directory: %w", err)
 	}
 	if d.hl, err = auditlog.Open(cfg.HostLog(), log); err != nil {
