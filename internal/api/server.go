@@ -384,9 +384,9 @@ func (s *Server) change(r *http.Request, c *caller, pid int32, f func(*engine.En
 		// Not in the caller's namespace: the engine still refuses (ESRCH)
 		// and logs the attempt, against pid 0, which no task has; the
 		// caller's number could name an unrelated host task.
-		host := int32(0)
-		if _, ok := tg.task(e); ok {
-			host = tg.pid
+		host := tg.pid
+		if _, ok := tg.task(e); !ok && c.foreign {
+			host = 0
 		}
 		err = f(e, engine.SetContid{Time: s.cfg.Now().UnixNano(), Caller: engine.TaskRef{PID: me.TGID, Start: me.Start},
 			CallerCap: c.capable, Target: host})
