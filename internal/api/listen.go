@@ -91,6 +91,13 @@ func (a *admission) take(uid uint32, privileged bool) error {
 	return nil
 }
 
+// full reports whether uid holds its unprivileged limit.
+func (a *admission) full(uid uint32) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.byUID[uid] >= a.perUID
+}
+
 func (a *admission) release(uid uint32, privileged bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -119,6 +126,14 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A non-root uid at its limit is refused before any /proc read,
+		// so a flood of connections from one user costs little. (A
+		// non-root caller with ambient CAP_AUDIT_CONTROL is then held to
+		// its uid's limit too.)
+		if uid, ok := peerUID(c); ok && uid != 0 && l.adm.full(uid) {
+			l.refuse(c, unix.EAGAIN, fmt.Sprintf("too many connections: uid %d holds %d connections, its limit; try again later", uid, l.adm.perUID))
+			continue
+		}
 		p, err := peerOf(c, l.peerPidFD)
 		if err != nil {
 			l.refuse(c, unix.ESRCH, "who is calling: "+err.Error())
@@ -138,6 +153,19 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		return &conn{UnixConn: c, peer: p, priv: priv, l: l}, nil
 	}
+}
+
+func peerUID(c *net.UnixConn) (uint32, bool) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if err != nil || cred == nil {
+		return 0, false
+	}
+	return cred.Uid, true
 }
 
 func peerOf(c *net.UnixConn, peerPidFD bool) (peer.Peer, error) {
