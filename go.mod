@@ -8,3 +8,5 @@ require (
 	github.com/cilium/ebpf v0.22.0
 	golang.org/x/sys v0.50.0
 )
+
+require golang.org/x/time v0.16.0

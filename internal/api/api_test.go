@@ -36,6 +36,11 @@ const child1, child2 = 2000001, 2000002 // not real pids: the engine decides
 
 func newTestServer(t *testing.T) (*Client, *fakeCore, string) {
 	t.Helper()
+	return newTestServerWith(t, func(*Config) {})
+}
+
+func newTestServerWith(t *testing.T, opt func(*Config)) (*Client, *fakeCore, string) {
+	t.Helper()
 	e := engine.New(engine.Config{})
 	me, parent := int32(os.Getpid()), int32(os.Getppid())
 	for _, s := range []engine.SeedTask{
@@ -50,7 +55,9 @@ func newTestServer(t *testing.T) (*Client, *fakeCore, string) {
 	e.Fork(engine.Fork{Time: 4, Parent: me, Child: child2, ChildTGID: child2, Start: 4})
 	core := &fakeCore{e: e}
 	sock := filepath.Join(t.TempDir(), "contid.sock")
-	srv, err := Listen(Config{Path: sock, Now: func() time.Time { return time.Unix(1795687200, 0) }}, core, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg := Config{Path: sock, Now: func() time.Time { return time.Unix(1795687200, 0) }}
+	opt(&cfg)
+	srv, err := Listen(cfg, core, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

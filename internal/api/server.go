@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -32,16 +30,34 @@ type Core interface {
 	Do(ctx context.Context, f func(e *engine.Engine) error) error
 }
 
-// Config configures a Server. Zero values mean the documented defaults.
+// Config configures a Server. Zero values mean the documented defaults
+// (docs/api.md says what each limit defends).
 type Config struct {
-	Path     string      // socket path; default /run/contid/contid.sock
-	Mode     os.FileMode // socket mode; default 0666: every local process may ask, the checks decide
-	MaxConns int         // concurrent connections; default 64
-	MaxBody  int64       // request body bytes; default 4096
-	Now      func() time.Time
-	Status   func() Status // counters for /v1/status; optional
+	Path string      // socket path; default /run/contid/contid.sock
+	Mode os.FileMode // socket mode; default 0666: every local process may ask, the checks decide
+	// MaxConns bounds connections in all (default 64); Reserved of them
+	// (default 16) only privileged callers (CAP_AUDIT_CONTROL in the
+	// initial user namespace) may take; PerUID (default 8) bounds each
+	// other uid. A connection over a limit is refused at once (EAGAIN).
+	MaxConns, Reserved, PerUID int
+	// Timeouts: a request's headers (default 2 s), the whole request
+	// (default 5 s), an idle keep-alive connection (default 5 s), the
+	// answer (default 30 s: the core may be busy).
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout, WriteTimeout time.Duration
+	// ListRate bounds, per uid, the listings that cost work per task
+	// outside the core (a caller in its own pid namespace, or one without
+	// CAP_SYS_PTRACE whose exe paths are checked): default 4 per second,
+	// bursts of 8.
+	ListRate  float64
+	ListBurst int
+	MaxBody   int64 // request body bytes; default 4096
+	Now       func() time.Time
+	Status    func() Status // counters for /v1/status; optional
 	// KernelContid reads a task's contid from kernel task storage; optional.
 	KernelContid func(tid int32) (contid.ID, bool, error)
+
+	noPeerPidFD bool // as before Linux 6.5 (tests)
+	nsFallback  bool // translate pids from NSpid, as before Linux 6.11 (tests)
 }
 
 // DefaultSocket is where the daemon listens unless configured otherwise.
@@ -54,51 +70,64 @@ type Server struct {
 	core  Core
 	log   *slog.Logger
 	http  *http.Server
-	ln    net.Listener
+	ln    *listener
+	lists *listLimiter
 }
 
 type connKey struct{}
 
-// Listen creates the socket. A stale socket file is replaced; a socket a
-// live daemon still answers on is an error.
-func Listen(cfg Config, core Core, log *slog.Logger) (*Server, error) {
-	if cfg.Path == "" {
-		cfg.Path = DefaultSocket
+func (c *Config) defaults() {
+	if c.Path == "" {
+		c.Path = DefaultSocket
 	}
-	if cfg.Mode == 0 {
-		cfg.Mode = 0o666
+	if c.Mode == 0 {
+		c.Mode = 0o666
 	}
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 64
+	if c.MaxConns <= 0 {
+		c.MaxConns = 64
 	}
-	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = 4096
+	if c.Reserved <= 0 {
+		c.Reserved = 16
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if c.Reserved >= c.MaxConns {
+		c.Reserved = c.MaxConns / 2
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o755); err != nil {
-		return nil, fmt.Errorf("api: %w", err)
+	if c.PerUID <= 0 {
+		c.PerUID = 8
 	}
-	if c, err := net.Dial("unix", cfg.Path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("api: %s: another daemon is listening", cfg.Path)
-	}
-	if fi, err := os.Lstat(cfg.Path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("api: %s exists and is not a socket", cfg.Path)
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{{&c.ReadHeaderTimeout, 2 * time.Second}, {&c.ReadTimeout, 5 * time.Second}, {&c.IdleTimeout, 5 * time.Second}, {&c.WriteTimeout, 30 * time.Second}} {
+		if *d.p <= 0 {
+			*d.p = d.v
 		}
-		os.Remove(cfg.Path)
 	}
-	ln, err := net.Listen("unix", cfg.Path)
+	if c.ListRate <= 0 {
+		c.ListRate = 4
+	}
+	if c.ListBurst <= 0 {
+		c.ListBurst = 8
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = 4096
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Listen creates the socket (see bind). A stale socket file is replaced; a
+// socket a live daemon still answers on is an error.
+func Listen(cfg Config, core Core, log *slog.Logger) (*Server, error) {
+	cfg.defaults()
+	ln, err := bind(cfg.Path, cfg.Mode)
 	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
+		return nil, err
 	}
-	if err := os.Chmod(cfg.Path, cfg.Mode); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("api: %w", err)
-	}
-	s := &Server{cfg: cfg, core: core, log: log, ln: &limitListener{Listener: ln, sem: make(chan struct{}, cfg.MaxConns)}}
+	s := &Server{cfg: cfg, core: core, log: log, lists: newListLimiter(cfg.ListRate, cfg.ListBurst)}
+	s.ln = &listener{UnixListener: ln, log: log, peerPidFD: !cfg.noPeerPidFD, lingering: make(chan struct{}, 64),
+		adm: admission{max: cfg.MaxConns, reserved: cfg.Reserved, perUID: cfg.PerUID, byUID: map[uint32]int{}}}
 	var self syscall.Stat_t
 	if err := syscall.Stat("/proc/self/ns/pid", &self); err != nil {
 		ln.Close()
@@ -114,10 +143,10 @@ func Listen(cfg Config, core Core, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("GET /v1/status", s.handle(s.status))
 	s.http = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    8 << 10,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
@@ -144,98 +173,45 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // caller is who sent a request, as the kernel says.
 type caller struct {
-	peer.Peer
-	capable bool // CAP_AUDIT_CONTROL in the initial user namespace
+	*peer.Peer
+	capable bool // CAP_AUDIT_CONTROL in the initial user namespace (peer.Capable)
+	ptracer bool // CAP_SYS_PTRACE there: may read every task's exe, as /proc lets it
 	// foreign: the caller is in another pid namespace than the daemon (a
 	// process inside a container): pids in its requests and answers are
-	// those of its namespace, nsDev:nsIno.
-	foreign      bool
-	nsDev, nsIno uint64
-}
-
-// hostPID maps a pid as the caller names it to the host's. A caller in
-// another pid namespace names the pids of its own namespace: the task is
-// the one in that namespace whose innermost NSpid is pid, checked against
-// the engine's start time so a pid reused meanwhile never matches. Tasks in
-// pid namespaces nested deeper than the caller's are not reachable this way.
-func (c *caller) hostPID(e *engine.Engine, pid int32) (int32, error) {
-	if !c.foreign {
-		return pid, nil
-	}
-	for _, t := range e.Tasks() {
-		n := t.NS[ns.PID]
-		if uint64(n.Dev) != c.nsDev || uint64(n.Ino) != c.nsIno {
-			continue
-		}
-		if nspid, err := peer.NSpid(t.TID); err != nil || nspid[len(nspid)-1] != pid {
-			continue
-		}
-		if b, err := os.ReadFile("/proc/" + strconv.Itoa(int(t.TID)) + "/stat"); err == nil {
-			if st, err := procfs.ParseStat(b); err == nil && st.StartTime == t.Start {
-				return t.TID, nil
-			}
-		}
-	}
-	return 0, refuse(unix.ESRCH, "no process with pid "+strconv.Itoa(int(pid))+" in the caller's pid namespace")
-}
-
-// view maps a host pid to the pid the caller sees (0: not in its namespace).
-func (c *caller) view(pid int32) int32 {
-	if !c.foreign || pid == 0 {
-		return pid
-	}
-	nspid, err := peer.NSpid(pid)
-	if err != nil || len(nspid) < 2 {
-		return 0
-	}
-	var st syscall.Stat_t
-	if syscall.Stat("/proc/"+strconv.Itoa(int(pid))+"/ns/pid", &st) != nil || st.Dev != c.nsDev || st.Ino != c.nsIno {
-		return 0
-	}
-	return nspid[len(nspid)-1]
-}
-
-// viewTask rewrites a task's pids for the caller.
-func (c *caller) viewTask(t Task) Task {
-	if c.foreign {
-		t.PID, t.TGID, t.PPID = c.view(t.PID), c.view(t.TGID), c.view(t.PPID)
-	}
-	return t
+	// those of its namespace.
+	foreign bool
 }
 
 type handlerFunc func(r *http.Request, c *caller) (any, error)
 
 func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		conn, _ := r.Context().Value(connKey{}).(net.Conn)
-		if lc, ok := conn.(*limitConn); ok {
-			conn = lc.Conn
-		}
-		uc, ok := conn.(*net.UnixConn)
+		conn, ok := r.Context().Value(connKey{}).(*conn)
 		if !ok {
 			writeErr(w, refuse(unix.EPERM, "not a unix socket connection"))
 			return
 		}
-		p, err := peer.FromConn(uc)
-		if err != nil {
+		now, err := conn.peer.Check()
+		switch {
+		case errors.Is(err, peer.ErrExec):
+			// Another image holds the connection now: serve it nothing
+			// more; a client that exec'd on purpose reconnects.
+			w.Header().Set("Connection", "close")
+			s.log.Info("api: refused a request: the connecting process exec'd since it connected",
+				"pid", conn.peer.PID, "uid", conn.peer.Conn.UID)
 			writeErr(w, refuse(unix.EPERM, err.Error()))
 			return
-		}
-		defer p.Close()
-		c := &caller{Peer: p}
-		if c.capable, err = p.CanControlAudit(); err != nil {
+		case err != nil:
+			w.Header().Set("Connection", "close")
 			writeErr(w, refuse(unix.ESRCH, "the caller exited: "+err.Error()))
 			return
 		}
-		if c.nsDev, c.nsIno, err = p.PidNS(); err != nil {
-			writeErr(w, refuse(unix.ESRCH, "the caller exited: "+err.Error()))
-			return
-		}
-		c.foreign = c.nsDev != s.pidns[0] || c.nsIno != s.pidns[1]
+		c := &caller{Peer: &conn.peer, capable: conn.peer.Capable(now, peer.CapAuditControl),
+			ptracer: conn.peer.Capable(now, peer.CapSysPtrace), foreign: now.PidNS != s.pidns}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 		out, err := h(r, c)
 		if err != nil {
-			s.log.Debug("api: refused", "pid", p.PID, "uid", p.UID, "path", r.URL.Path, "err", err)
+			s.log.Debug("api: refused", "pid", c.PID, "uid", c.Conn.UID, "path", r.URL.Path, "err", err)
 			writeErr(w, err)
 			return
 		}
@@ -249,7 +225,11 @@ func refuse(n unix.Errno, msg string) *engine.Error { return &engine.Error{Errno
 func writeErr(w http.ResponseWriter, err error) {
 	var ee *engine.Error
 	if !errors.As(err, &ee) {
-		ee = refuse(unix.EIO, err.Error())
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			ee = refuse(unix.EAGAIN, err.Error())
+		} else {
+			ee = refuse(unix.EIO, err.Error())
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus(ee.Errno))
@@ -285,6 +265,82 @@ func who(e *engine.Engine, c *caller) (engine.TaskInfo, error) {
 	return ti, nil
 }
 
+// target is a task named race-free: host pid and start time.
+type target struct {
+	pid   int32 // 0: none (not in the caller's pid namespace)
+	start uint64
+}
+
+// resolve maps a pid as the caller names it to a host task, off the core.
+// A caller in another pid namespace names the pids of its own namespace
+// (and of namespaces nested in it): the kernel translates the number
+// (peer.PidNS.From), and the start time read afterwards pins the task, so
+// the core can check that the engine's task of that pid is the same one.
+func (s *Server) resolve(ctx context.Context, c *caller, pid int32) (target, error) {
+	if !c.foreign {
+		return target{pid: pid}, nil
+	}
+	pns, err := s.openNS(c)
+	if err != nil {
+		return target{}, err
+	}
+	defer pns.Close()
+	candidates := func() []int32 {
+		// Before Linux 6.11 only: the tasks of the caller's namespace.
+		var out []int32
+		s.core.Do(ctx, func(e *engine.Engine) error {
+			dev, ino := pns.Ident()
+			for _, t := range e.Tasks() {
+				if n := t.NS[ns.PID]; uint64(n.Dev) == dev && uint64(n.Ino) == ino {
+					out = append(out, t.TID)
+				}
+			}
+			return nil
+		})
+		return out
+	}
+	host, err := pns.From(pid, candidates)
+	if err != nil {
+		return target{}, nil
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(host)) + "/stat")
+	if err != nil {
+		return target{}, nil
+	}
+	st, err := procfs.ParseStat(b)
+	if err != nil {
+		return target{}, nil
+	}
+	// Still the task the caller named (not exited and reused meanwhile).
+	if again, err := pns.In(host); err != nil || again != pid {
+		return target{}, nil
+	}
+	return target{pid: host, start: st.StartTime}, nil
+}
+
+// task finds a resolved target in the engine.
+func (t target) task(e *engine.Engine) (engine.TaskInfo, bool) {
+	if t.pid == 0 {
+		return engine.TaskInfo{}, false
+	}
+	ti, ok := e.Task(t.pid)
+	if !ok || t.start != 0 && ti.Start != t.start {
+		return engine.TaskInfo{}, false
+	}
+	return ti, true
+}
+
+func (s *Server) openNS(c *caller) (*peer.PidNS, error) {
+	pns, err := c.OpenPidNS()
+	if err != nil {
+		return nil, refuse(unix.ESRCH, "the caller exited")
+	}
+	if s.cfg.nsFallback {
+		pns.Fallback()
+	}
+	return pns, nil
+}
+
 func (s *Server) setContid(r *http.Request, c *caller) (any, error) {
 	var req SetRequest
 	if err := decode(r, &req); err != nil {
@@ -315,35 +371,45 @@ func (s *Server) setCapcontid(r *http.Request, c *caller) (any, error) {
 // the core: it resolves the caller and the target, fills the request's
 // time, caller and target, and answers the target as it is afterwards.
 func (s *Server) change(r *http.Request, c *caller, pid int32, f func(*engine.Engine, engine.SetContid) error) (any, error) {
-	var out Task
-	err := s.core.Do(r.Context(), func(e *engine.Engine) error {
+	tg, err := s.resolve(r.Context(), c, pid)
+	if err != nil {
+		return nil, err
+	}
+	var out engine.TaskInfo
+	err = s.core.Do(r.Context(), func(e *engine.Engine) error {
 		me, err := who(e, c)
 		if err != nil {
 			return err
 		}
-		target, err := c.hostPID(e, pid)
-		if err != nil {
-			// Not in the caller's namespace: the engine still refuses
-			// (ESRCH) and logs the attempt, against pid 0, which no task
-			// has; the caller's number could name an unrelated host task.
-			target = 0
+		// Not in the caller's namespace: the engine still refuses (ESRCH)
+		// and logs the attempt, against pid 0, which no task has; the
+		// caller's number could name an unrelated host task.
+		host := tg.pid
+		if _, ok := tg.task(e); !ok && c.foreign {
+			host = 0
 		}
 		err = f(e, engine.SetContid{Time: s.cfg.Now().UnixNano(), Caller: engine.TaskRef{PID: me.TGID, Start: me.Start},
-			CallerCap: c.capable, Target: target})
+			CallerCap: c.capable, Target: host})
 		if err != nil {
 			return err
 		}
-		t, _ := e.Task(target)
-		out = c.viewTask(taskOf(t))
+		out, _ = e.Task(host)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	ts, err := s.present(c, []engine.TaskInfo{out})
+	if err != nil || len(ts) == 0 {
+		return Task{}, err
+	}
+	return ts[0], nil
 }
 
 // visible reports whether a caller may see a chain: a contained caller
 // sees only its own container and those nested in it (SPEC §8: no reading
 // other containers through contid); an uncontained one sees all, as /proc
-// shows it all processes.
+// shows it all processes (in its pid namespace: present).
 func visible(callerChain, chain contid.Chain) bool {
 	return len(callerChain) == 0 || chain.Contains(callerChain[0])
 }
@@ -353,70 +419,225 @@ func (s *Server) task(r *http.Request, c *caller) (any, error) {
 	if err != nil || pid <= 0 {
 		return nil, refuse(unix.EINVAL, "pid must be a positive number")
 	}
-	var out Task
+	notFound := refuse(unix.ESRCH, "no process with pid "+strconv.Itoa(int(pid)))
+	tg, err := s.resolve(r.Context(), c, int32(pid))
+	if err != nil {
+		return nil, err
+	}
+	var t engine.TaskInfo
 	err = s.core.Do(r.Context(), func(e *engine.Engine) error {
 		me, err := who(e, c)
 		if err != nil {
 			return err
 		}
-		host, err := c.hostPID(e, int32(pid))
-		if err != nil {
-			return err
-		}
-		t, ok := e.Task(host)
-		if !ok || !visible(me.Chain, t.Chain) {
-			return refuse(unix.ESRCH, "no process with pid "+strconv.Itoa(int(pid)))
-		}
-		out = c.viewTask(taskOf(t))
-		if s.cfg.KernelContid != nil {
-			if id, ok, err := s.cfg.KernelContid(host); err == nil && ok {
-				v := uint64(id)
-				out.KernelContid = &v
-			}
+		var ok bool
+		if t, ok = tg.task(e); !ok || !visible(me.Chain, t.Chain) {
+			return notFound
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	ts, err := s.present(c, []engine.TaskInfo{t})
+	if err != nil {
+		return nil, err
+	}
+	if len(ts) == 0 {
+		return nil, notFound
+	}
+	out := ts[0]
+	if s.cfg.KernelContid != nil {
+		if id, ok, err := s.cfg.KernelContid(t.TID); err == nil && ok {
+			v := uint64(id)
+			out.KernelContid = &v
+		}
+	}
+	return out, nil
 }
 
+// costly reports whether answering a listing for c reads /proc per task
+// (pid translation, exe checks), work done off the core and bounded per
+// uid.
+func (c *caller) costly() bool { return c.foreign || !c.ptracer }
+
 func (s *Server) tasks(r *http.Request, c *caller) (any, error) {
-	out := []Task{}
+	var snap []engine.TaskInfo
 	err := s.core.Do(r.Context(), func(e *engine.Engine) error {
 		me, err := who(e, c)
 		if err != nil {
 			return err
 		}
+		// The core only copies; per-task /proc reads happen in present.
 		for _, t := range e.Tasks() {
 			if visible(me.Chain, t.Chain) {
-				out = append(out, c.viewTask(taskOf(t)))
+				snap = append(snap, t)
 			}
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	if c.costly() {
+		release, err := s.lists.wait(r.Context(), c.Conn.UID)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+	return s.present(c, snap)
+}
+
+// present turns engine tasks into the caller's view, off the core: pids
+// in the caller's pid namespace (tasks outside it left out, a parent
+// outside it 0), and the exe only where /proc would show it (exeVisible).
+func (s *Server) present(c *caller, ts []engine.TaskInfo) ([]Task, error) {
+	v, err := s.view(c)
+	if err != nil {
+		return nil, err
+	}
+	defer v.close()
+	out := make([]Task, 0, len(ts))
+	for _, t := range ts {
+		x := taskOf(t)
+		if x.PID = v.pid(t.TID); x.PID == 0 {
+			continue
+		}
+		x.TGID, x.PPID = v.pid(t.TGID), v.pid(t.PPID)
+		if !exeVisible(c, t.TID) {
+			x.Exe = ""
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// exeVisible applies /proc's rule for /proc/PID/exe (ptrace read access):
+// a caller with CAP_SYS_PTRACE in the initial user namespace reads every
+// task's; another caller only those of tasks whose /proc directory the
+// kernel gives to the caller's uid and gid, which it does for a dumpable
+// task running with those effective ids (a non-dumpable one, such as a
+// setuid program, is root's there). A caller whose uid is 0 without the
+// capability sees none, since root's non-dumpable tasks look the same.
+func exeVisible(c *caller, tid int32) bool {
+	if c.ptracer {
+		return true
+	}
+	if c.Conn.UID == 0 {
+		return false
+	}
+	var st syscall.Stat_t
+	if syscall.Stat("/proc/"+strconv.Itoa(int(tid)), &st) != nil {
+		return false
+	}
+	return st.Uid == c.Conn.UID && st.Gid == c.Conn.GID
+}
+
+// pidView maps host pids to the caller's pid namespace.
+type pidView struct {
+	ns *peer.PidNS // nil: the daemon's own namespace
+	m  map[int32]int32
+}
+
+func (s *Server) view(c *caller) (*pidView, error) {
+	if !c.foreign {
+		return &pidView{}, nil
+	}
+	pns, err := s.openNS(c)
+	if err != nil {
+		return nil, err
+	}
+	return &pidView{ns: pns, m: map[int32]int32{}}, nil
+}
+
+// pid returns host pid h as the caller sees it, 0 when it cannot. The
+// number is translated right after the snapshot; a task that exited since
+// and whose pid was reused would need pid_max allocations in between (the
+// kernel hands out pids cyclically).
+func (v *pidView) pid(h int32) int32 {
+	if v.ns == nil || h == 0 {
+		return h
+	}
+	if x, ok := v.m[h]; ok {
+		return x
+	}
+	x, err := v.ns.In(h)
+	if err != nil {
+		x = 0
+	}
+	v.m[h] = x
+	return x
+}
+
+func (v *pidView) close() {
+	if v.ns != nil {
+		v.ns.Close()
+	}
 }
 
 func (s *Server) containers(r *http.Request, c *caller) (any, error) {
-	out := []Container{}
+	var conts []engine.ContainerInfo
+	// An uncontained caller in its own pid namespace (an unregistered
+	// container) sees the containers with a task in its namespace.
+	var byMembers bool
+	var members []engine.TaskInfo
 	err := s.core.Do(r.Context(), func(e *engine.Engine) error {
 		me, err := who(e, c)
 		if err != nil {
 			return err
 		}
 		for _, ci := range e.Containers() {
-			if !visible(me.Chain, ci.Chain) {
-				continue
+			if visible(me.Chain, ci.Chain) {
+				conts = append(conts, ci)
 			}
-			co := Container{Contid: uint64(ci.Chain[0]), Chain: ids(ci.Chain), Name: ci.Name, OwnerPID: ci.Owner.PID,
-				OwnerStart: ci.Owner.Start, Tasks: ci.Tasks, Children: ci.Children, Netns: []string{}}
-			for _, n := range ci.Netns {
-				co.Netns = append(co.Netns, n.String())
+		}
+		if byMembers = c.foreign && len(me.Chain) == 0; byMembers {
+			for _, t := range e.Tasks() {
+				if len(t.Chain) > 0 {
+					members = append(members, t)
+				}
 			}
-			out = append(out, co)
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	if c.foreign {
+		release, err := s.lists.wait(r.Context(), c.Conn.UID)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+	v, err := s.view(c)
+	if err != nil {
+		return nil, err
+	}
+	defer v.close()
+	mine := map[contid.ID]bool{}
+	for _, t := range members {
+		if v.pid(t.TID) != 0 {
+			mine[t.Chain[0]] = true
+		}
+	}
+	out := []Container{}
+	for _, ci := range conts {
+		if byMembers && !mine[ci.Chain[0]] {
+			continue
+		}
+		co := Container{Contid: uint64(ci.Chain[0]), Chain: ids(ci.Chain), Name: ci.Name, OwnerPID: v.pid(ci.Owner.PID),
+			Tasks: ci.Tasks, Children: ci.Children, Netns: []string{}}
+		if co.OwnerPID != 0 {
+			co.OwnerStart = ci.Owner.Start
+		}
+		for _, n := range ci.Netns {
+			co.Netns = append(co.Netns, n.String())
+		}
+		out = append(out, co)
+	}
+	return out, nil
 }
 
 func (s *Server) status(r *http.Request, c *caller) (any, error) {
@@ -446,32 +667,4 @@ func taskOf(t engine.TaskInfo) Task {
 		out.Contid = &id
 	}
 	return out
-}
-
-// limitListener bounds concurrent connections, so a local flood cannot
-// exhaust the daemon's file descriptors.
-type limitListener struct {
-	net.Listener
-	sem chan struct{}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, sem: l.sem}, nil
-}
-
-type limitConn struct {
-	net.Conn
-	sem  chan struct{}
-	once sync.Once
-}
-
-func (c *limitConn) Close() error {
-	c.once.Do(func() { <-c.sem })
-	return c.Conn.Close()
 }

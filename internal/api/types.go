@@ -1,8 +1,13 @@
 // Package api is contid's registration API: HTTP/JSON on a unix socket.
 // The caller's identity comes from the socket (package peer), never from a
-// request body. The server runs every request on the daemon's core through
+// request body: taken at accept, and each request refused once the
+// connecting process has exec'd. Connections are admitted per uid, with
+// slots kept for privileged callers and refusal (EAGAIN) instead of
+// waiting. The server runs every request on the daemon's core through
 // Core.Do, which sees the engine after all kernel events up to the request
-// have been applied. The client is what the CLI and the OCI hook use.
+// have been applied; the core only copies, and per-task /proc work (pid
+// translation, exe visibility) happens on the request's goroutine, rate
+// limited per uid. The client is what the CLI and the OCI hook use.
 //
 // Endpoints (all JSON):
 //
@@ -100,6 +105,8 @@ func httpStatus(n unix.Errno) int {
 		return 409
 	case unix.E2BIG:
 		return 413
+	case unix.EAGAIN:
+		return 503
 	}
 	return 500
 }

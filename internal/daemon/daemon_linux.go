@@ -34,6 +34,7 @@ import (
 	"github.com/contid/contid/internal/procconn"
 	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/safedir"
 	"github.com/contid/contid/internal/tracker"
 )
 
@@ -105,6 +106,11 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 			return err
 		}
 		defer d.pins.Close()
+	}
+	// Root writes here: a directory another user owns or may write to
+	// could have its files swapped for links.
+	if err := safedir.Ensure(cfg.LogDir, 0o700); err != nil {
+		return fmt.Errorf("daemon: log directory: %w", err)
 	}
 	if d.hl, err = auditlog.Open(cfg.HostLog(), log); err != nil {
 		return fmt.Errorf("daemon: %w", err)

@@ -10,20 +10,35 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/contid/contid/internal/procfs"
 )
 
 // Peer is the process that connected to a unix socket.
 type Peer struct {
-	PID      int32 // as the kernel recorded it at connect
-	UID, GID uint32
-	// PidFD refers to exactly that process (SO_PEERPIDFD, Linux 6.5+); -1
-	// where the kernel lacks it. While the pidfd is alive, PID names it.
+	PID  int32 // as the kernel recorded it at connect
+	Conn Creds // effective uid and gid at connect (SO_PEERCRED)
+	// PidFD refers to exactly that process: SO_PEERPIDFD (Linux 6.5+), or
+	// before that a pidfd opened at accept (Linux 5.3+), whose process is
+	// the connecting one if Identity's start time and credentials fit;
+	// -1 on kernels without pidfds, where Alive compares start times.
 	PidFD int
+	// Identity is the process's exec image when the connection was
+	// accepted; a request from another image is refused (ErrExec).
+	Identity Identity
+	dir      string // /proc/PID
 }
 
-// FromConn asks the kernel who is at the other end of c. The caller must
-// Close the Peer.
-func FromConn(c *net.UnixConn) (Peer, error) {
+// FromConn asks the kernel who is at the other end of c and records its
+// exec identity. The caller must Close the Peer.
+func FromConn(c *net.UnixConn) (Peer, error) { return fromConn(c, true) }
+
+// FromConnWithoutPeerPidFD is FromConn as on a kernel before 6.5, without
+// SO_PEERPIDFD: the pidfd is opened at accept and checked by start time
+// (tests of that path).
+func FromConnWithoutPeerPidFD(c *net.UnixConn) (Peer, error) { return fromConn(c, false) }
+
+func fromConn(c *net.UnixConn, peerPidFD bool) (Peer, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return Peer{}, fmt.Errorf("peer: %w", err)
@@ -36,13 +51,16 @@ func FromConn(c *net.UnixConn) (Peer, error) {
 		if cerr != nil {
 			return
 		}
-		p.PID, p.UID, p.GID = cred.Pid, cred.Uid, cred.Gid
+		p.PID, p.Conn = cred.Pid, Creds{UID: cred.Uid, GID: cred.Gid}
+		if !peerPidFD {
+			return
+		}
 		pfd, perr := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PEERPIDFD)
 		switch {
 		case perr == nil:
 			p.PidFD = pfd
 		case errors.Is(perr, unix.ENOPROTOOPT):
-			// Older kernel: fall back to pid + start time checks.
+			// Before 6.5: a pidfd opened below, checked by start time.
 		default:
 			cerr = fmt.Errorf("SO_PEERPIDFD: %w", perr)
 		}
@@ -54,8 +72,26 @@ func FromConn(c *net.UnixConn) (Peer, error) {
 		return Peer{}, fmt.Errorf("peer: credentials: %w", err)
 	}
 	if p.PID <= 0 {
-		p.Close()
 		return Peer{}, fmt.Errorf("peer: the peer is in another pid namespace (pid %d)", p.PID)
+	}
+	p.dir = "/proc/" + strconv.Itoa(int(p.PID))
+	if p.PidFD < 0 {
+		// The pid may have been reused between connect and now; then the
+		// pidfd and identity are the new process's, which Privileged judges
+		// against the connect-time credentials like any exec.
+		if pfd, err := unix.PidfdOpen(int(p.PID), 0); err == nil {
+			p.PidFD = pfd
+		} else if !errors.Is(err, unix.ENOSYS) {
+			return Peer{}, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
+		}
+	}
+	if p.Identity, err = p.identity(); err != nil {
+		p.Close()
+		return Peer{}, err
+	}
+	if err := p.Alive(); err != nil {
+		p.Close()
+		return Peer{}, err
 	}
 	return p, nil
 }
@@ -69,59 +105,122 @@ func (p *Peer) Close() {
 }
 
 // Alive reports whether the peer process still runs: then PID still names
-// it and nothing read about PID since connect was about another process.
-// Without a pidfd it reports only that some process has the pid.
+// it and nothing read about PID since accept was about another process.
+// Without a pidfd it compares the start time with the one at accept.
 func (p *Peer) Alive() error {
-	var err error
 	if p.PidFD >= 0 {
-		err = unix.PidfdSendSignal(p.PidFD, 0, nil, 0)
-	} else {
-		err = unix.Kill(int(p.PID), 0)
+		if unix.PidfdSendSignal(p.PidFD, 0, nil, 0) != nil {
+			return fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
+		}
+		return nil
 	}
-	if err != nil {
+	if start, err := readStart(p.dir); err != nil || start != p.Identity.Start {
 		return fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
 	}
 	return nil
 }
 
-// ReadStatus reads /proc/PID/status of the peer and checks afterwards that
-// the peer is still alive, so the status is the peer's own.
-func (p *Peer) ReadStatus() (Status, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(p.PID)) + "/status")
+func readStart(dir string) (uint64, error) {
+	b, err := os.ReadFile(dir + "/stat")
 	if err != nil {
-		return Status{}, fmt.Errorf("peer: %w", err)
+		return 0, fmt.Errorf("peer: %w", err)
 	}
-	s, err := ParseStatus(b)
+	st, err := procfs.ParseStat(b)
 	if err != nil {
-		return Status{}, err
+		return 0, err
 	}
-	return s, p.Alive()
+	return st.StartTime, nil
 }
 
-// InInitialUserNS reports whether the peer is in the daemon's user
-// namespace; the daemon checks at start that it runs in the initial one.
-func (p *Peer) InInitialUserNS() (bool, error) {
+// identity reads the process's exec identity (the caller checks Alive).
+func (p *Peer) identity() (Identity, error) {
+	var id Identity
+	var err error
+	if id.Start, err = readStart(p.dir); err != nil {
+		return id, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
+	}
+	auxv, err := os.ReadFile(p.dir + "/auxv")
+	if err != nil {
+		return id, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
+	}
+	id.Auxv = string(auxv)
+	var st syscall.Stat_t
+	if err := syscall.Stat(p.dir+"/exe", &st); err != nil {
+		// A kernel thread or a zombie has no exe: nobody to talk to.
+		return id, fmt.Errorf("peer: process %d: exe: %w", p.PID, unix.ESRCH)
+	}
+	id.ExeDev, id.ExeIno = st.Dev, st.Ino
+	return id, nil
+}
+
+// Now is what a request is judged by: the caller as it is now, checked to
+// be the image that connected.
+type Now struct {
+	Status Status
+	Secure bool // AT_SECURE of the image
+	// InitialUserNS: the caller is in the daemon's user namespace, the
+	// initial one (the daemon checks at start).
+	InitialUserNS bool
+	PidNS         [2]uint64 // dev, inode of /proc/PID/ns/pid
+}
+
+// Capable reports whether capability bit c of the caller counts: held in
+// the initial user namespace, and by the credentials it connected with
+// (Privileged).
+func (p *Peer) Capable(n Now, c uint) bool {
+	return n.InitialUserNS && Privileged(p.Conn, n.Status, n.Secure, c)
+}
+
+// Check reads the caller as it is now. It fails with ErrExec when its
+// exec image is not the one accepted, and with ESRCH when it exited.
+func (p *Peer) Check() (Now, error) {
+	var n Now
+	id, err := p.identity()
+	if err != nil {
+		return n, err
+	}
+	if id != p.Identity {
+		return n, ErrExec
+	}
+	if n.Secure, err = ParseAuxv([]byte(id.Auxv)); err != nil {
+		return n, err
+	}
+	b, err := os.ReadFile(p.dir + "/status")
+	if err != nil {
+		return n, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
+	}
+	if n.Status, err = ParseStatus(b); err != nil {
+		return n, err
+	}
 	var self, other syscall.Stat_t
 	if err := syscall.Stat("/proc/self/ns/user", &self); err != nil {
-		return false, fmt.Errorf("peer: %w", err)
+		return n, fmt.Errorf("peer: %w", err)
 	}
-	if err := syscall.Stat("/proc/"+strconv.Itoa(int(p.PID))+"/ns/user", &other); err != nil {
-		return false, fmt.Errorf("peer: %w", err)
+	if err := syscall.Stat(p.dir+"/ns/user", &other); err != nil {
+		return n, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
 	}
-	return self.Ino == other.Ino && self.Dev == other.Dev, p.Alive()
+	n.InitialUserNS = self.Dev == other.Dev && self.Ino == other.Ino
+	if err := syscall.Stat(p.dir+"/ns/pid", &other); err != nil {
+		return n, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
+	}
+	n.PidNS = [2]uint64{other.Dev, other.Ino}
+	// Everything read was about the process accepted (still alive, so its
+	// pid is not reused) and its image (checked before any other read, and
+	// an exec meanwhile would fail the next request).
+	return n, p.Alive()
 }
 
-// CanControlAudit reports whether the peer holds CAP_AUDIT_CONTROL in the
-// initial user namespace (SPEC §3 rule 3).
-func (p *Peer) CanControlAudit() (bool, error) {
-	s, err := p.ReadStatus()
+// OpenPidNS opens the caller's pid namespace for translating pids.
+func (p *Peer) OpenPidNS() (*PidNS, error) {
+	fd, err := unix.Open(p.dir+"/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false, err
+		return nil, fmt.Errorf("peer: process %d: pid namespace: %w", p.PID, unix.ESRCH)
 	}
-	if !s.Has(CapAuditControl) {
-		return false, nil
+	if err := p.Alive(); err != nil {
+		unix.Close(fd)
+		return nil, err
 	}
-	return p.InInitialUserNS()
+	return &PidNS{fd: fd}, nil
 }
 
 // InitialUserNS reports whether this process runs in the initial user
@@ -134,15 +233,6 @@ func InitialUserNS() (bool, error) {
 	}
 	f := strings.Fields(string(b))
 	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295", nil
-}
-
-// PidNS identifies the peer's pid namespace (dev, inode of /proc/PID/ns/pid).
-func (p *Peer) PidNS() (dev, ino uint64, err error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat("/proc/"+strconv.Itoa(int(p.PID))+"/ns/pid", &st); err != nil {
-		return 0, 0, fmt.Errorf("peer: %w", err)
-	}
-	return st.Dev, st.Ino, p.Alive()
 }
 
 // NSpid reads the pids host task pid has in each of its pid namespaces.
