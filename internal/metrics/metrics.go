@@ -133,8 +133,8 @@ var counters = map[string]series{
 	"inherit_mismatch": {anomalies, "inherit_mismatch"},
 	"stale_ns":         {anomalies, "stale_ns"},
 
-	"own_sent":        {ownRecords, "kernel"},
-	"own_local":       {ownRecords, "local"},
+	"own_sent":  {ownRecords, "kernel"},
+	"own_local": {ownRecords, "local"},
 	"records_written": single("contid_own_records_written_total",
 		"Own records written to the host log directly (not through the kernel's audit stream), in any audit mode."),
 	"own_queue_full": single("contid_own_queue_full_total",

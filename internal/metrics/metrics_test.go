@@ -140,4 +140,3 @@ func TestScrapeTakesOneSnapshot(t *testing.T) {
 		}
 	}
 }
-
