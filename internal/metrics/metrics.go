@@ -161,6 +161,19 @@ var counters = map[string]series{
 // (else it is exported as contid_status_<key>).
 func Described(key string) bool { _, ok := counters[key]; return ok }
 
+// Series names the series a status counter is exported as, the way the
+// text exposition writes it: contid_lost_total{kind="kernel"}.
+func Series(key string) string {
+	se, ok := counters[key]
+	switch {
+	case !ok:
+		return "contid_status_" + sanitize(key)
+	case se.f.label == "":
+		return se.f.name
+	}
+	return se.f.name + "{" + se.f.label + "=\"" + se.value + "\"}"
+}
+
 // Collector is a prometheus.Collector over a Snapshot function.
 type Collector struct {
 	snap func() Snapshot

@@ -140,3 +140,16 @@ func TestScrapeTakesOneSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestSeries: Series names each counter as the exposition writes it.
+func TestSeries(t *testing.T) {
+	out := exposition(t, fullSnapshot())
+	for k, v := range fullSnapshot().Status.Counters {
+		if line := Series(k) + " " + strconv.FormatUint(v, 10) + "\n"; !strings.Contains(out, line) {
+			t.Errorf("%s: no line %q", k, line)
+		}
+	}
+	if got := Series("new-key"); got != "contid_status_new_key" {
+		t.Errorf("Series(new-key) = %q", got)
+	}
+}
