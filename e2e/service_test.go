@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/api"
+	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/metrics"
 	"github.com/contid/contid/internal/records"
 )
@@ -187,9 +189,14 @@ func (n *notifySocket) next(d *daemon) (string, int32) {
 	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	for {
 		pfd := []unix.PollFd{{Fd: int32(n.fd), Events: unix.POLLIN}}
-		if k, err := unix.Poll(pfd, 100); err != nil && err != unix.EINTR {
+		k, err := unix.Poll(pfd, 100)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
 			n.t.Fatal(err)
-		} else if k == 0 {
+		}
+		if k == 0 {
 			select {
 			case err := <-d.exited:
 				n.t.Fatalf("daemon exited (%v) before notifying:\n%s", err, d.output())
@@ -197,7 +204,8 @@ func (n *notifySocket) next(d *daemon) (string, int32) {
 			}
 			continue
 		}
-		k, oobn, _, _, err := unix.Recvmsg(n.fd, buf, oob, 0)
+		var oobn int
+		k, oobn, _, _, err = unix.Recvmsg(n.fd, buf, oob, 0)
 		if err != nil {
 			n.t.Fatal(err)
 		}
@@ -296,4 +304,248 @@ func TestServiceNotify(t *testing.T) {
 	if _, err := os.Stat(msock); !os.IsNotExist(err) {
 		t.Errorf("metrics socket left behind: %v", err)
 	}
+}
+
+// unitCaps reads CapabilityBoundingSet from the shipped unit file.
+func unitCaps(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../contrib/systemd/contid.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapabilityBoundingSet="); ok {
+			return strings.Fields(v)
+		}
+	}
+	t.Fatal("contid.service has no CapabilityBoundingSet")
+	return nil
+}
+
+// TestServiceUnit checks the unit's settings against the daemon's
+// defaults and needs.
+func TestServiceUnit(t *testing.T) {
+	b, err := os.ReadFile("../contrib/systemd/contid.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := map[string][]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			unit[k] = append(unit[k], v)
+		}
+	}
+	for k, want := range map[string]string{
+		"Type":                    "notify",
+		"NotifyAccess":            "main",
+		"Restart":                 "on-failure",
+		"KillMode":                "mixed",
+		"RuntimeDirectory":        "contid", // socket = "/run/contid/contid.sock"
+		"LogsDirectory":           "contid", // log_dir = "/var/log/contid"
+		"LimitMEMLOCK":            "infinity",
+		"ProtectSystem":           "strict",
+		"ReadWritePaths":          "/sys/fs/bpf",
+		"NoNewPrivileges":         "yes",
+		"LockPersonality":         "yes",
+		"SystemCallArchitectures": "native",
+		"RestrictAddressFamilies": "AF_UNIX AF_NETLINK",
+	} {
+		if got := unit[k]; len(got) != 1 || got[0] != want {
+			t.Errorf("%s=%q, want %q", k, got, want)
+		}
+	}
+	if _, ok := unit["PrivateTmp"]; ok {
+		t.Error("PrivateTmp would make audit watches under /tmp resolve to the service's own /tmp")
+	}
+	if got := unit["ProtectHome"]; len(got) != 1 || got[0] != "read-only" {
+		t.Errorf("ProtectHome=%q: only read-only keeps audit watches under /home on the real inodes", got)
+	}
+	out, _, code := (&daemon{t: t}).sh(`"$C" daemon --print-config`)
+	if code != 0 || !strings.Contains(out, `socket = "/run/contid/contid.sock"`) || !strings.Contains(out, `log_dir = "/var/log/contid"`) {
+		t.Errorf("the unit's RuntimeDirectory and LogsDirectory no longer match the defaults:\n%s", out)
+	}
+}
+
+// capScenario is one thing the daemon must do; it passes (nil) or says
+// what failed.
+type capScenario struct {
+	name  string
+	args  []string
+	check func(t *testing.T, d *daemon) error
+}
+
+// TestServiceCapabilities: the daemon does its job with exactly the
+// unit's CapabilityBoundingSet (and NoNewPrivileges), and each capability
+// in it is needed: without it, some scenario fails.
+func TestServiceCapabilities(t *testing.T) {
+	requireRoot(t)
+	audittest.Lock(t) // primary and listener mode send records
+	audittest.Restore(t)
+	rules := filepath.Join(t.TempDir(), "audit.rules")
+	os.WriteFile(rules, []byte("-a always,exit -F arch=b64 -S execve -F key=contid-caps\n"), 0o600)
+	sourceIs := func(want string) func(*testing.T, *daemon) error {
+		return func(t *testing.T, d *daemon) error {
+			out, errOut, code := d.sh(`"$C" status --json`)
+			if code != 0 || !strings.Contains(out, `"source": "`+want+`"`) {
+				return fmt.Errorf("status: %s %s", out, errOut)
+			}
+			return nil
+		}
+	}
+	scenarios := map[string]capScenario{
+		"ebpf": {"eBPF tracker", []string{"--source", "ebpf", "--audit", "off"}, sourceIs("ebpf")},
+		"callers": {"callers of another uid", []string{"--source", "ebpf", "--audit", "off"}, func(t *testing.T, d *daemon) error {
+			if out, errOut, code := d.sh(`setpriv --reuid 65534 --regid 65534 --clear-groups "$C" status`); code != 0 {
+				return fmt.Errorf("status as uid 65534: %s %s", out, errOut)
+			}
+			out, errOut, code := d.sh(`setpriv --reuid 65534 --regid 65534 --clear-groups sleep 60 & P=$!; "$C" set $P 6 >/dev/null; R=$?; echo $P; kill $P; exit $R`)
+			if code != 0 {
+				return fmt.Errorf("registering a task of uid 65534: %s %s", out, errOut)
+			}
+			r := d.waitRecord(records.NSInfo, "opid="+strings.TrimSpace(out))
+			if net, _ := r.Get("net"); net == "" {
+				return fmt.Errorf("NS_INFO without the target's namespaces: %v", r)
+			}
+			return nil
+		}},
+		"connector": {"process-events connector", []string{"--source", "proc-connector", "--audit", "off"}, sourceIs("proc-connector")},
+		"primary": {"kernel audit daemon", []string{"--source", "ebpf", "--audit", "primary", "--audit-rules", rules}, func(t *testing.T, d *daemon) error {
+			if _, errOut, code := d.sh(`"$C" exec --contid 8 -- true`); code != 0 {
+				return fmt.Errorf("exec: %s", errOut)
+			}
+			var st api.Status
+			sent := func() float64 {
+				out, _, _ := d.sh(`"$C" status --json`)
+				json.Unmarshal([]byte(out), &st)
+				return float64(st.Counters["own_sent"] + st.Counters["own_send_errors"])
+			}
+			// CONTAINER_OP set and NS_INFO: two own records.
+			untilMoved(t, "own records sent", sent, func(v float64) bool { return v >= 2 })
+			if n := st.Counters["own_send_errors"]; n > 0 {
+				return fmt.Errorf("%d own records refused by the kernel", n)
+			}
+			return nil
+		}},
+		"listener": {"audit listener", []string{"--source", "ebpf", "--audit", "listener"}, func(t *testing.T, d *daemon) error {
+			out, errOut, code := d.sh(`"$C" status --json`)
+			if code != 0 || !strings.Contains(out, `"audit": "listener"`) {
+				return fmt.Errorf("status: %s %s", out, errOut)
+			}
+			return nil
+		}},
+	}
+	needs := map[string]string{
+		"CAP_BPF": "ebpf", "CAP_PERFMON": "ebpf",
+		"CAP_SYS_PTRACE": "callers", "CAP_KILL": "callers",
+		"CAP_NET_ADMIN":     "connector",
+		"CAP_AUDIT_CONTROL": "primary", "CAP_AUDIT_WRITE": "primary",
+		"CAP_AUDIT_READ": "listener",
+	}
+	caps := unitCaps(t)
+	for _, c := range caps {
+		if _, ok := needs[c]; !ok {
+			t.Errorf("the unit grants %s, which no scenario needs", c)
+		}
+	}
+	for c := range needs {
+		if !slices.Contains(caps, c) {
+			t.Errorf("the unit lacks %s", c)
+		}
+	}
+	for _, key := range []string{"ebpf", "callers", "connector", "primary", "listener"} {
+		sc := scenarios[key]
+		if err := runCapped(t, caps, sc); err != nil {
+			t.Errorf("%s with the unit's capabilities: %v", sc.name, err)
+		}
+		for c, k := range needs {
+			if k != key {
+				continue
+			}
+			less := slices.DeleteFunc(slices.Clone(caps), func(s string) bool { return s == c })
+			if err := runCapped(t, less, sc); err == nil {
+				t.Errorf("%s works without %s: the unit need not grant it", sc.name, c)
+			} else {
+				t.Logf("without %s, %s fails: %v", c, sc.name, err)
+			}
+		}
+	}
+}
+
+// runCapped runs the daemon with the bounding set caps and no new
+// privileges, as the unit does, waits for READY=1 (or its exit), runs the
+// scenario's check and stops the daemon.
+func runCapped(t *testing.T, caps []string, sc capScenario) error {
+	t.Helper()
+	ns := newNotifySocket(t)
+	dir, err := os.MkdirTemp("", "contid-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	defer os.RemoveAll(dir)
+	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "contid.sock"),
+		pinDir: fmt.Sprintf("/sys/fs/bpf/contid-e2e-caps-%d", os.Getpid())}
+	defer os.RemoveAll(d.pinDir)
+	set := "-all"
+	for _, c := range caps {
+		set += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+	}
+	if d.stderr, err = os.CreateTemp(dir, "daemon-*.log"); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--bounding-set", set, "--inh-caps", "-all", "--no-new-privs", contidBin, "daemon",
+		"--log-dir", dir, "--socket", d.socket, "--pin-dir", d.pinDir}, sc.args...)
+	d.cmd = exec.Command("setpriv", args...)
+	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path)
+	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.exited = make(chan error, 1)
+	go func() { d.exited <- d.cmd.Wait() }()
+	if msg, ok := ns.ready(d); !ok {
+		return fmt.Errorf("daemon did not start (%s): %s", msg, lastLine(d.output()))
+	}
+	err = sc.check(t, d)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if xerr := <-d.exited; xerr != nil && err == nil {
+		err = fmt.Errorf("stop: %v: %s", xerr, lastLine(d.output()))
+	}
+	return err
+}
+
+// ready waits for READY=1; false when the daemon exits first.
+func (n *notifySocket) ready(d *daemon) (string, bool) {
+	buf := make([]byte, 4096)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(n.fd), Events: unix.POLLIN}}
+		k, err := unix.Poll(pfd, 100)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		if k == 0 {
+			select {
+			case err := <-d.exited:
+				d.exited <- err
+				return fmt.Sprint(err), false
+			default:
+			}
+			continue
+		}
+		k, _, err = unix.Recvfrom(n.fd, buf, 0)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		if strings.HasPrefix(string(buf[:k]), "READY=1") {
+			return "", true
+		}
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
