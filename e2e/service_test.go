@@ -131,7 +131,7 @@ func TestMetricsAgreeWithStatus(t *testing.T) {
 		}
 	}
 	for series, want := range map[string]float64{
-		`contid_info{audit="primary",source="ebpf"}`:    1,
+		`contid_info{audit="primary",source="ebpf"}`:   1,
 		`contid_queue_capacity{queue="audit_batches"}`: 64,
 		`contid_queue_capacity{queue="own_records"}`:   4096,
 		`contid_queue_capacity{queue="task_events"}`:   64,
