@@ -29,16 +29,17 @@ func DefaultText() []byte { return bytes.Clone(defaults) }
 
 // Config is the daemon's configuration.
 type Config struct {
-	LogDir     string  `toml:"log_dir"`
-	Socket     string  `toml:"socket"`
-	PinDir     string  `toml:"pin_dir"`
-	Source     string  `toml:"source"`
-	LogLevel   string  `toml:"log_level"`
-	NSSyscalls bool    `toml:"ns_syscalls"`
-	Log        Log     `toml:"log"`
-	Audit      Audit   `toml:"audit"`
-	Containers Log     `toml:"containers"`
-	Metrics    Metrics `toml:"metrics"`
+	LogDir     string `toml:"log_dir"`
+	Socket     string `toml:"socket"`
+	PinDir     string `toml:"pin_dir"`
+	Source     string `toml:"source"`
+	LogLevel   string `toml:"log_level"`
+	NSSyscalls bool   `toml:"ns_syscalls"`
+	Log        Log    `toml:"log"`
+	Audit      Audit  `toml:"audit"`
+	Containers Log    `toml:"containers"`
+
+	Metrics Metrics `toml:"metrics"`
 }
 
 // Metrics configures the Prometheus endpoint (off by default).
