@@ -25,10 +25,10 @@ type daemonCmd struct {
 	Takeover    bool   `help:"Primary mode: stop a registered audit daemon and take its place (sets audit.takeover)."`
 	JSON        bool   `name:"json-log" help:"Also write DIR/audit.json, one JSON object per event (sets audit.json)."`
 	PrintConfig bool   `help:"Print the configuration in force and exit."`
+	CPUProfile  string `name:"cpu-profile" hidden:"" help:"Write a Go CPU profile to this file until the daemon stops (benchmarks)."`
 
 	MetricsListen      string `help:"Serve Prometheus metrics (GET /metrics) on a loopback host:port or an absolute unix socket path (overrides metrics.listen; off by default)."`
 	MetricsAllowRemote bool   `help:"Allow a metrics address that is not loopback; the counters reveal the host's and its containers' activity (sets metrics.allow_remote)."`
-	CPUProfile         string `name:"cpu-profile" hidden:"" help:"Write a Go CPU profile to this file until the daemon stops (benchmarks)."`
 }
 
 // audispCmd runs the daemon as auditd's plugin: records on stdin.
