@@ -26,6 +26,9 @@ type daemonCmd struct {
 	JSON        bool   `name:"json-log" help:"Also write DIR/audit.json, one JSON object per event (sets audit.json)."`
 	PrintConfig bool   `help:"Print the configuration in force and exit."`
 	CPUProfile  string `name:"cpu-profile" hidden:"" help:"Write a Go CPU profile to this file until the daemon stops (benchmarks)."`
+
+	MetricsListen      string `help:"Serve Prometheus metrics (GET /metrics) on a loopback host:port or an absolute unix socket path (overrides metrics.listen; off by default)."`
+	MetricsAllowRemote bool   `help:"Allow a metrics address that is not loopback; the counters reveal the host's and its containers' activity (sets metrics.allow_remote)."`
 }
 
 // audispCmd runs the daemon as auditd's plugin: records on stdin.
@@ -78,6 +81,7 @@ func (c *daemonCmd) load() (config.Config, error) {
 	}{
 		{c.LogDir, &cfg.LogDir}, {c.Socket, &cfg.Socket}, {c.PinDir, &cfg.PinDir}, {c.LogLevel, &cfg.LogLevel},
 		{c.Source, &cfg.Source}, {c.Audit, &cfg.Audit.Mode}, {abs(c.AuditRules), &cfg.Audit.Rules}, {abs(c.Filter), &cfg.Audit.Filter},
+		{c.MetricsListen, &cfg.Metrics.Listen},
 	} {
 		if o.flag != "" {
 			*o.dst = o.flag
@@ -85,6 +89,7 @@ func (c *daemonCmd) load() (config.Config, error) {
 	}
 	cfg.Audit.Takeover = cfg.Audit.Takeover || c.Takeover
 	cfg.Audit.JSON = cfg.Audit.JSON || c.JSON
+	cfg.Metrics.AllowRemote = cfg.Metrics.AllowRemote || c.MetricsAllowRemote
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("config: flags: %w", err)
 	}

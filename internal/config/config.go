@@ -9,6 +9,8 @@ import (
 	_ "embed"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,6 +38,50 @@ type Config struct {
 	Log        Log    `toml:"log"`
 	Audit      Audit  `toml:"audit"`
 	Containers Log    `toml:"containers"`
+
+	Metrics Metrics `toml:"metrics"`
+}
+
+// Metrics configures the Prometheus endpoint (off by default).
+type Metrics struct {
+	// Listen is "" (off), host:port with a loopback IP or localhost, or
+	// the absolute path of a unix socket (mode 0600).
+	Listen string `toml:"listen"`
+	// AllowRemote permits a TCP address that is not loopback. The counters
+	// reveal the activity of the host and its containers (events, exec
+	// rates, losses), so they stay local unless asked.
+	AllowRemote bool `toml:"allow_remote"`
+}
+
+// Endpoint returns where the metrics are served: network "" when off,
+// "unix" for a socket path, "tcp" for an address (localhost becomes
+// 127.0.0.1). A non-loopback address is an error unless AllowRemote.
+func (m Metrics) Endpoint() (network, address string, err error) {
+	switch {
+	case m.Listen == "":
+		return "", "", nil
+	case strings.HasPrefix(m.Listen, "/"):
+		return "unix", filepath.Clean(m.Listen), nil
+	}
+	host, port, err := net.SplitHostPort(m.Listen)
+	if err != nil {
+		return "", "", fmt.Errorf("metrics.listen %q must be host:port or an absolute socket path: %w", m.Listen, err)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || (p == 0 && port != "0") {
+		return "", "", fmt.Errorf("metrics.listen %q: port %q must be 0–65535", m.Listen, port)
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	if host != "" && err != nil {
+		return "", "", fmt.Errorf("metrics.listen %q: host must be an IP address or localhost (a name would depend on the resolver at start)", m.Listen)
+	}
+	if (host == "" || !ip.IsLoopback()) && !m.AllowRemote {
+		return "", "", fmt.Errorf("metrics.listen %q is not a loopback address: the counters reveal the host's and its containers' activity; "+
+			"set metrics.allow_remote (--metrics-allow-remote) to serve them beyond this host", m.Listen)
+	}
+	return "tcp", net.JoinHostPort(host, port), nil
 }
 
 // Audit configures where kernel audit records come from and what is done
@@ -138,6 +184,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("audit.max_open_container_logs %d must be 1–65536", c.Audit.MaxOpen)
 	case c.Audit.BacklogLimit > 1<<24:
 		return fmt.Errorf("audit.backlog_limit %d must be at most 16777216", c.Audit.BacklogLimit)
+	}
+	if _, _, err := c.Metrics.Endpoint(); err != nil {
+		return err
 	}
 	if err := c.Containers.validate("containers"); err != nil {
 		return err

@@ -44,3 +44,60 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsEndpoint(t *testing.T) {
+	tests := []struct {
+		listen        string
+		remote        bool
+		network, addr string
+		err           string
+	}{
+		{"", false, "", "", ""},
+		{"127.0.0.1:9464", false, "tcp", "127.0.0.1:9464", ""},
+		{"127.0.0.2:9464", false, "tcp", "127.0.0.2:9464", ""},
+		{"localhost:9464", false, "tcp", "127.0.0.1:9464", ""},
+		{"[::1]:9464", false, "tcp", "[::1]:9464", ""},
+		{"127.0.0.1:0", false, "tcp", "127.0.0.1:0", ""},
+		{"/run/contid/metrics.sock", false, "unix", "/run/contid/metrics.sock", ""},
+		{"/run/contid/../contid/m.sock", false, "unix", "/run/contid/m.sock", ""},
+		// Anything beyond this host is refused unless allowed.
+		{":9464", false, "", "", "not a loopback address"},
+		{"0.0.0.0:9464", false, "", "", "not a loopback address"},
+		{"[::]:9464", false, "", "", "not a loopback address"},
+		{"10.1.2.3:9464", false, "", "", "not a loopback address"},
+		{"[::ffff:10.1.2.3]:9464", false, "", "", "not a loopback address"},
+		{"0.0.0.0:9464", true, "tcp", "0.0.0.0:9464", ""},
+		{":9464", true, "tcp", ":9464", ""},
+		// A name would be resolved at start: refused even when allowed.
+		{"metrics.example:9464", true, "", "", "must be an IP address or localhost"},
+		{"localhost.:9464", false, "", "", "must be an IP address or localhost"},
+		{"127.0.0.1", false, "", "", "must be host:port"},
+		{"127.0.0.1:http", false, "", "", "port"},
+		{"127.0.0.1:65536", false, "", "", "port"},
+		{"127.0.0.1:-1", false, "", "", "port"},
+		{"metrics.sock", false, "", "", "must be host:port"},
+	}
+	for _, tt := range tests {
+		m := Metrics{Listen: tt.listen, AllowRemote: tt.remote}
+		n, a, err := m.Endpoint()
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q remote=%v: %q %q %v, want error %q", tt.listen, tt.remote, n, a, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || n != tt.network || a != tt.addr {
+			t.Errorf("%q remote=%v: %q %q %v, want %q %q", tt.listen, tt.remote, n, a, err, tt.network, tt.addr)
+		}
+	}
+	// The file's keys reach the check.
+	if _, err := Parse([]byte("[metrics]\nlisten = \"0.0.0.0:9464\"\n"), "f"); err == nil || !strings.Contains(err.Error(), "not a loopback") {
+		t.Errorf("non-loopback listen in a file: %v", err)
+	}
+	if c, err := Parse([]byte("[metrics]\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n"), "f"); err != nil || c.Metrics.Listen != "0.0.0.0:9464" {
+		t.Errorf("allowed: %+v %v", c.Metrics, err)
+	}
+	if Default().Metrics.Listen != "" {
+		t.Error("metrics must be off by default")
+	}
+}

@@ -132,11 +132,18 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	}
 	defer d.closeAudit()
 
+	msrv, err := d.listenMetrics()
+	if err != nil {
+		return err
+	}
 	acfg := api.Config{Path: cfg.Socket, Status: d.Status}
 	if d.tr != nil {
 		acfg.KernelContid = func(tid int32) (contid.ID, bool, error) { return d.tr.Contid(int(tid)) }
 	}
 	if d.srv, err = api.Listen(acfg, d, log); err != nil {
+		if msrv != nil {
+			msrv.Shutdown(context.Background())
+		}
 		return fmt.Errorf("daemon: %w", err)
 	}
 	sigs := make(chan os.Signal, 4)
@@ -164,14 +171,29 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 			stop()
 		}
 	}()
+	if msrv != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := msrv.Serve(); err != nil {
+				log.Error("metrics", "err", err)
+				stop()
+			}
+		}()
+	}
 	log.Info("contid daemon ready", "socket", cfg.Socket, "log", cfg.HostLog().Path, "tasks", d.tasks.Load())
+	notify(log, "READY=1\nSTATUS=serving "+cfg.Socket)
 	if opt.Ready != nil {
 		close(opt.Ready)
 	}
 	err = d.loop(ctx, sigs, configPath)
+	notify(log, "STOPPING=1")
 	close(d.stopped)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	d.srv.Shutdown(sctx)
+	if msrv != nil {
+		msrv.Shutdown(sctx)
+	}
 	cancel()
 	stop()
 	wg.Wait()
@@ -392,7 +414,9 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 				d.log.Info("signal, stopping", "signal", s)
 				return nil
 			}
+			notifyReloading(d.log)
 			d.reload(configPath)
+			notify(d.log, "READY=1")
 		}
 	}
 }
