@@ -62,6 +62,7 @@ func ParseFile(path string) ([]Rule, error) {
 // none and an error naming name:line.
 func Parse(r io.Reader, name string) ([]Rule, error) {
 	var out []Rule
+	lines := map[string]int{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
 	for n := 1; sc.Scan(); n++ {
@@ -73,11 +74,10 @@ func Parse(r io.Reader, name string) ([]Rule, error) {
 		if err != nil {
 			return nil, fmt.Errorf("auditrules: %s:%d: %w", name, n, err)
 		}
-		for _, o := range out {
-			if o.Kernel.Equal(k) {
-				return nil, fmt.Errorf("auditrules: %s:%d: the same rule as line %d (the kernel holds a rule once)", name, n, o.Line)
-			}
+		if m, dup := lines[key(k)]; dup {
+			return nil, fmt.Errorf("auditrules: %s:%d: the same rule as line %d (the kernel holds a rule once)", name, n, m)
 		}
+		lines[key(k)] = n
 		if len(out) == MaxRules {
 			return nil, fmt.Errorf("auditrules: %s:%d: more than %d rules", name, n, MaxRules)
 		}
@@ -203,4 +203,10 @@ func admits(k auditnl.Rule, t uint32) bool {
 		}
 	}
 	return true
+}
+
+// key identifies a rule as the kernel does (see auditnl.Rule.Equal).
+func key(r auditnl.Rule) string {
+	r.Flags = r.List()
+	return string(r.Marshal())
 }
