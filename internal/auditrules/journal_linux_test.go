@@ -183,6 +183,14 @@ func TestJournalIgnores(t *testing.T) {
 			os.WriteFile(p, []byte(strings.Replace(string(b), bootID(), "00000000-0000-0000-0000-000000000000", 1)), 0o600)
 		},
 		"group-writable": func(p string) { os.Chmod(p, 0o620) },
+		// What a local user could plant in a world-writable socket
+		// directory: a state naming an administrator's rule as contid's,
+		// to have contid delete it at stop.
+		"another user's": func(p string) {
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				panic(err)
+			}
+		},
 		"corrupt":        func(p string) { os.WriteFile(p, []byte("{"), 0o600) },
 		"symlink": func(p string) {
 			os.Rename(p, p+".real")
@@ -190,6 +198,9 @@ func TestJournalIgnores(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
+			if name == "another user's" && os.Geteuid() != 0 {
+				t.Skip("needs root to give the file away")
+			}
 			path := filepath.Join(t.TempDir(), StateFile)
 			j := NewJournal(path, nil)
 			if _, err := j.Adopt(auditnl.Status{BacklogLimit: 64}); err != nil {
