@@ -50,7 +50,9 @@ func (k *fakeKernel) DeleteRule(r auditnl.Rule) error {
 	return nil
 }
 
-func (k *fakeKernel) ListRules() ([]auditnl.Rule, error) { return append([]auditnl.Rule(nil), k.rules...), nil }
+func (k *fakeKernel) ListRules() ([]auditnl.Rule, error) {
+	return append([]auditnl.Rule(nil), k.rules...), nil
+}
 
 func parse(t *testing.T, s string) []Rule {
 	t.Helper()
@@ -191,7 +193,7 @@ func TestJournalIgnores(t *testing.T) {
 				panic(err)
 			}
 		},
-		"corrupt":        func(p string) { os.WriteFile(p, []byte("{"), 0o600) },
+		"corrupt": func(p string) { os.WriteFile(p, []byte("{"), 0o600) },
 		"symlink": func(p string) {
 			os.Rename(p, p+".real")
 			os.Symlink(p+".real", p)
