@@ -530,3 +530,42 @@ func (a *auditdProc) stop(t *testing.T) {
 		<-a.exited
 	}
 }
+
+// TestAuditRulesRefused: a rules file with a line that would change global
+// audit state or drop contid's own records keeps the daemon from starting,
+// names the line, and changes nothing in the kernel.
+func TestAuditRulesRefused(t *testing.T) {
+	requireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	before := snapKernel(t)
+	for _, c := range []struct{ line, why string }{
+		{"-w /etc/passwd -p wa -e 0", "audit.rules:2: -e is refused"},
+		{"-a always,exit -F arch=b64 -S kill -k x -e 2", "audit.rules:2: -e is refused"},
+		{"-A always,exclude -F msgtype=2900", "audit.rules:2: an exclude rule that could drop contid's own records (type 2900"},
+		{"-a never,user -F uid=0", "audit.rules:2: a never rule of the user list"},
+		{"-D", "audit.rules:2: -D is refused"},
+	} {
+		f := filepath.Join(t.TempDir(), "audit.rules")
+		if err := os.WriteFile(f, []byte("-a always,exit -F arch=b64 -S execve -k contid-e2e-ok\n"+c.line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d := &daemon{t: t, extra: []string{"--audit", "primary", "--audit-rules", f}}
+		d.dir = t.TempDir()
+		d.socket = filepath.Join(d.dir, "contid.sock")
+		d.pinDir = fmt.Sprintf("/sys/fs/bpf/contid-e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
+		t.Cleanup(func() { os.RemoveAll(d.pinDir) })
+		d.startExpectKill()
+		err := <-d.exited
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() <= 0 {
+			t.Errorf("%q: daemon: %v, want a failed start", c.line, err)
+		}
+		if out := d.output(); !strings.Contains(out, c.why) {
+			t.Errorf("%q: the daemon's error does not say %q:\n%s", c.line, c.why, out)
+		}
+		if after := snapKernel(t); !after.equal(before) {
+			t.Errorf("%q: the kernel changed: %v, was %v", c.line, after, before)
+		}
+	}
+}
