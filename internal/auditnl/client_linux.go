@@ -63,6 +63,14 @@ type Config struct {
 	RcvBuf int
 	// Enable (Primary) sets enabled=1 while open if audit was off.
 	Enable bool
+	// Adopt (Primary), if set, is called once Open may become the daemon
+	// (no live daemon is registered, or the one taken over has exited)
+	// and before it changes anything, with the status found. It returns
+	// the settings Close puts back: those found, or those a crashed
+	// predecessor recorded before it changed them. A setting the result
+	// says was different is put back at Close even if Open does not change
+	// it now. An error ends Open with nothing changed.
+	Adopt func(found Status) (Status, error)
 }
 
 // Message is one audit record as the kernel sent it.
@@ -254,11 +262,27 @@ func (c *Client) openPrimary(cfg Config, st Status) error {
 		if int(st.PID) == c.pid {
 			return &RegisteredError{PID: st.PID, Comm: procComm(st.PID), Self: true}
 		}
-		if processAlive(st.PID) && !cfg.Takeover {
-			return &RegisteredError{PID: st.PID, Comm: procComm(st.PID)}
+		if processAlive(st.PID) {
+			if !cfg.Takeover {
+				return &RegisteredError{PID: st.PID, Comm: procComm(st.PID)}
+			}
+			if err := c.takeover(st.PID); err != nil {
+				return err
+			}
+			var err error
+			if st, err = c.status(); err != nil {
+				return fmt.Errorf("auditnl: open primary: audit status: %w", err)
+			}
 		}
 		// A dead registrant is cleared by the kernel when we register: it
 		// probes the old socket (AUDIT_REPLACE) and resets on failure.
+	}
+	orig := st
+	if cfg.Adopt != nil {
+		var err error
+		if orig, err = cfg.Adopt(st); err != nil {
+			return fmt.Errorf("auditnl: open primary: %w", err)
+		}
 	}
 	var (
 		forced bool
@@ -269,24 +293,43 @@ func (c *Client) openPrimary(cfg Config, st Status) error {
 	}
 	c.logRcvbuf(cfg.RcvBuf, forced)
 	// The backlog settings first, so that they hold when records start.
-	if cfg.BacklogLimit != 0 && cfg.BacklogLimit != st.BacklogLimit {
-		if err := c.change(unix.AUDIT_STATUS_BACKLOG_LIMIT, st.BacklogLimit, cfg.BacklogLimit); err != nil {
-			return fmt.Errorf("auditnl: open primary: set backlog_limit %d: %w", cfg.BacklogLimit, err)
-		}
+	if err := c.apply(unix.AUDIT_STATUS_BACKLOG_LIMIT, orig.BacklogLimit, st.BacklogLimit, cfg.BacklogLimit); err != nil {
+		return fmt.Errorf("auditnl: open primary: set backlog_limit %d: %w", cfg.BacklogLimit, err)
 	}
-	if cfg.BacklogWaitTime != 0 && cfg.BacklogWaitTime != st.BacklogWaitTime {
-		if err := c.change(unix.AUDIT_STATUS_BACKLOG_WAIT_TIME, st.BacklogWaitTime, cfg.BacklogWaitTime); err != nil {
-			return fmt.Errorf("auditnl: open primary: set backlog_wait_time %d: %w", cfg.BacklogWaitTime, err)
-		}
+	if err := c.apply(unix.AUDIT_STATUS_BACKLOG_WAIT_TIME, orig.BacklogWaitTime, st.BacklogWaitTime, cfg.BacklogWaitTime); err != nil {
+		return fmt.Errorf("auditnl: open primary: set backlog_wait_time %d: %w", cfg.BacklogWaitTime, err)
 	}
 	if err := c.register(cfg.Takeover); err != nil {
 		return err
 	}
 	// Enabled last: records of the first moment go to us, not to printk.
-	if cfg.Enable && st.Enabled == 0 {
-		if err := c.change(unix.AUDIT_STATUS_ENABLED, 0, 1); err != nil {
+	// 2 is locked until reboot: nothing to change or put back.
+	if orig.Enabled != 2 && st.Enabled != 2 {
+		var want uint32
+		if cfg.Enable {
+			want = 1
+		}
+		if err := c.apply(unix.AUDIT_STATUS_ENABLED, orig.Enabled, st.Enabled, want); err != nil {
 			return fmt.Errorf("auditnl: open primary: enable audit: %w", err)
 		}
+	}
+	return nil
+}
+
+// apply sets one audit setting to want (0: leave it as it is now, cur)
+// and, if that differs from orig, remembers orig for Close.
+func (c *Client) apply(mask, orig, cur, want uint32) error {
+	target := want
+	if want == 0 {
+		target = cur
+	}
+	if cur != target {
+		if err := c.set(mask, target); err != nil {
+			return err
+		}
+	}
+	if target != orig {
+		c.changes = append(c.changes, change{mask: mask, old: orig, new: target})
 	}
 	return nil
 }
@@ -343,24 +386,20 @@ func (c *Client) takeover(pid uint32) error {
 		if err != nil {
 			return fmt.Errorf("auditnl: open primary: takeover: %w", err)
 		}
-		if st.PID != pid || !processAlive(pid) {
+		// Gone when the process has exited: a daemon that let go of the
+		// registration may still be putting back what it changed.
+		if !processAlive(pid) {
 			return nil
 		}
 		if time.Now().After(deadline) {
+			if st.PID != pid {
+				return nil
+			}
 			return fmt.Errorf("auditnl: open primary: takeover: pid %d (%s) still registered %v after SIGTERM: %w",
 				pid, comm, takeoverWait, ErrDaemonRegistered)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// change sets one audit setting and remembers the old value for Close.
-func (c *Client) change(mask, old, new uint32) error {
-	if err := c.set(mask, new); err != nil {
-		return err
-	}
-	c.changes = append(c.changes, change{mask: mask, old: old, new: new})
-	return nil
 }
 
 func (c *Client) set(mask, v uint32) error {

@@ -37,7 +37,18 @@
 //     dead process is replaced without Takeover (the kernel clears it).
 //     Close unregisters only if the registration is still this process's,
 //     and puts back each setting Open changed (enabled, backlog_limit,
-//     backlog_wait_time) only if it still has the value Open set.
+//     backlog_wait_time) only if it still has the value Open set. With
+//     Config.Adopt the caller names the settings to put back (what a
+//     killed predecessor found before it changed them); Open calls it
+//     after a takeover has finished (the old daemon has exited) and
+//     before it changes anything.
+//
+//   - Rules. AddRule, DeleteRule and ListRules send AUDIT_ADD_RULE,
+//     AUDIT_DEL_RULE and AUDIT_LIST_RULES on the request socket; the
+//     kernel's answer is its errno (EEXIST: it holds an equal rule;
+//     ENOENT: no such rule). Rule is struct audit_rule_data; ParseRule
+//     decodes it (fuzzed, FuzzParseRule; tested on the kernel's answers
+//     captured in testdata/captured/rules).
 //
 //   - Listener mode: the Client joins the multicast group
 //     AUDIT_NLGRP_READLOG beside whatever daemon there is. It changes no
@@ -59,7 +70,7 @@
 //     context interrupts it at once. The package starts no goroutine of
 //     its own and has no package-level mutable state.
 //
-//   - Privileges: CAP_AUDIT_CONTROL (Primary; Status), CAP_AUDIT_READ
+//   - Privileges: CAP_AUDIT_CONTROL (Primary; Status; rules), CAP_AUDIT_READ
 //     (Listener), CAP_AUDIT_WRITE (SendUser), CAP_NET_ADMIN for a receive
 //     buffer above net.core.rmem_max (SO_RCVBUFFORCE; without it the
 //     buffer is capped and a warning logged). Kernel audit serves the

@@ -20,7 +20,7 @@ type daemonCmd struct {
 	LogLevel    string `help:"debug, info, warn or error (overrides log_level)."`
 	Source      string `help:"auto, ebpf or proc-connector (overrides source)."`
 	Audit       string `help:"Where kernel audit records come from: auto, primary, listener, plugin or off (overrides audit.mode)."`
-	AuditRules  string `help:"Audit rules (auditctl -a/-A/-w lines) loaded at start and deleted at stop; primary mode (overrides audit.rules)." type:"existingfile"`
+	AuditRules  string `help:"Audit rules (auditctl syntax, rule lines only) loaded over netlink at start and deleted at stop; primary mode (overrides audit.rules)." type:"existingfile"`
 	Filter      string `help:"contid filtering and routing rules (overrides audit.filter)." type:"existingfile"`
 	Takeover    bool   `help:"Primary mode: stop a registered audit daemon and take its place (sets audit.takeover)."`
 	JSON        bool   `name:"json-log" help:"Also write DIR/audit.json, one JSON object per event (sets audit.json)."`

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/contid/contid/internal/api"
 	"github.com/contid/contid/internal/auditlog"
 	"github.com/contid/contid/internal/auditnl"
+	"github.com/contid/contid/internal/auditrules"
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/output"
 	"github.com/contid/contid/internal/pipeline"
@@ -57,7 +59,8 @@ type auditState struct {
 	pipe    *pipeline.Pipeline
 	out     *output.Output
 	json    *auditlog.Writer
-	rules   []auditRule // loaded with auditctl from audit.rules; deleted at stop
+	journal *auditrules.Journal // primary: what contid changed in kernel audit, crash-safe
+	rules   []auditrules.Rule   // the rules of audit.rules contid loaded; deleted at stop
 
 	own        chan records.Record // to the sender goroutine
 	enabled    atomic.Bool         // kernel audit enabled: user records are kept
@@ -79,15 +82,33 @@ type auditStats struct {
 // openAudit opens the configured record source, the pipeline and its
 // outputs. Mode auto is primary when no audit daemon is registered, and off
 // (with a warning) when one is.
-func (d *Daemon) openAudit(stdin io.Reader) error {
+//
+// In primary mode what contid changes in kernel audit (settings, rules) is
+// kept in a journal beside the API socket, so that a daemon killed at any
+// point leaves a state the next start adopts (internal/auditrules).
+func (d *Daemon) openAudit(stdin io.Reader) (err error) {
 	a := &d.audit
 	a.mode = d.cfg.Audit.Mode
-	var err error
+	defer func() {
+		if err != nil {
+			d.abortAudit()
+		}
+	}()
 	switch a.mode {
 	case "primary", "auto":
+		// The whole file is checked before anything changes: a bad file
+		// loads nothing.
+		var want []auditrules.Rule
+		if d.cfg.Audit.Rules != "" {
+			if want, err = auditrules.ParseFile(d.cfg.Audit.Rules); err != nil {
+				return fmt.Errorf("daemon: audit rules: %w", err)
+			}
+		}
+		j := auditrules.NewJournal(filepath.Join(filepath.Dir(d.cfg.Socket), auditrules.StateFile), d.log)
 		a.nl, err = auditnl.Open(auditnl.Config{
 			Mode: auditnl.Primary, Takeover: d.cfg.Audit.Takeover, Enable: true,
 			BacklogLimit: d.cfg.Audit.BacklogLimit, BacklogWaitTime: d.cfg.Audit.BacklogWaitTime,
+			Adopt: j.Adopt,
 		}, d.log)
 		var reg *auditnl.RegisteredError
 		if a.mode == "auto" && errors.As(err, &reg) {
@@ -98,15 +119,13 @@ func (d *Daemon) openAudit(stdin io.Reader) error {
 			break
 		}
 		if err != nil {
+			j.Finish(false)
 			return fmt.Errorf("daemon: audit: %w", err)
 		}
-		a.mode = "primary"
+		a.mode, a.journal = "primary", j
 		a.in, a.writer = nlIn{a.nl}, a.nl
-		if d.cfg.Audit.Rules != "" {
-			if a.rules, err = loadAuditRules(d.cfg.Audit.Rules); err != nil {
-				a.nl.Close()
-				return fmt.Errorf("daemon: audit rules: %w", err)
-			}
+		if a.rules, err = j.Load(a.nl, want); err != nil {
+			return fmt.Errorf("daemon: audit rules: %s: %w", d.cfg.Audit.Rules, err)
 		}
 	case "listener":
 		if a.nl, err = auditnl.Open(auditnl.Config{Mode: auditnl.Listener}, d.log); err != nil {
@@ -130,6 +149,11 @@ func (d *Daemon) openAudit(stdin io.Reader) error {
 			a.enabled.Store(st.Enabled != 0)
 			a.lastLost = st.Lost
 		}
+	}
+	if a.journal != nil {
+		// From the count last reported: a loss while no contid ran (after
+		// a crash) is reported at the first tick.
+		a.lastLost = a.journal.LastLost()
 	}
 	var rs *rules.Set
 	if d.cfg.Audit.Filter != "" {
@@ -170,6 +194,9 @@ func (d *Daemon) openAudit(stdin io.Reader) error {
 // what openAudit changed.
 func (d *Daemon) closeAudit() {
 	a := &d.audit
+	// The rules first: their removal (CONFIG_CHANGE) is still read and
+	// logged, and no new record of theirs comes while the rest drains.
+	clean := d.unloadRules()
 	if a.pipe != nil {
 		// What was received before the stop is still written: the
 		// batches handed over, then what waits in the socket.
@@ -188,8 +215,12 @@ func (d *Daemon) closeAudit() {
 		}
 	}
 	if a.in != nil {
-		a.in.Close()
+		if err := a.in.Close(); err != nil && a.journal != nil {
+			d.log.Error("audit: putting back the audit settings at stop", "err", err)
+			clean = false
+		}
 	}
+	d.finishJournal(clean)
 	if a.pipe != nil {
 		a.pipe.Flush()
 		d.flushLosses()
@@ -203,9 +234,49 @@ func (d *Daemon) closeAudit() {
 			drained = true
 		}
 	}
-	if len(a.rules) > 0 {
-		if err := deleteAuditRules(d.cfg.Audit.Rules, a.rules); err != nil {
-			d.log.Error("audit rules: removing at stop", "err", err)
+	if a.writer != nil && a.writer != a.nl {
+		a.writer.Close()
+	}
+	if a.json != nil {
+		a.json.Close()
+	}
+}
+
+// unloadRules deletes the rules contid added (in primary mode); false if
+// some could not be deleted.
+func (d *Daemon) unloadRules() bool {
+	a := &d.audit
+	if a.journal == nil || a.nl == nil {
+		return true
+	}
+	if err := a.journal.Unload(a.nl); err != nil {
+		d.log.Error("audit rules: deleting at stop", "err", err)
+		return false
+	}
+	return true
+}
+
+// finishJournal ends the journal: removed when everything was put back,
+// kept for the next start otherwise.
+func (d *Daemon) finishJournal(clean bool) {
+	a := &d.audit
+	if a.journal == nil {
+		return
+	}
+	if err := a.journal.Finish(clean); err != nil {
+		d.log.Error("audit state", "err", err)
+	}
+	a.journal = nil
+}
+
+// abortAudit undoes a start of the audit path that failed half-way.
+func (d *Daemon) abortAudit() {
+	a := &d.audit
+	clean := d.unloadRules()
+	if a.nl != nil {
+		if err := a.nl.Close(); err != nil {
+			d.log.Error("audit: closing after a failed start", "err", err)
+			clean = false
 		}
 	}
 	if a.writer != nil && a.writer != a.nl {
@@ -214,6 +285,8 @@ func (d *Daemon) closeAudit() {
 	if a.json != nil {
 		a.json.Close()
 	}
+	d.finishJournal(clean)
+	*a = auditState{}
 }
 
 // receive moves batches of records to the core until ctx is done. A full
@@ -293,6 +366,13 @@ func (d *Daemon) tickAudit(now time.Time) {
 				a.kernelLost.Add(uint64(st.Lost - a.lastLost))
 			}
 			a.lastLost = st.Lost
+			if a.journal != nil {
+				// After the record: a crash in between reports it twice
+				// rather than never.
+				if err := a.journal.SetLost(st.Lost); err != nil {
+					d.log.Warn("audit state: recording the lost count", "err", err)
+				}
+			}
 		}
 	}
 	if d.cfg.Log.Flush == auditlog.FlushNone {
