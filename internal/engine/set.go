@@ -213,12 +213,11 @@ func (e *Engine) move(t *task, c *container) {
 		t.cont = c // an exited leader: keep the group's view consistent
 		return
 	}
-	net := e.sets[t.set].ids[ns.Net]
 	if t.cont != nil {
-		e.unuse(t.cont, net)
+		e.unuse(t.cont, e.sets[t.set].ids[ns.Net])
 	}
 	t.cont = c
-	e.use(c, net)
+	e.use(c, t.set)
 }
 
 func (e *Engine) newContainer(id contid.ID, owner TaskRef, parent *container, name string, now int64) *container {
