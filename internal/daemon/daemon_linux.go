@@ -551,8 +551,9 @@ func monotonic() uint64 {
 // container objects in a pinned map.
 type kernel struct{ d *Daemon }
 
-func (k kernel) Tag(tgid int32, id contid.ID) error {
-	err := k.d.tr.SetGroup(int(tgid), id)
+func (k kernel) Tag(target engine.TaskRef, id contid.ID) error {
+	tgid := target.PID
+	err := k.d.tr.SetGroup(int(tgid), target.Start, id)
 	k.d.tagged = monotonic()
 	if err == nil {
 		// Exec into the container later joins it through its cgroups.

@@ -31,9 +31,11 @@ type Sink interface {
 // after a request has passed every check and before it changes any state,
 // so a registration the kernel refuses leaves the engine as it was.
 type Kernel interface {
-	// Tag stores id in the task storage of every thread of process tgid,
-	// and of every task it creates meanwhile, before it returns.
-	Tag(tgid int32, id contid.ID) error
+	// Tag stores id in the task storage of every thread of process
+	// target, and of every task it creates meanwhile, before it returns.
+	// A process under target.PID that did not start at target.Start (the
+	// pid was reused after the engine's checks) is refused with ESRCH.
+	Tag(target TaskRef, id contid.ID) error
 	// Keep stores a new container object so that a restarted daemon can
 	// seed it; Forget removes it once the container is dropped.
 	Keep(c ContainerInfo) error

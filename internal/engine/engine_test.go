@@ -568,15 +568,18 @@ func TestUnknownInputsAreCounted(t *testing.T) {
 type fakeKernel struct {
 	refuse error
 	tagged map[int32]contid.ID
+	starts []uint64 // the start time each Tag was asked to check
 	kept   []contid.ID
 	forgot []contid.ID
 }
 
-func (k *fakeKernel) Tag(tgid int32, id contid.ID) error {
+func (k *fakeKernel) Tag(target TaskRef, id contid.ID) error {
+	tgid := target.PID
 	if k.refuse != nil {
 		return k.refuse
 	}
 	k.tagged[tgid] = id
+	k.starts = append(k.starts, target.Start)
 	return nil
 }
 func (k *fakeKernel) Keep(c ContainerInfo) error { k.kept = append(k.kept, c.Chain[0]); return nil }
@@ -590,6 +593,10 @@ func TestKernelCommit(t *testing.T) {
 	wantErrno(t, w.set(100, false, true, a, "5"), 0)
 	if k.tagged[a] != 5 || len(k.kept) != 1 || k.kept[0] != 5 {
 		t.Fatalf("kernel saw tagged=%v kept=%v", k.tagged, k.kept)
+	}
+	// The kernel checks the start time the engine checked, never a bare pid.
+	if want := w.ref(a).Start; len(k.starts) != 1 || want == 0 || k.starts[0] != want {
+		t.Fatalf("Tag asked to check start %v, want [%d]", k.starts, want)
 	}
 	// A refused check never reaches the kernel.
 	wantErrno(t, w.set(100, false, true, a, "6"), unix.EEXIST)

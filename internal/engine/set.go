@@ -34,7 +34,7 @@ func (e *Engine) SetContid(ev SetContid) (contid.Chain, error) {
 	}
 	if err == nil && e.kernel != nil {
 		id, _ := contid.Parse(ev.Value)
-		if kerr := e.kernel.Tag(tgt.tgid, id); kerr != nil {
+		if kerr := e.kernel.Tag(tgt.ref(), id); kerr != nil {
 			err = kernelRefusal(kerr)
 		}
 	}
@@ -197,7 +197,7 @@ func (e *Engine) Join(ev Join) error {
 	case e.kernel != nil:
 		// The kernel tagged the leader; tag every thread, as a
 		// registration does.
-		if kerr := e.kernel.Tag(t.tgid, c.id); kerr != nil {
+		if kerr := e.kernel.Tag(t.ref(), c.id); kerr != nil {
 			err = kernelRefusal(kerr)
 		}
 	}
