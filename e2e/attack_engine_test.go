@@ -71,7 +71,7 @@ func unshareFlood(t *testing.T, d *daemon) {
 	inputs := counter(t, d, "engine_inputs")
 	_, errOut, code = d.sh(`setpriv --reuid 65534 --regid 65534 --clear-groups sh -c '
 		i=0
-		while [ $i -lt `+strconv.Itoa(unshareLoops)+` ]; do
+		while [ $i -lt ` + strconv.Itoa(unshareLoops) + ` ]; do
 			unshare -Urn true || exit 3
 			unshare -Urnimu true || exit 4
 			unshare -Urp --fork true || exit 5
