@@ -100,6 +100,8 @@ func httpStatus(n unix.Errno) int {
 		return 409
 	case unix.E2BIG:
 		return 413
+	case unix.EDQUOT:
+		return 429
 	}
 	return 500
 }

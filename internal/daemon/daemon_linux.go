@@ -114,7 +114,7 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	if d.tr != nil {
 		k = kernel{d}
 	}
-	d.eng = engine.New(engine.Config{Sink: d, Kernel: k})
+	d.eng = engine.New(engine.Config{Sink: d, Kernel: k, MaxPerOwner: d.cfg.MaxContainersPerOwner})
 	d.updateOffset()
 	if err := d.seed(); err != nil {
 		return err
@@ -515,6 +515,7 @@ func (d *Daemon) Status() api.Status {
 		s.Counters["inherit_mismatch"] = st.Mismatch
 		s.Counters["unknown_join"] = st.UnknownJoin
 		s.Counters["stale_ns"] = st.StaleNS
+		s.Counters["quota_refused"] = st.QuotaRefused
 	}
 	if d.tr != nil {
 		if ts, err := d.tr.Stats(); err == nil {

@@ -50,6 +50,12 @@ type Config struct {
 	// History is how many exited processes are remembered for attributing
 	// records that arrive after their subject exited; 0 means 65536.
 	History int
+	// MaxPerOwner bounds the live containers one orchestrator process owns
+	// when it registers on the strength of capcontid: a registration that
+	// would create one more is refused with EDQUOT (and written, like
+	// every attempt). Callers with CAP_AUDIT_CONTROL are not bounded; they
+	// could switch audit off altogether. 0 means no bound.
+	MaxPerOwner int
 }
 
 // Stats counts what the engine saw and could not place. Nothing is dropped
@@ -66,6 +72,7 @@ type Stats struct {
 	Mismatch      uint64 // forks where the kernel's copied contid differs from the engine's
 	KernelErrors  uint64 // Keep/Forget failures (registrations the kernel refused are records)
 	StaleNS       uint64 // creators whose namespace change was seen first through a child
+	QuotaRefused  uint64 // registrations refused because the owner had MaxPerOwner live containers
 }
 
 // Engine holds the state. Create it with New.
@@ -83,6 +90,8 @@ type Engine struct {
 	nsRefs   map[nsKey]nsRef // each namespace a live set holds
 
 	conts map[contid.ID]*container
+	owned map[TaskRef]int32 // live containers per owner
+	max   int32             // Config.MaxPerOwner
 	nets  map[ns.ID]*netInfo
 	hist  history
 	attr  AttributionStats
@@ -160,6 +169,8 @@ func New(cfg Config) *Engine {
 		setIdx: make(map[ns.Set]int32),
 		nsRefs: make(map[nsKey]nsRef),
 		conts:  make(map[contid.ID]*container),
+		owned:  make(map[TaskRef]int32),
+		max:    int32(min(max(cfg.MaxPerOwner, 0), 1<<30)),
 		nets:   make(map[ns.ID]*netInfo),
 		hist:   newHistory(cfg.History),
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -702,5 +703,42 @@ func TestStaleNamespaceCaughtUpAtFork(t *testing.T) {
 	w.e.Fork(Fork{Time: w.tick(), Parent: a, Child: w.next, ChildTGID: w.next, Start: 2, NS: other, HasCloneFlags: true, CloneFlags: unix.CLONE_NEWNET})
 	if w.e.Stats().StaleNS != 1 || w.last().Type != records.NSCreate {
 		t.Fatalf("a clone with CLONE_NEWNET taken as stale: %d", w.e.Stats().StaleNS)
+	}
+}
+
+// TestOwnerQuota: an orchestrator registering on the strength of capcontid
+// owns at most MaxPerOwner live containers; one more is EDQUOT, written
+// and counted. Joining a container it owns is not a new one; a drop frees
+// a place; a caller with CAP_AUDIT_CONTROL is not bounded.
+func TestOwnerQuota(t *testing.T) {
+	w := newWorld(t)
+	w.e.max = 2
+	orch := w.fork(100)
+	if err := w.e.SetCapcontid(SetCapcontid{Time: w.tick(), Caller: w.ref(100), CallerCap: true, Target: orch, Value: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := w.fork(orch), w.fork(orch)
+	wantErrno(t, w.set(orch, false, false, a, "21"), 0)
+	wantErrno(t, w.set(orch, false, false, b, "22"), 0)
+	c := w.fork(orch)
+	wantErrno(t, w.set(orch, false, false, c, "23"), unix.EDQUOT)
+	if got := fields(w.lastOp()); !strings.HasSuffix(got, "res=failed errno=EDQUOT") || !strings.HasPrefix(got, "op=set opid="+itoa(c)+" contid=23 ") {
+		t.Fatalf("refusal written as %q", got)
+	}
+	if w.chain(c) != "-1" || w.e.Stats().QuotaRefused != 1 {
+		t.Fatalf("chain %s, stats %+v", w.chain(c), w.e.Stats())
+	}
+	// Through a helper acting for it: the same owner, the same bound.
+	h := w.fork(orch)
+	wantErrno(t, w.set(h, true, false, c, "23"), unix.EDQUOT)
+	// Injection into a container it owns creates none.
+	wantErrno(t, w.set(orch, false, false, c, "21"), 0)
+	// A drop frees a place.
+	w.exit(b)
+	d := w.fork(orch)
+	wantErrno(t, w.set(orch, false, false, d, "24"), 0)
+	// CAP_AUDIT_CONTROL is not bounded: root's shell owns 3.
+	for i := range 3 {
+		wantErrno(t, w.set(100, false, true, w.fork(100), strconv.Itoa(30+i)), 0)
 	}
 }
