@@ -33,8 +33,15 @@ func (w *text) Write(ev *Event) {
 	if ev.Container != contid.Unset {
 		c = ev.Container.String()
 	}
-	fmt.Fprintf(&w.Builder, "event routes=%s container=%s chains=%v incomplete=%v late=%v\n",
+	fmt.Fprintf(&w.Builder, "event routes=%s container=%s chains=%v incomplete=%v late=%v",
 		routes(ev.Routes), c, ev.Chains, ev.Incomplete, ev.Late)
+	switch ev.Life {
+	case Registered:
+		w.WriteString(" life=registered")
+	case Dropped:
+		w.WriteString(" life=dropped")
+	}
+	w.WriteByte('\n')
 	for i := range ev.Records {
 		w.Builder.Write(records.AppendRaw(nil, &ev.Records[i]))
 		w.WriteByte('\n')
@@ -96,8 +103,9 @@ func TestStream(t *testing.T) {
 		// each OBJ_PID target with its own chain
 		"opid=201 oauid=0 ouid=0 oses=1 obj=unconfined ocomm=\"true\"\ntype=UNKNOWN[2901] msg=audit(1795687201.200:104): pid=150 uid=0 auid=0 ses=1 record=2 contid=4,^2,^1\n",
 		"ocomm=\"sleep\"\ntype=UNKNOWN[2901] msg=audit(1795687201.200:104): pid=150 uid=0 auid=0 ses=1 record=4 contid=7\n",
-		// contid's own registration routes to container 7's log
-		"event routes=host,container container=7 chains=[7] incomplete=false late=false\ntype=UNKNOWN[2900] msg=audit(1795687201.300:105): pid=42 ",
+		// contid's own registration routes to container 7's log, and marks its life
+		"event routes=host,container container=7 chains=[7] incomplete=false late=false life=registered\ntype=UNKNOWN[2900] msg=audit(1795687201.300:105): pid=42 ",
+		"event routes=host,container container=7 chains=[7] incomplete=false late=false life=dropped\ntype=UNKNOWN[2900] msg=audit(1795687209.100:112): pid=42 ",
 		// a forged CONTAINER_OP is marked, described by its sender's real chain and routes only there
 		"event routes=host,container container=7 chains=[7] incomplete=false late=false\ntype=UNKNOWN[2908] msg=audit(1795687201.400:106): forged-type=2900 pid=300 uid=0 auid=4294967295 ses=4294967295 msg='op=set opid=300 contid=4 old-contid=-1 res=success'\n",
 		"res=success'\ntype=UNKNOWN[2901] msg=audit(1795687201.400:106): pid=300 uid=0 auid=4294967295 ses=4294967295 record=1 contid=7\n",
