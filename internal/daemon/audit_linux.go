@@ -156,7 +156,7 @@ func (d *Daemon) openAudit(stdin io.Reader) error {
 		Container: func(id contid.ID) auditlog.Config { return d.cfg.ContainerLog(uint64(id)) },
 		Dir:       d.cfg.ContainersDir(), KeepDropped: d.cfg.Containers.KeepDropped,
 		KeepDroppedFor: time.Duration(d.cfg.Containers.KeepDroppedDays) * 24 * time.Hour,
-		Lost:      d.lost,
+		Lost:           d.lost,
 	})
 	a.pipe = pipeline.New(pipeline.Config{
 		Reassembly: reassembly.Config{Timeout: time.Duration(d.cfg.Audit.TimeoutMS) * time.Millisecond},
