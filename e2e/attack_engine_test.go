@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/contid/contid/internal/api"
+	"github.com/contid/contid/internal/oci"
 	"github.com/contid/contid/internal/records"
 )
 
@@ -134,4 +136,55 @@ func counter(t *testing.T, d *daemon, name string) uint64 {
 		t.Fatalf("status has no counter %s: %s", name, out)
 	}
 	return v
+}
+
+// TestAttackCapcontidAnnotation: a container's creator asks for capcontid
+// with the annotation, and the hook's owner did not list the container:
+// the container is registered, but gets no capcontid and does not start;
+// with --allow-unregistered it starts without capcontid.
+func TestAttackCapcontidAnnotation(t *testing.T) {
+	d := startDaemon(t, "")
+	rt := runtimes[0]
+	for i, tc := range []struct {
+		allowUnregistered bool
+	}{{false}, {true}} {
+		id := "contid-e2e-capask-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
+		want := strconv.Itoa(4500 + i)
+		dir := bundle(t, d, "sleep 60", map[string]string{oci.Annotation: want, oci.CapAnnotation: "1"})
+		args := []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "web-*,db-*"}
+		if tc.allowUnregistered {
+			args = append(args, "--allow-unregistered")
+		}
+		var cfg map[string]any
+		raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+		json.Unmarshal(raw, &cfg)
+		cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{"path": contidBin, "args": args}}}
+		raw, _ = json.Marshal(cfg)
+		os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+
+		// A file, not a pipe: a detached container keeps its stdio open.
+		logf, err := os.Create(filepath.Join(dir, "runc.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := rt.cmd("run", "-d", "--bundle", dir, id)
+		run.Stdout, run.Stderr = logf, logf
+		err = run.Run()
+		logf.Close()
+		out, _ := os.ReadFile(logf.Name())
+		t.Cleanup(func() { rt.cmd("delete", "-f", id).Run() })
+		if started := err == nil; started != tc.allowUnregistered {
+			t.Errorf("allow-unregistered %v: container started %v: %s", tc.allowUnregistered, started, out)
+		}
+		if !tc.allowUnregistered && !strings.Contains(string(out), "asks for capcontid") {
+			t.Errorf("the runtime's output does not say why: %s", out)
+		}
+		d.waitRecord(records.ContainerOp, "op=set", "contid="+want, "res=success")
+	}
+	// Neither container got capcontid: no attempt reached the daemon.
+	for _, r := range d.logRecords() {
+		if r.Type == records.SetCapcontid {
+			t.Errorf("capcontid was asked of the daemon: %v", r.Fields)
+		}
+	}
 }
