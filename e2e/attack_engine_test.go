@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/contid/contid/internal/api"
+	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/oci"
 	"github.com/contid/contid/internal/records"
 )
@@ -186,5 +188,86 @@ func TestAttackCapcontidAnnotation(t *testing.T) {
 		if r.Type == records.SetCapcontid {
 			t.Errorf("capcontid was asked of the daemon: %v", r.Fields)
 		}
+	}
+}
+
+// TestAttackRegistrationLoop: an unprivileged orchestrator granted
+// capcontid registers short-lived containers in a loop, then as many live
+// ones as it can. The live ones stop at max_containers_per_owner (EDQUOT,
+// written and counted), and the logs of the dropped ones are bounded by
+// keep_dropped: the loop cannot fill the disk or the inode table.
+func TestAttackRegistrationLoop(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "contid.toml")
+	if err := os.WriteFile(cfg, []byte("max_containers_per_owner = 2\n[containers]\nkeep_dropped = 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Listener mode: the per-container logs are written in every audit
+	// mode, and a listener runs beside any audit daemon the machine has.
+	requireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	if out, err := exec.Command("auditctl", "-e", "1").CombinedOutput(); err != nil {
+		t.Fatalf("auditctl -e 1: %v: %s", err, out)
+	}
+	d := startDaemon(t, "", "--audit", "listener", "--config", cfg)
+	const loops = 20
+	// A directory the unprivileged user can write: the fifo that holds it
+	// until it has capcontid, and the refusal it reads back.
+	tmp := t.TempDir()
+	os.Chmod(tmp, 0o777)
+	fifo := filepath.Join(tmp, "go")
+	_, errOut, code := d.sh(`mkfifo -m 0666 "$F" || exit 8
+		setpriv --reuid 65534 --regid 65534 --clear-groups sh -c '
+			read x < "$F"
+			i=0
+			while [ $i -lt `+strconv.Itoa(loops)+` ]; do
+				sleep 60 & S=$!
+				"$C" set $S $((6000+i)) >/dev/null || exit 3
+				kill $S; wait $S
+				i=$((i+1))
+			done
+			sleep 60 & A=$!; "$C" set $A 6100 >/dev/null || exit 4
+			sleep 60 & B=$!; "$C" set $B 6101 >/dev/null || exit 5
+			sleep 60 & X=$!; "$C" set $X 6102 2>"$F.err" && exit 6
+			grep -q EDQUOT "$F.err" || exit 7
+			kill $A $B $X; wait
+		' & P=$!
+		"$C" capcontid $P 1 || { kill $P; exit 9; }
+		echo go > "$F"
+		wait $P`, "F="+fifo)
+	if code != 0 {
+		b, _ := os.ReadFile(fifo + ".err")
+		t.Fatalf("exit %d: %s %s", code, errOut, b)
+	}
+	d.waitRecord(records.ContainerOp, "op=set", "contid=6102", "res=failed", "errno=EDQUOT")
+	d.waitRecord(records.ContainerOp, "op=drop", "contid=6100")
+	d.waitRecord(records.ContainerOp, "op=drop", "contid=6101")
+	if n := counter(t, d, "quota_refused"); n != 1 {
+		t.Errorf("quota_refused %d, want 1", n)
+	}
+	// Every container is dropped: no live log directory is left, and of
+	// the 22 dropped ones the 3 latest are kept.
+	ents, err := os.ReadDir(filepath.Join(d.dir, "containers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "dropped" {
+			t.Errorf("containers/%s left after its drop", e.Name())
+		}
+	}
+	kept, err := os.ReadDir(filepath.Join(d.dir, "containers", "dropped"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range kept {
+		names = append(names, e.Name())
+	}
+	if len(names) != 3 || !strings.HasPrefix(names[0], "6019-") || !strings.HasPrefix(names[1], "6100-") || !strings.HasPrefix(names[2], "6101-") {
+		t.Errorf("containers/dropped holds %v, want 6019-, 6100-, 6101-…", names)
+	}
+	if n := counter(t, d, "container_logs_removed"); n != loops+2-3 {
+		t.Errorf("container_logs_removed %d, want %d", n, loops+2-3)
 	}
 }
