@@ -213,7 +213,12 @@ func TestAttackRegistrationLoop(t *testing.T) {
 	const loops = 20
 	// A directory the unprivileged user can write: the fifo that holds it
 	// until it has capcontid, and the refusal it reads back.
-	tmp := t.TempDir()
+	// (t.TempDir's parent is private to root.)
+	tmp, err := os.MkdirTemp("", "contid-e2e-quota-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
 	os.Chmod(tmp, 0o777)
 	fifo := filepath.Join(tmp, "go")
 	_, errOut, code := d.sh(`mkfifo -m 0666 "$F" || exit 8
