@@ -276,3 +276,17 @@ func TestAttackRegistrationLoop(t *testing.T) {
 		t.Errorf("container_logs_removed %d, want %d", n, loops+2-3)
 	}
 }
+
+// droppedLog returns the log of the dropped container id: the one
+// directory containers/dropped/<id>-<drop time> holds.
+func droppedLog(t *testing.T, d *daemon, id string) string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(d.dir, "containers", "dropped", id+"-*", "audit.log"))
+	if err != nil || len(m) != 1 {
+		t.Fatalf("logs of dropped container %s: %v, %v", id, m, err)
+	}
+	if _, err := os.Stat(filepath.Join(d.dir, "containers", id)); !os.IsNotExist(err) {
+		t.Errorf("containers/%s still there after the drop: %v", id, err)
+	}
+	return m[0]
+}

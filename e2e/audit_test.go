@@ -120,7 +120,7 @@ func TestAuditExecve(t *testing.T) {
 	}
 	d.waitRecord(records.ContainerOp, "op=drop", "contid=77")
 	host := filepath.Join(d.dir, "audit.log")
-	cont := filepath.Join(d.dir, "containers", "77", "audit.log")
+	cont := droppedLog(t, d, "77") // moved aside at the drop
 	for _, path := range []string{host, cont} {
 		evs := execs(readEvents(t, path), "/usr/bin/true")
 		if len(evs) != 500 {
@@ -544,7 +544,7 @@ func TestAuditRunc(t *testing.T) {
 		}
 	}
 	d.waitRecord(records.ContainerOp, "op=drop", "contid="+want)
-	for _, path := range []string{filepath.Join(d.dir, "audit.log"), filepath.Join(d.dir, "containers", want, "audit.log")} {
+	for _, path := range []string{filepath.Join(d.dir, "audit.log"), droppedLog(t, d, want)} {
 		var n int
 		for _, e := range readEvents(t, path) {
 			i, s := e.first(records.Syscall)
