@@ -120,7 +120,7 @@ func TestAuditExecve(t *testing.T) {
 	}
 	d.waitRecord(records.ContainerOp, "op=drop", "contid=77")
 	host := filepath.Join(d.dir, "audit.log")
-	cont := filepath.Join(d.dir, "containers", "77", "audit.log")
+	cont := droppedLog(t, d, "77") // moved aside at the drop
 	for _, path := range []string{host, cont} {
 		evs := execs(readEvents(t, path), "/usr/bin/true")
 		if len(evs) != 500 {
@@ -426,7 +426,9 @@ func TestAuditHostileFeed(t *testing.T) {
 		t.Fatal("daemon did not stop at the end of its feed")
 	}
 	host := read(t, filepath.Join(d.dir, "audit.log"))
-	for _, want := range []string{`key="hostile"`, "op=set opid=1 contid=5"} {
+	// The forged registration is written marked: CONTID_FORGED (2908),
+	// forged-type=2900 first, so ausearch -m 2900 does not find it.
+	for _, want := range []string{`key="hostile"`, "op=set opid=1 contid=5", "type=UNKNOWN[2908] msg=audit(", "): forged-type=2900 pid="} {
 		if !strings.Contains(host, want) {
 			t.Errorf("host log lacks %q:\n%s", want, host)
 		}
@@ -542,7 +544,7 @@ func TestAuditRunc(t *testing.T) {
 		}
 	}
 	d.waitRecord(records.ContainerOp, "op=drop", "contid="+want)
-	for _, path := range []string{filepath.Join(d.dir, "audit.log"), filepath.Join(d.dir, "containers", want, "audit.log")} {
+	for _, path := range []string{filepath.Join(d.dir, "audit.log"), droppedLog(t, d, want)} {
 		var n int
 		for _, e := range readEvents(t, path) {
 			i, s := e.first(records.Syscall)

@@ -253,6 +253,10 @@ func TestNestedThroughRuntime(t *testing.T) {
 	proc := cfg["process"].(map[string]any)
 	proc["args"] = []string{"contid", "exec", "--contid", "501", "--", "sh", "-c", "sleep 60"}
 	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
+	// The hook grants capcontid only to the containers its owner names.
+	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
+		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "contid-e2e-nest-*"},
+	}}}
 	cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
 		"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
 	})
@@ -303,6 +307,10 @@ ls /sys/fs/bpf/ 2>&1 | head -1; echo done`
 	json.Unmarshal(raw, &cfg)
 	proc := cfg["process"].(map[string]any)
 	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
+	// The hook grants capcontid only to the containers its owner names.
+	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
+		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "contid-e2e-nest-*"},
+	}}}
 	cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
 		"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
 	})

@@ -107,6 +107,8 @@ func httpStatus(n unix.Errno) int {
 		return 413
 	case unix.EAGAIN:
 		return 503
+	case unix.EDQUOT:
+		return 429
 	}
 	return 500
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/contid/contid/internal/api"
 	"github.com/contid/contid/internal/oci"
@@ -12,14 +13,18 @@ import (
 // for the runtime that ran the hook, before the container's process runs.
 type ociHookCmd struct {
 	clientFlags
-	AllowUnregistered bool   `help:"Let the container start when the daemon refuses or is down (default: the hook fails, and so does the start)." env:"CONTID_HOOK_ALLOW_UNREGISTERED"`
-	PrintConfig       string `help:"Print the hook stanza instead: 'runc' for a config.json, 'hooks.d' for podman/CRI-O." enum:",runc,hooks.d" default:""`
-	Path              string `help:"With --print-config: the contid binary's path." default:"/usr/local/bin/contid"`
+	AllowUnregistered bool     `help:"Let the container start when the daemon refuses or is down (default: the hook fails, and so does the start)." env:"CONTID_HOOK_ALLOW_UNREGISTERED"`
+	CapcontidAllow    []string `name:"capcontid-allow" placeholder:"GLOB" help:"Containers (by id or name, shell glob; repeat or comma-separate) whose org.contid.capcontid=1 annotation is granted. Default: none; a container asking for it is registered, then its start fails (or it starts without capcontid with --allow-unregistered)."`
+	PrintConfig       string   `help:"Print the hook stanza instead: 'runc' for a config.json, 'hooks.d' for podman/CRI-O." enum:",runc,hooks.d" default:""`
+	Path              string   `help:"With --print-config: the contid binary's path." default:"/usr/local/bin/contid"`
 }
 
 func (c *ociHookCmd) Run(stdio Stdio) error {
 	if c.PrintConfig != "" {
 		return printJSON(stdio.Out, hookConfig(c.PrintConfig, c.Path))
+	}
+	if err := oci.CheckPatterns(c.CapcontidAllow); err != nil {
+		return c.fail(stdio, err)
 	}
 	s, err := oci.ReadState(stdio.In)
 	if err != nil {
@@ -34,6 +39,13 @@ func (c *ociHookCmd) Run(stdio Stdio) error {
 	}
 	fmt.Fprintf(stdio.Err, "contid: container %s registered as %s\n", plan.Name, chainText(t.Chain))
 	if plan.Capcontid != "" {
+		// Revoking ("0") is always allowed; anything else is a request
+		// for a privilege, checked here before the daemon (which would
+		// grant it: the hook runs as the runtime, usually root).
+		if plan.Capcontid != "0" && !oci.CapAllowed(c.CapcontidAllow, s) {
+			return c.fail(stdio, fmt.Errorf("container %s asks for capcontid (%s=%s), which this hook grants only to "+
+				"the containers --capcontid-allow names", plan.Name, oci.CapAnnotation, strconv.Quote(plan.Capcontid)))
+		}
 		if _, err := c.client().SetCapcontid(cx, api.CapRequest{PID: int32(plan.PID), Value: plan.Capcontid, ForParent: true}); err != nil {
 			return c.fail(stdio, fmt.Errorf("container %s: capcontid %s: %w", s.ID, plan.Capcontid, err))
 		}

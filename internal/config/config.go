@@ -35,11 +35,27 @@ type Config struct {
 	Source     string `toml:"source"`
 	LogLevel   string `toml:"log_level"`
 	NSSyscalls bool   `toml:"ns_syscalls"`
-	Log        Log    `toml:"log"`
-	Audit      Audit  `toml:"audit"`
-	Containers Log    `toml:"containers"`
+	// MaxContainersPerOwner bounds the live containers one orchestrator
+	// without CAP_AUDIT_CONTROL owns (engine.Config.MaxPerOwner); 0: none.
+	MaxContainersPerOwner int        `toml:"max_containers_per_owner"`
+	Log                   Log        `toml:"log"`
+	Audit                 Audit      `toml:"audit"`
+	Containers            Containers `toml:"containers"`
 
 	Metrics Metrics `toml:"metrics"`
+}
+
+// Containers configures the per-container logs: each one's limits, and how
+// many logs of dropped containers are kept.
+type Containers struct {
+	Log
+	// KeepDropped is how many dropped containers' log directories are
+	// kept (DIR/containers/dropped/<contid>-<drop time>); the oldest
+	// beyond it are removed. 0 removes a container's log at its drop.
+	KeepDropped int `toml:"keep_dropped"`
+	// KeepDroppedDays removes them once dropped this many days ago
+	// (event time); 0: no age limit.
+	KeepDroppedDays int `toml:"keep_dropped_days"`
 }
 
 // Metrics configures the Prometheus endpoint (off by default).
@@ -188,6 +204,14 @@ func (c Config) Validate() error {
 	if _, _, err := c.Metrics.Endpoint(); err != nil {
 		return err
 	}
+	switch {
+	case c.MaxContainersPerOwner < 0 || c.MaxContainersPerOwner > 1<<20:
+		return fmt.Errorf("max_containers_per_owner %d must be 0–1048576", c.MaxContainersPerOwner)
+	case c.Containers.KeepDropped < 0 || c.Containers.KeepDropped > 1<<20:
+		return fmt.Errorf("containers.keep_dropped %d must be 0–1048576", c.Containers.KeepDropped)
+	case c.Containers.KeepDroppedDays < 0 || c.Containers.KeepDroppedDays > 36500:
+		return fmt.Errorf("containers.keep_dropped_days %d must be 0–36500", c.Containers.KeepDroppedDays)
+	}
 	if err := c.Containers.validate("containers"); err != nil {
 		return err
 	}
@@ -221,6 +245,9 @@ func (c Config) HostLog() auditlog.Config { return c.Log.writer(filepath.Join(c.
 // JSONLog returns the writer configuration of DIR/audit.json (JSON lines),
 // which follows the host log's limits.
 func (c Config) JSONLog() auditlog.Config { return c.Log.writer(filepath.Join(c.LogDir, "audit.json")) }
+
+// ContainersDir is DIR/containers, where the per-container logs are.
+func (c Config) ContainersDir() string { return filepath.Join(c.LogDir, "containers") }
 
 // ContainerLog returns the writer configuration of a container's own log,
 // DIR/containers/<contid>/audit.log, under the [containers] limits.

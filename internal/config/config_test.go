@@ -35,6 +35,10 @@ func TestParse(t *testing.T) {
 		{"[log]\nnum_logs = 0", "num_logs 0"},
 		{"[log]\nmax_log_file = -1", "max_log_file -1"},
 		{"log_level = \"loud\"", "log_level"},
+		{"max_containers_per_owner = -1", "max_containers_per_owner -1"},
+		{"[containers]\nkeep_dropped = -1", "containers.keep_dropped -1"},
+		{"[containers]\nkeep_dropped_days = -2", "containers.keep_dropped_days -2"},
+		{"[containers]\nkeep = 3", "unknown keys: containers.keep"},
 		{"log_dir = ", "f:"},
 		{"\x00\xff", "f:"},
 	}

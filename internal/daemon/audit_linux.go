@@ -178,7 +178,9 @@ func (d *Daemon) openAudit(stdin io.Reader) (err error) {
 	a.out = output.New(output.Config{
 		Host: d.hl, JSON: a.json, MaxOpen: d.cfg.Audit.MaxOpen, Log: d.log,
 		Container: func(id contid.ID) auditlog.Config { return d.cfg.ContainerLog(uint64(id)) },
-		Lost:      d.lost,
+		Dir:       d.cfg.ContainersDir(), KeepDropped: d.cfg.Containers.KeepDropped,
+		KeepDroppedFor: time.Duration(d.cfg.Containers.KeepDroppedDays) * 24 * time.Hour,
+		Lost:           d.lost,
 	})
 	a.pipe = pipeline.New(pipeline.Config{
 		Reassembly: reassembly.Config{Timeout: time.Duration(d.cfg.Audit.TimeoutMS) * time.Millisecond},
@@ -551,4 +553,7 @@ func (d *Daemon) auditStatus(s *api.Status) {
 	c["written_container"] = o.ContainerEvents
 	c["written_json"] = o.JSONEvents
 	c["write_errors"] = o.LineErrors + o.OpenErrors
+	c["container_logs_retired"] = o.Retired
+	c["container_logs_removed"] = o.RetiredRemoved
+	c["container_logs_retire_errors"] = o.RetireErrors
 }

@@ -120,7 +120,7 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	if d.tr != nil {
 		k = kernel{d}
 	}
-	d.eng = engine.New(engine.Config{Sink: d, Kernel: k})
+	d.eng = engine.New(engine.Config{Sink: d, Kernel: k, MaxPerOwner: d.cfg.MaxContainersPerOwner})
 	d.updateOffset()
 	if err := d.seed(); err != nil {
 		return err
@@ -545,6 +545,7 @@ func (d *Daemon) Status() api.Status {
 		s.Counters["inherit_mismatch"] = st.Mismatch
 		s.Counters["unknown_join"] = st.UnknownJoin
 		s.Counters["stale_ns"] = st.StaleNS
+		s.Counters["quota_refused"] = st.QuotaRefused
 	}
 	if d.tr != nil {
 		if ts, err := d.tr.Stats(); err == nil {
@@ -581,8 +582,9 @@ func monotonic() uint64 {
 // container objects in a pinned map.
 type kernel struct{ d *Daemon }
 
-func (k kernel) Tag(tgid int32, id contid.ID) error {
-	err := k.d.tr.SetGroup(int(tgid), id)
+func (k kernel) Tag(target engine.TaskRef, id contid.ID) error {
+	tgid := target.PID
+	err := k.d.tr.SetGroup(int(tgid), target.Start, id)
 	k.d.tagged = monotonic()
 	if err == nil {
 		// Exec into the container later joins it through its cgroups.

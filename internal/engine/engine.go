@@ -31,9 +31,11 @@ type Sink interface {
 // after a request has passed every check and before it changes any state,
 // so a registration the kernel refuses leaves the engine as it was.
 type Kernel interface {
-	// Tag stores id in the task storage of every thread of process tgid,
-	// and of every task it creates meanwhile, before it returns.
-	Tag(tgid int32, id contid.ID) error
+	// Tag stores id in the task storage of every thread of process
+	// target, and of every task it creates meanwhile, before it returns.
+	// A process under target.PID that did not start at target.Start (the
+	// pid was reused after the engine's checks) is refused with ESRCH.
+	Tag(target TaskRef, id contid.ID) error
 	// Keep stores a new container object so that a restarted daemon can
 	// seed it; Forget removes it once the container is dropped.
 	Keep(c ContainerInfo) error
@@ -48,6 +50,12 @@ type Config struct {
 	// History is how many exited processes are remembered for attributing
 	// records that arrive after their subject exited; 0 means 65536.
 	History int
+	// MaxPerOwner bounds the live containers one orchestrator process owns
+	// when it registers on the strength of capcontid: a registration that
+	// would create one more is refused with EDQUOT (and written, like
+	// every attempt). Callers with CAP_AUDIT_CONTROL are not bounded; they
+	// could switch audit off altogether. 0 means no bound.
+	MaxPerOwner int
 }
 
 // Stats counts what the engine saw and could not place. Nothing is dropped
@@ -64,6 +72,7 @@ type Stats struct {
 	Mismatch      uint64 // forks where the kernel's copied contid differs from the engine's
 	KernelErrors  uint64 // Keep/Forget failures (registrations the kernel refused are records)
 	StaleNS       uint64 // creators whose namespace change was seen first through a child
+	QuotaRefused  uint64 // registrations refused because the owner had MaxPerOwner live containers
 }
 
 // Engine holds the state. Create it with New.
@@ -78,9 +87,11 @@ type Engine struct {
 	sets     []nsSet
 	setIdx   map[ns.Set]int32
 	freeSets []int32
-	nsRefs   map[nsKey]int32 // live sets holding each namespace
+	nsRefs   map[nsKey]nsRef // each namespace a live set holds
 
 	conts map[contid.ID]*container
+	owned map[TaskRef]int32 // live containers per owner
+	max   int32             // Config.MaxPerOwner
 	nets  map[ns.ID]*netInfo
 	hist  history
 	attr  AttributionStats
@@ -100,7 +111,11 @@ type task struct {
 	threads   int32 // live threads of the group, leader included (leader only)
 	gone      bool  // the leader has exited; the group lives on in threads
 	capcontid bool
-	subj      Subject
+	// crossed: this uncontained task, or the task it was forked from,
+	// entered a container's namespace; its namespace changes are then
+	// written even where only the namespace it leaves is a container's.
+	crossed bool
+	subj    Subject
 }
 
 type container struct {
@@ -115,8 +130,18 @@ type container struct {
 }
 
 type nsSet struct {
-	ids  ns.Set
+	ids    ns.Set
+	refs   int32
+	marked bool // every namespace in ids is marked as a container's
+}
+
+// nsRef is one live namespace: how many live sets hold it, and whether a
+// contained task has used it (a container's namespace, SPEC §5.1). The
+// mark lasts while the namespace is held, so the state is bounded by the
+// live tasks' namespaces, whoever made them.
+type nsRef struct {
 	refs int32
+	cont bool
 }
 
 type nsKey struct {
@@ -142,8 +167,10 @@ func New(cfg Config) *Engine {
 		kernel: cfg.Kernel,
 		idx:    make(map[int32]uint32),
 		setIdx: make(map[ns.Set]int32),
-		nsRefs: make(map[nsKey]int32),
+		nsRefs: make(map[nsKey]nsRef),
 		conts:  make(map[contid.ID]*container),
+		owned:  make(map[TaskRef]int32),
+		max:    int32(min(max(cfg.MaxPerOwner, 0), 1<<30)),
 		nets:   make(map[ns.ID]*netInfo),
 		hist:   newHistory(cfg.History),
 	}
@@ -240,7 +267,7 @@ func (e *Engine) insert(t task) *task {
 	e.idx[t.tid] = i
 	p := &e.tasks[i]
 	if p.cont != nil {
-		e.use(p.cont, e.sets[p.set].ids[ns.Net])
+		e.use(p.cont, p.set)
 	}
 	return p
 }
@@ -295,6 +322,7 @@ func (e *Engine) Fork(ev Fork) {
 		return
 	}
 	t.cont = p.cont
+	t.crossed = p.crossed
 	t.subj = p.subj
 	if ev.Subject != nil {
 		t.subj = *ev.Subject
@@ -409,7 +437,7 @@ func (e *Engine) takeOver(old, leader int32) {
 		e.release(0, l)
 		l.threads--
 	}
-	l.set, l.cont, l.gone = t.set, t.cont, false
+	l.set, l.cont, l.gone, l.crossed = t.set, t.cont, false, t.crossed
 	l.subj = t.subj
 	e.remove(old) // its set reference and container use moved to l
 }
@@ -496,7 +524,10 @@ func (e *Engine) acquire(ids ns.Set, fresh *[ns.NumTypes]bool) int32 {
 			continue
 		}
 		k := nsKey{ns.Type(typ), id}
-		if e.nsRefs[k]++; e.nsRefs[k] == 1 && fresh != nil {
+		r := e.nsRefs[k]
+		r.refs++
+		e.nsRefs[k] = r
+		if r.refs == 1 && fresh != nil {
 			fresh[typ] = true
 		}
 	}
@@ -509,9 +540,12 @@ func (e *Engine) dropSet(i int32) {
 	e.freeSets = append(e.freeSets, i)
 }
 
-// use and unuse keep each network namespace's container list.
-func (e *Engine) use(c *container, net ns.ID) {
+// use and unuse keep each network namespace's container list; use also
+// marks the namespaces of the set a contained task is in as a container's.
+func (e *Engine) use(c *container, set int32) {
 	c.tasks++
+	e.markSet(set)
+	net := e.sets[set].ids[ns.Net]
 	if net.IsZero() {
 		return
 	}
@@ -552,4 +586,46 @@ func (e *Engine) unuse(c *container, net ns.ID) {
 		}
 		return
 	}
+}
+
+// markSet marks every namespace of a set as a container's. A set is marked
+// once: contained forks share their parent's set and cost nothing more.
+func (e *Engine) markSet(i int32) {
+	s := &e.sets[i]
+	if s.marked {
+		return
+	}
+	s.marked = true
+	for typ, id := range s.ids {
+		e.mark(ns.Type(typ), id)
+	}
+}
+
+func (e *Engine) mark(typ ns.Type, id ns.ID) {
+	if id.IsZero() {
+		return
+	}
+	k := nsKey{typ, id}
+	if r, ok := e.nsRefs[k]; ok && !r.cont {
+		r.cont = true
+		e.nsRefs[k] = r
+	}
+}
+
+// containers reports whether a live namespace is a container's.
+func (e *Engine) containers(typ ns.Type, id ns.ID) bool {
+	return !id.IsZero() && e.nsRefs[nsKey{typ, id}].cont
+}
+
+// involved reports whether a change of t's namespace of type typ, from old
+// to id, concerns a container (SPEC §5.1): t is contained, or t enters a
+// container's namespace, or t leaves one after it crossed into one.
+//
+// Leaving a container's namespace counts only for a task that crossed:
+// the host's own namespaces are containers' too whenever a container shares
+// them (most share the host's user and time namespaces), and an unprivileged
+// `unshare -U` from there must not be written. Entering one needs
+// CAP_SYS_ADMIN over it, which such a user does not have.
+func (e *Engine) involved(t *task, typ ns.Type, id, old ns.ID) bool {
+	return t.cont != nil || e.containers(typ, id) || t.crossed && e.containers(typ, old)
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -425,12 +426,14 @@ func TestNamespaces(t *testing.T) {
 
 func TestForkCreatesNamespace(t *testing.T) {
 	w := newWorld(t)
+	c := w.fork(100)
+	wantErrno(t, w.set(100, false, true, c, "5"), 0)
 	var next ns.Set
 	next[ns.PID] = ns.ID{Dev: 4, Ino: 4026532300}
 	w.next++
-	w.e.Fork(Fork{Time: w.tick(), Parent: 100, Child: w.next, ChildTGID: w.next, Start: 5, NS: next})
+	w.e.Fork(Fork{Time: w.tick(), Parent: c, Child: w.next, ChildTGID: w.next, Start: 5, NS: next})
 	r := w.last()
-	if r.Type != records.NSCreate || fields(r) != "nstype=pid ns=4:4026532300 old-ns=? pid=100 contid=-1" {
+	if r.Type != records.NSCreate || fields(r) != "nstype=pid ns=4:4026532300 old-ns=? pid="+itoa(c)+" contid=5" {
 		t.Fatalf("got %d %s", r.Type, fields(r))
 	}
 	// A second child in the same new namespace creates nothing.
@@ -438,6 +441,93 @@ func TestForkCreatesNamespace(t *testing.T) {
 	w.e.Fork(Fork{Time: w.tick(), Parent: w.next, Child: w.next + 1, ChildTGID: w.next + 1, Start: 6})
 	if len(w.out.recs) != n {
 		t.Fatal("inherited namespace logged as created")
+	}
+}
+
+// nsRecords returns the NS_* records written since record n.
+func (w *world) nsRecords(n int) []string {
+	var got []string
+	for _, r := range w.out.recs[n:] {
+		switch r.Type {
+		case records.NSCreate, records.NSChange, records.NSDestroy:
+			got = append(got, fmt.Sprintf("%d:%s", r.Type, fields(r)))
+		}
+	}
+	return got
+}
+
+// TestNamespaceRecordsNeedAContainer checks SPEC §5.1's scope: namespace
+// records are written where a container is involved, and a namespace only
+// uncontained tasks use writes none, even while a container shares the
+// host's namespaces (which makes those a container's too).
+func TestNamespaceRecordsNeedAContainer(t *testing.T) {
+	ctrNet := ns.ID{Dev: 4, Ino: 4026532500, Unique: 50}
+	userNet := ns.ID{Dev: 4, Ino: 4026532600, Unique: 60}
+	netSet := func(id ns.ID) ns.Set { var s ns.Set; s[ns.Net] = id; return s }
+	type step func(w *world, host, ctr int32) int32 // returns the task to check
+	tests := []struct {
+		name string
+		run  step
+		want []string
+	}{
+		{"host unshare and fork into a new namespace", func(w *world, host, _ int32) int32 {
+			// The host's mnt namespace is container 5's too: leaving it is
+			// not written either.
+			s := netSet(userNet)
+			s[ns.Mnt] = ns.ID{Dev: 4, Ino: 4026532800, Unique: 80}
+			w.e.NSChange(NSChange{Time: w.tick(), PID: host, Op: Unshare, NS: s})
+			k := w.fork(host)
+			w.e.Fork(Fork{Time: w.tick(), Parent: k, Child: 3000, ChildTGID: 3000, Start: 3000, HasCloneFlags: true,
+				CloneFlags: unix.CLONE_NEWNET, NS: netSet(ns.ID{Dev: 4, Ino: 4026532700, Unique: 70})})
+			w.exit(3000)
+			w.exit(k)
+			w.exit(host)
+			return 0
+		}, nil},
+		{"host setns into a container's netns and back", func(w *world, host, _ int32) int32 {
+			w.e.NSChange(NSChange{Time: w.tick(), PID: host, Op: Setns, NS: netSet(ctrNet)})
+			w.e.NSChange(NSChange{Time: w.tick(), PID: host, Op: Unshare, NS: netSet(userNet)})
+			w.exit(host)
+			return 0
+		}, []string{
+			"2905:nstype=net ns=4:4026532500 nsid=50 old-ns=4:4026531840 old-nsid=1 pid=1001 contid=-1",
+			"2904:nstype=net ns=4:4026532600 nsid=60 old-ns=4:4026532500 old-nsid=50 pid=1001 contid=-1",
+			"2905:nstype=net ns=4:4026532600 nsid=60 old-ns=4:4026532500 old-nsid=50 pid=1001 contid=-1",
+			"2906:nstype=net ns=4:4026532600 nsid=60 pid=1001 contid=-1",
+		}},
+		{"a child of a host process in a container's netns", func(w *world, host, _ int32) int32 {
+			w.e.NSChange(NSChange{Time: w.tick(), PID: host, Op: Setns, NS: netSet(ctrNet)})
+			k := w.fork(host)
+			w.e.NSChange(NSChange{Time: w.tick(), PID: k, Op: Setns, NS: netSet(hostNet)})
+			return 0
+		}, []string{
+			"2905:nstype=net ns=4:4026532500 nsid=50 old-ns=4:4026531840 old-nsid=1 pid=1001 contid=-1",
+			"2905:nstype=net ns=4:4026531840 nsid=1 old-ns=4:4026532500 old-nsid=50 pid=1003 contid=-1",
+		}},
+		{"contained unshare", func(w *world, _, ctr int32) int32 {
+			w.e.NSChange(NSChange{Time: w.tick(), PID: ctr, Op: Unshare, NS: netSet(userNet)})
+			return 0
+		}, []string{
+			"2904:nstype=net ns=4:4026532600 nsid=60 old-ns=4:4026532500 old-nsid=50 pid=1002 contid=5",
+			"2905:nstype=net ns=4:4026532600 nsid=60 old-ns=4:4026532500 old-nsid=50 pid=1002 contid=5",
+			"2906:nstype=net ns=4:4026532500 nsid=50 pid=1002 contid=5",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			host := w.fork(100) // 1001, uncontained
+			// 1002: container 5 in its own netns, sharing the host's mnt.
+			w.next++
+			ctr := w.next
+			w.e.Fork(Fork{Time: w.tick(), Parent: 100, Child: ctr, ChildTGID: ctr, Start: uint64(w.now), NS: netSet(ctrNet)})
+			wantErrno(t, w.set(100, false, true, ctr, "5"), 0)
+			n := len(w.out.recs)
+			tt.run(w, host, ctr)
+			if got := w.nsRecords(n); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Fatalf("ns records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
 	}
 }
 
@@ -479,15 +569,18 @@ func TestUnknownInputsAreCounted(t *testing.T) {
 type fakeKernel struct {
 	refuse error
 	tagged map[int32]contid.ID
+	starts []uint64 // the start time each Tag was asked to check
 	kept   []contid.ID
 	forgot []contid.ID
 }
 
-func (k *fakeKernel) Tag(tgid int32, id contid.ID) error {
+func (k *fakeKernel) Tag(target TaskRef, id contid.ID) error {
+	tgid := target.PID
 	if k.refuse != nil {
 		return k.refuse
 	}
 	k.tagged[tgid] = id
+	k.starts = append(k.starts, target.Start)
 	return nil
 }
 func (k *fakeKernel) Keep(c ContainerInfo) error { k.kept = append(k.kept, c.Chain[0]); return nil }
@@ -501,6 +594,10 @@ func TestKernelCommit(t *testing.T) {
 	wantErrno(t, w.set(100, false, true, a, "5"), 0)
 	if k.tagged[a] != 5 || len(k.kept) != 1 || k.kept[0] != 5 {
 		t.Fatalf("kernel saw tagged=%v kept=%v", k.tagged, k.kept)
+	}
+	// The kernel checks the start time the engine checked, never a bare pid.
+	if want := w.ref(a).Start; len(k.starts) != 1 || want == 0 || k.starts[0] != want {
+		t.Fatalf("Tag asked to check start %v, want [%d]", k.starts, want)
 	}
 	// A refused check never reaches the kernel.
 	wantErrno(t, w.set(100, false, true, a, "6"), unix.EEXIST)
@@ -606,5 +703,42 @@ func TestStaleNamespaceCaughtUpAtFork(t *testing.T) {
 	w.e.Fork(Fork{Time: w.tick(), Parent: a, Child: w.next, ChildTGID: w.next, Start: 2, NS: other, HasCloneFlags: true, CloneFlags: unix.CLONE_NEWNET})
 	if w.e.Stats().StaleNS != 1 || w.last().Type != records.NSCreate {
 		t.Fatalf("a clone with CLONE_NEWNET taken as stale: %d", w.e.Stats().StaleNS)
+	}
+}
+
+// TestOwnerQuota: an orchestrator registering on the strength of capcontid
+// owns at most MaxPerOwner live containers; one more is EDQUOT, written
+// and counted. Joining a container it owns is not a new one; a drop frees
+// a place; a caller with CAP_AUDIT_CONTROL is not bounded.
+func TestOwnerQuota(t *testing.T) {
+	w := newWorld(t)
+	w.e.max = 2
+	orch := w.fork(100)
+	if err := w.e.SetCapcontid(SetCapcontid{Time: w.tick(), Caller: w.ref(100), CallerCap: true, Target: orch, Value: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := w.fork(orch), w.fork(orch)
+	wantErrno(t, w.set(orch, false, false, a, "21"), 0)
+	wantErrno(t, w.set(orch, false, false, b, "22"), 0)
+	c := w.fork(orch)
+	wantErrno(t, w.set(orch, false, false, c, "23"), unix.EDQUOT)
+	if got := fields(w.lastOp()); !strings.HasSuffix(got, "res=failed errno=EDQUOT") || !strings.HasPrefix(got, "op=set opid="+itoa(c)+" contid=23 ") {
+		t.Fatalf("refusal written as %q", got)
+	}
+	if w.chain(c) != "-1" || w.e.Stats().QuotaRefused != 1 {
+		t.Fatalf("chain %s, stats %+v", w.chain(c), w.e.Stats())
+	}
+	// Through a helper acting for it: the same owner, the same bound.
+	h := w.fork(orch)
+	wantErrno(t, w.set(h, true, false, c, "23"), unix.EDQUOT)
+	// Injection into a container it owns creates none.
+	wantErrno(t, w.set(orch, false, false, c, "21"), 0)
+	// A drop frees a place.
+	w.exit(b)
+	d := w.fork(orch)
+	wantErrno(t, w.set(orch, false, false, d, "24"), 0)
+	// CAP_AUDIT_CONTROL is not bounded: root's shell owns 3.
+	for i := range 3 {
+		wantErrno(t, w.set(100, false, true, w.fork(100), strconv.Itoa(30+i)), 0)
 	}
 }

@@ -12,7 +12,9 @@ import (
 // for a namespace an unshare made, NS_CHANGE for each namespace that
 // changed, NS_DESTROY for one no task uses any more. A namespace entered by
 // setns that no tracked task used (one kept alive by a bind mount, as `ip
-// netns add` leaves it) is only NS_CHANGE.
+// netns add` leaves it) is only NS_CHANGE. Each record is written only
+// where a container is involved (see involved); the state is kept for
+// every task, so that a namespace's later use by a container is known.
 func (e *Engine) NSChange(ev NSChange) {
 	e.stats.Inputs++
 	t := e.lookup(ev.PID)
@@ -30,16 +32,27 @@ func (e *Engine) NSChange(ev NSChange) {
 	if ev.Op != Setns {
 		e.nsCreated(ev.Time, t, &old, &next, &fresh)
 	}
+	crossed := false
 	for typ := range next {
-		if next[typ] != old[typ] {
-			e.emitNS(ev.Time, records.NSChange, ns.Type(typ), next[typ], old[typ], t.tgid, t.cont)
+		nt := ns.Type(typ)
+		if next[typ] == old[typ] {
+			continue
 		}
+		if t.cont == nil && e.containers(nt, next[typ]) {
+			crossed = true
+		}
+		if e.involved(t, nt, next[typ], old[typ]) {
+			e.emitNS(ev.Time, records.NSChange, nt, next[typ], old[typ], t.tgid, t.cont)
+		}
+	}
+	if crossed {
+		t.crossed = true
 	}
 	// Move the task's container use to the new network namespace, then
 	// release the old set (which may destroy namespaces).
 	c := t.cont
 	if c != nil {
-		e.use(c, next[ns.Net])
+		e.use(c, set)
 	}
 	oldSet := t.set
 	t.set = set
@@ -62,18 +75,27 @@ func (e *Engine) releaseSet(now int64, set int32, t *task, c *container) {
 			continue
 		}
 		k := nsKey{ns.Type(typ), id}
-		if e.nsRefs[k]--; e.nsRefs[k] <= 0 {
-			delete(e.nsRefs, k)
+		r := e.nsRefs[k]
+		if r.refs--; r.refs > 0 {
+			e.nsRefs[k] = r
+			continue
+		}
+		delete(e.nsRefs, k)
+		if r.cont {
 			e.emitNS(now, records.NSDestroy, ns.Type(typ), id, ns.ID{}, t.tgid, c)
 		}
 	}
 }
 
-// nsCreated writes NS_CREATE for each fresh namespace, created by task by.
+// nsCreated writes NS_CREATE for each fresh namespace, created by task by,
+// where a container is involved; such a namespace is a container's from
+// then on, so its NS_DESTROY follows.
 func (e *Engine) nsCreated(now int64, by *task, old, next *ns.Set, fresh *[ns.NumTypes]bool) {
 	for typ, f := range fresh {
-		if f && next[typ] != old[typ] {
-			e.emitNS(now, records.NSCreate, ns.Type(typ), next[typ], old[typ], by.tgid, by.cont)
+		nt := ns.Type(typ)
+		if f && next[typ] != old[typ] && e.involved(by, nt, next[typ], old[typ]) {
+			e.mark(nt, next[typ])
+			e.emitNS(now, records.NSCreate, nt, next[typ], old[typ], by.tgid, by.cont)
 		}
 	}
 }

@@ -25,6 +25,11 @@ import (
 //     descent from the owner, keeps working after the owner exits, and never
 //     lets an outside descendant of the owner pull a task out of its
 //     container.
+//
+// After rule 7, a registration that would create a container for an
+// orchestrator that already owns Config.MaxPerOwner live ones, asked by a
+// caller without CAP_AUDIT_CONTROL, is EDQUOT: capcontid lets a process
+// register, not fill the daemon and the disk with containers.
 func (e *Engine) SetContid(ev SetContid) (contid.Chain, error) {
 	e.stats.Inputs++
 	tgt, caller, orch, c, err := e.checkSet(&ev)
@@ -34,7 +39,7 @@ func (e *Engine) SetContid(ev SetContid) (contid.Chain, error) {
 	}
 	if err == nil && e.kernel != nil {
 		id, _ := contid.Parse(ev.Value)
-		if kerr := e.kernel.Tag(tgt.tgid, id); kerr != nil {
+		if kerr := e.kernel.Tag(tgt.ref(), id); kerr != nil {
 			err = kernelRefusal(kerr)
 		}
 	}
@@ -77,6 +82,11 @@ func (e *Engine) checkSet(ev *SetContid) (tgt, caller, orch *task, c *container,
 	}
 	if c = e.conts[id]; c != nil && c.owner != orch.ref() {
 		return tgt, caller, orch, nil, refuse(unix.ENOTUNIQ, "contid "+id.String()+" is live and owned by another process")
+	}
+	if c == nil && e.max > 0 && !ev.CallerCap && e.owned[orch.ref()] >= e.max {
+		e.stats.QuotaRefused++
+		return tgt, caller, orch, nil, refuse(unix.EDQUOT, "orchestrator "+itoa(orch.tgid)+" already owns "+
+			strconv.Itoa(int(e.max))+" live containers, the most one orchestrator without CAP_AUDIT_CONTROL may own")
 	}
 	return tgt, caller, orch, c, nil
 }
@@ -197,7 +207,7 @@ func (e *Engine) Join(ev Join) error {
 	case e.kernel != nil:
 		// The kernel tagged the leader; tag every thread, as a
 		// registration does.
-		if kerr := e.kernel.Tag(t.tgid, c.id); kerr != nil {
+		if kerr := e.kernel.Tag(t.ref(), c.id); kerr != nil {
 			err = kernelRefusal(kerr)
 		}
 	}
@@ -213,12 +223,11 @@ func (e *Engine) move(t *task, c *container) {
 		t.cont = c // an exited leader: keep the group's view consistent
 		return
 	}
-	net := e.sets[t.set].ids[ns.Net]
 	if t.cont != nil {
-		e.unuse(t.cont, net)
+		e.unuse(t.cont, e.sets[t.set].ids[ns.Net])
 	}
 	t.cont = c
-	e.use(c, net)
+	e.use(c, t.set)
 }
 
 func (e *Engine) newContainer(id contid.ID, owner TaskRef, parent *container, name string, now int64) *container {
@@ -228,6 +237,9 @@ func (e *Engine) newContainer(id contid.ID, owner TaskRef, parent *container, na
 		parent.children++
 	}
 	e.conts[id] = c
+	if owner != (TaskRef{}) {
+		e.owned[owner]++
+	}
 	if e.kernel != nil {
 		if err := e.kernel.Keep(e.containerInfo(c)); err != nil {
 			e.stats.KernelErrors++
@@ -250,6 +262,11 @@ func (e *Engine) orphanContainer(id contid.ID, now int64) *container {
 func (e *Engine) maybeDrop(now int64, c *container, last *task) {
 	for c != nil && c.tasks <= 0 && c.children <= 0 && e.conts[c.id] == c {
 		delete(e.conts, c.id)
+		if c.owner != (TaskRef{}) {
+			if e.owned[c.owner]--; e.owned[c.owner] <= 0 {
+				delete(e.owned, c.owner)
+			}
+		}
 		if e.kernel != nil {
 			if err := e.kernel.Forget(c.id); err != nil {
 				e.stats.KernelErrors++

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path"
 
 	"github.com/contid/contid/internal/contid"
 )
@@ -83,11 +84,8 @@ type Registration struct {
 // daemon), else Hash of the container id.
 func Plan(s State) Registration {
 	r := Registration{PID: s.PID, Name: s.ID}
-	for _, k := range nameAnnotations {
-		if n := s.Annotations[k]; n != "" && n != s.ID {
-			r.Name = s.ID + "/" + n
-			break
-		}
+	if n := name(s); n != "" {
+		r.Name = s.ID + "/" + n
 	}
 	r.Capcontid = s.Annotations[CapAnnotation]
 	if v, ok := s.Annotations[Annotation]; ok {
@@ -96,6 +94,47 @@ func Plan(s State) Registration {
 		r.Contid = Hash(s.ID).String()
 	}
 	return r
+}
+
+// name returns the container's human name from its annotations, "" when
+// it has none other than its id.
+func name(s State) string {
+	for _, k := range nameAnnotations {
+		if n := s.Annotations[k]; n != "" && n != s.ID {
+			return n
+		}
+	}
+	return ""
+}
+
+// CapAllowed reports whether the hook may grant capcontid to the container
+// of s: whether one of patterns (shell globs, path.Match) matches its id or
+// its name. No pattern allows none; "*" allows every container.
+//
+// The annotation is the container creator's wish, and capcontid is a
+// privilege the hook's owner grants: only the creator of a container the
+// list names gets it. Patterns are checked by CheckPatterns first.
+func CapAllowed(patterns []string, s State) bool {
+	n := name(s)
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s.ID); ok {
+			return true
+		}
+		if ok, _ := path.Match(p, n); ok && n != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckPatterns reports the first malformed pattern.
+func CheckPatterns(patterns []string) error {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil || p == "" {
+			return fmt.Errorf("oci: capcontid pattern %q is not a glob: %w", p, path.ErrBadPattern)
+		}
+	}
+	return nil
 }
 
 // Hash is contid's stable contid for a container id: the first 8 bytes of

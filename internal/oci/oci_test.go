@@ -21,6 +21,36 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+func TestCapAllowed(t *testing.T) {
+	named := State{ID: "3f2a9c", PID: 5, Annotations: map[string]string{CapAnnotation: "1", "org.contid.name": "ci-runner-7"}}
+	bare := State{ID: "ci-runner-8", PID: 5, Annotations: map[string]string{CapAnnotation: "1"}}
+	tests := []struct {
+		patterns []string
+		s        State
+		want     bool
+	}{
+		{nil, named, false},
+		{[]string{}, bare, false},
+		{[]string{"*"}, named, true},
+		{[]string{"ci-runner-*"}, named, true}, // by name
+		{[]string{"ci-runner-*"}, bare, true},  // by id
+		{[]string{"3f2a*"}, named, true},
+		{[]string{"web", "db-*"}, named, false},
+		{[]string{"ci-runner-7/*"}, named, false}, // the recorded "ID/NAME" is not what is matched
+	}
+	for _, tt := range tests {
+		if got := CapAllowed(tt.patterns, tt.s); got != tt.want {
+			t.Errorf("CapAllowed(%q, %s) = %v, want %v", tt.patterns, tt.s.ID, got, tt.want)
+		}
+	}
+	if err := CheckPatterns([]string{"ok-*", "[x"}); err == nil || !strings.Contains(err.Error(), `"[x"`) {
+		t.Errorf("CheckPatterns: %v", err)
+	}
+	if err := CheckPatterns([]string{""}); err == nil {
+		t.Error("empty pattern accepted")
+	}
+}
+
 func TestHashIsStable(t *testing.T) {
 	// Pinned: changing the hash would change every container's contid.
 	if got := Hash("web").String(); got != "3345785073928653811" {

@@ -1,8 +1,13 @@
 // Package output writes what the audit pipeline keeps: the host log, each
-// container's own log (DIR/containers/<contid>/audit.log, opened on first
-// use, the least recently written closed beyond a bound) and optional JSON
-// lines, one object per event. A line a log cannot take is counted (by the
-// log and here), never dropped silently.
+// container's own log (DIR/containers/<contid>/audit.log, created when the
+// first event is routed there, the least recently written closed beyond a
+// bound) and optional JSON lines, one object per event. A line a log cannot
+// take is counted (by the log and here), never dropped silently.
+//
+// A container's log lives as long as the container (see retire.go): at its
+// drop the log is closed and its directory moved aside under the drop time,
+// so a contid used again starts a new log, and only a bounded number of
+// dropped containers' logs are kept.
 //
 // Lines are gathered per destination and handed to each log with one
 // write(2) at Commit (the daemon commits after each batch of records it
@@ -15,7 +20,9 @@ package output
 import (
 	"container/list"
 	"log/slog"
+	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/contid/contid/internal/auditlog"
 	"github.com/contid/contid/internal/contid"
@@ -31,6 +38,15 @@ type Config struct {
 	// Container gives the writer configuration of a container's log.
 	Container func(id contid.ID) auditlog.Config
 	MaxOpen   int // container logs open at once (at least 1)
+	// Dir is the directory of the container logs (DIR/containers). When
+	// set, a dropped container's log is retired (retire.go); "" leaves
+	// every log where it is, for good.
+	Dir string
+	// KeepDropped is how many dropped containers' directories are kept
+	// (0: removed at the drop); KeepDroppedFor, when not 0, removes them
+	// once dropped longer ago than that (event time).
+	KeepDropped    int
+	KeepDroppedFor time.Duration
 	// Lost is called for every loss the pipeline reports (to write a
 	// CONTID_LOSS record, which is not this package's business).
 	Lost func(n uint64, why pipeline.Loss)
@@ -45,6 +61,9 @@ type Stats struct {
 	LineErrors      uint64 // writes (of one or more lines) a log refused or failed
 	OpenErrors      uint64 // container logs that could not be opened
 	OpenLogs        int
+	Retired         uint64 // dropped containers' logs moved aside
+	RetiredRemoved  uint64 // … removed beyond KeepDropped or KeepDroppedFor
+	RetireErrors    uint64 // moves and removals that failed
 }
 
 // Output is a pipeline.Writer.
@@ -54,6 +73,8 @@ type Output struct {
 	lru        list.List // of *clog, most recently written first
 	host, json []byte    // pending lines
 	stats      Stats
+	dropped    []retired            // dropped containers' directories, oldest first
+	retired    map[contid.ID]string // directory of each dropped contid not registered again
 }
 
 type clog struct {
@@ -73,7 +94,11 @@ func New(cfg Config) *Output {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Output{cfg: cfg, open: make(map[contid.ID]*list.Element)}
+	o := &Output{cfg: cfg, open: make(map[contid.ID]*list.Element), retired: make(map[contid.ID]string)}
+	if cfg.Dir != "" {
+		o.loadDropped()
+	}
+	return o
 }
 
 // Write writes one event to the destinations its routes name.
@@ -82,11 +107,19 @@ func (o *Output) Write(ev *pipeline.Event) {
 		o.host = o.lines(o.cfg.Host, o.host, ev.Records)
 		o.stats.HostEvents++
 	}
+	life := o.cfg.Dir != "" && ev.Container != contid.Unset && len(ev.Records) > 0
+	if life && ev.Life == pipeline.Registered {
+		o.reborn(ev.Container)
+	}
 	if ev.Routes.Has(rules.Container) && ev.Container != contid.Unset && o.cfg.Container != nil {
 		if c := o.container(ev.Container); c != nil {
 			c.pend = o.lines(c.w, c.pend, ev.Records)
 			o.stats.ContainerEvents++
 		}
+	}
+	if life && ev.Life == pipeline.Dropped {
+		st := ev.Records[0].Stamp
+		o.retire(ev.Container, st.Sec*1e9+int64(st.Msec)*1e6)
 	}
 	if o.cfg.JSON != nil && ev.Routes.Has(rules.Host) {
 		o.json = append(appendEventJSON(o.json, ev), '\n')
@@ -151,7 +184,11 @@ func (o *Output) container(id contid.ID) *clog {
 		o.lru.MoveToFront(e)
 		return e.Value.(*clog)
 	}
-	w, err := auditlog.Open(o.cfg.Container(id), o.cfg.Log)
+	cfg := o.cfg.Container(id)
+	if dir, ok := o.retired[id]; ok { // a late event of a dropped container
+		cfg.Path = filepath.Join(dir, filepath.Base(cfg.Path))
+	}
+	w, err := auditlog.Open(cfg, o.cfg.Log)
 	if err != nil {
 		o.stats.OpenErrors++
 		o.cfg.Log.Error("container log", "contid", id, "err", err)

@@ -31,9 +31,21 @@ type Event struct {
 	// contid they are about; contid.Unset when none.
 	Container contid.ID
 	Routes    rules.Routes
+	// Life is what contid's own record in the event did to Container:
+	// registered it (a successful op=set) or dropped it (op=drop).
+	Life Life
 	// Incomplete and Late are as in reassembly.Event.
 	Incomplete, Late bool
 }
+
+// Life is a step in a container's life that an event of contid's own
+// records marks, for the writers of per-container logs.
+type Life uint8
+
+const (
+	Registered Life = iota + 1 // op=set res=success: the container exists
+	Dropped                    // op=drop: the container ended
+)
 
 // Writer receives what the pipeline keeps and what it knows was lost.
 // Records and Chains of an Event are valid only during the call.
@@ -188,10 +200,11 @@ func (p *Pipeline) event(e reassembly.Event) {
 	p.stats.Events++
 	recs, chains := p.an.Annotate(e.Records)
 	container := contid.Unset
+	var life Life
 	if subj := p.an.Subject(); len(subj) > 0 {
 		container = subj[0]
-	} else if id, ok := p.own(recs); ok {
-		container = id
+	} else if id, l, ok := p.own(recs); ok {
+		container, life = id, l
 		chains = append(chains, contid.Chain{id})
 	}
 	p.view.Fill(recs, chains)
@@ -205,7 +218,7 @@ func (p *Pipeline) event(e reassembly.Event) {
 	}
 	p.stats.Kept++
 	p.ev = Event{
-		Records: recs, Chains: chains, Container: container, Routes: d.Routes,
+		Records: recs, Chains: chains, Container: container, Routes: d.Routes, Life: life,
 		Incomplete: e.Incomplete, Late: e.Late,
 	}
 	p.cfg.Writer.Write(&p.ev)
@@ -213,9 +226,10 @@ func (p *Pipeline) event(e reassembly.Event) {
 
 // own returns the contid a successful contid record of the event is about
 // (CONTAINER_OP, NS_*, SET_CAPCONTID carry contid=), so that a container's
-// own log holds its registration and its end. Forged records (not sent by
-// contid) never route: a container must not write into another's log.
-func (p *Pipeline) own(recs []records.Record) (contid.ID, bool) {
+// own log holds its registration and its end, and the step of its life a
+// CONTAINER_OP marks. Forged records (not sent by contid) never route: a
+// container must not write into another's log.
+func (p *Pipeline) own(recs []records.Record) (contid.ID, Life, bool) {
 	for i := range recs {
 		r := &recs[i]
 		if r.Type == records.ContainerID || !p.an.Own(r) {
@@ -232,7 +246,16 @@ func (p *Pipeline) own(recs []records.Record) (contid.ID, bool) {
 		if err != nil || len(c) == 0 || c[0] == contid.Unset {
 			continue
 		}
-		return c[0], true
+		var l Life
+		if r.Type == records.ContainerOp {
+			switch op, _ := r.Get("op"); op {
+			case "set":
+				l = Registered
+			case "drop":
+				l = Dropped
+			}
+		}
+		return c[0], l, true
 	}
-	return contid.Unset, false
+	return contid.Unset, 0, false
 }

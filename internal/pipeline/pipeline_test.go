@@ -33,8 +33,15 @@ func (w *text) Write(ev *Event) {
 	if ev.Container != contid.Unset {
 		c = ev.Container.String()
 	}
-	fmt.Fprintf(&w.Builder, "event routes=%s container=%s chains=%v incomplete=%v late=%v\n",
+	fmt.Fprintf(&w.Builder, "event routes=%s container=%s chains=%v incomplete=%v late=%v",
 		routes(ev.Routes), c, ev.Chains, ev.Incomplete, ev.Late)
+	switch ev.Life {
+	case Registered:
+		w.WriteString(" life=registered")
+	case Dropped:
+		w.WriteString(" life=dropped")
+	}
+	w.WriteByte('\n')
 	for i := range ev.Records {
 		w.Builder.Write(records.AppendRaw(nil, &ev.Records[i]))
 		w.WriteByte('\n')
@@ -96,21 +103,34 @@ func TestStream(t *testing.T) {
 		// each OBJ_PID target with its own chain
 		"opid=201 oauid=0 ouid=0 oses=1 obj=unconfined ocomm=\"true\"\ntype=UNKNOWN[2901] msg=audit(1795687201.200:104): pid=150 uid=0 auid=0 ses=1 record=2 contid=4,^2,^1\n",
 		"ocomm=\"sleep\"\ntype=UNKNOWN[2901] msg=audit(1795687201.200:104): pid=150 uid=0 auid=0 ses=1 record=4 contid=7\n",
-		// contid's own registration routes to container 7's log
-		"event routes=host,container container=7 chains=[7] incomplete=false late=false\ntype=UNKNOWN[2900] msg=audit(1795687201.300:105): pid=42 ",
-		// a forged CONTAINER_OP is described by its sender's real chain and routes only there
+		// contid's own registration routes to container 7's log, and marks its life
+		"event routes=host,container container=7 chains=[7] incomplete=false late=false life=registered\ntype=UNKNOWN[2900] msg=audit(1795687201.300:105): pid=42 ",
+		"event routes=host,container container=7 chains=[7] incomplete=false late=false life=dropped\ntype=UNKNOWN[2900] msg=audit(1795687209.100:112): pid=42 ",
+		// a forged CONTAINER_OP is marked, described by its sender's real chain and routes only there
+		"event routes=host,container container=7 chains=[7] incomplete=false late=false\ntype=UNKNOWN[2908] msg=audit(1795687201.400:106): forged-type=2900 pid=300 uid=0 auid=4294967295 ses=4294967295 msg='op=set opid=300 contid=4 old-contid=-1 res=success'\n",
 		"res=success'\ntype=UNKNOWN[2901] msg=audit(1795687201.400:106): pid=300 uid=0 auid=4294967295 ses=4294967295 record=1 contid=7\n",
-		"lost 2 gap\n", "lost 1 malformed\n", "lost 1 incomplete\n",
+		"type=UNKNOWN[2908] msg=audit(1795687201.500:107): forged-type=2901 pid=301 ",
+		// forged by an uncontained sender: marked, no CONTAINER_ID, host log only
+		"event routes=host,container container=none chains=[] incomplete=false late=false\ntype=UNKNOWN[2908] msg=audit(1795687201.550:108): forged-type=2904 pid=150 uid=0 auid=0 ses=1 msg='nstype=net ns=4:1 old-ns=4:2 pid=150 contid=7'\n",
+		"lost 1 gap\n", "lost 1 malformed\n", "lost 1 incomplete\n",
 	} {
 		if !strings.Contains(out, must) {
 			t.Errorf("output lacks %q", must)
 		}
 	}
-	if st.Provenance.Forged != 2 || st.Malformed != 1 || st.Reassembly.Gap != 2 || st.Dropped != 0 {
+	if st.Provenance.Forged != 3 || st.Malformed != 1 || st.Reassembly.Gap != 1 || st.Dropped != 0 {
 		t.Errorf("stats %+v", st)
 	}
 	if strings.Contains(out, "container=99") || strings.Contains(out, "container=4 chains=[4]") {
 		t.Error("a forged record chose a container log")
+	}
+	// Every record of contid's types in the output is contid's (sent by pid 42).
+	for _, l := range strings.Split(out, "\n") {
+		for _, typ := range []string{"2900", "2902", "2903", "2904", "2905", "2906", "2907"} {
+			if strings.HasPrefix(l, "type=UNKNOWN["+typ+"]") && !strings.Contains(l, "): pid=42 ") {
+				t.Errorf("forged record written unmarked: %s", l)
+			}
+		}
 	}
 	// With rules: the nested curl is dropped, the host's goes to the host log only.
 	if stRules.Dropped != 1 || strings.Contains(outRules, "pid=301 auid") {

@@ -11,8 +11,11 @@
 //     sender (the header's pid=), except contid's own records (2900–2907),
 //     which carry contid=. Any process with CAP_AUDIT_WRITE — a container's
 //     root often has it — can send records of those types; after TrustOnly,
-//     one not sent by contid is forged: it is described as the user record
-//     it is, with its sender's real chain, and counted in Stats.Forged;
+//     one not sent by contid is forged: it is counted in Stats.Forged,
+//     rewritten by records.MarkForged to type CONTID_FORGED (2908) with
+//     forged-type=<its type> first, so that no search for contid's types
+//     finds it, and described as the user record it is, with its sender's
+//     real chain;
 //   - in an event without SYSCALL, the first record with a pid= field (LOGIN,
 //     ANOM_*, SECCOMP, a standalone AVC).
 //
@@ -87,6 +90,14 @@ func (an *Annotator) Own(r *records.Record) bool {
 	return ok && v == strconv.Itoa(int(an.self))
 }
 
+// forged reports whether r has one of contid's types (CONTID_FORGED
+// included, which contid never sends) without being contid's own. Only
+// records from the kernel are checked (after TrustOnly); a replayed log is
+// contid's output, whose forged records are marked already.
+func (an *Annotator) forged(r *records.Record, own bool) bool {
+	return an.self != 0 && !own && r.Type >= records.ContainerOp && r.Type <= records.ContidForged
+}
+
 // New returns an Annotator asking a.
 func New(a Attributor) *Annotator { return &Annotator{a: a} }
 
@@ -116,12 +127,14 @@ func (an *Annotator) Annotate(ev []records.Record) ([]records.Record, []contid.C
 	subj := subject(ev, hasSyscall)
 	subjectDone := false
 	for i := range ev {
-		r := &ev[i]
-		an.out = append(an.out, *r)
-		own := an.Own(r)
-		if !own && r.Type >= records.ContainerOp && r.Type <= records.ContidLoss {
+		rec := ev[i]
+		own := an.Own(&rec)
+		if an.forged(&rec, own) {
 			an.stats.Forged++
+			rec = records.MarkForged(rec)
 		}
+		an.out = append(an.out, rec)
+		r := &rec
 		key, ppidKey := describes(r, own, hasSyscall, subjectDone)
 		if key == "" {
 			continue

@@ -238,6 +238,7 @@ var contidNames = [...]typeName{
 	{NSChange, "NS_CHANGE"},
 	{NSDestroy, "NS_DESTROY"},
 	{ContidLoss, "CONTID_LOSS"},
+	{ContidForged, "CONTID_FORGED"},
 }
 
 // byName holds every known name sorted by name for ParseType. It is filled
@@ -263,7 +264,7 @@ func stockName(t Type) string {
 // Name returns the type's name: contid's own names (CONTAINER_ID, …), the
 // names libaudit knows, or "" for a number nobody has named.
 func (t Type) Name() string {
-	if t >= ContainerOp && t <= ContidLoss {
+	if t >= ContainerOp && t <= ContidForged {
 		return contidNames[t-ContainerOp].name
 	}
 	if n := stockName(t); n != "" {

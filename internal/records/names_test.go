@@ -47,10 +47,11 @@ func TestTypeNames(t *testing.T) {
 		{NSChange, "NS_CHANGE", "UNKNOWN[2905]", "NS_CHANGE"},
 		{NSDestroy, "NS_DESTROY", "UNKNOWN[2906]", "NS_DESTROY"},
 		{ContidLoss, "CONTID_LOSS", "UNKNOWN[2907]", "CONTID_LOSS"},
+		{ContidForged, "CONTID_FORGED", "UNKNOWN[2908]", "CONTID_FORGED"},
 		// Nobody's.
 		{0, "", "UNKNOWN[0]", "UNKNOWN[0]"},
 		{1301, "", "UNKNOWN[1301]", "UNKNOWN[1301]"},
-		{2908, "", "UNKNOWN[2908]", "UNKNOWN[2908]"},
+		{2909, "", "UNKNOWN[2909]", "UNKNOWN[2909]"},
 		{65535, "", "UNKNOWN[65535]", "UNKNOWN[65535]"},
 	}
 	for _, tt := range tests {

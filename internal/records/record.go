@@ -46,6 +46,10 @@ const (
 	NSChange     Type = 2905
 	NSDestroy    Type = 2906
 	ContidLoss   Type = 2907
+	// ContidForged is what contid writes in place of a record of one of
+	// its types (2900–2908) that contid did not send (see MarkForged). It
+	// never enters the kernel's stream from contid.
+	ContidForged Type = 2908
 )
 
 // Stamp is an event's identity as in msg=audit(SEC.MSEC:SERIAL). Records of

@@ -54,10 +54,19 @@ var musts = map[string][]string{
 		"op=set opid=301 contid=4660 old-contid=-1 pid=300 uid=0 auid=0 ses=1 comm=\"bash\" exe=\"/usr/bin/bash\" res=success",
 	},
 	"netns-shared": {
-		"type=UNKNOWN[2904] msg=audit(1795687201.100:4294967296): nstype=net ns=4:4026532300 nsid=4097 old-ns=4:4026531840 pid=150 contid=-1",
-		"type=UNKNOWN[2906] msg=audit(1795687201.200:4294967299): nstype=net ns=4:4026532300 nsid=4097 pid=150 contid=-1",
+		"nstype=net ns=4:4026532300 nsid=4097 old-ns=4:4026531840 pid=200 contid=10",
 		"nstype=net ns=4:4026532300 nsid=4097 old-ns=4:4026531840 pid=300 contid=20",
-		"type=UNKNOWN[2906] msg=audit(1795687204.200:",
+		"type=UNKNOWN[2906] msg=audit(1795687204.200:4294967303): nstype=net ns=4:4026532300 nsid=4097 pid=300 contid=20",
+	},
+	"host-unshare": {
+		"UNKNOWN[2904] msg=audit(1795687204.000:4294967298): nstype=net ns=4:4026532720 nsid=720 old-ns=4:4026531840 pid=200 contid=7",
+		"UNKNOWN[2905] msg=audit(1795687204.000:4294967299): nstype=net ns=4:4026532720 nsid=720 old-ns=4:4026531840 pid=200 contid=7",
+		"UNKNOWN[2906] msg=audit(1795687205.000:4294967300): nstype=net ns=4:4026532720 nsid=720 pid=200 contid=7",
+	},
+	"host-setns": {
+		"UNKNOWN[2905] msg=audit(1795687202.300:4294967300): nstype=net ns=4:4026532800 nsid=800 old-ns=4:4026531840 pid=300 contid=-1",
+		"UNKNOWN[2905] msg=audit(1795687202.700:4294967301): nstype=net ns=4:4026531840 old-ns=4:4026532800 old-nsid=800 pid=300 contid=-1",
+		"UNKNOWN[2906] msg=audit(1795687204.100:",
 	},
 	"unshare": {
 		"UNKNOWN[2904] msg=audit(1795687201.300:4294967298): nstype=mnt ns=4:4026532400 nsid=5000 old-ns=4:4026531841 pid=200 contid=7",
@@ -89,6 +98,17 @@ var musts = map[string][]string{
 	},
 }
 
+// mustNots are facts each scenario's raw output must not hold.
+var mustNots = map[string][]string{
+	// ip netns add by an uncontained process: nothing until a container
+	// enters the namespace.
+	"netns-shared": {"pid=150"},
+	// the unprivileged user's namespaces (uid 65534, pids 501-503)
+	"host-unshare": {"pid=50", "nsid=70", "nsid=71"},
+	// the host shell's own uts unshare before it entered the container
+	"host-setns": {"nstype=uts", "4026532810"},
+}
+
 func TestScenarios(t *testing.T) {
 	golden.Each(t, "testdata/*.trace", func(t *testing.T, name string, _ []byte) {
 		path := "testdata/" + name + ".trace"
@@ -105,6 +125,11 @@ func TestScenarios(t *testing.T) {
 				for _, m := range must {
 					if !strings.Contains(got, m) {
 						t.Errorf("raw output lacks %q", m)
+					}
+				}
+				for _, m := range mustNots[name] {
+					if strings.Contains(got, m) {
+						t.Errorf("raw output holds %q", m)
 					}
 				}
 			}

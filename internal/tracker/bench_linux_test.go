@@ -66,7 +66,7 @@ func benchPair(b *testing.B, workload string, cfg Config) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := tr.SetGroup(os.Getpid(), 1); err != nil {
+			if err := tr.SetGroup(os.Getpid(), 0, 1); err != nil {
 				b.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/procfs"
 )
 
 // DefaultPinDir is where Open pins its state when Config.PinDir is empty.
@@ -670,13 +671,50 @@ const maxGroupPasses = 64
 
 // SetGroup gives every thread of the thread group pid belongs to (any tid
 // names its group, SPEC §3) the contid id. See SetGroupFD.
-func (t *Tracker) SetGroup(pid int, id contid.ID) error {
+//
+// start, when not 0, is the start time of the group's leader that the
+// caller checked (clock ticks since boot, /proc/PID/stat field 22): the
+// pid is opened as a pidfd first and the process behind it must have that
+// start time, so a pid reused since the caller's checks is ESRCH and never
+// tagged. The pidfd then pins the process until it is tagged.
+func (t *Tracker) SetGroup(pid int, start uint64, id contid.ID) error {
 	fd, err := openThread(pid)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
+	if start != 0 {
+		if err := checkStart(fd, start); err != nil {
+			return err
+		}
+	}
 	return t.SetGroupFD(fd, id)
+}
+
+// checkStart verifies that the thread group of the live task pidfd refers
+// to has a leader that started at start (ticks since boot).
+func checkStart(pidfd int, start uint64) error {
+	tgid, err := pidfdTgid(pidfd)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tgid))
+	if err != nil {
+		return fmt.Errorf("tracker: start time of %d: %w", tgid, unix.ESRCH)
+	}
+	st, err := procfs.ParseStat(b)
+	if err != nil {
+		return fmt.Errorf("tracker: start time of %d: %w", tgid, err)
+	}
+	// Still alive and in the same group: /proc/TGID described it.
+	if again, err := pidfdTgid(pidfd); err != nil || again != tgid {
+		return fmt.Errorf("tracker: thread group %d exited while checking it: %w", tgid, unix.ESRCH)
+	}
+	if st.StartTime != start {
+		return fmt.Errorf("tracker: process %d started at tick %d, not %d: it is another process under a reused pid: %w",
+			tgid, st.StartTime, start, unix.ESRCH)
+	}
+	return nil
 }
 
 // SetGroupFD gives every thread of the thread group of the task pidfd

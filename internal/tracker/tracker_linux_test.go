@@ -142,7 +142,7 @@ func TestInherit(t *testing.T) {
 	helper := fmt.Sprintf("%s=threads %q -test.run=^$", helperEnv, os.Args[0])
 	h := startHeld(t, "sleep 30 & (sleep 30 & wait) & "+helper+" & wait")
 	control := startHeld(t, "sleep 30 & (sleep 30 & wait) & wait")
-	if err := tr.SetGroup(h.pid(), id); err != nil {
+	if err := tr.SetGroup(h.pid(), 0, id); err != nil {
 		t.Fatal(err)
 	}
 	h.release(t)
@@ -238,7 +238,7 @@ func TestSetGroup(t *testing.T) {
 			nonLeader = tid
 		}
 	}
-	if err := tr.SetGroup(nonLeader, id); err != nil {
+	if err := tr.SetGroup(nonLeader, 0, id); err != nil {
 		t.Fatal(err)
 	}
 	wantContid(t, tr, h.pid(), id)
@@ -281,7 +281,7 @@ func TestSetGroup(t *testing.T) {
 		t.Errorf("io_uring worker %d (%s): contid %v, %v, %v; want %v", worker, comm(worker), got, ok, err, id)
 	}
 
-	if err := tr.SetGroup(1<<22+1, id); !errors.Is(err, unix.ESRCH) {
+	if err := tr.SetGroup(1<<22+1, 0, id); !errors.Is(err, unix.ESRCH) {
 		t.Errorf("SetGroup(no such pid) = %v, want ESRCH", err)
 	}
 }
@@ -878,7 +878,7 @@ func TestThreadExec(t *testing.T) {
 			h, tid := startExecThread(t)
 			pid := h.pid()
 			const id contid.ID = 79
-			if err := tr.SetGroup(pid, id); err != nil {
+			if err := tr.SetGroup(pid, 0, id); err != nil {
 				t.Fatal(err)
 			}
 			// The state of a thread created after the registration: no
@@ -974,4 +974,45 @@ func TestZombieLeaderUntagged(t *testing.T) {
 	if got, ok, err := tr.Contid(tid); err != nil || ok {
 		t.Errorf("thread %d of an untagged process with a zombie leader: %v, %v, %v; want untagged", tid, got, ok, err)
 	}
+}
+
+// TestSetGroupChecksStart: SetGroup with the start time the engine checked
+// tags the process; with another start time (what a pid reused since the
+// checks has) it is ESRCH and tags nothing, for the leader's pid and for a
+// thread's tid alike.
+func TestSetGroupChecksStart(t *testing.T) {
+	tr, _ := openTest(t, Config{})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=threads")
+	h := start(t, cmd)
+	if got := h.line(t); got != "ready" {
+		t.Fatalf("helper says %q", got)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := procfs.ParseStat(b)
+	if err != nil || st.StartTime == 0 {
+		t.Fatalf("stat of %d: %+v, %v", h.pid(), st, err)
+	}
+	const id contid.ID = 78
+	var thread int
+	for _, tid := range threads(t, h.pid()) {
+		if tid != h.pid() {
+			thread = tid
+		}
+	}
+	for _, pid := range []int{h.pid(), thread} {
+		for _, wrong := range []uint64{st.StartTime + 1, st.StartTime - 1} {
+			if err := tr.SetGroup(pid, wrong, id); !errors.Is(err, unix.ESRCH) {
+				t.Errorf("SetGroup(%d, start %d, not %d) = %v, want ESRCH", pid, wrong, st.StartTime, err)
+			}
+		}
+	}
+	wantUntagged(t, tr, h.pid())
+	if err := tr.SetGroup(thread, st.StartTime, id); err != nil {
+		t.Fatal(err)
+	}
+	wantContid(t, tr, h.pid(), id)
 }
