@@ -13,13 +13,13 @@ import (
 type ociHookCmd struct {
 	clientFlags
 	AllowUnregistered bool   `help:"Let the container start when the daemon refuses or is down (default: the hook fails, and so does the start)." env:"CONTID_HOOK_ALLOW_UNREGISTERED"`
-	PrintConfig       string `help:"Print the hook stanza instead: 'runc' for a config.json, 'hooks.d' for podman/CRI-O." enum:",runc,hooks.d" default:""`
+	PrintConfig       string `help:"Print the hook stanza instead: 'runc' for a config.json, 'hooks.d' for podman/CRI-O; it carries --socket (when not the default) and --allow-unregistered as given." enum:",runc,hooks.d" default:""`
 	Path              string `help:"With --print-config: the contid binary's path." default:"/usr/local/bin/contid"`
 }
 
 func (c *ociHookCmd) Run(stdio Stdio) error {
 	if c.PrintConfig != "" {
-		return printJSON(stdio.Out, hookConfig(c.PrintConfig, c.Path))
+		return printJSON(stdio.Out, hookConfig(c.PrintConfig, c.Path, c.hookArgs()))
 	}
 	s, err := oci.ReadState(stdio.In)
 	if err != nil {
@@ -51,9 +51,24 @@ func (c *ociHookCmd) fail(stdio Stdio, err error) error {
 		"(use --allow-unregistered to permit it)", err)
 }
 
+// hookArgs is the hook's command line with the flags given to
+// --print-config that the hook needs when the runtime runs it: runtimes
+// run hooks with the hook's own environment only, so CONTID_SOCKET would
+// not reach it.
+func (c *ociHookCmd) hookArgs() []string {
+	args := []string{"contid", "oci-hook"}
+	if c.Socket != defaultSocket {
+		args = append(args, "--socket", c.Socket)
+	}
+	if c.AllowUnregistered {
+		args = append(args, "--allow-unregistered")
+	}
+	return args
+}
+
 // hookConfig returns the stanza a runtime needs.
-func hookConfig(kind, path string) any {
-	hook := map[string]any{"path": path, "args": []string{"contid", "oci-hook"}}
+func hookConfig(kind, path string, args []string) any {
+	hook := map[string]any{"path": path, "args": args}
 	if kind == "hooks.d" {
 		return map[string]any{
 			"version": "1.0.0",
