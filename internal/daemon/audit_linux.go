@@ -334,28 +334,77 @@ func (d *Daemon) lossRecord(kind string, n uint64) {
 }
 
 // send is the sender goroutine: own records into the kernel's stream.
+//
+// The kernel acks and silently discards user records while audit is
+// disabled, and the core learns of a change only at its next tick, so
+// each batch is bracketed by status queries: disabled before, the batch is
+// written directly; disabled after, the records sent may be gone and are
+// written directly too (a possible duplicate, never a silent loss).
 func (d *Daemon) send(ctx context.Context) {
 	a := &d.audit
-	var buf []byte
+	var (
+		buf   []byte
+		batch []records.Record
+	)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case r := <-a.own:
-			buf = records.AppendRaw(buf[:0], &r)
-			body := buf
-			if i := bytes.Index(buf, []byte("): ")); i >= 0 {
-				body = buf[i+3:]
+			batch = append(batch[:0], r)
+			for more := true; more && len(batch) < 256; {
+				select {
+				case r := <-a.own:
+					batch = append(batch, r)
+				default:
+					more = false
+				}
 			}
-			if err := a.writer.SendUser(uint16(r.Type), string(body)); err != nil {
-				a.counters.ownSendErrors.Add(1)
-				d.log.Warn("audit: sending a record into the kernel stream failed; writing it to the host log", "err", err)
-				d.local(r)
+			if !d.kernelEnabled() {
+				for _, r := range batch {
+					d.local(r)
+				}
 				continue
 			}
-			a.counters.ownSent.Add(1)
+			sent := 0
+			for _, r := range batch {
+				buf = records.AppendRaw(buf[:0], &r)
+				body := buf
+				if i := bytes.Index(buf, []byte("): ")); i >= 0 {
+					body = buf[i+3:]
+				}
+				if err := a.writer.SendUser(uint16(r.Type), string(body)); err != nil {
+					a.counters.ownSendErrors.Add(1)
+					d.log.Warn("audit: sending a record into the kernel stream failed; writing it to the host log", "err", err)
+					d.local(r)
+					continue
+				}
+				batch[sent] = r
+				sent++
+			}
+			if sent > 0 && !d.kernelEnabled() {
+				d.log.Warn("audit: kernel audit was disabled while contid's records were sent; writing them to the host log too", "records", sent)
+				for _, r := range batch[:sent] {
+					d.local(r)
+				}
+				continue
+			}
+			a.counters.ownSent.Add(uint64(sent))
 		}
 	}
+}
+
+// kernelEnabled asks the kernel whether audit is enabled (user records
+// kept), and remembers the answer for Emit; on a failed query it keeps
+// what it knew.
+func (d *Daemon) kernelEnabled() bool {
+	a := &d.audit
+	st, err := a.writer.Status()
+	if err != nil {
+		return a.enabled.Load()
+	}
+	a.enabled.Store(st.Enabled != 0)
+	return st.Enabled != 0
 }
 
 // nlIn reads netlink.

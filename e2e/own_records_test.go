@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/contid/contid/internal/auditnl/audittest"
+	"github.com/contid/contid/internal/records"
+)
+
+// startPlugin runs `contid audisp` as the plugin of an auditd started for
+// the test, from the shipped plugins.d file, and returns it as a daemon
+// (stopped with auditd). The caller holds the audit lock.
+func startPlugin(t *testing.T) (*daemon, *auditd) {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	d := &daemon{t: t, dir: filepath.Join(dir, "logs"), socket: filepath.Join(dir, "contid.sock"),
+		pinDir: filepath.Join("/sys/fs/bpf", "contid-e2e-own-"+strconv.Itoa(os.Getpid()))}
+	t.Cleanup(func() { os.RemoveAll(d.pinDir) })
+	cfg := filepath.Join(dir, "contid.toml")
+	if err := os.WriteFile(cfg, []byte("log_dir = \""+d.dir+"\"\nsocket = \""+d.socket+"\"\npin_dir = \""+d.pinDir+"\"\nlog_level = \"debug\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile("../contrib/plugins.d/contid.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := strings.Replace(string(conf), "\npath = /usr/local/bin/contid\n", "\npath = "+contidBin+"\n", 1)
+	c = strings.Replace(c, "\nargs = audisp\n", "\nargs = audisp --config="+cfg+"\n", 1)
+	if c == string(conf) {
+		t.Fatal("contrib/plugins.d/contid.conf: path or args line not found")
+	}
+	a := startAuditd(t, c)
+	awaitProgress(t, "contid audisp's API", func() (string, bool) {
+		_, errOut, code := d.sh(`"$C" status`)
+		return errOut, code == 0
+	})
+	return d, a
+}
+
+// auditModes start a daemon in each mode that reads kernel records, after
+// taking the audit lock; the kernel's audit state is put back afterwards.
+var auditModes = []struct {
+	name  string
+	start func(t *testing.T) *daemon
+}{
+	{"primary", func(t *testing.T) *daemon {
+		return startDaemon(t, "", "--audit", "primary")
+	}},
+	{"listener", func(t *testing.T) *daemon {
+		startAuditd(t, "")
+		return startDaemon(t, "", "--audit", "listener")
+	}},
+	{"plugin", func(t *testing.T) *daemon {
+		d, _ := startPlugin(t)
+		return d
+	}},
+}
+
+// TestOwnRecordFallback: in every mode that reads kernel records, contid's
+// own records (here CONTAINER_OP) go into the kernel's stream while kernel
+// audit is enabled: the kernel stamps them (a serial below 2^32) and they
+// read msg='…'. Disabled with `auditctl -e 0` while the daemon runs, the
+// next one is written to the host log directly, stamped from contid's own
+// serial space, and counted as own_local; enabled again, they go back into
+// the stream. Each registration is in the host log exactly once.
+func TestOwnRecordFallback(t *testing.T) {
+	requireRoot(t)
+	for _, m := range auditModes {
+		t.Run(m.name, func(t *testing.T) {
+			audittest.Lock(t)
+			audittest.Restore(t)
+			d := m.start(t)
+			if st := audittest.Status(t); st.Enabled != 1 {
+				t.Fatalf("%s mode: kernel audit enabled=%d, want 1", m.name, st.Enabled)
+			}
+			register := func(c string, kernel bool) {
+				t.Helper()
+				if _, errOut, code := d.sh(`"$C" exec --contid ` + c + ` -- true`); code != 0 {
+					t.Fatalf("contid exec --contid %s: exit %d: %s", c, code, errOut)
+				}
+				r := d.awaitRecord(records.ContainerOp, "op=set", "contid="+c, "res=success")
+				inStream := r.Stamp.Serial < records.OwnSerialBase && strings.Contains(r.Raw, " msg='op=set ")
+				own := r.Stamp.Serial >= records.OwnSerialBase && !strings.Contains(r.Raw, "msg='")
+				if kernel && !inStream || !kernel && !own {
+					t.Fatalf("contid %s (kernel audit enabled: %v): record not stamped as it should be:\n%s", c, kernel, r.Raw)
+				}
+			}
+			local := func() uint64 { return counters(t, d.socket).Counters["own_local"] }
+
+			register("31", true)
+			if n := local(); n != 0 {
+				t.Fatalf("own_local %d with kernel audit enabled, want 0", n)
+			}
+			audittest.Auditctl(t, "-e", "0")
+			register("32", false)
+			if n := local(); n == 0 {
+				t.Fatal("own_local 0 after a record written directly")
+			}
+			audittest.Auditctl(t, "-e", "1")
+			register("33", true)
+			d.awaitRecord(records.ContainerOp, "op=drop", "contid=33")
+			for _, c := range []string{"31", "32", "33"} {
+				if n := len(d.hostRecords(records.ContainerOp, "op=set", "contid="+c)); n != 1 {
+					t.Errorf("contid %s: %d op=set records in the host log, want 1", c, n)
+				}
+			}
+		})
+	}
+}
