@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,12 +44,22 @@ func awaitProgress(t testing.TB, what string, probe func() (state string, done b
 	}
 }
 
+// apiClients holds one client per socket: a client keeps its connection
+// alive, and a new client per poll would fill the daemon's connection
+// limit with idle connections.
+var apiClients sync.Map
+
+func apiClient(socket string) *api.Client {
+	c, _ := apiClients.LoadOrStore(socket, api.NewClient(socket))
+	return c.(*api.Client)
+}
+
 // counters returns the daemon's status counters.
 func counters(t testing.TB, socket string) api.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), idleLimit)
 	defer cancel()
-	st, err := api.NewClient(socket).Status(ctx)
+	st, err := apiClient(socket).Status(ctx)
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
@@ -214,7 +225,7 @@ func task(t testing.TB, socket string, pid int) api.Task {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), idleLimit)
 	defer cancel()
-	x, err := api.NewClient(socket).Task(ctx, int32(pid))
+	x, err := apiClient(socket).Task(ctx, int32(pid))
 	if err != nil {
 		t.Fatalf("task %d: %v", pid, err)
 	}
