@@ -59,13 +59,14 @@ type auditState struct {
 	json    *auditlog.Writer
 	rules   []auditRule // loaded with auditctl from audit.rules; deleted at stop
 
-	own        chan records.Record // to the sender goroutine
-	enabled    atomic.Bool         // kernel audit enabled: user records are kept
-	lastLost   uint32
-	kernelLost atomic.Uint64 // increase of the kernel's lost counter since start
-	pending    map[pipeline.Loss]uint64
-	lastNOBUFS uint64
-	counters   struct {
+	own         chan records.Record // to the sender goroutine
+	enabled     atomic.Bool         // kernel audit enabled: user records are kept
+	lastLost    uint32              // the kernel's lost counter when last asked (sender goroutine)
+	kernelLost  atomic.Uint64       // increase of the kernel's lost counter since start
+	lostPending atomic.Uint64       // of which not yet written as CONTID_LOSS (core)
+	pending     map[pipeline.Loss]uint64
+	lastNOBUFS  uint64
+	counters    struct {
 		batches, ownSent, ownLocal, ownQueueFull, ownSendErrors, lossRecords atomic.Uint64
 	}
 	stats atomic.Pointer[auditStats]
@@ -285,15 +286,11 @@ func (d *Daemon) tickAudit(now time.Time) {
 			a.lastNOBUFS = n
 		}
 	}
-	if a.writer != nil {
-		if st, err := a.writer.Status(); err == nil {
-			a.enabled.Store(st.Enabled != 0)
-			if st.Lost > a.lastLost {
-				d.lossRecord("kernel", uint64(st.Lost-a.lastLost))
-				a.kernelLost.Add(uint64(st.Lost - a.lastLost))
-			}
-			a.lastLost = st.Lost
-		}
+	// The sender asks the kernel (pollKernel); the core never does: a
+	// status request waits behind a user record the kernel holds while its
+	// backlog is full, and the core must not wait with it.
+	if n := a.lostPending.Swap(0); n > 0 {
+		d.lossRecord("kernel", n)
 	}
 	if d.cfg.Log.Flush == auditlog.FlushNone {
 		a.out.Flush()
@@ -320,10 +317,17 @@ func (d *Daemon) flushLosses() {
 	}
 }
 
-// lossRecord writes a CONTID_LOSS record (SPEC §8).
+// lossRecord writes a CONTID_LOSS record (SPEC §8). In listener mode it
+// is written directly: sent into the kernel's stream it would come back
+// by the multicast path whose loss it reports, and could be dropped the
+// same way while the socket is still full.
 func (d *Daemon) lossRecord(kind string, n uint64) {
 	d.audit.counters.lossRecords.Add(1)
-	d.Emit(records.Record{
+	emit := d.Emit
+	if d.audit.mode == "listener" {
+		emit = d.local
+	}
+	emit(records.Record{
 		Type:  records.ContidLoss,
 		Stamp: records.StampAt(time.Now().UnixNano(), 0),
 		Fields: []records.Field{
@@ -346,10 +350,14 @@ func (d *Daemon) send(ctx context.Context) {
 		buf   []byte
 		batch []records.Record
 	)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			d.pollKernel()
 		case r := <-a.own:
 			batch = append(batch[:0], r)
 			for more := true; more && len(batch) < 256; {
@@ -360,7 +368,7 @@ func (d *Daemon) send(ctx context.Context) {
 					more = false
 				}
 			}
-			if !d.kernelEnabled() {
+			if !d.pollKernel() {
 				for _, r := range batch {
 					d.local(r)
 				}
@@ -382,7 +390,7 @@ func (d *Daemon) send(ctx context.Context) {
 				batch[sent] = r
 				sent++
 			}
-			if sent > 0 && !d.kernelEnabled() {
+			if sent > 0 && !d.pollKernel() {
 				d.log.Warn("audit: kernel audit was disabled while contid's records were sent; writing them to the host log too", "records", sent)
 				for _, r := range batch[:sent] {
 					d.local(r)
@@ -394,16 +402,23 @@ func (d *Daemon) send(ctx context.Context) {
 	}
 }
 
-// kernelEnabled asks the kernel whether audit is enabled (user records
-// kept), and remembers the answer for Emit; on a failed query it keeps
-// what it knew.
-func (d *Daemon) kernelEnabled() bool {
+// pollKernel asks the kernel whether audit is enabled (user records
+// kept), remembers it, and takes the increase of its lost counter for the
+// core to report; on a failed query it answers what it knew. Sender
+// goroutine only.
+func (d *Daemon) pollKernel() bool {
 	a := &d.audit
 	st, err := a.writer.Status()
 	if err != nil {
 		return a.enabled.Load()
 	}
 	a.enabled.Store(st.Enabled != 0)
+	if st.Lost > a.lastLost {
+		n := uint64(st.Lost - a.lastLost)
+		a.kernelLost.Add(n)
+		a.lostPending.Add(n)
+	}
+	a.lastLost = st.Lost // also after auditctl --reset-lost
 	return st.Enabled != 0
 }
 
