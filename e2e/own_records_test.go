@@ -42,8 +42,8 @@ func startPlugin(t *testing.T) (*daemon, *auditd) {
 	return d, a
 }
 
-// auditModes start a daemon in each mode that reads kernel records, after
-// taking the audit lock; the kernel's audit state is put back afterwards.
+// auditModes start a daemon in each mode that reads kernel records. The
+// caller holds the audit lock and calls audittest.Restore.
 var auditModes = []struct {
 	name  string
 	start func(t *testing.T) *daemon
@@ -70,9 +70,9 @@ var auditModes = []struct {
 // the stream. Each registration is in the host log exactly once.
 func TestOwnRecordFallback(t *testing.T) {
 	requireRoot(t)
+	audittest.Lock(t) // once for every mode: a lock per subtest would queue behind other packages' tests each time
 	for _, m := range auditModes {
 		t.Run(m.name, func(t *testing.T) {
-			audittest.Lock(t)
 			audittest.Restore(t)
 			d := m.start(t)
 			if st := audittest.Status(t); st.Enabled != 1 {
