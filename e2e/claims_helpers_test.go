@@ -18,14 +18,14 @@ import (
 	"github.com/contid/contid/internal/records"
 )
 
-// idleLimit is how long a wait in these tests may see no progress at all
+// progressIdle is how long a wait in these tests may see no progress at all
 // before it fails. It bounds a stall, never the work: a wait that keeps
 // seeing progress waits as long as the work takes.
-const idleLimit = 30 * time.Second
+const progressIdle = 30 * time.Second
 
 // awaitProgress polls probe until it reports done. probe also returns a
 // summary of what it observed; the wait fails when that summary has not
-// changed for idleLimit (nothing is moving any more), not after a total
+// changed for progressIdle (nothing is moving any more), not after a total
 // time.
 func awaitProgress(t testing.TB, what string, probe func() (state string, done bool)) string {
 	t.Helper()
@@ -37,8 +37,8 @@ func awaitProgress(t testing.TB, what string, probe func() (state string, done b
 		}
 		if state != last {
 			last, since = state, time.Now()
-		} else if time.Since(since) > idleLimit {
-			t.Fatalf("waiting for %s: no progress for %v; last seen: %s", what, idleLimit, state)
+		} else if time.Since(since) > progressIdle {
+			t.Fatalf("waiting for %s: no progress for %v; last seen: %s", what, progressIdle, state)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -54,10 +54,10 @@ func apiClient(socket string) *api.Client {
 	return c.(*api.Client)
 }
 
-// counters returns the daemon's status counters.
-func counters(t testing.TB, socket string) api.Status {
+// apiStatus returns the daemon's status counters.
+func apiStatus(t testing.TB, socket string) api.Status {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), idleLimit)
+	ctx, cancel := context.WithTimeout(context.Background(), progressIdle)
 	defer cancel()
 	st, err := apiClient(socket).Status(ctx)
 	if err != nil {
@@ -101,9 +101,9 @@ func (d *daemon) awaitRecord(typ records.Type, kv ...string) records.Record {
 	return r
 }
 
-// auditd is Debian's auditd, run for one test as the kernel's audit
+// auditdProc is Debian's auditd, run for one test as the kernel's audit
 // daemon from a private configuration directory.
-type auditd struct {
+type auditdProc struct {
 	cmd  *exec.Cmd
 	log  string // auditd's own log
 	dir  string
@@ -113,13 +113,13 @@ type auditd struct {
 // startAuditd starts auditd with its log in a temporary directory and,
 // if pluginConf is not "", that plugins.d file. It takes no audit lock:
 // the caller holds it. auditd enables audit while it runs.
-func startAuditd(t *testing.T, pluginConf string) *auditd {
+func startAuditd(t *testing.T, pluginConf string) *auditdProc {
 	t.Helper()
 	if _, err := exec.LookPath("auditd"); err != nil {
 		t.Fatalf("auditd is required (scripts/test installs it): %v", err)
 	}
 	dir := t.TempDir()
-	a := &auditd{dir: dir, log: filepath.Join(dir, "auditd.log"), done: make(chan struct{})}
+	a := &auditdProc{dir: dir, log: filepath.Join(dir, "auditd.log"), done: make(chan struct{})}
 	os.Mkdir(filepath.Join(dir, "plugins.d"), 0o750)
 	if pluginConf != "" {
 		if err := os.WriteFile(filepath.Join(dir, "plugins.d", "contid.conf"), []byte(pluginConf), 0o640); err != nil {
@@ -147,7 +147,7 @@ func startAuditd(t *testing.T, pluginConf string) *auditd {
 		a.cmd.Process.Signal(syscall.SIGTERM) // auditd ignores SIGINT
 		select {
 		case <-a.done:
-		case <-time.After(idleLimit):
+		case <-time.After(progressIdle):
 			a.cmd.Process.Kill()
 			<-a.done
 			t.Error("auditd did not stop after SIGTERM")
@@ -187,9 +187,9 @@ func runcBundleHooks(t *testing.T, dir string, hooks any) {
 	}
 }
 
-// runc runs runc with args and returns its combined output and error; the
+// runcCmd runs runc with args and returns its combined output and error; the
 // container id is deleted when the test ends.
-func runc(t *testing.T, id string, args ...string) (string, error) {
+func runcCmd(t *testing.T, id string, args ...string) (string, error) {
 	t.Helper()
 	t.Cleanup(func() { exec.Command("runc", "delete", "-f", id).Run() })
 	f, err := os.CreateTemp(t.TempDir(), "runc-*.out")
@@ -220,10 +220,10 @@ func runcPid(t *testing.T, id string) int {
 	return st.Pid
 }
 
-// task reads one task from the daemon.
-func task(t testing.TB, socket string, pid int) api.Task {
+// apiTask reads one task from the daemon.
+func apiTask(t testing.TB, socket string, pid int) api.Task {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), idleLimit)
+	ctx, cancel := context.WithTimeout(context.Background(), progressIdle)
 	defer cancel()
 	x, err := apiClient(socket).Task(ctx, int32(pid))
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 	"github.com/contid/contid/internal/records"
 )
 
-// contid runs the built binary and returns stdout, stderr and the exit code.
-func contid(t *testing.T, stdin string, args ...string) (string, string, int) {
+// runContid runs the built binary and returns stdout, stderr and the exit code.
+func runContid(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(contidBin, args...)
 	cmd.Stdin = strings.NewReader(stdin)
@@ -49,7 +49,7 @@ func TestDaemonPrintConfig(t *testing.T) {
 	}
 	printed := func(args ...string) (config.Config, string) {
 		t.Helper()
-		out, errOut, code := contid(t, "", append([]string{"daemon", "--print-config"}, args...)...)
+		out, errOut, code := runContid(t, "", append([]string{"daemon", "--print-config"}, args...)...)
 		if code != 0 {
 			t.Fatalf("daemon --print-config %v: exit %d: %s", args, code, errOut)
 		}
@@ -91,12 +91,12 @@ func TestDaemonPrintConfig(t *testing.T) {
 		{"section.toml", "[logs]\nnum_logs = 3\n", "logs"},
 		{"value.toml", "[audit]\nmode = \"sometimes\"\n", "sometimes"},
 	} {
-		out, errOut, code := contid(t, "", "daemon", "--print-config", "--config", write(tt.name, tt.text))
+		out, errOut, code := runContid(t, "", "daemon", "--print-config", "--config", write(tt.name, tt.text))
 		if code == 0 || out != "" || !strings.Contains(errOut, tt.want) {
 			t.Errorf("%s (%q): exit %d, stdout %q, stderr %q; want a failure naming %q", tt.name, tt.text, code, out, errOut, tt.want)
 		}
 	}
-	if _, errOut, code := contid(t, "", "daemon", "--print-config", "--audit", "sometimes"); code == 0 || !strings.Contains(errOut, "sometimes") {
+	if _, errOut, code := runContid(t, "", "daemon", "--print-config", "--audit", "sometimes"); code == 0 || !strings.Contains(errOut, "sometimes") {
 		t.Errorf("--audit sometimes: exit %d, %q; want a failure naming the value", code, errOut)
 	}
 }
@@ -106,7 +106,7 @@ func TestDaemonPrintConfig(t *testing.T) {
 // the container; the hooks.d form is the file contrib/hooks.d ships.
 func TestHookPrintConfig(t *testing.T) {
 	d := startDaemon(t, "")
-	out, errOut, code := contid(t, "", "oci-hook", "--print-config", "runc", "--path", contidBin, "--socket", d.socket)
+	out, errOut, code := runContid(t, "", "oci-hook", "--print-config", "runc", "--path", contidBin, "--socket", d.socket)
 	if code != 0 {
 		t.Fatalf("oci-hook --print-config runc: exit %d: %s", code, errOut)
 	}
@@ -117,7 +117,7 @@ func TestHookPrintConfig(t *testing.T) {
 	id := "contid-e2e-printcfg-" + strconv.Itoa(os.Getpid())
 	dir := bundle(t, d, "echo inside", map[string]string{oci.Annotation: "4321"})
 	runcBundleHooks(t, dir, stanza["hooks"])
-	if o, err := runc(t, id, "run", "--bundle", dir, id); err != nil || !strings.Contains(o, "inside") {
+	if o, err := runcCmd(t, id, "run", "--bundle", dir, id); err != nil || !strings.Contains(o, "inside") {
 		t.Fatalf("runc run with the printed stanza: %v\n%s", err, o)
 	}
 	d.awaitRecord(records.ContainerOp, "op=set", "contid=4321", "comm=runc", "res=success")
@@ -126,7 +126,7 @@ func TestHookPrintConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code = contid(t, "", "oci-hook", "--print-config", "hooks.d")
+	out, errOut, code = runContid(t, "", "oci-hook", "--print-config", "hooks.d")
 	var got, want any
 	json.Unmarshal([]byte(out), &got)
 	json.Unmarshal(shipped, &want)
@@ -151,7 +151,7 @@ func TestHookAllowUnregistered(t *testing.T) {
 	pre := "contid-e2e-allow-" + strconv.Itoa(os.Getpid()) + "-"
 	// Container a holds contid 4711.
 	a := bundle(t, d, "exec sleep 60", map[string]string{oci.Annotation: "4711"})
-	if out, err := runc(t, pre+"a", "run", "-d", "--bundle", a, pre+"a"); err != nil {
+	if out, err := runcCmd(t, pre+"a", "run", "-d", "--bundle", a, pre+"a"); err != nil {
 		t.Fatalf("runc run a: %v\n%s", err, out)
 	}
 	d.awaitRecord(records.ContainerOp, "op=set", "contid=4711", "res=success")
@@ -169,7 +169,7 @@ func TestHookAllowUnregistered(t *testing.T) {
 			id := pre + tt.name
 			dir := bundle(t, d, "exec sleep 60", map[string]string{oci.Annotation: "4711"})
 			runcBundleHooks(t, dir, hookWith(tt.socket, false))
-			out, err := runc(t, id, "run", "-d", "--bundle", dir, id)
+			out, err := runcCmd(t, id, "run", "-d", "--bundle", dir, id)
 			if err == nil || !strings.Contains(out, tt.why) || !strings.Contains(out, "must not start unregistered") {
 				t.Fatalf("without --allow-unregistered: runc run: %v\n%s", err, out)
 			}
@@ -179,10 +179,10 @@ func TestHookAllowUnregistered(t *testing.T) {
 
 			exec.Command("runc", "delete", "-f", id).Run()
 			runcBundleHooks(t, dir, hookWith(tt.socket, true))
-			if out, err := runc(t, id, "run", "-d", "--bundle", dir, id); err != nil {
+			if out, err := runcCmd(t, id, "run", "-d", "--bundle", dir, id); err != nil {
 				t.Fatalf("with --allow-unregistered: runc run: %v\n%s", err, out)
 			}
-			x := task(t, d.socket, runcPid(t, id))
+			x := apiTask(t, d.socket, runcPid(t, id))
 			if len(x.Chain) != 0 || x.KernelContid != nil {
 				t.Fatalf("the container started with --allow-unregistered has chain %v, kernel %v; want none", x.Chain, x.KernelContid)
 			}
@@ -196,11 +196,11 @@ func TestHookAllowUnregistered(t *testing.T) {
 
 	// The hook's own word: what runc discards from a hook that succeeds.
 	state := `{"ociVersion":"1.0.2","id":"x","status":"creating","pid":` + strconv.Itoa(os.Getpid()) + `,"bundle":"/nonexistent","annotations":{"org.contid.contid":"4711"}}`
-	out, errOut, code := contid(t, state, "oci-hook", "--socket", down, "--allow-unregistered")
+	out, errOut, code := runContid(t, state, "oci-hook", "--socket", down, "--allow-unregistered")
 	if code != 0 || out != "" || !strings.Contains(errOut, "starting unregistered") || !strings.Contains(errOut, down) {
 		t.Fatalf("oci-hook --allow-unregistered, daemon down: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	out, errOut, code = contid(t, state, "oci-hook", "--socket", d.socket, "--allow-unregistered")
+	out, errOut, code = runContid(t, state, "oci-hook", "--socket", d.socket, "--allow-unregistered")
 	if code != 0 || !strings.Contains(errOut, "starting unregistered") {
 		t.Fatalf("oci-hook --allow-unregistered, refused: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}

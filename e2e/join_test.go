@@ -178,7 +178,7 @@ func TestPodmanExec(t *testing.T) {
 	dir := t.TempDir()
 	hooks := filepath.Join(dir, "hooks.d")
 	os.Mkdir(hooks, 0o755)
-	hook, errOut, code := contid(t, "", "oci-hook", "--print-config", "hooks.d", "--path", contidBin, "--socket", d.socket)
+	hook, errOut, code := runContid(t, "", "oci-hook", "--print-config", "hooks.d", "--path", contidBin, "--socket", d.socket)
 	if code != 0 {
 		t.Fatalf("oci-hook --print-config hooks.d: %s", errOut)
 	}
@@ -229,7 +229,7 @@ func TestPodmanExec(t *testing.T) {
 		return strings.Join(joined, " "), len(joined) == 1
 	})
 	pid, _ := strconv.Atoi(joined[0])
-	x := task(t, d.socket, pid)
+	x := apiTask(t, d.socket, pid)
 	if len(x.Chain) != 1 || strconv.FormatUint(x.Chain[0], 10) != want || x.KernelContid == nil || strconv.FormatUint(*x.KernelContid, 10) != want {
 		t.Fatalf("child %d of the podman exec'd process: chain %v, kernel %v; want %s", pid, x.Chain, x.KernelContid, want)
 	}

@@ -139,7 +139,7 @@ func TestListenerGaps(t *testing.T) {
 	if len(serials) == 0 || serials[len(serials)-1]-serials[0]+1 != uint64(len(serials)) {
 		t.Fatalf("quiet phase: %d distinct kernel serials from %d to %d: some were not received", len(serials), serials[0], serials[len(serials)-1])
 	}
-	st := counters(t, d.socket)
+	st := apiStatus(t, d.socket)
 	if st.Audit != "listener" {
 		t.Fatalf("status: audit %q, want listener", st.Audit)
 	}
@@ -203,13 +203,13 @@ func TestListenerGaps(t *testing.T) {
 		"late": "audit_late", "discontinuity": "audit_discontinuities", "malformed": "audit_malformed", "kernel": "kernel_lost"}
 	var snap map[string]uint64
 	awaitProgress(t, "the stall's loss counted", func() (string, bool) {
-		snap = counters(t, d.socket).Counters
+		snap = apiStatus(t, d.socket).Counters
 		return fmt.Sprint(snap["audit_gaps"], snap["audit_enobufs"], snap["audit_received"]), snap["audit_gaps"] > 0 && snap["audit_enobufs"] > 0
 	})
 	var sums map[string]uint64
 	state := awaitProgress(t, "CONTID_LOSS records adding up to the loss counters", func() (string, bool) {
 		sums = lossSums(t, d, "listener")
-		now := counters(t, d.socket).Counters
+		now := apiStatus(t, d.socket).Counters
 		done := true
 		for kind, c := range kinds {
 			if sums[kind] > now[c] {

@@ -14,7 +14,7 @@ import (
 // startPlugin runs `contid audisp` as the plugin of an auditd started for
 // the test, from the shipped plugins.d file, and returns it as a daemon
 // (stopped with auditd). The caller holds the audit lock.
-func startPlugin(t *testing.T) (*daemon, *auditd) {
+func startPlugin(t *testing.T) (*daemon, *auditdProc) {
 	t.Helper()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
@@ -90,7 +90,7 @@ func TestOwnRecordFallback(t *testing.T) {
 					t.Fatalf("contid %s (kernel audit enabled: %v): record not stamped as it should be:\n%s", c, kernel, r.Raw)
 				}
 			}
-			local := func() uint64 { return counters(t, d.socket).Counters["own_local"] }
+			local := func() uint64 { return apiStatus(t, d.socket).Counters["own_local"] }
 
 			register("31", true)
 			if n := local(); n != 0 {
