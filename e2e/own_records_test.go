@@ -68,6 +68,8 @@ var auditModes = []struct {
 // next one is written to the host log directly, stamped from contid's own
 // serial space, and counted as own_local; enabled again, they go back into
 // the stream. Each registration is in the host log exactly once.
+// (Contids are numbered from the test's pid: in listener and plugin mode
+// the host log also holds other contid daemons' records.)
 func TestOwnRecordFallback(t *testing.T) {
 	requireRoot(t)
 	audittest.Lock(t) // once for every mode: a lock per subtest would queue behind other packages' tests each time
@@ -91,20 +93,23 @@ func TestOwnRecordFallback(t *testing.T) {
 				}
 			}
 			local := func() uint64 { return apiStatus(t, d.socket).Counters["own_local"] }
+			// Contids no other test on the machine uses: a listener also
+			// receives other contid daemons' records.
+			c := func(i int) string { return strconv.Itoa(3_000_000_000 + os.Getpid()*10 + i) }
 
-			register("31", true)
+			register(c(1), true)
 			if n := local(); n != 0 {
 				t.Fatalf("own_local %d with kernel audit enabled, want 0", n)
 			}
 			audittest.Auditctl(t, "-e", "0")
-			register("32", false)
+			register(c(2), false)
 			if n := local(); n == 0 {
 				t.Fatal("own_local 0 after a record written directly")
 			}
 			audittest.Auditctl(t, "-e", "1")
-			register("33", true)
-			d.awaitRecord(records.ContainerOp, "op=drop", "contid=33")
-			for _, c := range []string{"31", "32", "33"} {
+			register(c(3), true)
+			d.awaitRecord(records.ContainerOp, "op=drop", "contid="+c(3))
+			for _, c := range []string{c(1), c(2), c(3)} {
 				if n := len(d.hostRecords(records.ContainerOp, "op=set", "contid="+c)); n != 1 {
 					t.Errorf("contid %s: %d op=set records in the host log, want 1", c, n)
 				}
