@@ -50,3 +50,29 @@ func TestReplayErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestHookPrintConfig: the printed stanza names the hook's flags that a
+// runtime must pass (it runs hooks without the caller's environment), and
+// only those given; the default socket is left to the hook's default.
+func TestHookPrintConfig(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"runc"}, `"args":["contid","oci-hook"]`},
+		{[]string{"runc", "--socket", defaultSocket}, `"args":["contid","oci-hook"]`},
+		{[]string{"runc", "--socket", "/srv/c.sock", "--allow-unregistered"}, `"args":["contid","oci-hook","--socket","/srv/c.sock","--allow-unregistered"]`},
+		{[]string{"hooks.d", "--path", "/opt/contid"}, `"path":"/opt/contid"`},
+	}
+	for _, tt := range tests {
+		code, out, errOut := run(append([]string{"oci-hook", "--print-config"}, tt.args...)...)
+		flat := strings.Join(strings.Fields(out), "")
+		if code != 0 || !strings.Contains(flat, tt.want) {
+			t.Errorf("%v: exit %d (%s), output %s; want %s", tt.args, code, errOut, flat, tt.want)
+		}
+	}
+	t.Setenv("CONTID_SOCKET", "/env/c.sock")
+	if _, out, _ := run("oci-hook", "--print-config", "runc"); !strings.Contains(strings.Join(strings.Fields(out), ""), `"--socket","/env/c.sock"`) {
+		t.Errorf("CONTID_SOCKET is not carried into the stanza:\n%s", out)
+	}
+}

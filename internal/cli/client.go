@@ -14,6 +14,9 @@ import (
 	"github.com/contid/contid/internal/api"
 )
 
+// defaultSocket is clientFlags.Socket's default (kong takes it as a tag).
+const defaultSocket = "/run/contid/contid.sock"
+
 // clientFlags are shared by the commands that talk to the daemon.
 type clientFlags struct {
 	Socket string `help:"The daemon's API socket." env:"CONTID_SOCKET" default:"/run/contid/contid.sock"`

@@ -15,13 +15,13 @@ type ociHookCmd struct {
 	clientFlags
 	AllowUnregistered bool     `help:"Let the container start when the daemon refuses or is down (default: the hook fails, and so does the start)." env:"CONTID_HOOK_ALLOW_UNREGISTERED"`
 	CapcontidAllow    []string `name:"capcontid-allow" placeholder:"GLOB" help:"Containers (by id or name, shell glob; repeat or comma-separate) whose org.contid.capcontid=1 annotation is granted. Default: none; a container asking for it is registered, then its start fails (or it starts without capcontid with --allow-unregistered)."`
-	PrintConfig       string   `help:"Print the hook stanza instead: 'runc' for a config.json, 'hooks.d' for podman/CRI-O." enum:",runc,hooks.d" default:""`
+	PrintConfig       string   `help:"Print the hook stanza instead: 'runc' for a config.json, 'hooks.d' for podman/CRI-O; it carries --socket (when not the default), --allow-unregistered and --capcontid-allow as given." enum:",runc,hooks.d" default:""`
 	Path              string   `help:"With --print-config: the contid binary's path." default:"/usr/local/bin/contid"`
 }
 
 func (c *ociHookCmd) Run(stdio Stdio) error {
 	if c.PrintConfig != "" {
-		return printJSON(stdio.Out, hookConfig(c.PrintConfig, c.Path))
+		return printJSON(stdio.Out, hookConfig(c.PrintConfig, c.Path, c.hookArgs()))
 	}
 	if err := oci.CheckPatterns(c.CapcontidAllow); err != nil {
 		return c.fail(stdio, err)
@@ -63,9 +63,27 @@ func (c *ociHookCmd) fail(stdio Stdio, err error) error {
 		"(use --allow-unregistered to permit it)", err)
 }
 
+// hookArgs is the hook's command line with the flags given to
+// --print-config that the hook needs when the runtime runs it: runtimes
+// run hooks with the hook's own environment only, so CONTID_SOCKET would
+// not reach it.
+func (c *ociHookCmd) hookArgs() []string {
+	args := []string{"contid", "oci-hook"}
+	if c.Socket != defaultSocket {
+		args = append(args, "--socket", c.Socket)
+	}
+	if c.AllowUnregistered {
+		args = append(args, "--allow-unregistered")
+	}
+	for _, g := range c.CapcontidAllow {
+		args = append(args, "--capcontid-allow", g)
+	}
+	return args
+}
+
 // hookConfig returns the stanza a runtime needs.
-func hookConfig(kind, path string) any {
-	hook := map[string]any{"path": path, "args": []string{"contid", "oci-hook"}}
+func hookConfig(kind, path string, args []string) any {
+	hook := map[string]any{"path": path, "args": args}
 	if kind == "hooks.d" {
 		return map[string]any{
 			"version": "1.0.0",

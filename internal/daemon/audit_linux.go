@@ -62,13 +62,15 @@ type auditState struct {
 	journal *auditrules.Journal // primary: what contid changed in kernel audit, crash-safe
 	rules   []auditrules.Rule   // the rules of audit.rules contid loaded; deleted at stop
 
-	own        chan records.Record // to the sender goroutine
-	enabled    atomic.Bool         // kernel audit enabled: user records are kept
-	lastLost   uint32
-	kernelLost atomic.Uint64 // increase of the kernel's lost counter since start
-	pending    map[pipeline.Loss]uint64
-	lastNOBUFS uint64
-	counters   struct {
+	own         chan records.Record // to the sender goroutine
+	enabled     atomic.Bool         // kernel audit enabled: user records are kept
+	lastLost    uint32              // the kernel's lost counter when last asked (sender goroutine)
+	kernelLost  atomic.Uint64       // increase of the kernel's lost counter since start
+	lostPending atomic.Uint64       // of which not yet written as CONTID_LOSS (core)
+	lostSeen    atomic.Uint32       // the lost counter lostPending counts up to (set after it)
+	pending     map[pipeline.Loss]uint64
+	lastNOBUFS  uint64
+	counters    struct {
 		batches, ownSent, ownLocal, ownQueueFull, ownSendErrors, lossRecords atomic.Uint64
 	}
 	stats atomic.Pointer[auditStats]
@@ -155,6 +157,7 @@ func (d *Daemon) openAudit(stdin io.Reader) (err error) {
 		// a crash) is reported at the first tick.
 		a.lastLost = a.journal.LastLost()
 	}
+	a.lostSeen.Store(a.lastLost)
 	var rs *rules.Set
 	if d.cfg.Audit.Filter != "" {
 		f, err := os.Open(d.cfg.Audit.Filter)
@@ -360,20 +363,17 @@ func (d *Daemon) tickAudit(now time.Time) {
 			a.lastNOBUFS = n
 		}
 	}
-	if a.writer != nil {
-		if st, err := a.writer.Status(); err == nil {
-			a.enabled.Store(st.Enabled != 0)
-			if st.Lost > a.lastLost {
-				d.lossRecord("kernel", uint64(st.Lost-a.lastLost))
-				a.kernelLost.Add(uint64(st.Lost - a.lastLost))
-			}
-			a.lastLost = st.Lost
-			if a.journal != nil {
-				// After the record: a crash in between reports it twice
-				// rather than never.
-				if err := a.journal.SetLost(st.Lost); err != nil {
-					d.log.Warn("audit state: recording the lost count", "err", err)
-				}
+	// The sender asks the kernel (pollKernel); the core never does: a
+	// status request waits behind a user record the kernel holds while its
+	// backlog is full, and the core must not wait with it.
+	seen := a.lostSeen.Load()
+	if n := a.lostPending.Swap(0); n > 0 {
+		d.lossRecord("kernel", n)
+		if a.journal != nil {
+			// After the record: a crash in between reports it twice
+			// rather than never (seen is never ahead of what n covers).
+			if err := a.journal.SetLost(seen); err != nil {
+				d.log.Warn("audit state: recording the lost count", "err", err)
 			}
 		}
 	}
@@ -402,10 +402,17 @@ func (d *Daemon) flushLosses() {
 	}
 }
 
-// lossRecord writes a CONTID_LOSS record (SPEC §8).
+// lossRecord writes a CONTID_LOSS record (SPEC §8). In listener mode it
+// is written directly: sent into the kernel's stream it would come back
+// by the multicast path whose loss it reports, and could be dropped the
+// same way while the socket is still full.
 func (d *Daemon) lossRecord(kind string, n uint64) {
 	d.audit.counters.lossRecords.Add(1)
-	d.Emit(records.Record{
+	emit := d.Emit
+	if d.audit.mode == "listener" {
+		emit = d.local
+	}
+	emit(records.Record{
 		Type:  records.ContidLoss,
 		Stamp: records.StampAt(time.Now().UnixNano(), 0),
 		Fields: []records.Field{
@@ -416,28 +423,89 @@ func (d *Daemon) lossRecord(kind string, n uint64) {
 }
 
 // send is the sender goroutine: own records into the kernel's stream.
+//
+// The kernel acks and silently discards user records while audit is
+// disabled, and the core learns of a change only at its next tick, so
+// each batch is bracketed by status queries: disabled before, the batch is
+// written directly; disabled after, the records sent may be gone and are
+// written directly too (a possible duplicate, never a silent loss).
 func (d *Daemon) send(ctx context.Context) {
 	a := &d.audit
-	var buf []byte
+	var (
+		buf   []byte
+		batch []records.Record
+	)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			d.pollKernel()
 		case r := <-a.own:
-			buf = records.AppendRaw(buf[:0], &r)
-			body := buf
-			if i := bytes.Index(buf, []byte("): ")); i >= 0 {
-				body = buf[i+3:]
+			batch = append(batch[:0], r)
+			for more := true; more && len(batch) < 256; {
+				select {
+				case r := <-a.own:
+					batch = append(batch, r)
+				default:
+					more = false
+				}
 			}
-			if err := a.writer.SendUser(uint16(r.Type), string(body)); err != nil {
-				a.counters.ownSendErrors.Add(1)
-				d.log.Warn("audit: sending a record into the kernel stream failed; writing it to the host log", "err", err)
-				d.local(r)
+			if !d.pollKernel() {
+				for _, r := range batch {
+					d.local(r)
+				}
 				continue
 			}
-			a.counters.ownSent.Add(1)
+			sent := 0
+			for _, r := range batch {
+				buf = records.AppendRaw(buf[:0], &r)
+				body := buf
+				if i := bytes.Index(buf, []byte("): ")); i >= 0 {
+					body = buf[i+3:]
+				}
+				if err := a.writer.SendUser(uint16(r.Type), string(body)); err != nil {
+					a.counters.ownSendErrors.Add(1)
+					d.log.Warn("audit: sending a record into the kernel stream failed; writing it to the host log", "err", err)
+					d.local(r)
+					continue
+				}
+				batch[sent] = r
+				sent++
+			}
+			if sent > 0 && !d.pollKernel() {
+				d.log.Warn("audit: kernel audit was disabled while contid's records were sent; writing them to the host log too", "records", sent)
+				for _, r := range batch[:sent] {
+					d.local(r)
+				}
+				continue
+			}
+			a.counters.ownSent.Add(uint64(sent))
 		}
 	}
+}
+
+// pollKernel asks the kernel whether audit is enabled (user records
+// kept), remembers it, and takes the increase of its lost counter for the
+// core to report; on a failed query it answers what it knew. Sender
+// goroutine only.
+func (d *Daemon) pollKernel() bool {
+	a := &d.audit
+	st, err := a.writer.Status()
+	if err != nil {
+		return a.enabled.Load()
+	}
+	a.enabled.Store(st.Enabled != 0)
+	if st.Lost > a.lastLost {
+		n := uint64(st.Lost - a.lastLost)
+		a.kernelLost.Add(n)
+		a.lostPending.Add(n)
+	}
+	a.lastLost = st.Lost // also after auditctl --reset-lost
+	a.lostSeen.Store(st.Lost)
+	return st.Enabled != 0
 }
 
 // nlIn reads netlink.

@@ -492,10 +492,11 @@ func exeOf(pid int32) string {
 // Emit hands on one of contid's own records (SPEC §5.1): into the
 // kernel's audit stream when kernel audit is in use, which stamps and
 // delivers it (back to contid, and to auditd's log); else, or when that
-// queue is full, to the host log directly.
+// queue is full, to the host log directly. Whether audit is enabled is
+// the sender's to ask the kernel (send), just before it sends.
 func (d *Daemon) Emit(r records.Record) {
 	a := &d.audit
-	if a.writer != nil && a.enabled.Load() {
+	if a.writer != nil {
 		select {
 		case a.own <- r:
 			return
