@@ -304,6 +304,9 @@ func TestAuditPlugin(t *testing.T) {
 	auditd := exec.Command("auditd", "-n", "-c", dir)
 	var auditdOut strings.Builder
 	auditd.Stdout, auditd.Stderr = &auditdOut, &auditdOut
+	// Registered with the kernel, auditd left behind would break every
+	// later audit test: it dies with this test binary.
+	auditd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := auditd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +326,16 @@ func TestAuditPlugin(t *testing.T) {
 		}
 	})
 	d := &daemon{t: t, dir: logDir, socket: sock}
-	waitFor(t, d, func() bool { _, _, code := d.sh(`"$C" status >/dev/null 2>&1`); return code == 0 }, "contid audisp's API")
+	waitFor(t, d, func() bool {
+		select {
+		case <-done:
+			log, _ := os.ReadFile(auditdLog)
+			t.Fatalf("auditd exited:\n%s\n%s", auditdOut.String(), log)
+		default:
+		}
+		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
+		return code == 0
+	}, "contid audisp's API")
 	audittest.Auditctl(t, "-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-F", "key=contid-plugin")
 	if _, errOut, code := d.sh(`"$C" exec --contid 88 -- sh -c 'for i in $(seq 20); do /bin/true; done'`); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -382,6 +394,7 @@ func TestAuditHostileFeed(t *testing.T) {
 		pinDir: "/sys/fs/bpf/contid-e2e-hostile-" + strconv.Itoa(os.Getpid())}
 	t.Cleanup(func() { os.RemoveAll(d.pinDir) })
 	cmd := exec.Command(contidBin, "audisp", "--log-dir", d.dir, "--socket", d.socket, "--pin-dir", d.pinDir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -136,6 +136,9 @@ func (d *daemon) start() {
 	args = append(args, d.extra...)
 	d.cmd = exec.Command(contidBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
+	// Should this test binary die without its cleanups (a panic, the
+	// -timeout), the daemon stops too and puts kernel audit back.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +182,8 @@ func (d *daemon) progress() any {
 		}
 	}
 	if d.socket != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), testwait.Idle())
+		// A daemon that does not answer shows no counters: no progress.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if st, err := api.NewClient(d.socket).Status(ctx); err == nil {
 			for _, v := range st.Counters {
