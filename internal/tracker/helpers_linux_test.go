@@ -316,9 +316,10 @@ func (c *collector) until(t testing.TB, what string, cond func([]Event) (bool, a
 // held is a process started blocked: `sh -c 'read x; SCRIPT'` waits for
 // release before running SCRIPT, so it can be tagged first.
 type held struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Reader
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *os.File
+	out    *bufio.Reader
 }
 
 func startHeld(t testing.TB, script string) *held {
@@ -342,7 +343,8 @@ func start(t testing.TB, cmd *exec.Cmd) *held {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &held{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	f, _ := stdout.(*os.File) // a pipe: it takes read deadlines
+	h := &held{cmd: cmd, stdin: stdin, stdout: f, out: bufio.NewReader(stdout)}
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
@@ -362,8 +364,13 @@ func (h *held) release(t testing.TB) {
 	}
 }
 
+// line reads the helper's next line, failing when none comes within
+// testwait.Idle.
 func (h *held) line(t testing.TB) string {
 	t.Helper()
+	if h.stdout != nil {
+		h.stdout.SetReadDeadline(time.Now().Add(testwait.Idle()))
+	}
 	s, err := h.out.ReadString('\n')
 	if err != nil {
 		t.Fatalf("reading from helper %d: %v", h.pid(), err)
