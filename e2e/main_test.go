@@ -206,9 +206,17 @@ func (d *daemon) stop() {
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	// Stopping, it writes what it holds: its logs grow until it exits.
 	var err error
+	exited := false
+	defer func() {
+		if !exited { // the wait failed: do not leave it running
+			d.cmd.Process.Kill()
+			<-d.exited
+		}
+	}()
 	testwait.Until(d.t, "the daemon's exit after SIGTERM", func() (bool, any) {
 		select {
 		case err = <-d.exited:
+			exited = true
 			return true, nil
 		default:
 		}
