@@ -326,7 +326,7 @@ func TestAuditPlugin(t *testing.T) {
 		}
 	})
 	d := &daemon{t: t, dir: logDir, socket: sock}
-	waitFor(t, d, func() bool {
+	waitFor(t, func() bool {
 		select {
 		case <-done:
 			log, _ := os.ReadFile(auditdLog)
@@ -351,7 +351,7 @@ func TestAuditPlugin(t *testing.T) {
 		}
 	}
 	// auditd's own log shows the registration, sent as a user record.
-	waitFor(t, d, func() bool {
+	d.until(func() bool {
 		b, _ := os.ReadFile(auditdLog)
 		return strings.Contains(string(b), "type=UNKNOWN[2900]") && strings.Contains(string(b), "op=set") && strings.Contains(string(b), "contid=88")
 	}, "CONTAINER_OP in auditd's log")
@@ -361,11 +361,18 @@ func TestAuditPlugin(t *testing.T) {
 	}
 }
 
-// waitFor waits until cond holds; d's progress (see daemon.progress)
-// keeps the wait going.
-func waitFor(t *testing.T, d *daemon, cond func() bool, what string) {
+// waitFor waits until cond holds: one step, given testwait.Idle. Where
+// the daemon works towards cond, d.until lets its progress count.
+func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	testwait.Until(t, what, func() (bool, any) { return cond(), d.progress() })
+	testwait.For(t, what, cond)
+}
+
+// until waits until cond holds; it fails when the daemon made no progress
+// (d.progress) for testwait.Idle.
+func (d *daemon) until(cond func() bool, what string) {
+	d.t.Helper()
+	testwait.Until(d.t, what, func() (bool, any) { return cond(), d.progress() })
 }
 
 // TestAuditHostileFeed: malformed, truncated, binary and oversized lines in
@@ -412,12 +419,12 @@ func TestAuditHostileFeed(t *testing.T) {
 			t.Logf("daemon:\n%s", out.String())
 		}
 	})
-	waitFor(t, d, func() bool { _, _, code := d.sh(`"$C" status >/dev/null 2>&1`); return code == 0 }, "the API")
+	waitFor(t, func() bool { _, _, code := d.sh(`"$C" status >/dev/null 2>&1`); return code == 0 }, "the API")
 	if _, err := stdin.Write(b); err != nil {
 		t.Fatal(err)
 	}
 	var st string
-	waitFor(t, d, func() bool {
+	d.until(func() bool {
 		st, _, _ = d.sh(`"$C" status --json`)
 		return strings.Contains(st, `"audit_received": `+strconv.Itoa(len(lines)))
 	}, "every line received")
@@ -524,7 +531,7 @@ exit 3`, "F="+f)
 		}
 		return host > 0
 	}
-	waitFor(t, d, count, "the reused pid's exec of /usr/bin/true in the log")
+	d.until(count, "the reused pid's exec of /usr/bin/true in the log")
 	if contained != 1 || host != 1 {
 		t.Fatalf("execs of /usr/bin/true by pid %s: %d contained, %d uncontained; want 1 and 1", pid, contained, host)
 	}
