@@ -15,6 +15,7 @@ import (
 	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/oci"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testwait"
 )
 
 // startAudit starts a daemon that is the kernel's audit daemon with the
@@ -200,7 +201,7 @@ func TestAuditNestedUserKill(t *testing.T) {
 	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-kill\n")
 	out, errOut, code := d.sh(`
 "$C" exec --contid 500 -- "$C" exec --contid 501 -- auditctl -m contid-e2e-user-message || exit 10
-setsid sh -c '"$C" exec --contid 600 -- sleep 30 & "$C" exec --contid 601 -- sleep 30 & wait' </dev/null >/dev/null 2>&1 &
+setsid sh -c '"$C" exec --contid 600 -- sleep 600 & "$C" exec --contid 601 -- sleep 600 & wait' </dev/null >/dev/null 2>&1 &
 S=$!
 while [ "$(pgrep -s $S -x sleep | wc -l)" -lt 2 ]; do sleep 0.05; done
 for p in $(pgrep -s $S -x sleep); do echo "$p $("$C" get $p)"; done
@@ -303,6 +304,9 @@ func TestAuditPlugin(t *testing.T) {
 	auditd := exec.Command("auditd", "-n", "-c", dir)
 	var auditdOut strings.Builder
 	auditd.Stdout, auditd.Stderr = &auditdOut, &auditdOut
+	// Registered with the kernel, auditd left behind would break every
+	// later audit test: it dies with this test binary.
+	auditd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := auditd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -312,17 +316,26 @@ func TestAuditPlugin(t *testing.T) {
 		auditd.Process.Signal(syscall.SIGTERM) // auditd ignores SIGINT
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(testwait.Idle()):
 			auditd.Process.Kill()
 			<-done
-			t.Error("auditd did not stop within 10 s of SIGTERM")
+			t.Errorf("auditd did not stop within %v of SIGTERM", testwait.Idle())
 		}
 		if t.Failed() {
 			t.Logf("auditd:\n%s", auditdOut.String())
 		}
 	})
 	d := &daemon{t: t, dir: logDir, socket: sock}
-	waitFor(t, func() bool { _, _, code := d.sh(`"$C" status >/dev/null 2>&1`); return code == 0 }, "contid audisp's API")
+	waitFor(t, func() bool {
+		select {
+		case <-done:
+			log, _ := os.ReadFile(auditdLog)
+			t.Fatalf("auditd exited:\n%s\n%s", auditdOut.String(), log)
+		default:
+		}
+		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
+		return code == 0
+	}, "contid audisp's API")
 	audittest.Auditctl(t, "-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-F", "key=contid-plugin")
 	if _, errOut, code := d.sh(`"$C" exec --contid 88 -- sh -c 'for i in $(seq 20); do /bin/true; done'`); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -338,7 +351,7 @@ func TestAuditPlugin(t *testing.T) {
 		}
 	}
 	// auditd's own log shows the registration, sent as a user record.
-	waitFor(t, func() bool {
+	d.until(func() bool {
 		b, _ := os.ReadFile(auditdLog)
 		return strings.Contains(string(b), "type=UNKNOWN[2900]") && strings.Contains(string(b), "op=set") && strings.Contains(string(b), "contid=88")
 	}, "CONTAINER_OP in auditd's log")
@@ -348,14 +361,18 @@ func TestAuditPlugin(t *testing.T) {
 	}
 }
 
+// waitFor waits until cond holds: one step, given testwait.Idle. Where
+// the daemon works towards cond, d.until lets its progress count.
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.For(t, what, cond)
+}
+
+// until waits until cond holds; it fails when the daemon made no progress
+// (d.progress) for testwait.Idle.
+func (d *daemon) until(cond func() bool, what string) {
+	d.t.Helper()
+	testwait.Until(d.t, what, func() (bool, any) { return cond(), d.progress() })
 }
 
 // TestAuditHostileFeed: malformed, truncated, binary and oversized lines in
@@ -384,6 +401,7 @@ func TestAuditHostileFeed(t *testing.T) {
 		pinDir: "/sys/fs/bpf/contid-e2e-hostile-" + strconv.Itoa(os.Getpid())}
 	t.Cleanup(func() { os.RemoveAll(d.pinDir) })
 	cmd := exec.Command(contidBin, "audisp", "--log-dir", d.dir, "--socket", d.socket, "--pin-dir", d.pinDir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -406,7 +424,7 @@ func TestAuditHostileFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st string
-	waitFor(t, func() bool {
+	d.until(func() bool {
 		st, _, _ = d.sh(`"$C" status --json`)
 		return strings.Contains(st, `"audit_received": `+strconv.Itoa(len(lines)))
 	}, "every line received")
@@ -417,13 +435,21 @@ func TestAuditHostileFeed(t *testing.T) {
 		}
 	}
 	stdin.Close() // the end of the feed stops the daemon, which writes what it holds
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("daemon: %v", err)
+	var exitErr error
+	testwait.Until(t, "the daemon's exit at the end of its feed", func() (bool, any) {
+		select {
+		case exitErr = <-exited:
+			return true, nil
+		default:
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("daemon did not stop at the end of its feed")
+		var size int64
+		if fi, err := os.Stat(filepath.Join(d.dir, "audit.log")); err == nil {
+			size = fi.Size()
+		}
+		return false, size
+	})
+	if exitErr != nil {
+		t.Fatalf("daemon: %v", exitErr)
 	}
 	host := read(t, filepath.Join(d.dir, "audit.log"))
 	// The forged registration is written marked: CONTID_FORGED (2908),
@@ -507,7 +533,7 @@ exit 3`, "F="+f)
 		}
 		return host > 0
 	}
-	waitFor(t, count, "the reused pid's exec of /usr/bin/true in the log")
+	d.until(count, "the reused pid's exec of /usr/bin/true in the log")
 	if contained != 1 || host != 1 {
 		t.Fatalf("execs of /usr/bin/true by pid %s: %d contained, %d uncontained; want 1 and 1", pid, contained, host)
 	}
@@ -519,7 +545,7 @@ exit 3`, "F="+f)
 func TestAuditRunc(t *testing.T) {
 	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-runc\n")
 	id := "contid-e2e-audit-" + strconv.Itoa(os.Getpid())
-	dir := bundle(t, d, "for i in 1 2 3 4 5; do /bin/true; done; exec sleep 60", nil)
+	dir := bundle(t, d, "for i in 1 2 3 4 5; do /bin/true; done; exec sleep 600", nil)
 	logf, err := os.Create(filepath.Join(dir, "runc.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -538,11 +564,7 @@ func TestAuditRunc(t *testing.T) {
 	}
 	d.waitRecord(records.ContainerOp, "op=join", "contid="+want, "res=success")
 	exec.Command("runc", "kill", id, "KILL").Run()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if exec.Command("runc", "delete", id).Run() == nil {
-			break
-		}
-	}
+	testwait.For(t, "runc delete after kill", func() bool { return exec.Command("runc", "delete", id).Run() == nil })
 	d.waitRecord(records.ContainerOp, "op=drop", "contid="+want)
 	for _, path := range []string{filepath.Join(d.dir, "audit.log"), droppedLog(t, d, want)} {
 		var n int
@@ -574,15 +596,23 @@ func TestAuditRunc(t *testing.T) {
 // otherwise), and the kernel's audit state is put back.
 func TestAuditStopUnderLoad(t *testing.T) {
 	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-stop\n")
-	load := exec.Command("sh", "-c", `end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do /bin/true; done`)
+	stop := filepath.Join(t.TempDir(), "stop")
+	load := exec.Command("sh", "-c", `while ! [ -e "$1" ]; do /bin/true; done`, "sh", stop)
 	if err := load.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer load.Wait()
-	time.Sleep(time.Second)
+	t.Cleanup(func() {
+		os.WriteFile(stop, nil, 0o600)
+		load.Wait()
+	})
+	// Records of the load stream in; then SIGTERM, while the load runs on.
+	d.waitRecord(records.Syscall, "key=contid-stop")
 	d.stop()
 	if d.cmd.ProcessState == nil || !d.cmd.ProcessState.Success() {
 		t.Fatalf("daemon: %v", d.cmd.ProcessState)
+	}
+	if err := load.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the load ended before the daemon stopped: %v", err)
 	}
 	if !strings.Contains(read(t, filepath.Join(d.dir, "audit.log")), `key="contid-stop"`) {
 		t.Fatal("no record of the load in the log")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contid/contid/internal/api"
+	"github.com/contid/contid/internal/testwait"
 	"github.com/contid/contid/internal/records"
 )
 
@@ -133,6 +134,7 @@ func startAuditd(t *testing.T, pluginConf string) *auditdProc {
 		t.Fatal(err)
 	}
 	a.cmd = exec.Command("auditd", "-n", "-c", dir)
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no registered auditd outlives the test binary
 	out, err := os.Create(filepath.Join(dir, "auditd.out"))
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +171,20 @@ func startAuditd(t *testing.T, pluginConf string) *auditdProc {
 		return string(o), strings.Contains(string(o), "pid "+strconv.Itoa(a.cmd.Process.Pid)+"\n")
 	})
 	return a
+}
+
+// stop sends auditd SIGTERM and waits until it has exited (and so let go
+// of the registration); a test that checks what happens after auditd calls
+// it before its own checks.
+func (a *auditdProc) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-a.done:
+		return
+	default:
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	testwait.Receive(t, "auditd to exit after SIGTERM", a.done)
 }
 
 // runcBundleHooks replaces a bundle's hooks with the given "hooks" object.

@@ -19,12 +19,12 @@ func TestExecTree(t *testing.T) {
 	script := `
 set -e
 # A multi-threaded process: query every thread.
-CONTID_E2E_ROLE=threads "$E2E" > /tmp/contid-e2e-threads.$$ & T=$!
-while ! grep -q ready /tmp/contid-e2e-threads.$$ 2>/dev/null; do sleep 0.02; done
+CONTID_E2E_ROLE=threads "$E2E" > "$TMP/threads" & T=$!
+while ! grep -q ready "$TMP/threads"; do grep -q error "$TMP/threads" && exit 1; sleep 0.02; done
 for tid in $(ls /proc/$T/task); do "$C" get --json $tid; done
-kill $T; rm -f /tmp/contid-e2e-threads.$$
+kill $T
 # A pid-namespace subtree (unshare --fork --pid): the namespace's init and its child.
-unshare --fork --pid sh -c 'sleep 5 & wait' & U=$!
+unshare --fork --pid sh -c 'sleep 600 & wait' & U=$!
 while [ -z "$(pgrep -P $U)" ]; do sleep 0.02; done
 I=$(pgrep -P $U)
 while [ -z "$(pgrep -P $I)" ]; do sleep 0.02; done
@@ -39,7 +39,7 @@ while [ $i -lt 2000 ]; do
 done
 wait
 `
-	out, errOut, code := d.sh(`exec "$C" exec --contid 4242 --name tree -- sh -c '` + strings.ReplaceAll(script, "'", `'"'"'`) + `'`)
+	out, errOut, code := d.sh(`exec "$C" exec --contid 4242 --name tree -- sh -c '`+strings.ReplaceAll(script, "'", `'"'"'`)+`'`, "TMP="+t.TempDir())
 	if code != 0 {
 		t.Fatalf("exit %d\nstderr:\n%s", code, errOut)
 	}

@@ -15,7 +15,7 @@ func TestProcConnectorFallback(t *testing.T) {
 	if !strings.Contains(d.output(), "BEST EFFORT") {
 		t.Fatalf("the daemon did not warn that inheritance is best effort:\n%s", d.output())
 	}
-	out, errOut, code := d.sh(`"$C" exec --contid 66 -- sh -c 'sleep 1 & "$C" get --json $!; sh -c "exec \"$C\" get --json \$\$"'`)
+	out, errOut, code := d.sh(`"$C" exec --contid 66 -- sh -c 'sleep 600 & "$C" get --json $!; R=$?; kill $!; sh -c "exec \"$C\" get --json \$\$" && exit $R'`)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}

@@ -15,12 +15,14 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/contid/contid/internal/api"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testwait"
 )
 
 var contidBin string
@@ -50,18 +52,29 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// threadsRole runs 4 extra OS threads and waits until stdin closes or a
-// signal ends it: a multi-threaded process inside a container.
+// threadsRole holds 4 goroutines on OS threads of their own, prints
+// "ready" once they are (and /proc lists at least 5 threads), and waits
+// until a signal ends it: a multi-threaded process inside a container.
 func threadsRole() {
-	for i := 0; i < 4; i++ {
+	var locked sync.WaitGroup
+	for range 4 {
+		locked.Add(1)
 		go func() {
-			runtime.LockOSThread()
+			runtime.LockOSThread() // never unlocked: a thread of its own
+			locked.Done()
 			select {}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	locked.Wait()
+	// A locked thread runs nothing else, so the main goroutine is on a
+	// fifth; /proc shows them all once they exist.
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil || len(ents) < 5 {
+		fmt.Println("error: threads", len(ents), err)
+		os.Exit(1)
+	}
 	fmt.Println("ready")
-	time.Sleep(time.Hour) // until killed
+	select {} // until killed
 }
 
 // daemon is a contid daemon running for one test.
@@ -123,30 +136,62 @@ func (d *daemon) start() {
 	args = append(args, d.extra...)
 	d.cmd = exec.Command(contidBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
+	// Should this test binary die without its cleanups (a panic, the
+	// -timeout), the daemon stops too and puts kernel audit back.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	d.exited = make(chan error, 1)
 	go func() { d.exited <- d.cmd.Wait() }()
 	cl := api.NewClient(d.socket)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	testwait.Until(t, "the daemon's API", func() (bool, any) {
+		ctx, cancel := context.WithTimeout(context.Background(), testwait.Idle())
 		_, err := cl.Status(ctx)
 		cancel()
 		if err == nil {
-			return
+			return true, nil
 		}
 		select {
 		case err := <-d.exited:
 			t.Fatalf("daemon exited: %v\n%s", err, d.output())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not ready: %v\n%s", err, d.output())
-		}
-		time.Sleep(50 * time.Millisecond)
+		// Starting, it logs what it loads.
+		return false, fmt.Sprintf("output %d bytes, API: %v", len(d.output()), err)
+	})
+}
+
+// progress is a mark of the daemon's work, for testwait.Until: the sizes of
+// its host log and its own output, and the sum of its status counters
+// (events it took in, records it wrote). It moves while the daemon works,
+// also on the machine's other processes: a wait on it fails once the
+// daemon has stood still for testwait.Idle.
+func (d *daemon) progress() any {
+	type mark struct {
+		log, out int64
+		counters uint64
 	}
+	var m mark
+	if fi, err := os.Stat(filepath.Join(d.dir, "audit.log")); err == nil {
+		m.log = fi.Size()
+	}
+	if d.stderr != nil {
+		if fi, err := os.Stat(d.stderr.Name()); err == nil {
+			m.out = fi.Size()
+		}
+	}
+	if d.socket != "" {
+		// A daemon that does not answer shows no counters: no progress.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if st, err := api.NewClient(d.socket).Status(ctx); err == nil {
+			for _, v := range st.Counters {
+				m.counters += v
+			}
+		}
+	}
+	return m
 }
 
 func (d *daemon) output() string {
@@ -159,19 +204,42 @@ func (d *daemon) stop() {
 		return
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-d.exited:
-		if err != nil {
-			d.t.Errorf("daemon did not stop cleanly on SIGTERM: %v", err)
+	// Stopping, it writes what it holds: its logs grow until it exits.
+	var err error
+	exited := false
+	defer func() {
+		if !exited { // the wait failed: do not leave it running
+			d.cmd.Process.Kill()
+			<-d.exited
 		}
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.exited
-		d.t.Error("daemon did not stop within 10 s of SIGTERM")
+	}()
+	testwait.Until(d.t, "the daemon's exit after SIGTERM", func() (bool, any) {
+		select {
+		case err = <-d.exited:
+			exited = true
+			return true, nil
+		default:
+		}
+		return false, d.logSizes()
+	})
+	if err != nil {
+		d.t.Errorf("daemon did not stop cleanly on SIGTERM: %v", err)
 	}
 	if d.t.Failed() {
 		d.t.Logf("daemon output:\n%s", d.output())
 	}
+}
+
+// logSizes is the sizes of the daemon's logs and output, a mark of
+// progress that needs no API.
+func (d *daemon) logSizes() any {
+	var sizes [2]int64
+	for i, name := range []string{filepath.Join(d.dir, "audit.log"), d.stderr.Name()} {
+		if fi, err := os.Stat(name); err == nil {
+			sizes[i] = fi.Size()
+		}
+	}
+	return sizes
 }
 
 // kill stops the daemon with SIGKILL.
@@ -222,22 +290,27 @@ func (d *daemon) logRecords() []records.Record {
 }
 
 // waitRecord waits until the host log holds a record of type typ with all
-// the given key=value fields, and returns it.
+// the given key=value fields, and returns it. It fails when the daemon
+// made no progress (d.progress) for testwait.Idle.
 func (d *daemon) waitRecord(typ records.Type, kv ...string) records.Record {
 	d.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var found *records.Record
+	defer func() {
+		if found == nil { // failed: show what the log holds
+			b, _ := os.ReadFile(filepath.Join(d.dir, "audit.log"))
+			d.t.Logf("no %s record with %v in the log:\n%s", typ, kv, b)
+		}
+	}()
+	testwait.Until(d.t, fmt.Sprintf("a %s record with %v", typ, kv), func() (bool, any) {
 		for _, r := range d.logRecords() {
 			if r.Type == typ && hasFields(r, kv) {
-				return r
+				found = &r
+				return true, nil
 			}
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(d.dir, "audit.log"))
-			d.t.Fatalf("no %s record with %v in the log:\n%s", typ, kv, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false, d.progress()
+	})
+	return *found
 }
 
 func hasFields(r records.Record, kv []string) bool {

@@ -19,10 +19,10 @@ import (
 func TestNamespaceRecords(t *testing.T) {
 	d := startDaemon(t, "")
 	out, errOut, code := d.sh(`"$C" exec --contid 90 -- sh -c '
-		unshare --net sh -c "echo unshared \$\$ \$(stat -L -c %d:%i /proc/self/ns/net); sleep 0.3"
-		sleep 30 & P=$!
-		unshare --uts sleep 30 & Q=$!
-		sleep 0.2
+		unshare --net sh -c "echo unshared \$\$ \$(stat -L -c %d:%i /proc/self/ns/net)"
+		sleep 600 & P=$!
+		unshare --uts sleep 600 & Q=$!
+		while [ "$(stat -L -c %i /proc/$Q/ns/uts)" = "$(stat -L -c %i /proc/self/ns/uts)" ]; do sleep 0.01; done
 		nsenter --target $Q --uts sh -c "echo entered \$\$ \$(stat -L -c %d:%i /proc/self/ns/uts)"
 		kill $P $Q'`)
 	if code != 0 {
@@ -71,9 +71,8 @@ func TestIPNetns(t *testing.T) {
 			list := filepath.Join(t.TempDir(), "containers.json")
 			out, errOut, code := d.sh(`"$C" exec --contid 91 -- sh -c '
 				ip netns add "$N" || exit 1
-				ip netns exec "$N" sh -c "echo entered \$\$ \$(stat -L -c %d:%i /proc/self/ns/net); \"\$C\" containers --json > \"\$J\"; sleep 0.3"
-				ip netns delete "$N"
-				sleep 0.2'`, "N="+name, "J="+list)
+				ip netns exec "$N" sh -c "echo entered \$\$ \$(stat -L -c %d:%i /proc/self/ns/net); \"\$C\" containers --json > \"\$J\""
+				ip netns delete "$N"'`, "N="+name, "J="+list)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}

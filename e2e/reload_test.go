@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/contid/contid/internal/testwait"
 )
 
 // TestReload: SIGHUP applies a changed configuration file; a broken one is
@@ -33,18 +35,16 @@ func TestReload(t *testing.T) {
 	os.WriteFile(cfg, []byte("[log]\nflush = \"sync\"\nnum_logs = 3\n"), 0o600)
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitOutput(t, d, "reloaded configuration")
-	if out, errOut, code := d.sh(`sleep 5 & "$C" set $! 4711; R=$?; kill $!; exit $R`); code != 0 {
+	if out, errOut, code := d.sh(`sleep 600 & "$C" set $! 4711; R=$?; kill $!; exit $R`); code != 0 {
 		t.Fatalf("after reload: %s %s", out, errOut)
 	}
 }
 
+// waitOutput waits until the daemon has said want; it fails when the
+// daemon made no progress (d.progress) for testwait.Idle.
 func waitOutput(t *testing.T, d *daemon, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(d.output(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon never said %q:\n%s", want, d.output())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.Until(t, fmt.Sprintf("the daemon to say %q", want), func() (bool, any) {
+		return strings.Contains(d.output(), want), d.progress()
+	})
 }

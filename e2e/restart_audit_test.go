@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -418,7 +417,7 @@ func TestAuditAutoWithAuditd(t *testing.T) {
 	audittest.Lock(t)
 	audittest.Restore(t)
 	before := snapKernel(t)
-	auditd := startAuditd(t)
+	auditd := startAuditd(t, "")
 
 	f := filepath.Join(t.TempDir(), "audit.rules")
 	if err := os.WriteFile(f, []byte(restartRules), 0o600); err != nil {
@@ -456,79 +455,6 @@ func TestAuditAutoWithAuditd(t *testing.T) {
 	}
 	auditd.stop(t)
 	t.Logf("before auditd: %v; after auditd's stop: %v (audittest.Restore puts it back)", before, snapKernel(t))
-}
-
-// auditdProc is Debian's auditd run by a test.
-type auditdProc struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	mu     sync.Mutex
-	out    bytes.Buffer
-}
-
-func (a *auditdProc) Write(p []byte) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.out.Write(p)
-}
-
-// startAuditd runs Debian's auditd in the foreground with a configuration
-// of its own (log in a temporary directory, no plugins) and waits until it
-// is the registered audit daemon. It is stopped when the test ends, before
-// audittest.Restore puts the audit state back.
-func startAuditd(t *testing.T) *auditdProc {
-	t.Helper()
-	path, err := exec.LookPath("auditd")
-	if err != nil {
-		t.Fatalf("auditd not found (apt-get install -y auditd): %v", err)
-	}
-	dir := t.TempDir()
-	os.Chmod(dir, 0o750)
-	plugins := filepath.Join(dir, "plugins.d")
-	if err := os.Mkdir(plugins, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(dir, "auditd.conf")
-	if err := os.WriteFile(conf, []byte("log_file = "+filepath.Join(dir, "audit.log")+"\nlog_format = RAW\nflush = NONE\nplugin_dir = "+plugins+"\n"+
-		"space_left = 2\nadmin_space_left = 1\ndisk_full_action = ignore\ndisk_error_action = ignore\n"), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	a := &auditdProc{exited: make(chan struct{})}
-	a.cmd = exec.Command(path, "-n", "-s", "nochange", "-c", dir)
-	a.cmd.Stdout, a.cmd.Stderr = a, a
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.cmd.Wait(); close(a.exited) }()
-	t.Cleanup(func() { a.stop(t) })
-	for audittest.Status(t).PID != a.cmd.Process.Pid {
-		select {
-		case <-a.exited:
-			a.mu.Lock()
-			defer a.mu.Unlock()
-			t.Fatalf("auditd exited before it registered:\n%s", a.out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return a
-}
-
-// stop sends auditd SIGTERM and waits for its exit (SIGKILL if it has
-// not let go of the registration 30 s later).
-func (a *auditdProc) stop(t *testing.T) {
-	select {
-	case <-a.exited:
-		return
-	default:
-	}
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.exited:
-	case <-time.After(30 * time.Second):
-		t.Errorf("auditd still running 30 s after SIGTERM; killing it")
-		a.cmd.Process.Kill()
-		<-a.exited
-	}
 }
 
 // TestAuditRulesRefused: a rules file with a line that would change global

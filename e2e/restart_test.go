@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,11 +14,12 @@ import (
 func TestRestartAfterKill(t *testing.T) {
 	d := startDaemon(t, "")
 	// The background job must not hold this shell's pipes open.
+	pids := filepath.Join(t.TempDir(), "pids")
 	out, errOut, code := d.sh(`"$C" exec --contid 31 -- sh -c '
 		sleep 600 & P=$!
 		"$C" set $P 32 >/dev/null
-		echo $P $$' > /tmp/contid-e2e-restart 2>&1 </dev/null &
-		while ! [ -s /tmp/contid-e2e-restart ]; do sleep 0.05; done; cat /tmp/contid-e2e-restart`)
+		echo $P $$ > "$F.tmp"; mv "$F.tmp" "$F"' >/dev/null 2>&1 </dev/null &
+		J=$!; while ! [ -e "$F" ] && kill -0 $J 2>/dev/null; do sleep 0.05; done; cat "$F"`, "F="+pids)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -27,7 +28,7 @@ func TestRestartAfterKill(t *testing.T) {
 		t.Fatalf("script output %q", out)
 	}
 	inner := f[0]
-	t.Cleanup(func() { d.sh("kill " + inner); os.Remove("/tmp/contid-e2e-restart") })
+	t.Cleanup(func() { d.sh("kill " + inner) })
 	d.waitRecord(records.ContainerOp, "op=set", "contid=32", "old-contid=31", "res=success")
 	d.kill()
 	// A task created while no daemon runs still inherits in the kernel.

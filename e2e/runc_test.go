@@ -9,10 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/contid/contid/internal/api"
 	"github.com/contid/contid/internal/oci"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testwait"
 )
 
 // bundle makes an OCI bundle of a static busybox running script, with
@@ -100,7 +101,7 @@ func runtimeHook(t *testing.T, d *daemon, rt ociRuntime) {
 		t.Fatalf("%s is required (scripts/test installs it): %v", rt.name, err)
 	}
 	id := "contid-e2e-" + rt.name + "-" + strconv.Itoa(os.Getpid())
-	dir := bundle(t, d, "sleep 60 & sleep 60 & wait", map[string]string{"org.contid.name": "busy"})
+	dir := bundle(t, d, "sleep 600 & sleep 600 & wait", map[string]string{"org.contid.name": "busy"})
 	// The container inherits runc's stdio: give it a file, not a pipe this
 	// test would wait on.
 	logf, err := os.Create(filepath.Join(dir, "runc.log"))
@@ -120,10 +121,12 @@ func runtimeHook(t *testing.T, d *daemon, rt ociRuntime) {
 	want := oci.Hash(id)
 	// The init and both sleeps.
 	var kids []string
-	for deadline := time.Now().Add(5 * time.Second); len(kids) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/task/" + strconv.Itoa(st.Pid) + "/children")
+	children := "/proc/" + strconv.Itoa(st.Pid) + "/task/" + strconv.Itoa(st.Pid) + "/children"
+	testwait.Until(t, "the container's two sleeps", func() (bool, any) {
+		b, _ := os.ReadFile(children)
 		kids = strings.Fields(string(b))
-	}
+		return len(kids) >= 2, len(kids)
+	})
 	out, errOut, code := d.sh(`for p in ` + strconv.Itoa(st.Pid) + " " + strings.Join(kids, " ") + `; do "$C" get --json $p; done`)
 	if code != 0 {
 		t.Fatalf("get: %s", errOut)
@@ -134,7 +137,7 @@ func runtimeHook(t *testing.T, d *daemon, rt ociRuntime) {
 	}
 	for _, x := range ts {
 		if len(x.Chain) != 1 || x.Chain[0] != uint64(want) || x.KernelContid == nil || *x.KernelContid != uint64(want) {
-			t.Fatalf("task %d: chain %v kernel %v, want %d", x.PID, x.Chain, x.KernelContid, want)
+			t.Fatalf("task %d: chain %v kernel %s, want %d", x.PID, x.Chain, kernelOf(x), want)
 		}
 	}
 	cs, _, _ := d.sh(`"$C" containers`)
@@ -146,16 +149,21 @@ func runtimeHook(t *testing.T, d *daemon, rt ociRuntime) {
 	// Exec into the running container: the runtime moves the new process
 	// into the container's cgroups, and it joins (op=join); its child,
 	// left to the container's init, has the contid too.
-	rt.run(t, "exec", id, "sh", "-c", "sleep 50 </dev/null >/dev/null 2>&1 & true")
+	rt.run(t, "exec", id, "sh", "-c", "sleep 600 </dev/null >/dev/null 2>&1 & true")
 	var joined []string
-	for deadline := time.Now().Add(5 * time.Second); len(joined) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/task/" + strconv.Itoa(st.Pid) + "/children")
+	testwait.For(t, "the exec'd sleep, left to the container's init", func() bool {
+		b, _ := os.ReadFile(children)
+		joined = nil
 		for _, k := range strings.Fields(string(b)) {
-			if !slices.Contains(kids, k) {
+			// The runtime's own helper ("exe", runc init) may pass
+			// through the init's children too: only the sleep counts.
+			comm, _ := os.ReadFile("/proc/" + k + "/comm")
+			if !slices.Contains(kids, k) && strings.TrimSpace(string(comm)) == "sleep" {
 				joined = append(joined, k)
 			}
 		}
-	}
+		return len(joined) > 0
+	})
 	if len(joined) != 1 {
 		t.Fatalf("after %s exec: new children of the init %v, want one sleep", rt.name, joined)
 	}
@@ -164,17 +172,21 @@ func runtimeHook(t *testing.T, d *daemon, rt ociRuntime) {
 		t.Fatalf("get: %s", errOut)
 	}
 	if x := tasks(t, out)[0]; len(x.Chain) != 1 || x.Chain[0] != uint64(want) || x.KernelContid == nil || *x.KernelContid != uint64(want) {
-		t.Fatalf("exec'd process's child %d: chain %v kernel %v, want %d", x.PID, x.Chain, x.KernelContid, want)
+		t.Fatalf("exec'd process's child %d (%s, ppid %d): chain %v kernel %s, want %d\n%s", x.PID, x.Comm, x.PPID, x.Chain, kernelOf(x), want, out)
 	}
 	j := d.waitRecord(records.ContainerOp, "op=join", "contid="+want.String(), "old-contid=-1", "res=success")
 	t.Logf("%s", records.AppendRaw(nil, &j))
 	rt.run(t, "kill", id, "KILL")
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if rt.cmd("delete", id).Run() == nil {
-			break
-		}
-	}
+	testwait.For(t, rt.name+" delete after kill", func() bool { return rt.cmd("delete", id).Run() == nil })
 	d.waitRecord(records.ContainerOp, "op=drop", "contid="+want.String())
+}
+
+// kernelOf shows a task's kernel contid ("none" when unset).
+func kernelOf(x api.Task) string {
+	if x.KernelContid == nil {
+		return "none"
+	}
+	return strconv.FormatUint(*x.KernelContid, 10)
 }
 
 // TestRuncHookRefusal: when the daemon refuses, the container does not
@@ -251,7 +263,7 @@ func TestNestedThroughRuntime(t *testing.T) {
 	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
 	json.Unmarshal(raw, &cfg)
 	proc := cfg["process"].(map[string]any)
-	proc["args"] = []string{"contid", "exec", "--contid", "501", "--", "sh", "-c", "sleep 60"}
+	proc["args"] = []string{"contid", "exec", "--contid", "501", "--", "sh", "-c", "sleep 600"}
 	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
 	// The hook grants capcontid only to the containers its owner names.
 	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
@@ -293,7 +305,7 @@ func TestContainerCannotChange(t *testing.T) {
 	d := startDaemon(t, "")
 	rt := runtimes[0]
 	id := "contid-e2e-hostile-" + strconv.Itoa(os.Getpid())
-	script := `sleep 30 & contid set $! 5; echo rc-set=$?
+	script := `sleep 600 & contid set $! 5; echo rc-set=$?
 contid set 1 6; echo rc-init=$?
 contid exec --contid 7 -- true; echo rc-exec=$?
 ls /sys/fs/bpf/ 2>&1 | head -1; echo done`

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/contid/contid/internal/testwait"
 )
 
 // The crash test re-executes the test binary as a child that writes lines
@@ -132,13 +134,19 @@ func crashOnce(t *testing.T, p FlushPolicy, big bool, delayMicros int) bool {
 		}
 		readDone <- problem
 	}()
+	// The child's first ack, or its end without one; starting is one step,
+	// given testwait.Idle.
 	select {
 	case <-first:
-	case <-time.After(30 * time.Second):
+	case problem := <-readDone:
+		cmd.Wait()
+		t.Fatalf("child ended before its first ack (%q); stderr: %s", problem, stderr.String())
+	case <-time.After(testwait.Idle()):
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatalf("child wrote nothing; stderr: %s", stderr.String())
+		t.Fatalf("child wrote nothing in %v; stderr: %s", testwait.Idle(), stderr.String())
 	}
+	// A random moment in the child's writing: the point of the test.
 	time.Sleep(time.Duration(delayMicros) * time.Microsecond)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

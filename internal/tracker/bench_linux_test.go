@@ -17,6 +17,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/contid/contid/internal/contid"
 )
 
 // The benchmarks measure what the tracker costs a workload. Each runs its
@@ -259,3 +261,34 @@ func BenchmarkForkExit(b *testing.B)     { benchModes(b, "fork-exit") }
 func BenchmarkForkExecExit(b *testing.B) { benchModes(b, "fork-exec-exit") }
 func BenchmarkThread(b *testing.B)       { benchModes(b, "thread") }
 func BenchmarkGetppid(b *testing.B)      { benchModes(b, "getppid") }
+
+// BenchmarkBatchLatency measures, with batched wakeups (a 300 ms period),
+// how long after it happened the reader reads an event that follows a
+// quiet spell (it wakes the reader: well under a period) and the tail of a
+// burst of 20 short children (the reader's timer finds it: about a period
+// at most). TestBatchWakeup checks that both are read at all.
+func BenchmarkBatchLatency(b *testing.B) {
+	const batch = 300 * time.Millisecond
+	tr, _ := openTest(b, Config{Batch: batch, OnlyTagged: true, NSScan: -1})
+	var first, tail time.Duration
+	for i := range b.N {
+		h := startHeld(b, "i=0; while [ $i -lt 20 ]; do /bin/true & i=$((i+1)); done; wait; exec sleep "+helperLife)
+		if err := tr.SetContid(h.pid(), contid.ID(100+i)); err != nil {
+			b.Fatal(err)
+		}
+		goQuiet(b, tr)
+		c := collect(b, tr)
+		h.release(b)
+		isFork := func(e Event) bool { return e.Kind == KindFork && int(e.ParentTGID) == h.pid() }
+		isTail := func(e Event) bool { return e.Kind == KindExec && int(e.TID) == h.pid() && e.Comm == "sleep" }
+		c.wait(b, "the exec of sleep", func(evs []Event) bool { return slices.ContainsFunc(evs, isTail) })
+		c.stop()
+		f, _ := c.lag(isFork)
+		l, _ := c.lag(isTail)
+		first += f
+		tail += l
+		_ = syscall.Kill(-h.pid(), syscall.SIGKILL)
+	}
+	b.ReportMetric(float64(first.Milliseconds())/float64(b.N), "first-ms")
+	b.ReportMetric(float64(tail.Milliseconds())/float64(b.N), "tail-ms")
+}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/testwait"
 )
 
 // helperEnv makes the test binary act as a multi-threaded helper process.
@@ -53,11 +54,15 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// helperLife bounds how long helper processes and their children outlive
+// a test that failed to kill them; tests kill them at cleanup.
+const helperLife = "600"
+
 // threadsHelper starts four OS threads, prints "ready", and on each line of
-// stdin starts four more threads and a `sleep 30` child, printing
+// stdin starts four more threads and a `sleep 600` child, printing
 // "more CHILDPID FORKERTID" — or, for the line "uring", an io_uring worker thread,
 // printing "uring TID", and for "unshare" a thread in a new network
-// namespace, printing "unshare TID". It exits 30 s after stdin closes.
+// namespace, printing "unshare TID". It exits 600 s after stdin closes.
 func threadsHelper() {
 	block := make(chan struct{})
 	spawn := func() {
@@ -104,7 +109,8 @@ func threadsHelper() {
 		fmt.Println("more", pid, forker)
 	}
 	// A background job of sh has /dev/null as stdin: stay a while.
-	time.Sleep(30 * time.Second)
+	n, _ := strconv.Atoi(helperLife)
+	time.Sleep(time.Duration(n) * time.Second)
 	os.Exit(0)
 }
 
@@ -126,7 +132,7 @@ func newForker() *forker {
 			}
 			ok <- true
 			for r := range f.req {
-				cmd := exec.Command("sleep", "30")
+				cmd := exec.Command("sleep", helperLife)
 				if err := cmd.Start(); err != nil {
 					r <- [3]int{0, 0, 1}
 					continue
@@ -140,7 +146,7 @@ func newForker() *forker {
 	}
 }
 
-// fork starts `sleep 30` and returns its pid and the forking thread's tid.
+// fork starts `sleep 600` and returns its pid and the forking thread's tid.
 func (f *forker) fork() (pid, tid int, err error) {
 	r := make(chan [3]int)
 	f.req <- r
@@ -271,34 +277,49 @@ func (c *collector) events() []Event {
 	return append([]Event(nil), c.evs...)
 }
 
-// wait polls until cond holds on the events so far.
-func (c *collector) wait(t testing.TB, timeout time.Duration, what string, cond func([]Event) bool) []Event {
+// wait polls until cond holds on the events so far: one step, which must
+// come within testwait.Idle.
+func (c *collector) wait(t testing.TB, what string, cond func([]Event) bool) []Event {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	return c.until(t, what, func(evs []Event) (bool, any) { return cond(evs), nil })
+}
+
+// waitCount polls until count of the events so far reaches want. The count
+// is the progress: the wait fails only when it stood still for
+// testwait.Idle (the machine's other events do not count).
+func (c *collector) waitCount(t testing.TB, what string, want int, count func([]Event) int) []Event {
+	t.Helper()
+	return c.until(t, what, func(evs []Event) (bool, any) {
+		n := count(evs)
+		return n >= want, fmt.Sprintf("%d of %d", n, want)
+	})
+}
+
+// until polls cond on the events so far until it is done; its mark is the
+// progress (testwait.Until).
+func (c *collector) until(t testing.TB, what string, cond func([]Event) (bool, any)) []Event {
+	t.Helper()
+	var evs []Event
+	testwait.Until(t, what, func() (bool, any) {
 		c.mu.Lock()
 		err := c.err
 		c.mu.Unlock()
 		if err != nil {
 			t.Fatalf("reading events: %v", err)
 		}
-		evs := c.events()
-		if cond(evs) {
-			return evs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (%d events)", what, len(evs))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		evs = c.events()
+		return cond(evs)
+	})
+	return evs
 }
 
 // held is a process started blocked: `sh -c 'read x; SCRIPT'` waits for
 // release before running SCRIPT, so it can be tagged first.
 type held struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Reader
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *os.File
+	out    *bufio.Reader
 }
 
 func startHeld(t testing.TB, script string) *held {
@@ -322,7 +343,8 @@ func start(t testing.TB, cmd *exec.Cmd) *held {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &held{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	f, _ := stdout.(*os.File) // a pipe: it takes read deadlines
+	h := &held{cmd: cmd, stdin: stdin, stdout: f, out: bufio.NewReader(stdout)}
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
@@ -342,8 +364,13 @@ func (h *held) release(t testing.TB) {
 	}
 }
 
+// line reads the helper's next line, failing when none comes within
+// testwait.Idle.
 func (h *held) line(t testing.TB) string {
 	t.Helper()
+	if h.stdout != nil {
+		h.stdout.SetReadDeadline(time.Now().Add(testwait.Idle()))
+	}
 	s, err := h.out.ReadString('\n')
 	if err != nil {
 		t.Fatalf("reading from helper %d: %v", h.pid(), err)
@@ -400,27 +427,20 @@ func wantContid(t testing.TB, tr *Tracker, pid int, id contid.ID) {
 	t.Helper()
 	// A thread the runtime is creating right now is listed in /proc before
 	// task_newtask gives it its value (copy_process links it first): such
-	// a thread is asked again until it has had time to get it. A thread
-	// that was missed keeps no value and fails after the deadline.
-	deadline := time.Now().Add(2 * time.Second)
+	// a thread is asked again until it has got it. A thread that was
+	// missed keeps no value and fails after testwait.Idle.
 	for _, tid := range threads(t, pid) {
-		for {
-			got, ok, err := tr.Contid(tid)
-			if errors.Is(err, unix.ESRCH) {
-				break // exited since the listing
-			}
-			if err != nil {
-				t.Errorf("Contid(%d) of process %d: %v", tid, pid, err)
-				break
-			}
-			if ok && got == id {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("thread %d of process %d (%s): contid %v (set %v), want %v", tid, pid, comm(tid), got, ok, id)
-				break
-			}
-			time.Sleep(time.Millisecond)
+		var (
+			got contid.ID
+			ok  bool
+			err error
+		)
+		testwait.For(t, fmt.Sprintf("thread %d of process %d (%s) to carry contid %v", tid, pid, comm(tid), id), func() bool {
+			got, ok, err = tr.Contid(tid)
+			return err != nil || ok && got == id
+		})
+		if err != nil && !errors.Is(err, unix.ESRCH) { // ESRCH: exited since the listing
+			t.Errorf("Contid(%d) of process %d: %v", tid, pid, err)
 		}
 	}
 }
@@ -449,25 +469,20 @@ func comm(tid int) string {
 	return strings.TrimSpace(string(b))
 }
 
-// waitChildren waits until pid has at least n live descendants.
+// waitDescendants waits until pid has at least n live descendants.
 func waitDescendants(t testing.TB, pid, n int) []int {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		d := descendants(t, pid)
-		if len(d) >= n {
-			return d
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d has %d descendants, want %d", pid, len(d), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var d []int
+	testwait.Until(t, fmt.Sprintf("%d descendants of process %d", n, pid), func() (bool, any) {
+		d = descendants(t, pid)
+		return len(d) >= n, len(d)
+	})
+	return d
 }
 
 // execThreadHelper starts a thread T and prints "ready TID". T then reads
 // stdin a byte at a time: 'x' makes the main thread (the group leader) exit
-// alone, leaving a zombie leader; 'e' makes T exec `sleep 30`, which makes
+// alone, leaving a zombie leader; 'e' makes T exec `sleep 600`, which makes
 // it the group's leader (de_thread). After the leader's exit only raw
 // syscalls run: the dead thread's goroutine would hold up any
 // stop-the-world.
@@ -484,7 +499,7 @@ func execThreadHelper() {
 	if err != nil {
 		fail(err)
 	}
-	argv, err := syscall.SlicePtrFromStrings([]string{"sleep", "30"})
+	argv, err := syscall.SlicePtrFromStrings([]string{"sleep", helperLife})
 	if err != nil {
 		fail(err)
 	}

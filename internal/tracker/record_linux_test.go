@@ -11,9 +11,10 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/contid/contid/internal/testwait"
 )
 
 var record = flag.Bool("record", false, "record kernel samples into testdata/events (needs root; then run -update)")
@@ -32,8 +33,8 @@ func TestRecord(t *testing.T) {
 	}
 	h.release(t)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	w := testwait.NewWatch(context.Background(), "the tagged shell's events")
+	defer w.Stop()
 	var out bytes.Buffer
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
@@ -44,7 +45,7 @@ func TestRecord(t *testing.T) {
 	fmt.Fprintf(&out, "# nsdev %d\n", tr.NSDev())
 	for {
 		tr.readMu.Lock()
-		raw, err := tr.readRaw(ctx)
+		raw, err := tr.readRaw(w.Context())
 		raw = bytes.Clone(raw)
 		tr.readMu.Unlock()
 		if err != nil {
@@ -54,6 +55,7 @@ func TestRecord(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		w.Moved()
 		fmt.Fprintln(&out, hex.EncodeToString(raw))
 		if e.Kind == KindExit && int(e.TID) == h.pid() {
 			break

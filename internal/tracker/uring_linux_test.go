@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/contid/contid/internal/testwait"
 )
 
 // Just enough io_uring to make the kernel start an io-wq worker thread
@@ -80,7 +82,9 @@ func startIOWorker() (tid int, close func(), err error) {
 		close()
 		return 0, nil, fmt.Errorf("io_uring_enter: %w", errno)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	// In the helper process, which has no testing.T: the worker thread
+	// is one step, given testwait.Idle.
+	deadline := time.Now().Add(testwait.Idle())
 	for time.Now().Before(deadline) {
 		ents, _ := os.ReadDir("/proc/self/task")
 		for _, e := range ents {

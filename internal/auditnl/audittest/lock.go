@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,6 +44,7 @@ func Lock(t testing.TB) {
 	if err != nil {
 		t.Fatalf("audittest: open lock: %v", err)
 	}
+	start := time.Now()
 	for {
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
 		if err != unix.EINTR {
@@ -52,6 +54,10 @@ func Lock(t testing.TB) {
 	if err != nil {
 		f.Close()
 		t.Fatalf("audittest: flock %s: %v", LockPath, err)
+	}
+	// Waiting for other tests' turns is no part of this test's time.
+	if waited := time.Since(start); waited > time.Second {
+		t.Logf("audittest: waited %v for %s", waited.Round(time.Millisecond), LockPath)
 	}
 	t.Cleanup(func() {
 		unix.Flock(int(f.Fd()), unix.LOCK_UN)
