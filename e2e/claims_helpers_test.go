@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/contid/contid/internal/api"
-	"github.com/contid/contid/internal/testwait"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testwait"
 )
 
 // progressIdle is how long a wait in these tests may see no progress at all
