@@ -102,6 +102,24 @@ func execs(evs []event, exe string) []event {
 	return out
 }
 
+// privateTrue returns a copy of /bin/true that only this test runs, so
+// that counting its execs in a host-wide log is not thrown off by other
+// processes on the machine running true.
+func privateTrue(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	p := filepath.Join(dir, "true-"+strings.ReplaceAll(t.Name(), "/", "-"))
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func ausearch(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ausearch", args...).CombinedOutput()
@@ -116,16 +134,17 @@ func ausearch(t *testing.T, args ...string) string {
 // finds them with the CONTAINER_ID inside.
 func TestAuditExecve(t *testing.T) {
 	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-e2e\n", "--json-log")
-	if _, errOut, code := d.sh(`"$C" exec --contid 77 -- sh -c 'for i in $(seq 500); do /bin/true; done'`); code != 0 {
+	tru := privateTrue(t)
+	if _, errOut, code := d.sh(`"$C" exec --contid 77 -- sh -c 'for i in $(seq 500); do "$T"; done'`, "T="+tru); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	d.waitRecord(records.ContainerOp, "op=drop", "contid=77")
 	host := filepath.Join(d.dir, "audit.log")
 	cont := droppedLog(t, d, "77") // moved aside at the drop
 	for _, path := range []string{host, cont} {
-		evs := execs(readEvents(t, path), "/usr/bin/true")
+		evs := execs(readEvents(t, path), tru)
 		if len(evs) != 500 {
-			t.Fatalf("%s: %d execve events of /usr/bin/true, want 500", path, len(evs))
+			t.Fatalf("%s: %d execve events of %s, want 500", path, len(evs), tru)
 		}
 		for _, e := range evs {
 			i, _ := e.first(records.Syscall)
@@ -166,7 +185,7 @@ func TestAuditExecve(t *testing.T) {
 	if n := strings.Count(out, "contid=77"); n < 500 {
 		t.Fatalf("ausearch -k found %d events with contid=77, want ≥ 500", n)
 	}
-	e := execs(readEvents(t, host), "/usr/bin/true")[250]
+	e := execs(readEvents(t, host), tru)[250]
 	_, s := e.first(records.Syscall)
 	pid, _ := s.Get("pid")
 	for _, args := range [][]string{
@@ -337,13 +356,14 @@ func TestAuditPlugin(t *testing.T) {
 		return code == 0
 	}, "contid audisp's API")
 	audittest.Auditctl(t, "-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-F", "key=contid-plugin")
-	if _, errOut, code := d.sh(`"$C" exec --contid 88 -- sh -c 'for i in $(seq 20); do /bin/true; done'`); code != 0 {
+	tru := privateTrue(t)
+	if _, errOut, code := d.sh(`"$C" exec --contid 88 -- sh -c 'for i in $(seq 20); do "$T"; done'`, "T="+tru); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	d.waitRecord(records.ContainerOp, "op=drop", "contid=88")
-	evs := execs(readEvents(t, filepath.Join(logDir, "audit.log")), "/usr/bin/true")
+	evs := execs(readEvents(t, filepath.Join(logDir, "audit.log")), tru)
 	if len(evs) != 20 {
-		t.Fatalf("%d execve events of /usr/bin/true in contid's log, want 20", len(evs))
+		t.Fatalf("%d execve events of %s in contid's log, want 20", len(evs), tru)
 	}
 	for _, e := range evs {
 		if i, _ := e.first(records.Syscall); e.described(i) != "88" {

@@ -73,7 +73,8 @@ var (
 		prometheus.CounterValue, "dest")
 	writeErrors = newFamily("contid_write_errors_total",
 		"Failed writes, by what was written: audit (event writes to the host, container or JSON log that failed, "+
-			"and container logs that could not be opened), own (contid's own records the host log refused).",
+			"and container logs that could not be opened), own (contid's own records the host log refused), retire (dropped "+
+			"containers' logs that could not be moved aside or removed).",
 		prometheus.CounterValue, "records")
 	anomalies = newFamily("contid_engine_anomalies_total",
 		"Task events the engine could not place as they came, by kind: unknown_parent (fork of a task never seen), "+
@@ -148,13 +149,17 @@ var counters = map[string]series{
 	"syncs":            single("contid_syncs_total", "Barriers that applied every buffered task event before an API request or audit batch."),
 	"inherit_failures": single("contid_inherit_failures_total", "New tasks whose parent had a contid but whose kernel task storage could not be created (should stay 0)."),
 
-	"audit_batches":         single("contid_audit_batches_total", "Batches of kernel audit records processed."),
-	"audit_received":        single("contid_audit_records_received_total", "Kernel audit records received."),
-	"audit_events":          single("contid_audit_events_total", "Audit events assembled and decided by the rules."),
-	"audit_dropped_by_rule": single("contid_audit_events_dropped_by_rule_total", "Audit events a filtering rule dropped (never written)."),
-	"audit_contained":       single("contid_audit_events_contained_total", "Audit events whose subject is in a container (they carry CONTAINER_ID records)."),
-	"audit_unknown_subject": single("contid_audit_events_unknown_subject_total", "Audit events whose subject process the engine did not know."),
-	"audit_forged":          single("contid_audit_forged_total", "Records claiming to be contid's own that another process sent; kept but never trusted or routed."),
+	"audit_batches":                single("contid_audit_batches_total", "Batches of kernel audit records processed."),
+	"audit_received":               single("contid_audit_records_received_total", "Kernel audit records received."),
+	"audit_events":                 single("contid_audit_events_total", "Audit events assembled and decided by the rules."),
+	"audit_dropped_by_rule":        single("contid_audit_events_dropped_by_rule_total", "Audit events a filtering rule dropped (never written)."),
+	"audit_contained":              single("contid_audit_events_contained_total", "Audit events whose subject is in a container (they carry CONTAINER_ID records)."),
+	"audit_unknown_subject":        single("contid_audit_events_unknown_subject_total", "Audit events whose subject process the engine did not know."),
+	"quota_refused":                single("contid_quota_refused_total", "Registrations refused (EDQUOT) because the orchestrator owns max_containers_per_owner live containers."),
+	"container_logs_retired":       single("contid_container_logs_retired_total", "Logs of dropped containers closed and moved to containers/dropped/."),
+	"container_logs_removed":       single("contid_container_logs_removed_total", "Dropped containers' logs removed by keep_dropped / keep_dropped_days."),
+	"container_logs_retire_errors": {writeErrors, "retire"},
+	"audit_forged":                 single("contid_audit_forged_total", "Records claiming to be contid's own that another process sent; kept but never trusted or routed."),
 }
 
 // Described reports whether the status counter key has a name of its own
