@@ -257,6 +257,7 @@ func (d *Daemon) auditBatch(b []auditMsg) {
 			p.PushMessage(m.t, m.data)
 		}
 	}
+	p.EndRead()
 	d.audit.out.Commit()
 	d.publishAudit()
 }

@@ -150,6 +150,11 @@ func (p *Pipeline) malformed() {
 	p.cfg.Writer.Lost(1, Malformed)
 }
 
+// EndRead ends the event of a record that stands alone (NETFILTER_PKT, a
+// user message) at the end of a read, so it is written in arrival order;
+// see reassembly.Reassembler.EndRead.
+func (p *Pipeline) EndRead() { p.re.EndRead() }
+
 // Advance moves event time to unixMilli when the stream is idle; see
 // reassembly.Reassembler.Advance.
 func (p *Pipeline) Advance(unixMilli int64) { p.re.Advance(unixMilli) }
