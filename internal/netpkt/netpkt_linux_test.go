@@ -151,3 +151,62 @@ func TestSymbolRanges(t *testing.T) {
 		t.Error("a missing symbol gave no error")
 	}
 }
+
+// TestPairsVeth: two namespaces joined by a veth pair, an AUDIT rule on
+// echo requests in each, a ping each way: each record is paired with the
+// namespace that received the request, never the sender's.
+func TestPairsVeth(t *testing.T) {
+	audittest.RequireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	tag := fmt.Sprint(os.Getpid())
+	a, b := "contid-pka-"+tag, "contid-pkb-"+tag
+	rule := "iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept"
+	fa := netns(t, a, rule)
+	fb := netns(t, b, rule)
+	sh(t, "ip -n "+a+" link add pkveth0 type veth peer name pkveth1 netns "+b)
+	sh(t, "ip -n "+a+" addr add 10.251.0.1/30 dev pkveth0 && ip -n "+a+" link set pkveth0 up")
+	sh(t, "ip -n "+b+" addr add 10.251.0.2/30 dev pkveth1 && ip -n "+b+" link set pkveth1 up")
+
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, f := range []*os.File{fa, fb} {
+		w, err := p.Watch(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+	}
+	ch := make(chan Pair, 64)
+	go func() {
+		for {
+			pr, err := p.Read()
+			if err != nil {
+				close(ch)
+				return
+			}
+			ch <- pr
+		}
+	}()
+	audittest.Auditctl(t, "-e", "1")
+	for _, tc := range []struct{ from, to, addr string }{{a, b, "10.251.0.2"}, {b, a, "10.251.0.1"}} {
+		id, err := procfs.ReadNSID("/run/netns/" + tc.to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh(t, "ip netns exec "+tc.from+" busybox ping -q -c 3 -i 0.1 "+tc.addr+" >/dev/null")
+		for _, pr := range nextPairs(t, ch, 3) {
+			if !pr.Known || pr.NetnsIno != id.Ino || (id.Unique != 0 && pr.NetnsID != id.Unique) {
+				t.Errorf("ping %s → %s: pair %+v, want %s (ino %d id %d)", tc.from, tc.to, pr, tc.to, id.Ino, id.Unique)
+			}
+		}
+	}
+	select {
+	case pr := <-ch:
+		t.Errorf("a pair more than the records logged: %+v", pr)
+	default:
+	}
+}
