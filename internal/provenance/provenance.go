@@ -63,6 +63,7 @@ type Annotator struct {
 	out    []records.Record
 	chains []contid.Chain
 	subj   contid.Chain
+	pstats PacketStats
 	self   int32 // sender of contid's own records; 0 trusts every sender
 	buf    []byte
 }
@@ -118,6 +119,10 @@ func (an *Annotator) Annotate(ev []records.Record) ([]records.Record, []contid.C
 	for i := range ev {
 		r := &ev[i]
 		an.out = append(an.out, *r)
+		if r.Type == records.NetfilterPkt && !hasSyscall {
+			an.packet(r)
+			continue
+		}
 		own := an.Own(r)
 		if !own && r.Type >= records.ContainerOp && r.Type <= records.ContidLoss {
 			an.stats.Forged++
