@@ -16,27 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Pair says where one packet record was logged.
-type Pair struct {
-	Serial uint32
-	Sec    int64
-	Msec   uint32
-	// Known: the record was logged inside the hook traversal of the
-	// namespace below. When false, Why says why not.
-	Known bool
-	// NetnsID is the kernel's unique namespace id (ioctl NS_GET_ID),
-	// NetnsIno its nsfs inode number.
-	NetnsID  uint64
-	NetnsIno uint32
-	Why      string
-}
-
-// Reasons a pair has no namespace.
-const (
-	WhyNoTraversal = "no-traversal" // no watched traversal open on that CPU
-	WhyForeignTask = "foreign-task" // the open traversal is another task's
-)
-
 // producers are the functions whose kmem_cache_free of an audit buffer is
 // a packet record's: the free is a tail call from audit_log_end, so the
 // call site lies in the rule's caller (measured on 6.18: audit_tg+0x14 for
