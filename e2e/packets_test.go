@@ -44,3 +44,79 @@ auditctl -m contid-e2e-after-packet
 		t.Fatalf("NETFILTER_PKT at line %d, the user record sent after it at %d; want the packet first\n%s", pkt, marker, b)
 	}
 }
+
+// TestAuditPacketContainers: two containers in one network namespace with
+// an AUDIT rule on loopback and a MARK rule in mangle: the NETFILTER_PKT of
+// a ping carries one CONTAINER_ID listing both contids, and a packet
+// logged in a namespace without containers carries none.
+func TestAuditPacketContainers(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
+	tag := fmt.Sprint(os.Getpid())
+	x, y := "contid-e2e-pkx"+tag, "contid-e2e-pky"+tag
+	setup := func(n, mark string) {
+		if _, errOut, code := d.sh(`set -e
+ip netns add ` + n + `
+ip -n ` + n + ` link set lo up
+ip netns exec ` + n + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark ` + mark + `
+ip netns exec ` + n + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+`); code != 0 {
+			t.Fatalf("setup %s: %s", n, errOut)
+		}
+		t.Cleanup(func() { d.sh("ip netns del " + n) })
+	}
+	setup(x, "0x71")
+	setup(y, "0x72")
+	if _, errOut, code := d.sh(`
+setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 710 -- sleep 60 & ip netns exec ` + x + ` "$C" exec --contid 711 -- sleep 60 & wait' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("containers: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`) })
+
+	// The namespace is watched once the daemon sees both containers in it;
+	// until then a packet record carries no CONTAINER_ID. Ping until one
+	// does.
+	var got string
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x71") {
+				if c := e.described(i); c != "" {
+					got = c
+				}
+			}
+		}
+		return got != "" && strings.Count(got, ",") >= 1
+	}, "a packet record of the containers' namespace with a CONTAINER_ID")
+	ids := strings.Split(got, ",")
+	if len(ids) != 2 || !(ids[0] == "711" && ids[1] == "710" || ids[0] == "710" && ids[1] == "711") {
+		t.Fatalf("CONTAINER_ID contid=%s, want both 710 and 711", got)
+	}
+
+	// A namespace without containers: its record, written before a user
+	// record sent after it, has no CONTAINER_ID.
+	if _, errOut, code := d.sh("ip netns exec " + y + " busybox ping -q -c 1 127.0.0.1 >/dev/null && auditctl -m contid-e2e-after-y"); code != 0 {
+		t.Fatal(errOut)
+	}
+	waitFor(t, func() bool {
+		for _, r := range d.logRecords() {
+			if r.Type == 1005 && strings.Contains(r.Raw, "contid-e2e-after-y") {
+				return true
+			}
+		}
+		return false
+	}, "the user record after the ping in the namespace without containers")
+	seen := false
+	for _, e := range readEvents(t, d.dir+"/audit.log") {
+		if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x72") {
+			seen = true
+			if c := e.described(i); c != "" {
+				t.Errorf("a packet of a namespace without containers got contid=%s", c)
+			}
+		}
+	}
+	if !seen {
+		t.Error("no packet record of the namespace without containers")
+	}
+}

@@ -158,7 +158,7 @@ func (d *Daemon) openAudit(stdin io.Reader) error {
 	})
 	a.pipe = pipeline.New(pipeline.Config{
 		Reassembly: reassembly.Config{Timeout: time.Duration(d.cfg.Audit.TimeoutMS) * time.Millisecond},
-		Rules:      rs, Attributor: d.eng, Writer: a.out, Self: int32(os.Getpid()),
+		Rules:      rs, Attributor: d.packetAttributor(a.mode), Writer: a.out, Self: int32(os.Getpid()),
 	})
 	a.batches = make(chan []auditMsg, 64)
 	a.own = make(chan records.Record, 4096)
@@ -195,6 +195,7 @@ func (d *Daemon) closeAudit() {
 		d.flushLosses()
 		a.out.Close()
 	}
+	d.closePackets()
 	for drained := false; !drained; {
 		select {
 		case r := <-a.own:
@@ -250,6 +251,7 @@ func (d *Daemon) auditBatch(b []auditMsg) {
 	d.audit.counters.batches.Add(1)
 	d.sync()
 	p := d.audit.pipe
+	d.drainPairs()
 	for _, m := range b {
 		if m.t == 0 {
 			p.PushLine(string(m.data))
@@ -278,6 +280,7 @@ func (d *Daemon) tickAudit(now time.Time) {
 	if len(a.batches) == 0 {
 		a.pipe.Advance(now.UnixMilli())
 	}
+	d.watchPackets()
 	d.flushLosses()
 	a.out.Commit() // what Advance delivered
 	if a.nl != nil {

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -24,13 +25,37 @@ var producers = [2]string{"audit_tg", "nft_do_chain"}
 
 // Probe is the loaded pairing programs.
 type Probe struct {
-	objs  netpktObjects
-	links []link.Link
-	rd    *ringbuf.Reader
+	objs    netpktObjects
+	links   []link.Link // the kernel-wide programs, while watching
+	watches int
+	rd      *ringbuf.Reader
 }
 
-// Load loads the programs and attaches the kernel-wide ones; namespaces are
-// watched with Watch.
+func (p *Probe) attachGlobal() error {
+	if len(p.links) > 0 {
+		return nil
+	}
+	for _, prog := range []*ebpf.Program{p.objs.FreeAb, p.objs.SkbDrop} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			p.detachGlobal()
+			return fmt.Errorf("attach %s: %w", prog, err)
+		}
+		p.links = append(p.links, l)
+	}
+	return nil
+}
+
+func (p *Probe) detachGlobal() {
+	for _, l := range p.links {
+		l.Close()
+	}
+	p.links = nil
+}
+
+// Load loads the programs; nothing runs until a namespace is watched. The
+// kernel-wide programs (on kmem_cache_free and kfree_skb, which fire
+// machine-wide) are attached while at least one namespace is watched.
 func Load() (*Probe, error) {
 	ranges, err := symbolRanges("/proc/kallsyms", producers[:])
 	if err != nil {
@@ -51,14 +76,6 @@ func Load() (*Probe, error) {
 	p := &Probe{}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		return nil, fmt.Errorf("netpkt: load: %w", err)
-	}
-	for _, prog := range []*ebpf.Program{p.objs.FreeAb, p.objs.SkbDrop} {
-		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("netpkt: attach %s: %w", prog, err)
-		}
-		p.links = append(p.links, l)
 	}
 	if p.rd, err = ringbuf.NewReader(p.objs.Pairs); err != nil {
 		p.Close()
@@ -101,19 +118,38 @@ func (p *Probe) Watch(netns *os.File) (io.Closer, error) {
 		}
 		return out, nil
 	})
-	w := watch(ls)
+	w := &watch{p: p, links: ls}
+	if err == nil {
+		err = p.attachGlobal()
+	}
 	if err != nil {
-		w.Close()
+		closeAll(ls)
 		return nil, fmt.Errorf("netpkt: %w", err)
 	}
+	p.watches++
 	return w, nil
 }
 
-type watch []link.Link
+type watch struct {
+	p     *Probe
+	links []link.Link
+}
 
-func (w watch) Close() error {
+func (w *watch) Close() error {
+	if w.links == nil {
+		return nil
+	}
+	err := closeAll(w.links)
+	w.links = nil
+	if w.p.watches--; w.p.watches == 0 {
+		w.p.detachGlobal()
+	}
+	return err
+}
+
+func closeAll(ls []link.Link) error {
 	var errs []error
-	for _, l := range w {
+	for _, l := range ls {
 		errs = append(errs, l.Close())
 	}
 	return errors.Join(errs...)
@@ -176,15 +212,14 @@ func (p *Probe) Counters() (overflow, ringFull uint64, err error) {
 	return
 }
 
-// Close detaches and unloads everything; Watch handles must be closed too.
+// Close unloads the programs; Watch handles must be closed first (their
+// links keep the programs attached).
 func (p *Probe) Close() error {
 	var errs []error
 	if p.rd != nil {
 		errs = append(errs, p.rd.Close())
 	}
-	for _, l := range p.links {
-		errs = append(errs, l.Close())
-	}
+	p.detachGlobal()
 	errs = append(errs, p.objs.Close())
 	return errors.Join(errs...)
 }
@@ -236,4 +271,24 @@ func symbolRanges(path string, names []string) ([][2]uint64, error) {
 		out[i][1] = end
 	}
 	return out, nil
+}
+
+// Drain hands every pair waiting in the ring buffer to f, without blocking.
+// It must not run concurrently with Read.
+func (p *Probe) Drain(f func(Pair)) error {
+	p.rd.SetDeadline(time.Now())
+	for {
+		r, err := p.rd.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("netpkt: read: %w", err)
+		}
+		pr, err := decode(r.RawSample)
+		if err != nil {
+			return err
+		}
+		f(pr)
+	}
 }

@@ -1,0 +1,124 @@
+package daemon
+
+import (
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/contid/contid/internal/netpkt"
+	"github.com/contid/contid/internal/ns"
+	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/provenance"
+)
+
+// packets attributes NETFILTER_PKT records to the containers of the
+// network namespace that logged them (docs/packets.md): the probe pairs
+// each record with that namespace; the namespaces of live containers are
+// watched. Everything runs on the daemon's goroutine.
+type packets struct {
+	probe   *netpkt.Probe
+	table   *netpkt.Table
+	attr    netpkt.Attributor
+	watched map[ns.ID]io.Closer
+}
+
+// packetAttributor loads the pairing programs and returns the Attributor
+// the pipeline uses: the engine alone when the records are not the
+// kernel's own stream (mode primary) or the programs cannot load; packet
+// records then carry no CONTAINER_ID.
+func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
+	if mode != "primary" {
+		return d.eng
+	}
+	p, err := netpkt.Load()
+	if err != nil {
+		d.log.Warn("packets: packet records will carry no CONTAINER_ID", "err", err)
+		return d.eng
+	}
+	t := netpkt.NewTable(0)
+	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]io.Closer{},
+		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng}}
+	return &d.pk.attr
+}
+
+// drainPairs moves the pairs the kernel wrote into the table; called
+// before each batch of records, whose packet records' pairs were written
+// before the records were queued to us.
+func (d *Daemon) drainPairs() {
+	if d.pk == nil {
+		return
+	}
+	if err := d.pk.probe.Drain(d.pk.table.Add); err != nil {
+		d.log.Warn("packets: pairs", "err", err)
+	}
+}
+
+// watchPackets watches the network namespaces of live containers and
+// stops watching those no container uses any more.
+func (d *Daemon) watchPackets() {
+	pk := d.pk
+	if pk == nil {
+		return
+	}
+	want := map[ns.ID]bool{}
+	for _, c := range d.eng.Containers() {
+		for _, id := range c.Netns {
+			want[id] = true
+		}
+	}
+	for id, w := range pk.watched {
+		if !want[id] {
+			w.Close()
+			delete(pk.watched, id)
+		}
+	}
+	missing := 0
+	for id := range want {
+		if _, ok := pk.watched[id]; !ok {
+			missing++
+		}
+	}
+	if missing == 0 {
+		return
+	}
+	for _, ti := range d.eng.Tasks() {
+		id := ti.NS[ns.Net]
+		if !want[id] {
+			continue
+		}
+		if _, ok := pk.watched[id]; ok {
+			continue
+		}
+		path := "/proc/" + strconv.Itoa(int(ti.TID)) + "/ns/net"
+		f, err := os.Open(path)
+		if err != nil {
+			continue // gone; another member may do
+		}
+		// The task may have moved or died and its pid been reused: watch
+		// only the namespace the engine means, checked on the open file.
+		if got, err := procfs.ReadNSID("/proc/self/fd/" + strconv.Itoa(int(f.Fd()))); err != nil || got != id {
+			f.Close()
+			continue
+		}
+		w, err := pk.probe.Watch(f)
+		f.Close()
+		if err != nil {
+			d.log.Warn("packets: watch", "netns", id, "err", err)
+			continue
+		}
+		pk.attr.NsDev = id.Dev
+		pk.watched[id] = w
+	}
+}
+
+// closePackets detaches everything.
+func (d *Daemon) closePackets() {
+	if d.pk == nil {
+		return
+	}
+	for _, w := range d.pk.watched {
+		w.Close()
+	}
+	d.pk.probe.Close()
+	d.pk = nil
+}
