@@ -32,10 +32,12 @@ func netns(t *testing.T, name string, setup ...string) *os.File {
 
 func sh(t *testing.T, cmd string) {
 	t.Helper()
-	if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
+	if out, err := execSh(cmd); err != nil {
 		t.Fatalf("%s: %v\n%s", cmd, err, out)
 	}
 }
+
+func execSh(cmd string) ([]byte, error) { return exec.Command("sh", "-c", cmd).CombinedOutput() }
 
 const (
 	iptAudit = "iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept"
