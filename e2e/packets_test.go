@@ -120,3 +120,61 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 		t.Error("no packet record of the namespace without containers")
 	}
 }
+
+// TestAuditPacketVeth: two namespaces joined by a veth pair, one container
+// each, an iptables AUDIT rule in one and an nftables `log level audit`
+// rule in the other, a ping each way: each echo request's record carries
+// exactly the container of the namespace that received it.
+func TestAuditPacketVeth(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
+	tag := fmt.Sprint(os.Getpid())
+	a, b := "contid-e2e-pka"+tag, "contid-e2e-pkb"+tag
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + a + `
+ip netns add ` + b + `
+ip -n ` + a + ` link add pkv0 type veth peer name pkv1 netns ` + b + `
+ip -n ` + a + ` addr add 10.253.0.1/30 dev pkv0
+ip -n ` + b + ` addr add 10.253.0.2/30 dev pkv1
+ip -n ` + a + ` link set pkv0 up
+ip -n ` + b + ` link set pkv1 up
+ip netns exec ` + a + ` iptables -t mangle -I PREROUTING -p icmp --icmp-type echo-request -j MARK --set-mark 0xa1
+ip netns exec ` + a + ` iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept
+ip netns exec ` + b + ` nft 'add table inet pk; add chain inet pk in { type filter hook input priority 0; }; add rule inet pk in icmp type echo-request meta mark set 0xb1 log level audit'
+`); code != 0 {
+		t.Fatalf("setup: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh("ip netns del " + a + "; ip netns del " + b) })
+	if _, errOut, code := d.sh(`
+setsid sh -c 'ip netns exec ` + a + ` "$C" exec --contid 720 -- sleep 60 & ip netns exec ` + b + ` "$C" exec --contid 721 -- sleep 60 & wait' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("containers: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`) })
+
+	// mark → the only contid its records may carry.
+	want := map[string]string{"mark=0xa1": "720", "mark=0xb1": "721"}
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + a + " busybox ping -q -c 1 10.253.0.2 >/dev/null; ip netns exec " + b + " busybox ping -q -c 1 10.253.0.1 >/dev/null")
+		done := map[string]bool{}
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			i, r := e.first(records.NetfilterPkt)
+			if r == nil {
+				continue
+			}
+			for mark, id := range want {
+				if !strings.Contains(r.Raw, mark) {
+					continue
+				}
+				switch c := e.described(i); c {
+				case "": // before the namespace was watched
+				case id:
+					done[mark] = true
+				default:
+					t.Fatalf("a record with %s carries contid=%s, want %s only", mark, c, id)
+				}
+			}
+		}
+		return len(done) == 2
+	}, "a record of each namespace with its container's contid")
+}
