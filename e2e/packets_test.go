@@ -178,3 +178,57 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 		return len(done) == 2
 	}, "a record of each namespace with its container's contid")
 }
+
+// TestAuditPacketUnprivileged: an unprivileged user makes packet records
+// of its own (a user and network namespace with an nftables `log level
+// audit` rule) while a container's namespace logs packets too: none of the
+// user's records carries a CONTAINER_ID, the container's do.
+func TestAuditPacketUnprivileged(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
+	x := fmt.Sprint("contid-e2e-pku", os.Getpid())
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + x + `
+ip -n ` + x + ` link set lo up
+ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x73
+ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 730 -- sleep 60' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("setup: %s", errOut)
+	}
+	t.Cleanup(func() {
+		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
+		d.sh("ip netns del " + x)
+	})
+	// The user pings in its own namespace for as long as the test waits.
+	if _, errOut, code := d.sh(`
+setsid setpriv --reuid 65534 --regid 65534 --clear-groups unshare -Urn sh -c "ip link set lo up && nft 'add table inet ev; add chain inet ev in { type filter hook input priority 0; }; add rule inet ev in icmp type echo-request meta mark set 0xee log level audit' && exec busybox ping -q -i 0.05 127.0.0.1" </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-user"
+`); code != 0 {
+		t.Fatalf("user: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-user")`) })
+
+	user, contained := 0, 0
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		user, contained = 0, 0
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			i, r := e.first(records.NetfilterPkt)
+			if r == nil {
+				continue
+			}
+			c := e.described(i)
+			switch {
+			case strings.Contains(r.Raw, "mark=0xee"):
+				user++
+				if c != "" {
+					t.Fatalf("the unprivileged user's packet record carries contid=%s", c)
+				}
+			case strings.Contains(r.Raw, "mark=0x73") && c == "730":
+				contained++
+			}
+		}
+		return contained > 0 && user >= 20
+	}, "the container's packet record with its contid and the user's records")
+}
