@@ -37,7 +37,7 @@ func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
 	}
 	t := netpkt.NewTable(0)
 	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]io.Closer{},
-		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng}}
+		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng, Refresh: d.drainPairs}}
 	return &d.pk.attr
 }
 

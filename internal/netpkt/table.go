@@ -72,16 +72,17 @@ func (t *Table) compact() {
 
 // Take returns and forgets the pair of the record with this stamp. A pair
 // is only returned when its serial, seconds and milliseconds all match.
-func (t *Table) Take(s records.Stamp) (Pair, bool) {
+func (t *Table) Take(s records.Stamp) (Pair, bool) { return t.take(s, true) }
+
+// take is Take; countMiss false leaves a miss uncounted (a retry follows).
+func (t *Table) take(s records.Stamp, countMiss bool) (Pair, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s.Serial > 0xffffffff {
-		t.stats.Missing++
-		return Pair{}, false
-	}
 	p, ok := t.by[uint32(s.Serial)]
-	if !ok {
-		t.stats.Missing++
+	if !ok || s.Serial > 0xffffffff {
+		if countMiss {
+			t.stats.Missing++
+		}
 		return Pair{}, false
 	}
 	delete(t.by, uint32(s.Serial))
@@ -114,6 +115,10 @@ type Attributor struct {
 	Nets  Netns
 	// NsDev is the st_dev of nsfs, which namespace IDs carry.
 	NsDev uint32
+	// Refresh, when set, moves the pairs waiting in the kernel into Pairs;
+	// it is called once when a record finds no pair, since the kernel
+	// writes a pair just after it queues the record.
+	Refresh func()
 }
 
 // PacketChains implements provenance.PacketAttributor. Records of other
@@ -123,7 +128,11 @@ func (a Attributor) PacketChains(node string, s records.Stamp) ([]contid.Chain, 
 	if node != "" {
 		return nil, false
 	}
-	p, ok := a.Pairs.Take(s)
+	p, ok := a.Pairs.take(s, a.Refresh == nil)
+	if !ok && a.Refresh != nil {
+		a.Refresh()
+		p, ok = a.Pairs.Take(s)
+	}
 	if !ok || !p.Known {
 		return nil, false
 	}

@@ -65,13 +65,26 @@ func TestAttributor(t *testing.T) {
 		{"", 1, 2, true},       // both containers of the namespace
 		{"", 2, 0, true},       // a namespace without containers
 		{"", 3, 0, false},      // logged outside any watched traversal
-		{"", 5, 0, false},      // no pair
+		{"", 5, 2, true},       // paired after the refresh
+		{"", 6, 0, false},      // no pair, even after a refresh
 		{"other", 4, 0, false}, // another host's record
+	}
+	// Serial 5's pair comes with the refresh that a miss triggers.
+	refreshed := 0
+	a.Refresh = func() {
+		refreshed++
+		tb.Add(Pair{Serial: 5, Sec: 1, Known: true, NetnsIno: 100, NetnsID: 9})
 	}
 	for _, tc := range tests {
 		c, known := a.PacketChains(tc.node, records.Stamp{Sec: 1, Serial: tc.serial})
 		if len(c) != tc.chains || known != tc.known {
 			t.Errorf("node %q serial %d: %v %v, want %d chains, known %v", tc.node, tc.serial, c, known, tc.chains, tc.known)
 		}
+	}
+	if refreshed != 2 {
+		t.Errorf("%d refreshes, want 2 (serials 5 and 6 missed at first)", refreshed)
+	}
+	if st := tb.Stats(); st.Missing != 1 {
+		t.Errorf("Missing %d, want 1: a miss counts once, after its refresh", st.Missing)
 	}
 }
