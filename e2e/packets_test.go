@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -118,6 +119,22 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 	}
 	if !seen {
 		t.Error("no packet record of the namespace without containers")
+	}
+
+	// Status counts both kinds: placed with containers, and not placed
+	// (the namespace without containers is not watched).
+	out, errOut, code := d.sh(`"$C" status --json`)
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	var st struct{ Counters map[string]uint64 }
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	c := st.Counters
+	if c["packets_contained"] < 1 || c["packets_unattributed"] < 1 || c["packets_netns_watched"] < 1 ||
+		c["packets"] != c["packets_contained"]+c["packets_uncontained"]+c["packets_unattributed"] {
+		t.Errorf("packet counters: %v", c)
 	}
 }
 

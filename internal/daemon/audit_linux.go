@@ -74,6 +74,7 @@ type auditState struct {
 type auditStats struct {
 	pipe pipeline.Stats
 	out  output.Stats
+	pk   packetStats
 }
 
 // openAudit opens the configured record source, the pipeline and its
@@ -267,7 +268,7 @@ func (d *Daemon) auditBatch(b []auditMsg) {
 // publishAudit makes the counters visible to Status.
 func (d *Daemon) publishAudit() {
 	a := &d.audit
-	a.stats.Store(&auditStats{pipe: a.pipe.Stats(), out: a.out.Stats()})
+	a.stats.Store(&auditStats{pipe: a.pipe.Stats(), out: a.out.Stats(), pk: d.packetStats()})
 }
 
 // tickAudit advances event time while the stream is idle and turns the
@@ -471,6 +472,7 @@ func (d *Daemon) auditStatus(s *api.Status) {
 	c["audit_contained"] = p.Provenance.Contained
 	c["audit_unknown_subject"] = p.Provenance.Unknown
 	c["audit_forged"] = p.Provenance.Forged
+	packetCounters(c, p.Packets, st.pk)
 	c["written_host"] = o.HostEvents
 	c["written_container"] = o.ContainerEvents
 	c["written_json"] = o.JSONEvents

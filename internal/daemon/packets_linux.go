@@ -122,3 +122,42 @@ func (d *Daemon) closePackets() {
 	d.pk.probe.Close()
 	d.pk = nil
 }
+
+// packetStats is what status shows of the packet attribution, taken on
+// the daemon's goroutine.
+type packetStats struct {
+	on                 bool
+	watched            uint64
+	pairs              netpkt.TableStats
+	overflow, ringFull uint64
+}
+
+func (d *Daemon) packetStats() packetStats {
+	pk := d.pk
+	if pk == nil {
+		return packetStats{}
+	}
+	st := packetStats{on: true, watched: uint64(len(pk.watched)), pairs: pk.table.Stats()}
+	st.overflow, st.ringFull, _ = pk.probe.Counters()
+	return st
+}
+
+// packetCounters adds the packet counters to status: how many packet
+// records got a CONTAINER_ID, how many had a namespace without
+// containers, and how many could not be placed exactly (no CONTAINER_ID,
+// no guess), with the reasons the pairing side knows.
+func packetCounters(c map[string]uint64, p provenance.PacketStats, st packetStats) {
+	c["packets"] = p.Packets
+	c["packets_contained"] = p.Contained
+	c["packets_uncontained"] = p.Uncontained
+	c["packets_unattributed"] = p.Unknown
+	if !st.on {
+		return
+	}
+	c["packets_netns_watched"] = st.watched
+	c["packets_pair_missing"] = st.pairs.Missing
+	c["packets_pair_mismatch"] = st.pairs.Mismatch
+	c["packets_pair_unused"] = st.pairs.Evicted
+	c["packets_stack_overflow"] = st.overflow
+	c["packets_ring_full"] = st.ringFull
+}

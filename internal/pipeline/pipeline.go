@@ -92,6 +92,7 @@ type Stats struct {
 	Kept       uint64 // events handed to the Writer
 	Reassembly reassembly.Stats
 	Provenance provenance.Stats
+	Packets    provenance.PacketStats
 }
 
 // Pipeline groups, annotates, decides and hands on.
@@ -167,6 +168,7 @@ func (p *Pipeline) Stats() Stats {
 	s := p.stats
 	s.Reassembly = p.re.Stats()
 	s.Provenance = p.an.Stats()
+	s.Packets = p.an.PacketStats()
 	return s
 }
 
