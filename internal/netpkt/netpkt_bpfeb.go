@@ -25,10 +25,12 @@ type netpktPairEvent struct {
 }
 
 type netpktStack struct {
-	_   structs.HostLayout
-	N   uint32
-	Pad uint32
-	E   [8]struct {
+	_         structs.HostLayout
+	N         uint32
+	Base      uint32
+	InSoftirq uint32
+	Pad       uint32
+	E         [8]struct {
 		_      structs.HostLayout
 		Skb    uint64
 		Task   uint64
@@ -49,6 +51,8 @@ const (
 	netpktProgNfClose      = "nf_close"
 	netpktProgNfOpen       = "nf_open"
 	netpktProgSkbDrop      = "skb_drop"
+	netpktProgSoftirqIn    = "softirq_in"
+	netpktProgSoftirqOut   = "softirq_out"
 	netpktVarNftHi         = "nft_hi"
 	netpktVarNftLo         = "nft_lo"
 	netpktVarPairEventType = "pair_event_type"
@@ -98,10 +102,12 @@ type netpktSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netpktProgramSpecs struct {
-	FreeAb  *ebpf.ProgramSpec `ebpf:"free_ab"`
-	NfClose *ebpf.ProgramSpec `ebpf:"nf_close"`
-	NfOpen  *ebpf.ProgramSpec `ebpf:"nf_open"`
-	SkbDrop *ebpf.ProgramSpec `ebpf:"skb_drop"`
+	FreeAb     *ebpf.ProgramSpec `ebpf:"free_ab"`
+	NfClose    *ebpf.ProgramSpec `ebpf:"nf_close"`
+	NfOpen     *ebpf.ProgramSpec `ebpf:"nf_open"`
+	SkbDrop    *ebpf.ProgramSpec `ebpf:"skb_drop"`
+	SoftirqIn  *ebpf.ProgramSpec `ebpf:"softirq_in"`
+	SoftirqOut *ebpf.ProgramSpec `ebpf:"softirq_out"`
 }
 
 // netpktMapSpecs contains maps before they are loaded into the kernel.
@@ -172,10 +178,12 @@ type netpktVariables struct {
 //
 // It can be passed to loadNetpktObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netpktPrograms struct {
-	FreeAb  *ebpf.Program `ebpf:"free_ab"`
-	NfClose *ebpf.Program `ebpf:"nf_close"`
-	NfOpen  *ebpf.Program `ebpf:"nf_open"`
-	SkbDrop *ebpf.Program `ebpf:"skb_drop"`
+	FreeAb     *ebpf.Program `ebpf:"free_ab"`
+	NfClose    *ebpf.Program `ebpf:"nf_close"`
+	NfOpen     *ebpf.Program `ebpf:"nf_open"`
+	SkbDrop    *ebpf.Program `ebpf:"skb_drop"`
+	SoftirqIn  *ebpf.Program `ebpf:"softirq_in"`
+	SoftirqOut *ebpf.Program `ebpf:"softirq_out"`
 }
 
 func (p *netpktPrograms) Close() error {
@@ -184,6 +192,8 @@ func (p *netpktPrograms) Close() error {
 		p.NfClose,
 		p.NfOpen,
 		p.SkbDrop,
+		p.SoftirqIn,
+		p.SoftirqOut,
 	)
 }
 

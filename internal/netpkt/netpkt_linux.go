@@ -35,7 +35,7 @@ func (p *Probe) attachGlobal() error {
 	if len(p.links) > 0 {
 		return nil
 	}
-	for _, prog := range []*ebpf.Program{p.objs.FreeAb, p.objs.SkbDrop} {
+	for _, prog := range []*ebpf.Program{p.objs.SoftirqIn, p.objs.SoftirqOut, p.objs.SkbDrop, p.objs.FreeAb} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 		if err != nil {
 			p.detachGlobal()

@@ -212,3 +212,73 @@ func TestPairsVeth(t *testing.T) {
 	default:
 	}
 }
+
+// fragScript sends, from one task pinned to CPU 0, a 3000-byte UDP
+// datagram from namespace argv[1] to argv[2] (fragmented on the veth), then
+// moves itself into namespace argv[3] and sends a small datagram on its
+// loopback.
+const fragScript = `
+import ctypes, os, socket, sys
+os.sched_setaffinity(0, {0})
+libc = ctypes.CDLL(None, use_errno=True)
+def enter(path):
+    fd = os.open(path, os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:
+        sys.exit("setns %s: %d" % (path, ctypes.get_errno()))
+    os.close(fd)
+enter(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(20):
+    s.sendto(b"x" * 3000, (sys.argv[2], 9999))
+enter(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"y", ("127.0.0.1", 9999))
+`
+
+// TestStolenFragments: fragments that conntrack's defragmentation takes
+// out of a watched namespace's hook traversal never reach the closing
+// program; the record the same task then makes in an unwatched namespace
+// must pair with no namespace, not with the watched one.
+func TestStolenFragments(t *testing.T) {
+	audittest.RequireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	tag := fmt.Sprint(os.Getpid())
+	a, b, c := "contid-pkfa-"+tag, "contid-pkfb-"+tag, "contid-pkfc-"+tag
+	fa := netns(t, a, "iptables -I INPUT -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT")
+	netns(t, b)
+	netns(t, c, "iptables -I INPUT -i lo -p udp --dport 9999 -j AUDIT --type accept")
+	sh(t, "ip -n "+b+" link add pkfv0 type veth peer name pkfv1 netns "+a)
+	sh(t, "ip -n "+b+" addr add 10.254.0.1/30 dev pkfv0 && ip -n "+b+" link set pkfv0 up")
+	sh(t, "ip -n "+a+" addr add 10.254.0.2/30 dev pkfv1 && ip -n "+a+" link set pkfv1 up")
+
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	w, err := p.Watch(fa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	audittest.Auditctl(t, "-e", "1")
+	if out, err := exec.Command("python3", "-c", fragScript, "/run/netns/"+b, "10.254.0.2", "/run/netns/"+c).CombinedOutput(); err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	ch := make(chan Pair, 8)
+	go func() {
+		for {
+			pr, err := p.Read()
+			if err != nil {
+				close(ch)
+				return
+			}
+			ch <- pr
+		}
+	}()
+	pr := nextPairs(t, ch, 1)[0]
+	if pr.Known {
+		t.Fatalf("the record of the unwatched namespace paired with namespace ino %d: %+v", pr.NetnsIno, pr)
+	}
+}

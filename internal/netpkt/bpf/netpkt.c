@@ -5,7 +5,8 @@
  *
  * nf_open runs first at every hook of each namespace contid watches and
  * pushes {skb, task, namespace} on its CPU's stack; nf_close runs last and
- * pops it, as does a drop (kfree_skb). free_ab runs when audit_log_end frees
+ * pops it, as does a drop (kfree_skb) and the end of the softirq run it
+ * happened in. free_ab runs when audit_log_end frees
  * the record's audit_buffer, still inside the rule's call on that CPU: it
  * reads the record's stamp and reports it with the namespace on top of the
  * stack, or none when the top is not the current task's traversal. See
@@ -32,6 +33,8 @@ struct entry {
 
 struct stack {
 	u32 n;
+	u32 base;       /* n when the running softirq began */
+	u32 in_softirq; /* between softirq_entry and softirq_exit */
 	u32 _pad;
 	struct entry e[DEPTH];
 };
@@ -106,6 +109,7 @@ int nf_open(struct bpf_nf_ctx *ctx)
 		/* Entries of traversals that never closed: start again. */
 		count(CNT_OVERFLOW);
 		n = 0;
+		s->base = 0;
 	}
 	const struct nf_hook_state *st = ctx->state;
 	struct net *net = BPF_CORE_READ(st, net);
@@ -141,6 +145,35 @@ SEC("tp_btf/kfree_skb")
 int BPF_PROG(skb_drop, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
 {
 	pop((u64)skb);
+	return 0;
+}
+
+/* A traversal in softirq context begins and ends within one softirq run,
+ * and softirqs do not nest on a CPU: whatever a softirq run pushed and did
+ * not pop (a packet stolen by defragmentation or queued to user space
+ * never reaches nf_close) is dropped when the run ends, so it can never
+ * stand for a later record. Entries of the task the softirq interrupted,
+ * below the base, are kept. */
+SEC("tp_btf/softirq_entry")
+int BPF_PROG(softirq_in, unsigned int vec)
+{
+	struct stack *s = mystack();
+	if (s) {
+		s->base = s->n;
+		s->in_softirq = 1;
+	}
+	return 0;
+}
+
+SEC("tp_btf/softirq_exit")
+int BPF_PROG(softirq_out, unsigned int vec)
+{
+	struct stack *s = mystack();
+	if (s && s->in_softirq) {
+		if (s->n > s->base)
+			s->n = s->base;
+		s->in_softirq = 0;
+	}
 	return 0;
 }
 
