@@ -155,9 +155,25 @@ func closeAll(ls []link.Link) error {
 	return errors.Join(errs...)
 }
 
-// attachIn runs attach with the calling thread in netns: a netfilter link
-// attaches in the namespace of the task that creates it.
+// attachIn runs attach on a thread of its own moved into netns: a
+// netfilter link attaches in the namespace of the task that creates it.
+// Should the thread fail to come back, it ends with its goroutine and no
+// caller's thread is left in the wrong namespace.
 func attachIn(netns *os.File, attach func() ([]link.Link, error)) ([]link.Link, error) {
+	type result struct {
+		ls  []link.Link
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		ls, err := attachLocked(netns, attach)
+		done <- result{ls, err}
+	}()
+	r := <-done
+	return r.ls, r.err
+}
+
+func attachLocked(netns *os.File, attach func() ([]link.Link, error)) ([]link.Link, error) {
 	runtime.LockOSThread()
 	self, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
@@ -172,7 +188,7 @@ func attachIn(netns *os.File, attach func() ([]link.Link, error)) ([]link.Link, 
 	ls, err := attach()
 	if rerr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); rerr != nil {
 		// The thread stays locked and in the wrong namespace; the runtime
-		// ends it when this goroutine exits.
+		// ends it when this goroutine returns.
 		return ls, errors.Join(err, fmt.Errorf("setns back: %w", rerr))
 	}
 	runtime.UnlockOSThread()
