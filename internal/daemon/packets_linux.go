@@ -20,6 +20,7 @@ type packets struct {
 	table   *netpkt.Table
 	attr    netpkt.Attributor
 	watched map[ns.ID]io.Closer
+	failed  map[ns.ID]bool // could not be watched: not tried again while in use
 }
 
 // packetAttributor loads the pairing programs and returns the Attributor
@@ -36,7 +37,7 @@ func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
 		return d.eng
 	}
 	t := netpkt.NewTable(0)
-	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]io.Closer{},
+	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]io.Closer{}, failed: map[ns.ID]bool{},
 		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng, Refresh: d.drainPairs}}
 	return &d.pk.attr
 }
@@ -72,9 +73,14 @@ func (d *Daemon) watchPackets() {
 			delete(pk.watched, id)
 		}
 	}
+	for id := range pk.failed {
+		if !want[id] {
+			delete(pk.failed, id)
+		}
+	}
 	missing := 0
 	for id := range want {
-		if _, ok := pk.watched[id]; !ok {
+		if _, ok := pk.watched[id]; !ok && !pk.failed[id] {
 			missing++
 		}
 	}
@@ -86,7 +92,7 @@ func (d *Daemon) watchPackets() {
 		if !want[id] {
 			continue
 		}
-		if _, ok := pk.watched[id]; ok {
+		if _, ok := pk.watched[id]; ok || pk.failed[id] {
 			continue
 		}
 		path := "/proc/" + strconv.Itoa(int(ti.TID)) + "/ns/net"
@@ -103,7 +109,8 @@ func (d *Daemon) watchPackets() {
 		w, err := pk.probe.Watch(f)
 		f.Close()
 		if err != nil {
-			d.log.Warn("packets: watch", "netns", id, "err", err)
+			d.log.Warn("packets: cannot watch a container's network namespace; its packet records get no CONTAINER_ID", "netns", id, "err", err)
+			pk.failed[id] = true
 			continue
 		}
 		pk.attr.NsDev = id.Dev
