@@ -119,16 +119,15 @@ func (an *Annotator) Annotate(ev []records.Record) ([]records.Record, []contid.C
 	for i := range ev {
 		r := &ev[i]
 		an.out = append(an.out, *r)
-		if r.Type == records.NetfilterPkt && !hasSyscall {
-			an.packet(r)
-			continue
-		}
 		own := an.Own(r)
 		if !own && r.Type >= records.ContainerOp && r.Type <= records.ContidLoss {
 			an.stats.Forged++
 		}
 		key, ppidKey := describes(r, own, hasSyscall, subjectDone)
 		if key == "" {
+			if r.Type == records.NetfilterPkt && !hasSyscall {
+				an.packet(r) // no process: the containers of its namespace
+			}
 			continue
 		}
 		if key == "pid" {
