@@ -79,6 +79,7 @@ type auditState struct {
 type auditStats struct {
 	pipe pipeline.Stats
 	out  output.Stats
+	pk   packetStats
 }
 
 // openAudit opens the configured record source, the pipeline and its
@@ -187,7 +188,7 @@ func (d *Daemon) openAudit(stdin io.Reader) (err error) {
 	})
 	a.pipe = pipeline.New(pipeline.Config{
 		Reassembly: reassembly.Config{Timeout: time.Duration(d.cfg.Audit.TimeoutMS) * time.Millisecond},
-		Rules:      rs, Attributor: d.eng, Writer: a.out, Self: int32(os.Getpid()),
+		Rules:      rs, Attributor: d.packetAttributor(a.mode), Writer: a.out, Self: int32(os.Getpid()),
 	})
 	a.batches = make(chan []auditMsg, 64)
 	a.own = make(chan records.Record, 4096)
@@ -231,6 +232,7 @@ func (d *Daemon) closeAudit() {
 		d.flushLosses()
 		a.out.Close()
 	}
+	d.closePackets()
 	for drained := false; !drained; {
 		select {
 		case r := <-a.own:
@@ -328,6 +330,7 @@ func (d *Daemon) auditBatch(b []auditMsg) {
 	d.audit.counters.batches.Add(1)
 	d.sync()
 	p := d.audit.pipe
+	d.drainPairs()
 	for _, m := range b {
 		if m.t == 0 {
 			p.PushLine(string(m.data))
@@ -335,6 +338,7 @@ func (d *Daemon) auditBatch(b []auditMsg) {
 			p.PushMessage(m.t, m.data)
 		}
 	}
+	p.EndRead()
 	d.audit.out.Commit()
 	d.publishAudit()
 }
@@ -342,7 +346,7 @@ func (d *Daemon) auditBatch(b []auditMsg) {
 // publishAudit makes the counters visible to Status.
 func (d *Daemon) publishAudit() {
 	a := &d.audit
-	a.stats.Store(&auditStats{pipe: a.pipe.Stats(), out: a.out.Stats()})
+	a.stats.Store(&auditStats{pipe: a.pipe.Stats(), out: a.out.Stats(), pk: d.packetStats()})
 }
 
 // tickAudit advances event time while the stream is idle and turns the
@@ -355,6 +359,7 @@ func (d *Daemon) tickAudit(now time.Time) {
 	if len(a.batches) == 0 {
 		a.pipe.Advance(now.UnixMilli())
 	}
+	d.watchPackets()
 	d.flushLosses()
 	a.out.Commit() // what Advance delivered
 	if a.nl != nil {
@@ -617,6 +622,7 @@ func (d *Daemon) auditStatus(s *api.Status) {
 	c["audit_contained"] = p.Provenance.Contained
 	c["audit_unknown_subject"] = p.Provenance.Unknown
 	c["audit_forged"] = p.Provenance.Forged
+	packetCounters(c, p.Packets, st.pk)
 	c["written_host"] = o.HostEvents
 	c["written_container"] = o.ContainerEvents
 	c["written_json"] = o.JSONEvents

@@ -74,6 +74,7 @@ type Daemon struct {
 	tasks       atomic.Int64
 
 	audit   auditState
+	pk      *packets // packet record attribution (packets_linux.go), nil when off
 	stopAll context.CancelFunc
 }
 

@@ -104,6 +104,7 @@ type Stats struct {
 	Kept       uint64 // events handed to the Writer
 	Reassembly reassembly.Stats
 	Provenance provenance.Stats
+	Packets    provenance.PacketStats
 }
 
 // Pipeline groups, annotates, decides and hands on.
@@ -162,6 +163,11 @@ func (p *Pipeline) malformed() {
 	p.cfg.Writer.Lost(1, Malformed)
 }
 
+// EndRead ends the event of a record that stands alone (NETFILTER_PKT, a
+// user message) at the end of a read, so it is written in arrival order;
+// see reassembly.Reassembler.EndRead.
+func (p *Pipeline) EndRead() { p.re.EndRead() }
+
 // Advance moves event time to unixMilli when the stream is idle; see
 // reassembly.Reassembler.Advance.
 func (p *Pipeline) Advance(unixMilli int64) { p.re.Advance(unixMilli) }
@@ -174,6 +180,7 @@ func (p *Pipeline) Stats() Stats {
 	s := p.stats
 	s.Reassembly = p.re.Stats()
 	s.Provenance = p.an.Stats()
+	s.Packets = p.an.PacketStats()
 	return s
 }
 

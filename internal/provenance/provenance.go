@@ -66,6 +66,7 @@ type Annotator struct {
 	out    []records.Record
 	chains []contid.Chain
 	subj   contid.Chain
+	pstats PacketStats
 	self   int32 // sender of contid's own records; 0 trusts every sender
 	buf    []byte
 }
@@ -137,6 +138,9 @@ func (an *Annotator) Annotate(ev []records.Record) ([]records.Record, []contid.C
 		r := &rec
 		key, ppidKey := describes(r, own, hasSyscall, subjectDone)
 		if key == "" {
+			if r.Type == records.NetfilterPkt && !hasSyscall {
+				an.packet(r) // no process: the containers of its namespace
+			}
 			continue
 		}
 		if key == "pid" {

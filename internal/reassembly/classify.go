@@ -10,15 +10,16 @@ const (
 	// MaybeAlone records may be the only record of their event or may open
 	// a syscall event whose SYSCALL … EOE follow: the kernel logs them with
 	// the current task's audit context, which exists only inside an audited
-	// syscall (AVC, CONFIG_CHANGE, NETFILTER_PKT, LOGIN, …). An event made
+	// syscall (AVC, CONFIG_CHANGE, LOGIN, …). An event made
 	// only of such records ends at its timeout and is complete. Types this
 	// package does not know are MaybeAlone.
 	MaybeAlone Class = iota
 	// Standalone records are always logged outside any syscall context and
 	// take a serial of their own: user-space messages, auditd's messages,
-	// KERNEL, SECCOMP, ANOM_ABEND. Their event ends when a record of another
-	// stamp arrives (records of the same stamp that follow at once, such as
-	// a CONTAINER_ID in contid's own logs, join it), at Advance or at Flush.
+	// KERNEL, NETFILTER_PKT, SECCOMP, ANOM_ABEND. Their event ends when a
+	// record of another stamp arrives (records of the same stamp that follow
+	// at once, such as a CONTAINER_ID in contid's own logs, join it), at
+	// EndRead, at Advance or at Flush.
 	Standalone
 	// InSyscall records exist only in an event the kernel writes at syscall
 	// (or io_uring operation) exit, which always ends with EOE: an event
@@ -44,6 +45,7 @@ func Classify(t records.Type) Class {
 	case t == 1005, // USER
 		t >= 1100 && t <= 1199, // AUDIT_FIRST_USER_MSG … AUDIT_LAST_USER_MSG
 		t >= 1200 && t <= 1299, // auditd's own DAEMON_* (never from the kernel)
+		t == 1324,              // NETFILTER_PKT: xt_AUDIT and nft_log log it with no context
 		t == 1326,              // SECCOMP: seccomp runs before syscall audit entry
 		t == 1701,              // ANOM_ABEND: core dumps happen after syscall exit
 		t == 2000,              // KERNEL: audit_init, no context

@@ -34,7 +34,9 @@
 //     it builds at syscall exit (audit_log_exit) and which is kept as the
 //     event's last record;
 //   - for an event opened by a Standalone record, as soon as a record of
-//     another stamp arrives, or at Advance or Flush;
+//     another stamp arrives, or at EndRead (the end of the read that
+//     brought it), Advance or Flush: it is delivered in arrival order and
+//     never waits for the timeout;
 //   - when it times out: Config.Timeout of event time passed since its last
 //     record arrived. An event holding an InSyscall record is then
 //     Incomplete; one made only of MaybeAlone records was simply alone;
@@ -60,6 +62,12 @@
 //	             (contid's 2900–2907 among them)            them with no context (audit_log_user_recv_msg)
 //	             1200–1299 DAEMON_*                        written by auditd itself, never by the kernel
 //	             2000 KERNEL                               audit_init, before any task context
+//	             1324 NETFILTER_PKT                        the iptables/ebtables AUDIT target (audit_tg)
+//	                                                       and nftables `log level audit`
+//	                                                       (nft_log_eval_audit) call audit_log_start
+//	                                                       with a NULL context: a fresh serial always,
+//	                                                       even when the packet is sent from inside
+//	                                                       an audited syscall
 //	             1326 SECCOMP                              seccomp runs before syscall audit entry
 //	                                                       (syscall_trace_enter), so no context is in use
 //	             1701 ANOM_ABEND                           core dumps run on the way back to user mode,
@@ -74,8 +82,8 @@
 //	             1336 URINGOP, 1337 OPENAT2
 //	MaybeAlone   everything else: 1006 LOGIN, 1305          logged with audit_context(): part of a
 //	             CONFIG_CHANGE, 1316 KERNEL_OTHER, 1319     syscall event when the task is in an audited
-//	             TTY, 1324 NETFILTER_PKT, 1325 NETFILTER_   syscall (the record comes first, SYSCALL …
-//	             CFG, 1328 FEATURE_CHANGE, 1331 FANOTIFY,   EOE at exit), alone otherwise (softirq,
+//	             TTY, 1325 NETFILTER_CFG, 1328 FEATURE_     syscall (the record comes first, SYSCALL …
+//	             CHANGE, 1331 FANOTIFY,                     EOE at exit), alone otherwise (softirq,
 //	             1334 BPF, 1335 EVENT_LISTENER, 1338–1339   workqueues, tasks created before audit was
 //	             DM_*, 1400–1499 SELinux/MAC (AVC, …),      first enabled have no context)
 //	             1500–1599 AppArmor, 1700 and 1702–1703
@@ -91,7 +99,8 @@
 // MaybeAlone record costs only latency.
 //
 // A Standalone event stays open until a record of another stamp arrives
-// because records of the same stamp may follow it at once: contid's own
+// or the read that brought it ends (EndRead), because records of the same
+// stamp may follow it at once: contid's own
 // logs put a CONTAINER_ID right after the user record it describes, and
 // contid's own serial space may give CONTAINER_OP and NS_INFO one stamp.
 // Should a kernel log a user message inside a syscall context (LSM-stacking

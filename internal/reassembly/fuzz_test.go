@@ -70,7 +70,7 @@ func (s *fuzzSink) Lost(n uint64, why Loss) {
 }
 
 // replayFuzz decodes data into a configuration and a sequence of pushes,
-// advances and flushes, runs it, checks the properties and returns the
+// ends of reads, advances and flushes, runs it, checks the properties and returns the
 // calls made.
 func replayFuzz(t *testing.T, data []byte) string {
 	if len(data) < 2 {
@@ -87,6 +87,8 @@ func replayFuzz(t *testing.T, data []byte) string {
 		op, a, b, c := data[0], data[1], data[2], data[3]
 		data = data[4:]
 		switch op % 16 {
+		case 13:
+			ra.EndRead()
 		case 14:
 			ra.Advance(ms + int64(a)*int64(b))
 		case 15:

@@ -260,6 +260,19 @@ func (r *Reassembler) seeSerial(s uint32, t, prev int64) bool {
 	return false
 }
 
+// EndRead ends the Standalone event still open, if any: the owner calls it
+// after the last record of each read from the stream, so that a record
+// that always stands alone (a NETFILTER_PKT, a user message) is delivered
+// at once, in arrival order, rather than when the next record or the next
+// Advance comes. Records of the same stamp that follow in the same read
+// (a CONTAINER_ID in contid's own logs) still join it. It does not move
+// event time.
+func (r *Reassembler) EndRead() {
+	if o := r.open; o != nil {
+		r.deliver(o)
+	}
+}
+
 // Advance moves event time forward to unixMilli (a smaller value changes
 // nothing) and delivers what that times out. It also ends the Standalone
 // event still open: Advance means no record is pending, so the owner calls

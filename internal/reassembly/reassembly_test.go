@@ -20,11 +20,12 @@ func nodeRec(node string, t records.Type, ms int64, serial uint64) records.Recor
 }
 
 // step is one action of a table test: a record to push, an Advance
-// (advance ≥ 0) or a Flush.
+// (advance ≥ 0), an EndRead or a Flush.
 type step struct {
 	r       records.Record
 	advance int64
 	flush   bool
+	endRead bool
 }
 
 func push(rs ...records.Record) []step {
@@ -37,6 +38,7 @@ func push(rs ...records.Record) []step {
 
 func advance(ms int64) step { return step{advance: ms} }
 func flush() step           { return step{flush: true, advance: -1} }
+func endRead() step         { return step{endRead: true, advance: -1} }
 
 func seq(parts ...[]step) []step {
 	var out []step
@@ -54,6 +56,7 @@ const (
 	avcT     = records.Type(1400)
 	daemonT  = records.Type(1200) // DAEMON_START
 	cidT     = records.ContainerID
+	pktT     = records.NetfilterPkt
 )
 
 // full returns the records of a complete syscall event.
@@ -69,6 +72,8 @@ func run(cfg Config, steps []step) (string, *Reassembler) {
 		switch {
 		case s.flush:
 			ra.Flush()
+		case s.endRead:
+			ra.EndRead()
 		case s.advance >= 0:
 			ra.Advance(s.advance)
 		default:
@@ -111,6 +116,34 @@ func TestReassemble(t *testing.T) {
 			name:  "advance ends the open standalone event",
 			steps: seq(push(rec(userT, t0, 10)), []step{advance(0)}),
 			want:  []string{"s1 event 1700000000.000:10 USER_LOGIN"},
+		},
+		{
+			name:  "a lone NETFILTER_PKT ends at the end of its read, not at the timeout",
+			steps: seq(push(rec(pktT, t0, 10)), []step{endRead()}, push(rec(avcT, t0+1, 11)), []step{flush()}),
+			want: []string{
+				"s1 event 1700000000.000:10 NETFILTER_PKT",
+				"s3 event 1700000000.001:11 AVC",
+			},
+		},
+		{
+			name: "packet records end at the next other stamp, in arrival order",
+			steps: seq(push(rec(syscallT, t0, 9), rec(pktT, t0+1, 10), rec(pktT, t0+1, 11), rec(eoeT, t0, 9)),
+				[]step{endRead()}),
+			want: []string{
+				"s2 event 1700000000.001:10 NETFILTER_PKT",
+				"s3 event 1700000000.001:11 NETFILTER_PKT",
+				"s3 event 1700000000.000:9 SYSCALL,EOE",
+			},
+		},
+		{
+			name:  "a CONTAINER_ID of the same stamp in the same read joins the packet record",
+			steps: seq(push(rec(pktT, t0, 10), rec(cidT, t0, 10)), []step{endRead()}),
+			want:  []string{"s2 event 1700000000.000:10 NETFILTER_PKT,CONTAINER_ID"},
+		},
+		{
+			name:  "end of read leaves syscall and maybe-alone events waiting",
+			steps: seq(push(rec(syscallT, t0, 10), rec(avcT, t0, 11)), []step{endRead()}, push(rec(eoeT, t0, 10))),
+			want:  []string{"s3 event 1700000000.000:10 SYSCALL,EOE"},
 		},
 		{
 			name: "a syscall record makes a standalone-opened event wait for EOE",
@@ -314,7 +347,8 @@ func TestClassify(t *testing.T) {
 		{2000, Standalone}, {2100, Standalone}, {2900, Standalone}, {2901, Standalone}, {2999, Standalone},
 		{1300, InSyscall}, {1302, InSyscall}, {1309, InSyscall}, {1318, InSyscall}, {1320, InSyscall},
 		{1327, InSyscall}, {1336, InSyscall}, {1337, InSyscall},
-		{1006, MaybeAlone}, {1305, MaybeAlone}, {1319, MaybeAlone}, {1324, MaybeAlone}, {1334, MaybeAlone},
+		{1324, Standalone},
+		{1006, MaybeAlone}, {1305, MaybeAlone}, {1319, MaybeAlone}, {1325, MaybeAlone}, {1334, MaybeAlone},
 		{1400, MaybeAlone}, {1500, MaybeAlone}, {1700, MaybeAlone}, {1702, MaybeAlone}, {1800, MaybeAlone},
 		{1420, MaybeAlone}, {3000, MaybeAlone}, {0, MaybeAlone},
 	}

@@ -1,0 +1,251 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/contid/contid/internal/records"
+)
+
+// TestAuditPacketArrivalOrder: a NETFILTER_PKT record, which the kernel
+// writes as an event of its own, is written when it arrives: before a user
+// record the kernel queued after it, not after the reassembly timeout.
+func TestAuditPacketArrivalOrder(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
+	ns := fmt.Sprintf("contid-e2e-pkt%d", os.Getpid())
+	_, errOut, code := d.sh(`set -e
+ip netns add ` + ns + `
+trap 'ip netns del ` + ns + `' EXIT
+ip -n ` + ns + ` link set lo up
+ip netns exec ` + ns + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+ip netns exec ` + ns + ` busybox ping -c 1 -q 127.0.0.1 >/dev/null
+auditctl -m contid-e2e-after-packet
+`)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	pkt, marker := -1, -1
+	waitFor(t, func() bool {
+		pkt, marker = -1, -1
+		for i, r := range d.logRecords() {
+			switch {
+			case r.Type == records.NetfilterPkt && pkt < 0:
+				pkt = i
+			case r.Type == 1005 && strings.Contains(r.Raw, "contid-e2e-after-packet"):
+				marker = i
+			}
+		}
+		return marker >= 0
+	}, "the user record sent after the packet")
+	if pkt < 0 || pkt > marker {
+		b, _ := os.ReadFile(d.dir + "/audit.log")
+		t.Fatalf("NETFILTER_PKT at line %d, the user record sent after it at %d; want the packet first\n%s", pkt, marker, b)
+	}
+}
+
+// TestAuditPacketContainers: two containers in one network namespace with
+// an AUDIT rule on loopback and a MARK rule in mangle: the NETFILTER_PKT of
+// a ping carries one CONTAINER_ID listing both contids, and a packet
+// logged in a namespace without containers carries none.
+func TestAuditPacketContainers(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
+	tag := fmt.Sprint(os.Getpid())
+	x, y := "contid-e2e-pkx"+tag, "contid-e2e-pky"+tag
+	setup := func(n, mark string) {
+		if _, errOut, code := d.sh(`set -e
+ip netns add ` + n + `
+ip -n ` + n + ` link set lo up
+ip netns exec ` + n + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark ` + mark + `
+ip netns exec ` + n + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+`); code != 0 {
+			t.Fatalf("setup %s: %s", n, errOut)
+		}
+		t.Cleanup(func() { d.sh("ip netns del " + n) })
+	}
+	setup(x, "0x71")
+	setup(y, "0x72")
+	if _, errOut, code := d.sh(`
+setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 710 -- sleep 60 & ip netns exec ` + x + ` "$C" exec --contid 711 -- sleep 60 & wait' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("containers: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`) })
+
+	// The namespace is watched once the daemon sees both containers in it;
+	// until then a packet record carries no CONTAINER_ID. Ping until one
+	// does.
+	var got string
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x71") {
+				if c := e.described(i); c != "" {
+					got = c
+				}
+			}
+		}
+		return got != "" && strings.Count(got, ",") >= 1
+	}, "a packet record of the containers' namespace with a CONTAINER_ID")
+	ids := strings.Split(got, ",")
+	if len(ids) != 2 || !(ids[0] == "711" && ids[1] == "710" || ids[0] == "710" && ids[1] == "711") {
+		t.Fatalf("CONTAINER_ID contid=%s, want both 710 and 711", got)
+	}
+
+	// A namespace without containers: its record, written before a user
+	// record sent after it, has no CONTAINER_ID.
+	if _, errOut, code := d.sh("ip netns exec " + y + " busybox ping -q -c 1 127.0.0.1 >/dev/null && auditctl -m contid-e2e-after-y"); code != 0 {
+		t.Fatal(errOut)
+	}
+	waitFor(t, func() bool {
+		for _, r := range d.logRecords() {
+			if r.Type == 1005 && strings.Contains(r.Raw, "contid-e2e-after-y") {
+				return true
+			}
+		}
+		return false
+	}, "the user record after the ping in the namespace without containers")
+	seen := false
+	for _, e := range readEvents(t, d.dir+"/audit.log") {
+		if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x72") {
+			seen = true
+			if c := e.described(i); c != "" {
+				t.Errorf("a packet of a namespace without containers got contid=%s", c)
+			}
+		}
+	}
+	if !seen {
+		t.Error("no packet record of the namespace without containers")
+	}
+
+	// Status counts both kinds: placed with containers, and not placed
+	// (the namespace without containers is not watched).
+	out, errOut, code := d.sh(`"$C" status --json`)
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	var st struct{ Counters map[string]uint64 }
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	c := st.Counters
+	if c["packets_contained"] < 1 || c["packets_unattributed"] < 1 || c["packets_netns_watched"] < 1 ||
+		c["packets"] != c["packets_contained"]+c["packets_uncontained"]+c["packets_unattributed"] {
+		t.Errorf("packet counters: %v", c)
+	}
+}
+
+// TestAuditPacketVeth: two namespaces joined by a veth pair, one container
+// each, an iptables AUDIT rule in one and an nftables `log level audit`
+// rule in the other, a ping each way: each echo request's record carries
+// exactly the container of the namespace that received it.
+func TestAuditPacketVeth(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
+	tag := fmt.Sprint(os.Getpid())
+	a, b := "contid-e2e-pka"+tag, "contid-e2e-pkb"+tag
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + a + `
+ip netns add ` + b + `
+ip -n ` + a + ` link add pkv0 type veth peer name pkv1 netns ` + b + `
+ip -n ` + a + ` addr add 10.253.0.1/30 dev pkv0
+ip -n ` + b + ` addr add 10.253.0.2/30 dev pkv1
+ip -n ` + a + ` link set pkv0 up
+ip -n ` + b + ` link set pkv1 up
+ip netns exec ` + a + ` iptables -t mangle -I PREROUTING -p icmp --icmp-type echo-request -j MARK --set-mark 0xa1
+ip netns exec ` + a + ` iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept
+ip netns exec ` + b + ` nft 'add table inet pk; add chain inet pk in { type filter hook input priority 0; }; add rule inet pk in icmp type echo-request meta mark set 0xb1 log level audit'
+`); code != 0 {
+		t.Fatalf("setup: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh("ip netns del " + a + "; ip netns del " + b) })
+	if _, errOut, code := d.sh(`
+setsid sh -c 'ip netns exec ` + a + ` "$C" exec --contid 720 -- sleep 60 & ip netns exec ` + b + ` "$C" exec --contid 721 -- sleep 60 & wait' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("containers: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`) })
+
+	// mark → the only contid its records may carry.
+	want := map[string]string{"mark=0xa1": "720", "mark=0xb1": "721"}
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + a + " busybox ping -q -c 1 10.253.0.2 >/dev/null; ip netns exec " + b + " busybox ping -q -c 1 10.253.0.1 >/dev/null")
+		done := map[string]bool{}
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			i, r := e.first(records.NetfilterPkt)
+			if r == nil {
+				continue
+			}
+			for mark, id := range want {
+				if !strings.Contains(r.Raw, mark) {
+					continue
+				}
+				switch c := e.described(i); c {
+				case "": // before the namespace was watched
+				case id:
+					done[mark] = true
+				default:
+					t.Fatalf("a record with %s carries contid=%s, want %s only", mark, c, id)
+				}
+			}
+		}
+		return len(done) == 2
+	}, "a record of each namespace with its container's contid")
+}
+
+// TestAuditPacketUnprivileged: an unprivileged user makes packet records
+// of its own (a user and network namespace with an nftables `log level
+// audit` rule) while a container's namespace logs packets too: none of the
+// user's records carries a CONTAINER_ID, the container's do.
+func TestAuditPacketUnprivileged(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
+	x := fmt.Sprint("contid-e2e-pku", os.Getpid())
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + x + `
+ip -n ` + x + ` link set lo up
+ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x73
+ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 730 -- sleep 60' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("setup: %s", errOut)
+	}
+	t.Cleanup(func() {
+		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
+		d.sh("ip netns del " + x)
+	})
+	// The user pings in its own namespace for as long as the test waits.
+	if _, errOut, code := d.sh(`
+setsid setpriv --reuid 65534 --regid 65534 --clear-groups unshare -Urn sh -c "ip link set lo up && nft 'add table inet ev; add chain inet ev in { type filter hook input priority 0; }; add rule inet ev in icmp type echo-request meta mark set 0xee log level audit' && exec busybox ping -q -i 0.05 127.0.0.1" </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-user"
+`); code != 0 {
+		t.Fatalf("user: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-user")`) })
+
+	user, contained := 0, 0
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		user, contained = 0, 0
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			i, r := e.first(records.NetfilterPkt)
+			if r == nil {
+				continue
+			}
+			c := e.described(i)
+			switch {
+			case strings.Contains(r.Raw, "mark=0xee"):
+				user++
+				if c != "" {
+					t.Fatalf("the unprivileged user's packet record carries contid=%s", c)
+				}
+			case strings.Contains(r.Raw, "mark=0x73") && c == "730":
+				contained++
+			}
+		}
+		return contained > 0 && user >= 20
+	}, "the container's packet record with its contid and the user's records")
+}

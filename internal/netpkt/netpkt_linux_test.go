@@ -1,0 +1,284 @@
+package netpkt
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contid/contid/internal/auditnl/audittest"
+	"github.com/contid/contid/internal/procfs"
+)
+
+// netns creates a network namespace with loopback up and the given setup
+// commands run inside it; it is deleted when the test ends.
+func netns(t *testing.T, name string, setup ...string) *os.File {
+	t.Helper()
+	sh(t, "ip netns add "+name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	sh(t, "ip -n "+name+" link set lo up")
+	for _, c := range setup {
+		sh(t, "ip netns exec "+name+" "+c)
+	}
+	f, err := os.Open("/run/netns/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func sh(t *testing.T, cmd string) {
+	t.Helper()
+	if out, err := execSh(cmd); err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+}
+
+func execSh(cmd string) ([]byte, error) { return exec.Command("sh", "-c", cmd).CombinedOutput() }
+
+const (
+	iptAudit = "iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept"
+	nftAudit = `nft 'add table inet pk; add chain inet pk in { type filter hook input priority 0; }; add rule inet pk in iif lo icmp type echo-request meta mark set 0x2a log level audit'`
+)
+
+// nextPairs reads n pairs, failing when none comes for a while (an idle
+// timeout per read, not a deadline on the whole).
+func nextPairs(t *testing.T, ch <-chan Pair, n int) []Pair {
+	t.Helper()
+	var out []Pair
+	for len(out) < n {
+		select {
+		case p := <-ch:
+			out = append(out, p)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no pair for 10 s after %d of %d: %+v", len(out), n, out)
+		}
+	}
+	return out
+}
+
+// TestPairs: pings in three namespaces, each logged by an audit packet
+// rule: records logged in a watched namespace (iptables AUDIT, nftables
+// log level audit) are paired with exactly that namespace, the one logged
+// in an unwatched namespace with none, and serials only grow.
+func TestPairs(t *testing.T) {
+	audittest.RequireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	tag := fmt.Sprint(os.Getpid())
+	ns1 := netns(t, "contid-pk1-"+tag, iptAudit)
+	ns2 := netns(t, "contid-pk2-"+tag, nftAudit)
+	netns(t, "contid-pk3-"+tag, iptAudit) // not watched
+
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, f := range []*os.File{ns1, ns2} {
+		w, err := p.Watch(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+	}
+	ch := make(chan Pair, 64)
+	go func() {
+		for {
+			pr, err := p.Read()
+			if err != nil {
+				close(ch)
+				return
+			}
+			ch <- pr
+		}
+	}()
+	audittest.Auditctl(t, "-e", "1")
+
+	var last uint32
+	for _, tc := range []struct {
+		name  string
+		watch bool
+	}{{"contid-pk1-" + tag, true}, {"contid-pk2-" + tag, true}, {"contid-pk3-" + tag, false}} {
+		id, err := procfs.ReadNSID("/run/netns/" + tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh(t, "ip netns exec "+tc.name+" busybox ping -q -c 3 -i 0.1 127.0.0.1 >/dev/null")
+		for _, pr := range nextPairs(t, ch, 3) {
+			if pr.Serial <= last {
+				t.Errorf("%s: serial %d after %d", tc.name, pr.Serial, last)
+			}
+			last = pr.Serial
+			switch {
+			case tc.watch && (!pr.Known || pr.NetnsIno != id.Ino || (id.Unique != 0 && pr.NetnsID != id.Unique)):
+				t.Errorf("%s (ino %d id %d): pair %+v", tc.name, id.Ino, id.Unique, pr)
+			case !tc.watch && (pr.Known || pr.Why != WhyNoTraversal):
+				t.Errorf("%s, not watched: pair %+v, want no namespace", tc.name, pr)
+			}
+		}
+	}
+	select {
+	case pr := <-ch:
+		t.Errorf("a pair more than the records logged: %+v", pr)
+	default:
+	}
+	if o, f, err := p.Counters(); err != nil || o != 0 || f != 0 {
+		t.Errorf("counters: overflow %d ring full %d (%v)", o, f, err)
+	}
+}
+
+func TestSymbolRanges(t *testing.T) {
+	f := t.TempDir() + "/kallsyms"
+	os.WriteFile(f, []byte(strings.Join([]string{
+		"ffffffff81000000 T _text",
+		"ffffffff81ff9830 t __pfx_audit_tg_ebt",
+		"ffffffff81ff9800 t audit_tg",
+		"ffffffff81fb3430 T nft_do_chain",
+		"ffffffff81fb3a00 T nft_do_chain_other",
+		"ffffffffc0000000 t mod_fn [mod]",
+	}, "\n")), 0o600)
+	got, err := symbolRanges(f, []string{"audit_tg", "nft_do_chain"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][2]uint64{{0xffffffff81ff9800, 0xffffffff81ff9830}, {0xffffffff81fb3430, 0xffffffff81fb3a00}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %x, want %x", got, want)
+	}
+	if _, err := symbolRanges(f, []string{"missing"}); err == nil {
+		t.Error("a missing symbol gave no error")
+	}
+}
+
+// TestPairsVeth: two namespaces joined by a veth pair, an AUDIT rule on
+// echo requests in each, a ping each way: each record is paired with the
+// namespace that received the request, never the sender's.
+func TestPairsVeth(t *testing.T) {
+	audittest.RequireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	tag := fmt.Sprint(os.Getpid())
+	a, b := "contid-pka-"+tag, "contid-pkb-"+tag
+	rule := "iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept"
+	fa := netns(t, a, rule)
+	fb := netns(t, b, rule)
+	sh(t, "ip -n "+a+" link add pkveth0 type veth peer name pkveth1 netns "+b)
+	sh(t, "ip -n "+a+" addr add 10.251.0.1/30 dev pkveth0 && ip -n "+a+" link set pkveth0 up")
+	sh(t, "ip -n "+b+" addr add 10.251.0.2/30 dev pkveth1 && ip -n "+b+" link set pkveth1 up")
+
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, f := range []*os.File{fa, fb} {
+		w, err := p.Watch(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+	}
+	ch := make(chan Pair, 64)
+	go func() {
+		for {
+			pr, err := p.Read()
+			if err != nil {
+				close(ch)
+				return
+			}
+			ch <- pr
+		}
+	}()
+	audittest.Auditctl(t, "-e", "1")
+	for _, tc := range []struct{ from, to, addr string }{{a, b, "10.251.0.2"}, {b, a, "10.251.0.1"}} {
+		id, err := procfs.ReadNSID("/run/netns/" + tc.to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh(t, "ip netns exec "+tc.from+" busybox ping -q -c 3 -i 0.1 "+tc.addr+" >/dev/null")
+		for _, pr := range nextPairs(t, ch, 3) {
+			if !pr.Known || pr.NetnsIno != id.Ino || (id.Unique != 0 && pr.NetnsID != id.Unique) {
+				t.Errorf("ping %s → %s: pair %+v, want %s (ino %d id %d)", tc.from, tc.to, pr, tc.to, id.Ino, id.Unique)
+			}
+		}
+	}
+	select {
+	case pr := <-ch:
+		t.Errorf("a pair more than the records logged: %+v", pr)
+	default:
+	}
+}
+
+// fragScript sends, from one task pinned to CPU 0, a 3000-byte UDP
+// datagram from namespace argv[1] to argv[2] (fragmented on the veth), then
+// moves itself into namespace argv[3] and sends a small datagram on its
+// loopback.
+const fragScript = `
+import ctypes, os, socket, sys
+os.sched_setaffinity(0, {0})
+libc = ctypes.CDLL(None, use_errno=True)
+def enter(path):
+    fd = os.open(path, os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:
+        sys.exit("setns %s: %d" % (path, ctypes.get_errno()))
+    os.close(fd)
+enter(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(20):
+    s.sendto(b"x" * 3000, (sys.argv[2], 9999))
+enter(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"y", ("127.0.0.1", 9999))
+`
+
+// TestStolenFragments: fragments that conntrack's defragmentation takes
+// out of a watched namespace's hook traversal never reach the closing
+// program; the record the same task then makes in an unwatched namespace
+// must pair with no namespace, not with the watched one.
+func TestStolenFragments(t *testing.T) {
+	audittest.RequireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	tag := fmt.Sprint(os.Getpid())
+	a, b, c := "contid-pkfa-"+tag, "contid-pkfb-"+tag, "contid-pkfc-"+tag
+	fa := netns(t, a, "iptables -I INPUT -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT")
+	netns(t, b)
+	netns(t, c, "iptables -I INPUT -i lo -p udp --dport 9999 -j AUDIT --type accept")
+	sh(t, "ip -n "+b+" link add pkfv0 type veth peer name pkfv1 netns "+a)
+	sh(t, "ip -n "+b+" addr add 10.254.0.1/30 dev pkfv0 && ip -n "+b+" link set pkfv0 up")
+	sh(t, "ip -n "+a+" addr add 10.254.0.2/30 dev pkfv1 && ip -n "+a+" link set pkfv1 up")
+
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	w, err := p.Watch(fa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	audittest.Auditctl(t, "-e", "1")
+	if out, err := exec.Command("python3", "-c", fragScript, "/run/netns/"+b, "10.254.0.2", "/run/netns/"+c).CombinedOutput(); err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	ch := make(chan Pair, 8)
+	go func() {
+		for {
+			pr, err := p.Read()
+			if err != nil {
+				close(ch)
+				return
+			}
+			ch <- pr
+		}
+	}()
+	pr := nextPairs(t, ch, 1)[0]
+	if pr.Known {
+		t.Fatalf("the record of the unwatched namespace paired with namespace ino %d: %+v", pr.NetnsIno, pr)
+	}
+}
