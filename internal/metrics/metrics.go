@@ -94,6 +94,18 @@ var (
 		"Items waiting in an internal queue: task_events (batches from the task-event reader), audit_batches (batches of "+
 			"kernel audit records), own_records (own records waiting to be sent into the kernel's audit stream).",
 		prometheus.GaugeValue, "queue")
+	packets = newFamily("contid_packet_records_total",
+		"NETFILTER_PKT records, by how they were attributed: contained (the logging namespace is known and has containers: "+
+			"a CONTAINER_ID lists them), uncontained (known, no container), unattributed (the namespace could not be "+
+			"established exactly: no CONTAINER_ID is written).",
+		prometheus.CounterValue, "attribution")
+	packetPairs = newFamily("contid_packet_pairs_total",
+		"Packet-to-namespace pairs from the netfilter programs that were not used as they should: missing (a record "+
+			"without its pair), mismatch (a pair whose stamp disagreed), unused (a pair no record claimed), "+
+			"stack_overflow and ring_full (pairs the kernel side could not keep).",
+		prometheus.CounterValue, "kind")
+	netnsWatched = newFamily("contid_packet_netns_watched", "Network namespaces of live containers whose packet records are attributed.",
+		prometheus.GaugeValue, "")
 	queueCap = newFamily("contid_queue_capacity",
 		"Capacity of an internal queue (see contid_queue_length).", prometheus.GaugeValue, "queue")
 )
@@ -159,6 +171,16 @@ var counters = map[string]series{
 	"container_logs_retired":       single("contid_container_logs_retired_total", "Logs of dropped containers closed and moved to containers/dropped/."),
 	"container_logs_removed":       single("contid_container_logs_removed_total", "Dropped containers' logs removed by keep_dropped / keep_dropped_days."),
 	"container_logs_retire_errors": {writeErrors, "retire"},
+	"packets":                      {packets, "all"},
+	"packets_contained":            {packets, "contained"},
+	"packets_uncontained":          {packets, "uncontained"},
+	"packets_unattributed":         {packets, "unattributed"},
+	"packets_netns_watched":        {f: netnsWatched},
+	"packets_pair_missing":         {packetPairs, "missing"},
+	"packets_pair_mismatch":        {packetPairs, "mismatch"},
+	"packets_pair_unused":          {packetPairs, "unused"},
+	"packets_stack_overflow":       {packetPairs, "stack_overflow"},
+	"packets_ring_full":            {packetPairs, "ring_full"},
 	"audit_forged":                 single("contid_audit_forged_total", "Records claiming to be contid's own that another process sent; kept but never trusted or routed."),
 }
 
