@@ -131,7 +131,9 @@ func TestReconfigureConcurrent(t *testing.T) {
 	path := filepath.Join(dir, "audit.log")
 	w := mustOpen(t, Config{Path: path})
 	const goroutines, each = 4, 500
-	line := func(g, i int) []byte { return fmt.Appendf(nil, "type=CONTAINER_OP msg=audit(1.000:%d): g=%d i=%d", g*each+i, g, i) }
+	line := func(g, i int) []byte {
+		return fmt.Appendf(nil, "type=CONTAINER_OP msg=audit(1.000:%d): g=%d i=%d", g*each+i, g, i)
+	}
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
