@@ -23,7 +23,12 @@ import (
 	"github.com/contid/contid/internal/records"
 )
 
-var contidBin string
+// contidBin is the contid binary, static so that it also runs inside a
+// busybox container's rootfs. daemonBin is the one the tests run daemons
+// from: contidBin, or when the tests run under the race detector (or
+// CONTID_E2E_RACE=1), a build with -race, so that the daemon is checked
+// too (it exits with status 66 after a race, which fails the test).
+var contidBin, daemonBin string
 
 func TestMain(m *testing.M) {
 	if os.Getenv("CONTID_E2E_ROLE") == "threads" {
@@ -44,6 +49,17 @@ func TestMain(m *testing.M) {
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build contid:", err)
 		os.Exit(1)
+	}
+	daemonBin = contidBin
+	if raceBuild || os.Getenv("CONTID_E2E_RACE") == "1" {
+		daemonBin = filepath.Join(dir, "contid-race")
+		build := exec.Command("go", "build", "-race", "-o", daemonBin, "../cmd/contid")
+		build.Env = append(os.Environ(), "CGO_ENABLED=1")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: build contid with -race:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -121,7 +137,7 @@ func (d *daemon) start() {
 		args = append(args, "--audit", "off")
 	}
 	args = append(args, d.extra...)
-	d.cmd = exec.Command(contidBin, args...)
+	d.cmd = exec.Command(daemonBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -298,6 +298,10 @@ func (d *Daemon) tickAudit(now time.Time) {
 	if d.cfg.Log.Flush == auditlog.FlushNone {
 		a.out.Flush()
 	}
+	a.out.Retry()
+	for _, l := range a.out.TakeLosses() {
+		d.diskFullLoss(l.Log, l.Lines)
+	}
 	d.publishAudit()
 }
 
@@ -321,16 +325,28 @@ func (d *Daemon) flushLosses() {
 }
 
 // lossRecord writes a CONTID_LOSS record (SPEC §8).
-func (d *Daemon) lossRecord(kind string, n uint64) {
+func (d *Daemon) lossRecord(kind string, n uint64, extra ...records.Field) {
 	d.audit.counters.lossRecords.Add(1)
+	source := d.audit.mode
+	if source == "" {
+		source = "off"
+	}
 	d.Emit(records.Record{
 		Type:  records.ContidLoss,
 		Stamp: records.StampAt(time.Now().UnixNano(), 0),
-		Fields: []records.Field{
+		Fields: append([]records.Field{
 			{Key: "kind", Value: kind}, {Key: "count", Value: strconv.FormatUint(n, 10)},
-			{Key: "source", Value: d.audit.mode},
-		},
+			{Key: "source", Value: source},
+		}, extra...),
 	})
+}
+
+// diskFullLoss records the lines a log dropped while its disk was full,
+// once it writes again (so the record is not lost the same way). log is
+// relative to the log directory.
+func (d *Daemon) diskFullLoss(log string, n uint64) {
+	d.log.Warn("log lines were lost while the disk was full", "log", log, "lines", n)
+	d.lossRecord("disk_full", n, records.Field{Key: "log", Value: log})
 }
 
 // send is the sender goroutine: own records into the kernel's stream.
