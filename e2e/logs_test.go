@@ -190,12 +190,12 @@ func forRecords(t *testing.T, path string, f func(records.Record)) {
 // hostLogs returns the host log files: audit.log and every file whose name
 // starts with audit.log. (rotated or renamed away).
 func (d *daemon) hostLogs() []string {
-	files, _ := filepath.Glob(filepath.Join(d.dir, "audit.log*"))
+	files, _ := filepath.Glob(filepath.Join(d.logs(), "audit.log*"))
 	return files
 }
 
 func (d *daemon) containerLogs(id string) []string {
-	files, _ := filepath.Glob(filepath.Join(d.dir, "containers", id, "audit.log*"))
+	files, _ := filepath.Glob(filepath.Join(d.logs(), "containers", id, "audit.log*"))
 	return files
 }
 
@@ -210,8 +210,8 @@ func countIn(files []string, s string) int {
 
 // waitProgress waits until cond holds. It fails only when nothing moves
 // for idle: the files named by files (a glob pattern under the daemon's
-// log directory: the logs the condition is about, or its output) stop
-// growing.
+// log directory: the logs the condition is about; "daemon-*.log" is its
+// output) stop growing.
 func waitProgress(t *testing.T, d *daemon, files, what string, cond func() bool) {
 	t.Helper()
 	last, since := int64(-1), time.Now()
@@ -235,7 +235,11 @@ func waitProgress(t *testing.T, d *daemon, files, what string, cond func() bool)
 // glob pattern files, relative to its log directory.
 func (d *daemon) progress(files string) int64 {
 	var n int64
-	names, _ := filepath.Glob(filepath.Join(d.dir, files))
+	dir := d.logs()
+	if strings.HasPrefix(files, "daemon-") {
+		dir = d.dir
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, files))
 	for _, name := range names {
 		if fi, err := os.Stat(name); err == nil {
 			n += fi.Size()

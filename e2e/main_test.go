@@ -83,7 +83,8 @@ func threadsRole() {
 // daemon is a contid daemon running for one test.
 type daemon struct {
 	t      testing.TB
-	dir    string // log dir
+	dir    string // log dir, socket, daemon output
+	logDir string // log dir instead of dir, when set
 	socket string
 	pinDir string
 	cmd    *exec.Cmd
@@ -128,7 +129,7 @@ func (d *daemon) start() {
 	if d.stderr, err = os.CreateTemp(d.dir, "daemon-*.log"); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"daemon", "--log-dir", d.dir, "--socket", d.socket, "--pin-dir", d.pinDir, "--log-level", "debug"}
+	args := []string{"daemon", "--log-dir", d.logs(), "--socket", d.socket, "--pin-dir", d.pinDir, "--log-level", "debug"}
 	if d.config != "" {
 		args = append(args, "--config", d.config)
 	}
@@ -163,6 +164,14 @@ func (d *daemon) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// logs is the daemon's log directory.
+func (d *daemon) logs() string {
+	if d.logDir != "" {
+		return d.logDir
+	}
+	return d.dir
 }
 
 func (d *daemon) output() string {
