@@ -299,3 +299,46 @@ func TestDiskFullCloseDropsQueue(t *testing.T) {
 	}
 	checkAccounting(t, w, seq)
 }
+
+// TestDiskFullCloseWritesQueue: space back by Close: the queue is written,
+// nothing dropped (under every policy: the async one once sent an fsync
+// request to its stopped goroutine here).
+func TestDiskFullCloseWritesQueue(t *testing.T) {
+	for _, p := range allPolicies {
+		t.Run(p.String(), func(t *testing.T) {
+			dir := mountTiny(t, "256k")
+			ballast := filepath.Join(dir, "ballast")
+			if err := os.WriteFile(ballast, make([]byte, 160<<10), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "audit.log")
+			w, err := Open(Config{Path: path, Flush: p, Freq: 1}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq := 0
+			for ; !errors.Is(err, ErrQueued); seq++ {
+				err = w.WriteLine(testLine(seq))
+			}
+			for range 20 {
+				if err := w.WriteLine(testLine(seq)); !errors.Is(err, ErrQueued) {
+					t.Fatal(err)
+				}
+				seq++
+			}
+			if err := os.Remove(ballast); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if st := w.Stats(); st.Queued != 0 || st.Dropped.Total() != 0 || st.DiskFull {
+				t.Errorf("stats %+v", st)
+			}
+			checkAccounting(t, w, seq)
+			if next := checkSeqs(t, "log", readLines(t, path), 0, testLine); next != seq {
+				t.Errorf("log ends at %d, want %d", next-1, seq-1)
+			}
+		})
+	}
+}

@@ -431,6 +431,9 @@ func (w *Writer) linesWritten(n int) error {
 	}
 	w.unsynced = 0
 	if w.cfg.Flush == FlushIncrementalAsync {
+		if w.closed {
+			return nil // Close stopped the goroutine; retire fsyncs
+		}
 		select {
 		case w.syncReq <- w.f:
 		default: // an fsync is already asked for; it will cover this line
