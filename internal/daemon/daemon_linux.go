@@ -410,11 +410,15 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 // and nothing is lost: lines written before the reopen are in the renamed
 // file, later ones in the new one. Every other key takes effect only at
 // restart (a warning says so when one changed), and flags given at start
-// keep their effect.
+// keep their effect. A file that is refused changes nothing, but the logs
+// are reopened all the same: logrotate's SIGHUP must work whatever the
+// state of the file.
 func (d *Daemon) reload(path string) {
 	file, err := config.Load(path)
 	if err != nil {
 		d.log.Error("reload: configuration refused, keeping the old one", "err", err)
+		d.reopenLogs()
+		d.log.Info("reopened the logs")
 		return
 	}
 	was, now := d.fileCfg, file
@@ -425,6 +429,15 @@ func (d *Daemon) reload(path string) {
 	}
 	d.fileCfg = file
 	d.cfg.Log, d.cfg.Containers = file.Log, file.Containers
+	d.reopenLogs()
+	d.log.Info("reloaded configuration", "path", path,
+		"max_log_file", d.cfg.Log.MaxLogFile, "num_logs", d.cfg.Log.NumLogs, "max_log_file_action", d.cfg.Log.MaxLogFileAction,
+		"flush", d.cfg.Log.Flush, "freq", d.cfg.Log.Freq)
+}
+
+// reopenLogs gives every open log the configuration in force and reopens
+// it in place.
+func (d *Daemon) reopenLogs() {
 	var errs []error
 	if err := d.hl.Reconfigure(d.cfg.HostLog()); err != nil {
 		errs = append(errs, err)
@@ -440,9 +453,6 @@ func (d *Daemon) reload(path string) {
 	if err := errors.Join(errs...); err != nil {
 		d.log.Error("reload: reopening a log failed; writing on to the file in use and retrying at each line", "err", err)
 	}
-	d.log.Info("reloaded configuration", "path", path,
-		"max_log_file", d.cfg.Log.MaxLogFile, "num_logs", d.cfg.Log.NumLogs, "max_log_file_action", d.cfg.Log.MaxLogFileAction,
-		"flush", d.cfg.Log.Flush, "freq", d.cfg.Log.Freq)
 }
 
 // tickHostLog, once a second: hands a FlushNone buffer to the kernel,
