@@ -77,6 +77,7 @@ type Output struct {
 	host, json []byte    // pending lines
 	stats      Stats
 	jsonLost   uint64 // the JSON log's Dropped.DiskFull already reported
+	diskDirty  bool   // a write met a full disk since the full-disk fields were computed
 	// Of container logs closed since: loss not yet reported, and the
 	// counters they took with them.
 	closedLost                         []Loss
@@ -154,8 +155,10 @@ func (o *Output) write(w *auditlog.Writer, pend []byte) []byte {
 	case err == nil:
 	case errors.Is(err, auditlog.ErrQueued) && !errors.Is(err, auditlog.ErrDropped):
 		// Kept for when space returns; the log said the disk is full.
+		o.diskDirty = true
 	case errors.Is(err, auditlog.ErrDiskFull):
 		o.stats.LineErrors++ // counted by the log and reported as a Loss
+		o.diskDirty = true
 	default:
 		o.stats.LineErrors++
 		o.cfg.Log.Error("log write", "err", err)
@@ -175,6 +178,9 @@ func (o *Output) Commit() {
 	}
 	if o.cfg.JSON != nil {
 		o.json = o.write(o.cfg.JSON, o.json)
+	}
+	if o.diskDirty {
+		o.diskStats(false) // the condition shows at once, not at the next Retry
 	}
 }
 
@@ -244,12 +250,19 @@ func (o *Output) Reconfigure() {
 // Retry has the JSON log and every open container log write what a full
 // disk queued, if space has come back, and brings the full-disk fields of
 // Stats up to date. Call it on a timer.
-func (o *Output) Retry() {
+func (o *Output) Retry() { o.diskStats(true) }
+
+// diskStats computes the full-disk fields of Stats, having each log retry
+// its queue first if retry.
+func (o *Output) diskStats(retry bool) {
+	o.diskDirty = false
 	s := &o.stats
 	s.DiskFull, s.Queued = false, 0
 	s.DroppedDiskFull, s.WriteErrors = o.closedDroppedFull, o.closedWriteErrs
 	add := func(w *auditlog.Writer) {
-		w.Retry()
+		if retry {
+			w.Retry()
+		}
 		st := w.Stats()
 		s.DiskFull = s.DiskFull || st.DiskFull
 		s.Queued += st.Queued
