@@ -185,3 +185,43 @@ func TestReconfigureConcurrent(t *testing.T) {
 	}
 	checkAccounting(t, w, goroutines*each)
 }
+
+// TestReconfigureOpenFails: when the new file cannot be opened, the new
+// policy still applies to the file in use, lines buffered under FlushNone
+// are written before any later line, and the open is tried again.
+func TestReconfigureOpenFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	w := mustOpen(t, Config{Path: path, Flush: FlushNone})
+	for seq := range 3 {
+		if err := w.WriteLine(fixedLine(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(path, path+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Reconfigure(Config{Path: path, Flush: FlushIncremental}); !errors.Is(err, ErrRotate) {
+		t.Fatalf("Reconfigure onto a FIFO: %v, want ErrRotate", err)
+	}
+	if st := w.Stats(); st.Buffered != 0 || st.Lines != 3 {
+		t.Fatalf("buffered lines not written at once: %+v", st)
+	}
+	if err := w.WriteLine(fixedLine(3)); !errors.Is(err, ErrRotate) || errors.Is(err, ErrDropped) {
+		t.Fatalf("line while the path is a FIFO: %v", err)
+	}
+	os.Remove(path)
+	if err := w.WriteLine(fixedLine(4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next := checkSeqs(t, "moved", readLines(t, path+".moved"), 0, fixedLine)
+	if checkSeqs(t, "audit.log", readLines(t, path), next, fixedLine) != 5 {
+		t.Error("lines missing")
+	}
+}

@@ -597,13 +597,15 @@ func (w *Writer) Reconfigure(cfg Config) error {
 	if cfg.Flush == FlushNone && w.buf == nil {
 		w.buf = make([]byte, 0, bufferSize)
 	}
-	f, size, err := w.openFile()
-	if err != nil {
+	var errs []error
+	if f, size, err := w.openFile(); err != nil {
 		w.st.rotateErrors.Add(1)
 		w.stale = w.f != nil
-		return fmt.Errorf("%w: %w", ErrRotate, err)
+		errs = append(errs, fmt.Errorf("%w: %w", ErrRotate, err))
+	} else {
+		errs = append(errs, w.switchTo(f, size))
 	}
-	errs := []error{w.switchTo(f, size), w.drainQueue()}
+	errs = append(errs, w.drainQueue())
 	if cfg.Flush != FlushNone && len(w.buf) > 0 {
 		// Lines buffered under FlushNone: write them now.
 		if err := w.flushBuf(); err != nil {
