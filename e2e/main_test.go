@@ -25,7 +25,12 @@ import (
 	"github.com/contid/contid/internal/testwait"
 )
 
-var contidBin string
+// contidBin is the contid binary, static so that it also runs inside a
+// busybox container's rootfs. daemonBin is the one the tests run daemons
+// from: contidBin, or when the tests run under the race detector (or
+// CONTID_E2E_RACE=1), a build with -race, so that the daemon is checked
+// too (it exits with status 66 after a race, which fails the test).
+var contidBin, daemonBin string
 
 func TestMain(m *testing.M) {
 	if os.Getenv("CONTID_E2E_ROLE") == "threads" {
@@ -46,6 +51,17 @@ func TestMain(m *testing.M) {
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build contid:", err)
 		os.Exit(1)
+	}
+	daemonBin = contidBin
+	if raceBuild || os.Getenv("CONTID_E2E_RACE") == "1" {
+		daemonBin = filepath.Join(dir, "contid-race")
+		build := exec.Command("go", "build", "-race", "-o", daemonBin, "../cmd/contid")
+		build.Env = append(os.Environ(), "CGO_ENABLED=1")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: build contid with -race:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -80,7 +96,8 @@ func threadsRole() {
 // daemon is a contid daemon running for one test.
 type daemon struct {
 	t      testing.TB
-	dir    string // log dir
+	dir    string // log dir, socket, daemon output
+	logDir string // log dir instead of dir, when set
 	socket string
 	pinDir string
 	cmd    *exec.Cmd
@@ -125,7 +142,7 @@ func (d *daemon) start() {
 	if d.stderr, err = os.CreateTemp(d.dir, "daemon-*.log"); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"daemon", "--log-dir", d.dir, "--socket", d.socket, "--pin-dir", d.pinDir, "--log-level", "debug"}
+	args := []string{"daemon", "--log-dir", d.logs(), "--socket", d.socket, "--pin-dir", d.pinDir, "--log-level", "debug"}
 	if d.config != "" {
 		args = append(args, "--config", d.config)
 	}
@@ -134,7 +151,7 @@ func (d *daemon) start() {
 		args = append(args, "--audit", "off")
 	}
 	args = append(args, d.extra...)
-	d.cmd = exec.Command(contidBin, args...)
+	d.cmd = exec.Command(daemonBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	// Should this test binary die without its cleanups (a panic, the
 	// -timeout), the daemon stops too and puts kernel audit back.
@@ -192,6 +209,14 @@ func (d *daemon) progress() any {
 		}
 	}
 	return m
+}
+
+// logs is the daemon's log directory.
+func (d *daemon) logs() string {
+	if d.logDir != "" {
+		return d.logDir
+	}
+	return d.dir
 }
 
 func (d *daemon) output() string {

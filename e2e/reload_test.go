@@ -11,8 +11,10 @@ import (
 	"github.com/contid/contid/internal/testwait"
 )
 
-// TestReload: SIGHUP applies a changed configuration file; a broken one is
-// refused and changes nothing; the daemon keeps serving either way.
+// TestReload (kernel audit off): SIGHUP applies a changed configuration
+// file; a broken one is refused and changes nothing, but the logs are
+// reopened all the same; the daemon keeps serving either way. The tests
+// with kernel audit on are in logs_test.go.
 func TestReload(t *testing.T) {
 	requireRoot(t)
 	cfg := filepath.Join(t.TempDir(), "contid.toml")
@@ -29,9 +31,18 @@ func TestReload(t *testing.T) {
 	d.start()
 	t.Cleanup(d.stop)
 
+	// A refused file still reopens the logs (logrotate's SIGHUP).
+	host := filepath.Join(d.dir, "audit.log")
+	if err := os.Rename(host, host+"-moved"); err != nil {
+		t.Fatal(err)
+	}
 	os.WriteFile(cfg, []byte("[log]\nflush = \"sometimes\"\n"), 0o600)
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitOutput(t, d, "configuration refused, keeping the old one")
+	waitOutput(t, d, "reopened the logs")
+	if _, err := os.Stat(host); err != nil {
+		t.Fatalf("the log renamed away was not started anew after a refused reload: %v", err)
+	}
 	os.WriteFile(cfg, []byte("[log]\nflush = \"sync\"\nnum_logs = 3\n"), 0o600)
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitOutput(t, d, "reloaded configuration")

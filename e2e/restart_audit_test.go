@@ -73,7 +73,7 @@ func countRule(rules []string, sub ...string) int {
 // waitProgress polls cond until it holds. It fails only when the progress
 // value cond reports has not moved for idle: a slow machine is not a
 // failure, a stuck one is.
-func waitProgress(t *testing.T, what string, idle time.Duration, cond func() (bool, int)) {
+func untilProgress(t *testing.T, what string, idle time.Duration, cond func() (bool, int)) {
 	t.Helper()
 	last, since := -1, time.Now()
 	for {
@@ -90,16 +90,16 @@ func waitProgress(t *testing.T, what string, idle time.Duration, cond func() (bo
 	}
 }
 
-// execLoop runs /bin/true contid-mark-N for N = 1, 2, … at a steady pace
+// markLoop runs /bin/true contid-mark-N for N = 1, 2, … at a steady pace
 // until stopped; n is the last N started.
-type execLoop struct {
+type markLoop struct {
 	n    atomic.Int64
 	stop chan struct{}
 	done chan struct{}
 }
 
-func startExecLoop(t *testing.T) *execLoop {
-	l := &execLoop{stop: make(chan struct{}), done: make(chan struct{})}
+func startMarkLoop(t *testing.T) *markLoop {
+	l := &markLoop{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		for {
@@ -121,7 +121,7 @@ func startExecLoop(t *testing.T) *execLoop {
 	return l
 }
 
-func (l *execLoop) end() {
+func (l *markLoop) end() {
 	select {
 	case <-l.stop:
 	default:
@@ -258,9 +258,9 @@ func TestAuditRestartAfterKill(t *testing.T) {
 	}
 	checkRulesOnce("first start")
 
-	loop := startExecLoop(t)
+	loop := startMarkLoop(t)
 	idle := 30 * time.Second
-	waitProgress(t, "exec loop records before the kill", idle, func() (bool, int) {
+	untilProgress(t, "exec loop records before the kill", idle, func() (bool, int) {
 		h := readHostLog(t, d)
 		return h.max >= 50, int(h.max)
 	})
@@ -275,7 +275,7 @@ func TestAuditRestartAfterKill(t *testing.T) {
 	lostKill := st.Lost
 	audittest.Auditctl(t, "-r", "1")
 	execs := loop.n.Load()
-	waitProgress(t, "kernel loss while no daemon runs", idle, func() (bool, int) {
+	untilProgress(t, "kernel loss while no daemon runs", idle, func() (bool, int) {
 		l := audittest.Status(t).Lost
 		if n := loop.n.Load(); l < lostKill+5 && n > execs+2000 {
 			t.Fatalf("2000 execs under a rate limit of 1 record/s and the kernel's lost moved from %d to %d only", lostKill, l)
@@ -290,13 +290,13 @@ func TestAuditRestartAfterKill(t *testing.T) {
 	// new daemon registered.
 	ready := loop.n.Load() + 1
 	checkRulesOnce("restart after SIGKILL")
-	waitProgress(t, "exec loop records after the restart", idle, func() (bool, int) {
+	untilProgress(t, "exec loop records after the restart", idle, func() (bool, int) {
 		h := readHostLog(t, d)
 		return h.max >= ready+50, int(h.max)
 	})
 	loop.end()
 	last := loop.n.Load()
-	waitProgress(t, "the last mark and the loss report", idle, func() (bool, int) {
+	untilProgress(t, "the last mark and the loss report", idle, func() (bool, int) {
 		h := readHostLog(t, d)
 		return h.max >= last && h.lossCount(t) >= lostDown-lost0, int(h.max)
 	})

@@ -18,7 +18,8 @@ type Config struct {
 	// MaxBytes is the size at which MaxAction is taken; 0 means no limit.
 	// The limit is checked before each line: a line that would take a
 	// non-empty file past MaxBytes first triggers MaxAction, so a file
-	// exceeds MaxBytes only when one line alone is longer. (auditd checks
+	// exceeds MaxBytes only when one line alone is longer, or by the lines
+	// a full disk queued (written at once when space returns). (auditd checks
 	// after the write, so its files exceed the limit by up to one record;
 	// auditd's max_log_file is in megabytes, this is in bytes.)
 	MaxBytes int64
@@ -46,6 +47,15 @@ type Config struct {
 	// whatever the umask. 0 means 0600. Rotated files get Mode without
 	// write bits (0400 for 0600), as auditd does.
 	Mode os.FileMode
+
+	// QueueBytes bounds the lines kept in memory while the disk is full
+	// (a write failed with ENOSPC or EDQUOT). They are written, in order
+	// and before any later line, as soon as a write succeeds again: at
+	// the next WriteLine, WriteLines, Retry or Flush. Lines that do not
+	// fit are dropped and counted in Stats.Dropped.DiskFull. 0 means
+	// 4 MiB; negative means no queue (every line is dropped while the
+	// disk is full).
+	QueueBytes int64
 }
 
 // FlushPolicy is auditd.conf's flush=: when lines are handed to the kernel
@@ -69,7 +79,7 @@ const (
 
 	// FlushNone keeps lines in a user-space buffer (64 KiB) and hands
 	// them to the kernel when the buffer is full and at Flush, Rotate,
-	// Reopen and Close; nothing is fsynced. Process crash: the lines in
+	// Reopen, Reconfigure and Close; nothing is fsynced. Process crash: the lines in
 	// the buffer are lost (Stats.Buffered says how many; call Flush on a
 	// timer to bound it). System crash: also whatever the kernel had not
 	// yet written back (on Linux typically up to 30 s of lines).
@@ -186,6 +196,7 @@ const (
 	defaultNumLogs = 5
 	defaultFreq    = 50
 	defaultMode    = 0o600
+	defaultQueue   = 4 << 20
 	maxNumLogs     = 999 // auditd's limit
 	bufferSize     = 64 << 10
 )
@@ -223,6 +234,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Mode == 0 {
 		c.Mode = defaultMode
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = defaultQueue
 	}
 	if c.MaxBytes > 0 && c.MaxAction == Rotate && c.NumLogs < 2 {
 		return bad("NumLogs 1 leaves nothing to rotate into; use MaxAction Ignore or Suspend, or NumLogs ≥ 2")

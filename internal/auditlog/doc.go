@@ -22,12 +22,25 @@
 //     "Crash loss" below.
 //
 //   - Failures are reported, never hidden. Every line given to WriteLine
-//     is counted in exactly one of Stats.Lines, Stats.Buffered and
-//     Stats.Dropped (by reason). A full disk or I/O error is returned with
-//     its errno (errors.Is(err, syscall.ENOSPC)) and counted; the caller
-//     applies its disk_full_action/disk_error_action, the Writer does not
-//     retry on its own. A failed rotation never loses the line being
-//     written: it goes to the current file, and the error wraps ErrRotate.
+//     is counted in exactly one of Stats.Lines, Stats.Buffered,
+//     Stats.Queued and Stats.Dropped (by reason). An I/O error is returned
+//     with its errno and counted, and the line is dropped (after EIO it may
+//     be in the file all the same, so it is not retried). A failed
+//     rotation never loses the line being written: it goes to the current
+//     file, and the error wraps ErrRotate.
+//
+//   - A full disk (ENOSPC, EDQUOT) is the failure that goes away by
+//     itself, so its lines are kept: in a queue in memory of at most
+//     Config.QueueBytes, written in order before any later line as soon as
+//     a write succeeds again (at the next line, or at Retry, which a
+//     daemon calls on a timer). Such a line's error wraps ErrQueued and
+//     the errno, not ErrDropped. Lines beyond the bound are dropped and
+//     counted in Stats.Dropped.DiskFull (ErrDiskFull), so the loss is
+//     exact; Stats.DiskFull says the condition holds. The Writer logs the
+//     start of the condition, the first drop and the end (with the number
+//     dropped). This is auditd's disk_full_action with the workload never
+//     blocked: memory is bounded, loss is counted, and the caller turns
+//     the count into a record once writing resumes.
 //
 //   - Files: the log is created with Config.Mode (0600) whatever the
 //     umask, with O_NOFOLLOW, and must be a regular file; its directory is
@@ -36,15 +49,22 @@
 //
 //   - Concurrency: a Writer is safe for concurrent use. Its methods are
 //     serialised by a mutex, so lines from several goroutines are whole
-//     and in lock order; Stats reads atomics and never waits. The daemon
-//     gives each log one writer goroutine anyway; the lock lets the signal
-//     handler (Rotate on SIGHUP), Flush timers and shutdown act on the
-//     Writer directly, for about 20 ns a line against the microsecond of
-//     the write(2). FlushIncrementalAsync runs one background goroutine,
-//     which only fsyncs; Close stops it. One Writer per file: the Writer
+//     and in lock order; Stats reads atomics and never waits. The lock
+//     lets another goroutine (Reconfigure on SIGHUP, a Flush or Retry
+//     timer, shutdown) act on the Writer while lines are written, for
+//     about 20 ns a line against the microsecond of the write(2). FlushIncrementalAsync runs one background goroutine,
+//     which only fsyncs; Close, or Reconfigure to another policy, stops
+//     it. One Writer per file: the Writer
 //     trusts its own idea of the file's size, so another process appending
 //     to the same file is tolerated (its lines are not torn by ours) but
 //     can be mistaken for our partial write after a failed write.
+//
+//   - Reload and rotation by others. A Writer is never replaced:
+//     Reconfigure applies new limits, flush policy and queue bound and
+//     reopens Path in place (a new file if the old one was renamed away,
+//     as logrotate does before its postrotate SIGHUP), so nobody keeps a
+//     writer to a stale file. Lines written before the reopen are in the
+//     old file, lines buffered or queued go to the new one first.
 //
 //   - No clock, no package-level mutable state.
 //

@@ -27,6 +27,14 @@ var (
 	// fsync Linux may drop the dirty pages, so a later fsync succeeding
 	// proves nothing about them.
 	ErrSync = errors.New("auditlog: flush to disk failed")
+	// ErrQueued: the disk is full; the line is kept in memory and will be
+	// written before any later line when space returns (Config.QueueBytes).
+	// It is not dropped. The error also wraps the failed write's errno
+	// when there was one.
+	ErrQueued = errors.New("auditlog: disk full, line queued in memory until space returns")
+	// ErrDiskFull: the disk is full and so is the queue (or there is
+	// none); the line was dropped and counted in Stats.Dropped.DiskFull.
+	ErrDiskFull = errors.New("auditlog: disk full and queue full")
 	// ErrNoRotation: Rotate was called with NumLogs 1 and MaxAction other
 	// than KeepLogs; rotating would delete the log.
 	ErrNoRotation = errors.New("auditlog: rotation disabled (NumLogs 1)")

@@ -104,8 +104,8 @@ func mustOpen(t *testing.T, cfg Config) *Writer {
 func checkAccounting(t *testing.T, w *Writer, given int) {
 	t.Helper()
 	st := w.Stats()
-	if got := st.Lines + uint64(st.Buffered) + st.Dropped.Total(); got != uint64(given) {
-		t.Errorf("Lines %d + Buffered %d + Dropped %d = %d, want %d given (%+v)",
-			st.Lines, st.Buffered, st.Dropped.Total(), got, given, st)
+	if got := st.Lines + uint64(st.Buffered) + uint64(st.Queued) + st.Dropped.Total(); got != uint64(given) {
+		t.Errorf("Lines %d + Buffered %d + Queued %d + Dropped %d = %d, want %d given (%+v)",
+			st.Lines, st.Buffered, st.Queued, st.Dropped.Total(), got, given, st)
 	}
 }

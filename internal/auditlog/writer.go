@@ -16,9 +16,10 @@ import (
 // Writer appends lines to an audit log. See the package documentation for
 // its guarantees.
 type Writer struct {
-	cfg Config
-	log *slog.Logger
-	st  counters
+	cfg  Config
+	base *slog.Logger // as given to Open
+	log  *slog.Logger // base with the path
+	st   counters
 
 	mu        sync.Mutex
 	f         *os.File // nil while suspended and after Close
@@ -28,6 +29,9 @@ type Writer struct {
 	pending   int      // lines in buf (FlushNone)
 	unsynced  int      // lines written since the last fsync (incremental policies)
 	needNL    bool     // f does not end with '\n': write one before the next line
+	queue     []byte   // whole lines a full disk refused, written before any later line
+	queued    int      // lines in queue
+	fullLost  uint64   // lines dropped since the disk filled, for the log when it resumes
 	stale     bool     // f is no longer at cfg.Path (a reopen failed): open cfg.Path before the next line
 	warned    bool     // Ignore: the size warning was logged for this file
 	suspended bool
@@ -35,6 +39,7 @@ type Writer struct {
 
 	// FlushIncrementalAsync: fsync requests to the background goroutine,
 	// coalesced in a buffer of one, and its error for the owner to report.
+	// Both channels are nil under the other policies.
 	syncReq  chan *os.File
 	syncDone chan struct{}
 	asyncErr atomic.Pointer[error]
@@ -56,7 +61,7 @@ func Open(cfg Config, log *slog.Logger) (*Writer, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("auditlog: %w", err)
 	}
-	w := &Writer{cfg: cfg, log: log.With("log", cfg.Path)}
+	w := &Writer{cfg: cfg, base: log, log: log.With("log", cfg.Path)}
 	if cfg.Flush == FlushNone {
 		w.buf = make([]byte, 0, bufferSize)
 	}
@@ -74,11 +79,7 @@ func Open(cfg Config, log *slog.Logger) (*Writer, error) {
 		// reports it.
 		_ = w.repairTail()
 	}
-	if cfg.Flush == FlushIncrementalAsync {
-		w.syncReq = make(chan *os.File, 1)
-		w.syncDone = make(chan struct{})
-		go w.syncLoop()
-	}
+	w.startSyncLoop()
 	return w, nil
 }
 
@@ -138,6 +139,13 @@ func (w *Writer) WriteLine(line []byte) error {
 		// Not reached: a failed rotation or reopen keeps the old file.
 		return errors.Join(rotErr, w.drop(&w.st.writeFailed, fmt.Errorf("auditlog: write %s: no open file", w.cfg.Path)))
 	}
+	if w.queued > 0 {
+		// The disk was full: what waits goes first, or this line waits
+		// behind it.
+		if err := w.drainQueue(); err != nil || w.queued > 0 {
+			return errors.Join(rotErr, w.enqueue(append(line[:len(line):len(line)], '\n'), 1, err, false))
+		}
+	}
 
 	var err error
 	if w.cfg.Flush == FlushNone {
@@ -195,6 +203,9 @@ func (w *Writer) writeN(data []byte, n int) error {
 		w.size += int64(m)
 		w.st.lines.Add(uint64(n))
 		w.st.bytes.Add(uint64(m))
+		if w.queued == 0 {
+			w.diskSpaceBack() // without a queue, the first write that works
+		}
 		return nil
 	}
 	w.st.writeErrors.Add(1)
@@ -203,11 +214,112 @@ func (w *Writer) writeN(data []byte, n int) error {
 	kept := bytes.Count(data[:keep], []byte{'\n'})
 	w.st.lines.Add(uint64(kept))
 	w.st.bytes.Add(uint64(keep))
+	if kept < n && noSpace(err) {
+		return w.enqueue(data[keep:], n-kept, err, false)
+	}
 	if kept < n {
 		w.st.writeFailed.Add(uint64(n - kept))
 		return dropped(err)
 	}
 	return err
+}
+
+// noSpace says whether err means the disk (or the quota) is full: the
+// one write failure that goes away by itself, so lines are kept for it.
+// Other errors (EIO) are not retried: the line may be in the file all the
+// same, and a retry would write it twice.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// enqueue keeps n whole lines (data, each ending in '\n') that a full
+// disk refused, to be written first when space returns; lines beyond
+// Config.QueueBytes are dropped and counted. cause is the failed write's
+// error, if any. buffered: the lines of the FlushNone buffer, accepted
+// already, which join the queue whatever its bound (64 KiB at most).
+func (w *Writer) enqueue(data []byte, n int, cause error, buffered bool) error {
+	if !w.st.isDiskFull.Load() {
+		w.st.isDiskFull.Store(true)
+		w.log.Error("audit log: disk full; keeping lines in memory until space returns", "queue_bytes", max(w.cfg.QueueBytes, 0), "err", cause)
+	}
+	var lost int
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n') + 1
+		if !buffered && (w.cfg.QueueBytes < 0 || int64(len(w.queue)+i) > w.cfg.QueueBytes) {
+			lost = n
+			break
+		}
+		w.queue = append(w.queue, data[:i]...)
+		w.queued++
+		w.st.queued.Add(1)
+		data, n = data[i:], n-1
+	}
+	if lost == 0 {
+		if cause == nil {
+			return ErrQueued
+		}
+		return fmt.Errorf("%w: %w", ErrQueued, cause)
+	}
+	if w.fullLost == 0 {
+		w.log.Error("audit log: disk full and its queue too; dropping lines until space returns (counted)", "queued", w.queued)
+	}
+	w.fullLost += uint64(lost)
+	w.st.diskFull.Add(uint64(lost))
+	if cause == nil {
+		return dropped(ErrDiskFull)
+	}
+	return dropped(fmt.Errorf("%w: %w", ErrDiskFull, cause))
+}
+
+// drainQueue writes the lines a full disk refused, with one write(2).
+// Whole lines that reach the file leave the queue; a partial one is cut
+// off again (settle). Once the queue is empty, the disk is no longer
+// taken to be full.
+func (w *Writer) drainQueue() error {
+	if w.queued == 0 || w.f == nil {
+		return nil
+	}
+	if w.needNL {
+		if err := w.repairTail(); err != nil {
+			return err
+		}
+	}
+	start := w.size
+	m, err := w.f.Write(w.queue)
+	keep := m
+	if err != nil {
+		w.st.writeErrors.Add(1)
+		err = fmt.Errorf("auditlog: %w", err)
+		keep = w.settle(start, w.queue)
+	} else {
+		w.size += int64(m)
+	}
+	lines := bytes.Count(w.queue[:keep], []byte{'\n'})
+	w.st.lines.Add(uint64(lines))
+	w.st.bytes.Add(uint64(keep))
+	w.st.queued.Add(-int64(lines))
+	w.queued -= lines
+	w.queue = w.queue[:copy(w.queue, w.queue[keep:])]
+	if lines > 0 {
+		err = errors.Join(err, w.linesWritten(lines))
+	}
+	if w.queued == 0 {
+		w.diskSpaceBack()
+	}
+	return err
+}
+
+// diskSpaceBack notes that a write succeeded after the disk was full.
+func (w *Writer) diskSpaceBack() {
+	if !w.st.isDiskFull.Load() {
+		return
+	}
+	w.st.isDiskFull.Store(false)
+	w.log.Warn("audit log: disk space back; queued lines written", "dropped_while_full", w.fullLost)
+	w.fullLost = 0
+	if cap(w.queue) > bufferSize {
+		w.queue = nil // give back what a long episode took
+	}
 }
 
 // WriteLines writes a block of whole lines, each ending in '\n' — an
@@ -225,6 +337,12 @@ func (w *Writer) WriteLines(block []byte) error {
 		return dropped(fmt.Errorf("%w (a block of %d bytes)", ErrBadLine, len(block)))
 	}
 	w.mu.Lock()
+	if w.queued > 0 && !w.closed && !w.suspended && w.f != nil {
+		if err := w.drainQueue(); err != nil || w.queued > 0 {
+			defer w.mu.Unlock()
+			return w.enqueue(block, n, err, false)
+		}
+	}
 	within := w.cfg.MaxBytes == 0 || w.size+int64(len(block)) <= w.cfg.MaxBytes || w.cfg.MaxAction == Ignore
 	fast := !w.closed && !w.suspended && !w.stale && w.f != nil &&
 		(w.cfg.Flush == FlushIncremental || w.cfg.Flush == FlushIncrementalAsync) && within
@@ -313,6 +431,9 @@ func (w *Writer) linesWritten(n int) error {
 	}
 	w.unsynced = 0
 	if w.cfg.Flush == FlushIncrementalAsync {
+		if w.closed {
+			return nil // Close stopped the goroutine; retire fsyncs
+		}
 		select {
 		case w.syncReq <- w.f:
 		default: // an fsync is already asked for; it will cover this line
@@ -328,6 +449,9 @@ func (w *Writer) bufferLine(line []byte) error {
 	need := len(line) + 1
 	if len(w.buf)+need > cap(w.buf) {
 		if err := w.flushBuf(); err != nil {
+			if w.queued > 0 || noSpace(err) {
+				return w.enqueue(append(line[:len(line):len(line)], '\n'), 1, err, false)
+			}
 			return w.drop(&w.st.writeFailed, err)
 		}
 	}
@@ -349,7 +473,7 @@ func (w *Writer) bufferLine(line []byte) error {
 // flushBuf writes the FlushNone buffer. On failure the lines that did not
 // reach the file stay in the buffer for the next try.
 func (w *Writer) flushBuf() error {
-	if w.cfg.Flush != FlushNone || len(w.buf) == 0 || w.f == nil {
+	if len(w.buf) == 0 || w.f == nil {
 		return nil
 	}
 	if w.needNL {
@@ -373,7 +497,22 @@ func (w *Writer) flushBuf() error {
 	w.pending -= lines
 	w.buf = w.buf[:copy(w.buf, w.buf[kept:])]
 	if err != nil {
-		return fmt.Errorf("auditlog: %w", err)
+		err = fmt.Errorf("auditlog: %w", err)
+		if noSpace(err) && w.cfg.QueueBytes >= 0 {
+			// The buffer's lines join the queue, which the next lines
+			// wait behind, so the buffer is free again. (Without a
+			// queue they stay buffered for the next try.)
+			w.st.buffered.Add(-int64(w.pending))
+			qerr := w.enqueue(w.buf, w.pending, err, true)
+			w.pending, w.buf = 0, w.buf[:0]
+			if errors.Is(qerr, ErrDropped) {
+				return qerr
+			}
+		}
+		return err
+	}
+	if w.queued == 0 {
+		w.diskSpaceBack()
 	}
 	return nil
 }
@@ -389,11 +528,12 @@ func (w *Writer) dropBuf() {
 	w.buf = w.buf[:0]
 }
 
-// Flush makes the lines accepted so far as safe as the policy can: under
-// FlushNone it hands the buffer to the kernel (they then survive a process
-// crash); under FlushIncremental and FlushIncrementalAsync it fsyncs the
-// file and waits for it; under FlushData and FlushSync there is nothing
-// left to do. A daemon using FlushNone should call it on a timer.
+// Flush makes the lines accepted so far as safe as the policy can: it
+// writes the lines a full disk queued, if it can; under FlushNone it
+// hands the buffer to the kernel (they then survive a process crash);
+// under FlushIncremental and FlushIncrementalAsync it fsyncs the file and
+// waits for it; under FlushData and FlushSync there is nothing left to do.
+// A daemon using FlushNone should call it on a timer.
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -403,6 +543,9 @@ func (w *Writer) Flush() error {
 	if w.f == nil {
 		return nil
 	}
+	if err := w.drainQueue(); err != nil {
+		return err
+	}
 	switch w.cfg.Flush {
 	case FlushNone:
 		return w.flushBuf()
@@ -411,6 +554,74 @@ func (w *Writer) Flush() error {
 		return errors.Join(w.fsync(), w.takeAsyncErr())
 	}
 	return nil
+}
+
+// Retry writes the lines a full disk queued, if space has come back; it
+// does nothing when none wait. A daemon calls it on a timer, so that a
+// queue is written when space returns even if no new line comes.
+func (w *Writer) Retry() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	return w.drainQueue()
+}
+
+// Reconfigure applies cfg — limits, flush policy, mode, queue bound, even
+// a new Path — and reopens cfg.Path, creating it if it is gone: what a
+// daemon does on SIGHUP, both to apply a changed configuration and after
+// logrotate renamed the log. The Writer stays the same, so whoever holds
+// it never writes to a stale file. No line is lost: lines written before
+// are in the old file (fsynced unless FlushNone), and lines buffered or
+// queued go to the new file before any later line. An invalid cfg is
+// refused and changes nothing. If the open fails (ErrRotate), the new
+// settings apply to the old file, which keeps every line, and the open is
+// tried again before each line.
+func (w *Writer) Reconfigure(cfg Config) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	old := w.cfg
+	w.cfg, w.log = cfg, w.base.With("log", cfg.Path)
+	if old.Flush == FlushIncrementalAsync && cfg.Flush != FlushIncrementalAsync {
+		w.stopSyncLoop()
+	}
+	w.startSyncLoop()
+	if cfg.Flush == FlushNone && w.buf == nil {
+		w.buf = make([]byte, 0, bufferSize)
+	}
+	var errs []error
+	if f, size, err := w.openFile(); err != nil {
+		w.st.rotateErrors.Add(1)
+		w.stale = w.f != nil
+		errs = append(errs, fmt.Errorf("%w: %w", ErrRotate, err))
+	} else {
+		errs = append(errs, w.switchTo(f, size))
+	}
+	errs = append(errs, w.drainQueue())
+	if cfg.Flush != FlushNone && len(w.buf) > 0 {
+		// Lines buffered under FlushNone: write them now.
+		if err := w.flushBuf(); err != nil {
+			errs = append(errs, err)
+		}
+		if len(w.buf) > 0 {
+			// Not written and not queued (not a full disk): keep them
+			// buffered under the old rule until the next Flush.
+			w.cfg.Flush = FlushNone
+			w.log.Error("audit log: buffered lines could not be written; keeping flush=none until they are", "lines", w.pending)
+		}
+	}
+	if cfg.Flush != FlushNone && len(w.buf) == 0 {
+		w.buf = nil
+	}
+	return errors.Join(errs...)
 }
 
 // Reopen closes the log and opens cfg.Path again, creating it if it is
@@ -450,6 +661,14 @@ func (w *Writer) Close() error {
 	var err error
 	if w.f != nil {
 		err = w.closeFile()
+	}
+	if w.queued > 0 {
+		// No space came back: the queue has nowhere to go.
+		w.log.Error("audit log: closing with lines a full disk refused; dropping them", "lines", w.queued)
+		w.st.diskFull.Add(uint64(w.queued))
+		w.st.queued.Add(-int64(w.queued))
+		w.queued, w.queue = 0, nil
+		err = errors.Join(err, dropped(ErrDiskFull))
 	}
 	return errors.Join(err, w.takeAsyncErr())
 }
@@ -548,11 +767,36 @@ func (w *Writer) syncDir() error {
 	return d.Sync()
 }
 
+// startSyncLoop starts FlushIncrementalAsync's background goroutine if
+// that is the policy and it does not run.
+func (w *Writer) startSyncLoop() {
+	if w.cfg.Flush != FlushIncrementalAsync || w.syncReq != nil {
+		return
+	}
+	w.syncReq = make(chan *os.File, 1)
+	w.syncDone = make(chan struct{})
+	go w.syncLoop(w.syncReq, w.syncDone)
+}
+
+// stopSyncLoop stops the background goroutine and waits for it; its last
+// error is kept for the next call to report.
+func (w *Writer) stopSyncLoop() {
+	if w.syncReq == nil {
+		return
+	}
+	close(w.syncReq)
+	<-w.syncDone
+	if p := w.asyncErr.Swap(nil); p != nil {
+		w.log.Error("audit log: background fsync failed before the flush policy changed", "err", *p)
+	}
+	w.syncReq, w.syncDone = nil, nil
+}
+
 // syncLoop is FlushIncrementalAsync's background goroutine, like auditd's
 // flush thread. It only touches the files it is sent and atomics.
-func (w *Writer) syncLoop() {
-	defer close(w.syncDone)
-	for f := range w.syncReq {
+func (w *Writer) syncLoop(req <-chan *os.File, done chan<- struct{}) {
+	defer close(done)
+	for f := range req {
 		// os.File counts its users, so a Close during Sync waits for it
 		// to finish; a file already closed (rotated) was synced then.
 		if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
@@ -605,6 +849,9 @@ func (w *Writer) closeFile() error {
 	if err := w.flushBuf(); err != nil {
 		errs = append(errs, err)
 		w.dropBuf()
+	}
+	if err := w.drainQueue(); err != nil {
+		errs = append(errs, err) // the queue stays for the next file, or Close drops it
 	}
 	errs = append(errs, w.retire())
 	return errors.Join(errs...)

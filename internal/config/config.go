@@ -121,6 +121,7 @@ type Log struct {
 	MaxLogFileAction auditlog.Action      `toml:"max_log_file_action"`
 	Flush            auditlog.FlushPolicy `toml:"flush"`
 	Freq             int                  `toml:"freq"`
+	DiskFullQueue    int64                `toml:"disk_full_queue"` // KiB; 0: none
 }
 
 // Default returns the embedded defaults.
@@ -226,6 +227,8 @@ func (l Log) validate(sect string) error {
 		return fmt.Errorf("%s.num_logs %d must be 1–999", sect, l.NumLogs)
 	case l.Freq < 1 || l.Freq > 1<<20:
 		return fmt.Errorf("%s.freq %d must be 1–1048576", sect, l.Freq)
+	case l.DiskFullQueue < 0 || l.DiskFullQueue > 1<<20:
+		return fmt.Errorf("%s.disk_full_queue %d must be 0–1048576 KiB", sect, l.DiskFullQueue)
 	}
 	return nil
 }
@@ -263,6 +266,8 @@ func (l Log) writer(path string) auditlog.Config {
 		MaxAction: l.MaxLogFileAction,
 		Flush:     l.Flush,
 		Freq:      l.Freq,
+		// 0 here means no queue; auditlog's zero value is its default.
+		QueueBytes: queueBytes(l.DiskFullQueue),
 	}
 }
 
@@ -271,4 +276,11 @@ func (c Config) Text() []byte {
 	var b bytes.Buffer
 	toml.NewEncoder(&b).Encode(c)
 	return b.Bytes()
+}
+
+func queueBytes(kib int64) int64 {
+	if kib == 0 {
+		return -1
+	}
+	return kib << 10
 }

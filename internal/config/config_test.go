@@ -34,6 +34,7 @@ func TestParse(t *testing.T) {
 		{"[log]\nflush = \"sometimes\"", "flush"},
 		{"[log]\nnum_logs = 0", "num_logs 0"},
 		{"[log]\nmax_log_file = -1", "max_log_file -1"},
+		{"[containers]\ndisk_full_queue = -1", "containers.disk_full_queue -1"},
 		{"log_level = \"loud\"", "log_level"},
 		{"max_containers_per_owner = -1", "max_containers_per_owner -1"},
 		{"[containers]\nkeep_dropped = -1", "containers.keep_dropped -1"},
@@ -103,5 +104,25 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	if Default().Metrics.Listen != "" {
 		t.Error("metrics must be off by default")
+	}
+}
+
+// TestDiskFullQueue: disk_full_queue is KiB, and 0 means no queue, which
+// the writer's configuration spells negative (its zero is its default).
+func TestDiskFullQueue(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+	}{{"", 4096 << 10}, {"[log]\ndisk_full_queue = 0", -1}, {"[log]\ndisk_full_queue = 1", 1024}} {
+		c, err := Parse([]byte(tt.in), "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.HostLog().QueueBytes; got != tt.want {
+			t.Errorf("%q: QueueBytes %d, want %d", tt.in, got, tt.want)
+		}
+	}
+	if got := Default().ContainerLog(1).QueueBytes; got != 256<<10 {
+		t.Errorf("container log QueueBytes %d, want 256 KiB", got)
 	}
 }

@@ -385,6 +385,10 @@ func (d *Daemon) tickAudit(now time.Time) {
 	if d.cfg.Log.Flush == auditlog.FlushNone {
 		a.out.Flush()
 	}
+	a.out.Retry()
+	for _, l := range a.out.TakeLosses() {
+		d.diskFullLoss(l.Log, l.Lines)
+	}
 	d.publishAudit()
 }
 
@@ -411,20 +415,32 @@ func (d *Daemon) flushLosses() {
 // is written directly: sent into the kernel's stream it would come back
 // by the multicast path whose loss it reports, and could be dropped the
 // same way while the socket is still full.
-func (d *Daemon) lossRecord(kind string, n uint64) {
+func (d *Daemon) lossRecord(kind string, n uint64, extra ...records.Field) {
 	d.audit.counters.lossRecords.Add(1)
+	source := d.audit.mode
+	if source == "" {
+		source = "off"
+	}
 	emit := d.Emit
-	if d.audit.mode == "listener" {
+	if source == "listener" {
 		emit = d.local
 	}
 	emit(records.Record{
 		Type:  records.ContidLoss,
 		Stamp: records.StampAt(time.Now().UnixNano(), 0),
-		Fields: []records.Field{
+		Fields: append([]records.Field{
 			{Key: "kind", Value: kind}, {Key: "count", Value: strconv.FormatUint(n, 10)},
-			{Key: "source", Value: d.audit.mode},
-		},
+			{Key: "source", Value: source},
+		}, extra...),
 	})
+}
+
+// diskFullLoss records the lines a log dropped while its disk was full,
+// once it writes again (so the record is not lost the same way). log is
+// relative to the log directory.
+func (d *Daemon) diskFullLoss(log string, n uint64) {
+	d.log.Warn("log lines were lost while the disk was full", "log", log, "lines", n)
+	d.lossRecord("disk_full", n, records.Field{Key: "log", Value: log})
 }
 
 // send is the sender goroutine: own records into the kernel's stream.

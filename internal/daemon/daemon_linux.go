@@ -7,9 +7,16 @@
 // Loss is counted, never silent: ring-buffer overflow (tracker Stats.Lost),
 // events the engine could not place (engine Stats), records the log could
 // not take (auditlog Stats) are all in Status().
+//
+// Ownership: the core goroutine (loop) owns the configuration and the
+// pipeline. Each log has one auditlog.Writer for the daemon's life, never
+// replaced: SIGHUP reconfigures and reopens it in place (reload), so the
+// sender goroutine and the output, which hold it, never write to a stale
+// file. Other goroutines read only atomics and what is fixed at start.
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,14 +47,16 @@ import (
 
 // Daemon is a running contid daemon.
 type Daemon struct {
-	cfg  config.Config
-	log  *slog.Logger
-	src  source
-	tr   *tracker.Tracker // nil on the proc connector
-	pins *pinnedContainers
-	eng  *engine.Engine
-	hl   *auditlog.Writer
-	srv  *api.Server
+	cfg     config.Config // the core goroutine's; reload changes it
+	fileCfg config.Config // the configuration file as last read, for reload to compare
+	source  string        // where task events come from; fixed at start, read by Status
+	log     *slog.Logger
+	src     source
+	tr      *tracker.Tracker // nil on the proc connector
+	pins    *pinnedContainers
+	eng     *engine.Engine
+	hl      *auditlog.Writer
+	srv     *api.Server
 
 	events  chan []tracker.Event // batches: one hand-over for many events
 	reqs    chan request
@@ -59,6 +68,8 @@ type Daemon struct {
 	resume   chan struct{}
 	cancelMu sync.Mutex
 	cancel   context.CancelFunc
+
+	hostLost uint64 // the host log's Dropped.DiskFull already reported (core)
 
 	serial  atomic.Uint64
 	offset  int64 // unix ns minus CLOCK_MONOTONIC ns
@@ -112,6 +123,9 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	// could have its files swapped for links.
 	if err := safedir.Ensure(cfg.LogDir, 0o700); err != nil {
 		return fmt.Errorf("daemon: log directory: %w", err)
+	}
+	if d.fileCfg, err = config.Load(configPath); err != nil {
+		return fmt.Errorf("daemon: %w", err)
 	}
 	if d.hl, err = auditlog.Open(cfg.HostLog(), log); err != nil {
 		return fmt.Errorf("daemon: %w", err)
@@ -221,7 +235,7 @@ func (d *Daemon) openSource() error {
 			d.tr, err = tracker.Open(tracker.Config{PinDir: d.cfg.PinDir, NSSyscalls: d.cfg.NSSyscalls}, d.log)
 		}
 		if err == nil {
-			d.src, d.cfg.Source = d.tr, "ebpf"
+			d.src, d.cfg.Source, d.source = d.tr, "ebpf", "ebpf"
 			d.log.Info("task events from eBPF: contids in kernel task storage, inherited at fork inside the kernel",
 				"pin_dir", d.cfg.PinDir, "ns_syscalls", d.cfg.NSSyscalls)
 			return nil
@@ -235,7 +249,7 @@ func (d *Daemon) openSource() error {
 	if err != nil {
 		return fmt.Errorf("daemon: process-events connector: %w", err)
 	}
-	d.src, d.cfg.Source = pc, "proc-connector"
+	d.src, d.cfg.Source, d.source = pc, "proc-connector", "proc-connector"
 	d.log.Warn("task events from the process-events connector: inheritance is BEST EFFORT " +
 		"(no kernel state: attribution follows the order of fork events, registrations do not survive a restart, " +
 		"namespaces are not tracked, and overload loses events, counted in status)")
@@ -407,9 +421,7 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 			d.updateOffset()
 			d.publish()
 			d.tickAudit(now)
-			if d.cfg.Log.Flush == auditlog.FlushNone {
-				d.hl.Flush()
-			}
+			d.tickHostLog()
 		case s := <-sigs:
 			if s != syscall.SIGHUP {
 				d.log.Info("signal, stopping", "signal", s)
@@ -422,27 +434,70 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 	}
 }
 
-// reload applies a changed configuration file on SIGHUP. Paths (socket,
-// pin and log directories) need a restart; the log's limits and flush
-// policy take effect at once, and the log is reopened (for logrotate).
+// reload runs on SIGHUP: it re-reads the configuration file, applies its
+// [log] and [containers] sections (limits, flush policy, disk-full queue),
+// and reopens every log in place — the host log, the JSON log and each
+// open container log — so a log renamed away (logrotate) is started anew
+// and nothing is lost: lines written before the reopen are in the renamed
+// file, later ones in the new one. Every other key takes effect only at
+// restart (a warning says so when one changed), and flags given at start
+// keep their effect. A file that is refused changes nothing, but the logs
+// are reopened all the same: logrotate's SIGHUP must work whatever the
+// state of the file.
 func (d *Daemon) reload(path string) {
-	cfg, err := config.Load(path)
+	file, err := config.Load(path)
 	if err != nil {
 		d.log.Error("reload: configuration refused, keeping the old one", "err", err)
+		d.reopenLogs()
+		d.log.Info("reopened the logs")
 		return
 	}
-	if cfg.LogDir != d.cfg.LogDir || cfg.Socket != d.cfg.Socket || cfg.PinDir != d.cfg.PinDir || cfg.NSSyscalls != d.cfg.NSSyscalls {
-		d.log.Warn("reload: log_dir, socket, pin_dir, source and ns_syscalls change only at restart")
+	was, now := d.fileCfg, file
+	was.Log, was.Containers.Log = config.Log{}, config.Log{}
+	now.Log, now.Containers.Log = config.Log{}, config.Log{}
+	if !bytes.Equal(was.Text(), now.Text()) {
+		d.log.Warn("reload: only the log limits of [log] and [containers] apply now; other changed keys take effect at restart")
 	}
-	cfg.LogDir, cfg.Socket, cfg.PinDir, cfg.Source, cfg.NSSyscalls = d.cfg.LogDir, d.cfg.Socket, d.cfg.PinDir, d.cfg.Source, d.cfg.NSSyscalls
-	hl, err := auditlog.Open(cfg.HostLog(), d.log)
-	if err != nil {
-		d.log.Error("reload: reopening the log failed, keeping the old one", "err", err)
-		return
+	d.fileCfg = file
+	d.cfg.Log, d.cfg.Containers.Log = file.Log, file.Containers.Log
+	d.reopenLogs()
+	d.log.Info("reloaded configuration", "path", path,
+		"max_log_file", d.cfg.Log.MaxLogFile, "num_logs", d.cfg.Log.NumLogs, "max_log_file_action", d.cfg.Log.MaxLogFileAction,
+		"flush", d.cfg.Log.Flush, "freq", d.cfg.Log.Freq)
+}
+
+// reopenLogs gives every open log the configuration in force and reopens
+// it in place.
+func (d *Daemon) reopenLogs() {
+	var errs []error
+	if err := d.hl.Reconfigure(d.cfg.HostLog()); err != nil {
+		errs = append(errs, err)
 	}
-	d.hl.Close()
-	d.hl, d.cfg = hl, cfg
-	d.log.Info("reloaded configuration", "path", path)
+	if a := &d.audit; a.out != nil {
+		if a.json != nil {
+			if err := a.json.Reconfigure(d.cfg.JSONLog()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		a.out.Reconfigure() // container logs; it logs its own errors
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Error("reload: reopening a log failed; writing on to the file in use and retrying at each line", "err", err)
+	}
+}
+
+// tickHostLog, once a second: hands a FlushNone buffer to the kernel,
+// writes what a full disk queued if space is back, and once the log writes
+// again, records what it dropped meanwhile (SPEC §8: never silently).
+func (d *Daemon) tickHostLog() {
+	if d.cfg.Log.Flush == auditlog.FlushNone {
+		d.hl.Flush()
+	}
+	d.hl.Retry()
+	if st := d.hl.Stats(); !st.DiskFull && st.Dropped.DiskFull > d.hostLost {
+		d.diskFullLoss("audit.log", st.Dropped.DiskFull-d.hostLost)
+		d.hostLost = st.Dropped.DiskFull
+	}
 }
 
 // apply feeds one tracker event to the engine.
@@ -516,12 +571,16 @@ func (d *Daemon) local(r records.Record) {
 	if d.audit.mode != "" && d.audit.mode != "off" {
 		d.audit.counters.ownLocal.Add(1)
 	}
-	if err := d.hl.WriteLine(records.AppendRaw(nil, &r)); err != nil {
+	switch err := d.hl.WriteLine(records.AppendRaw(nil, &r)); {
+	case err == nil || errors.Is(err, auditlog.ErrQueued) && !errors.Is(err, auditlog.ErrDropped):
+		// Queued on a full disk: written when space returns.
+		d.counters.recordsWritten.Add(1)
+	case errors.Is(err, auditlog.ErrDiskFull):
+		d.counters.recordErrors.Add(1) // the log said so; the loss is recorded when it resumes
+	default:
 		d.counters.recordErrors.Add(1)
 		d.log.Error("host log", "err", err)
-		return
 	}
-	d.counters.recordsWritten.Add(1)
 }
 
 func (d *Daemon) publish() {
@@ -532,7 +591,7 @@ func (d *Daemon) publish() {
 
 // Status reports the daemon's counters; safe from any goroutine.
 func (d *Daemon) Status() api.Status {
-	s := api.Status{Source: d.cfg.Source, Tasks: int(d.tasks.Load()), Counters: map[string]uint64{
+	s := api.Status{Source: d.source, Tasks: int(d.tasks.Load()), Counters: map[string]uint64{
 		"records_written": d.counters.recordsWritten.Load(),
 		"record_errors":   d.counters.recordErrors.Load(),
 		"bad_events":      d.counters.badEvents.Load(),
@@ -563,6 +622,22 @@ func (d *Daemon) Status() api.Status {
 	ls := d.hl.Stats()
 	s.Counters["log_dropped"] = ls.Dropped.Total()
 	d.auditStatus(&s)
+	// Full disk (SPEC §8): over the host log and, with kernel audit, the
+	// JSON and container logs.
+	full, queued, dropped, werrs := ls.DiskFull, uint64(ls.Queued), ls.Dropped.DiskFull, ls.WriteErrors
+	if st := d.audit.stats.Load(); st != nil {
+		full = full || st.out.DiskFull
+		queued += uint64(st.out.Queued)
+		dropped += st.out.DroppedDiskFull
+		werrs += st.out.WriteErrors
+	}
+	s.Counters["log_disk_full"] = 0
+	if full {
+		s.Counters["log_disk_full"] = 1
+	}
+	s.Counters["log_queued"] = queued
+	s.Counters["log_dropped_disk_full"] = dropped
+	s.Counters["log_write_errors"] = werrs
 	return s
 }
 

@@ -73,7 +73,7 @@ var (
 		prometheus.CounterValue, "dest")
 	writeErrors = newFamily("contid_write_errors_total",
 		"Failed writes, by what was written: audit (event writes to the host, container or JSON log that failed, "+
-			"and container logs that could not be opened), own (contid's own records the host log refused), retire (dropped "+
+			"and container logs that could not be opened), own (contid's own records the host log refused), log (failed write(2) calls of the logs, a full disk included), retire (dropped "+
 			"containers' logs that could not be moved aside or removed).",
 		prometheus.CounterValue, "records")
 	anomalies = newFamily("contid_engine_anomalies_total",
@@ -106,6 +106,10 @@ var (
 		prometheus.CounterValue, "kind")
 	netnsWatched = newFamily("contid_packet_netns_watched", "Network namespaces of live containers whose packet records are attributed.",
 		prometheus.GaugeValue, "")
+	logDiskFull = newFamily("contid_log_disk_full", "1 while a log (host, JSON or a container's) waits for disk space, else 0.",
+		prometheus.GaugeValue, "")
+	logQueued = newFamily("contid_log_queued_lines", "Lines the logs hold in memory while their disk is full (disk_full_queue).",
+		prometheus.GaugeValue, "")
 	queueCap = newFamily("contid_queue_capacity",
 		"Capacity of an internal queue (see contid_queue_length).", prometheus.GaugeValue, "queue")
 )
@@ -131,6 +135,10 @@ var counters = map[string]series{
 	"connector_seq_gaps":    {lost, "connector_gap"},
 	"connector_malformed":   {lost, "connector_malformed"},
 	"log_dropped":           {lost, "log_dropped"},
+	"log_dropped_disk_full": {lost, "disk_full"},
+	"log_disk_full":         {f: logDiskFull},
+	"log_queued":            {f: logQueued},
+	"log_write_errors":      {writeErrors, "log"},
 
 	"written_host":      {written, "host"},
 	"written_container": {written, "container"},

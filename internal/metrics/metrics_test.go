@@ -103,11 +103,11 @@ func value(mf *dto.MetricFamily, m *dto.Metric) float64 {
 // hidden, under a valid name, whatever its key holds.
 func TestUnknownCounter(t *testing.T) {
 	s := Snapshot{Status: api.Status{Source: "proc-connector", Counters: map[string]uint64{
-		"log_disk_full": 1, "odd key-Ä\n": 7,
+		"future_gauge": 1, "odd key-Ä\n": 7,
 	}}}
 	out := exposition(t, s)
 	for _, want := range []string{
-		"contid_status_log_disk_full 1\n",
+		"contid_status_future_gauge 1\n",
 		"contid_status_odd_key___ 7\n",
 		`contid_info{audit="off",source="proc-connector"} 1`,
 	} {

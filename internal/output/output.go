@@ -14,11 +14,19 @@
 // receives), or sooner when 256 KiB are pending: a process crash loses at
 // most the batch in hand, which it would lose anyway.
 //
+// A full disk: each log queues what it cannot write (auditlog's
+// QueueBytes) and drops beyond, counting. Output sums the condition over
+// the logs it opened (Stats) and hands each log's loss on through
+// TakeLosses once that log writes again, so the loss can be written down
+// where it is readable. On SIGHUP, Reconfigure gives every open container
+// log its new configuration and reopens it; logs opened later get it too.
+//
 // An Output is for one goroutine (the daemon's core).
 package output
 
 import (
 	"container/list"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -58,12 +66,26 @@ type Stats struct {
 	HostEvents      uint64
 	ContainerEvents uint64
 	JSONEvents      uint64
-	LineErrors      uint64 // writes (of one or more lines) a log refused or failed
+	LineErrors      uint64 // writes (of one or more lines) a log refused or failed, queued ones not included
 	OpenErrors      uint64 // container logs that could not be opened
 	OpenLogs        int
 	Retired         uint64 // dropped containers' logs moved aside
 	RetiredRemoved  uint64 // … removed beyond KeepDropped or KeepDroppedFor
 	RetireErrors    uint64 // moves and removals that failed
+
+	// The JSON log's and the container logs' full-disk state (the host
+	// log's is its owner's to report), as of the last Retry.
+	DiskFull        bool   // one of them waits for space
+	Queued          int    // lines they hold in memory meanwhile
+	DroppedDiskFull uint64 // lines they dropped with disk and queue full, closed logs included
+	WriteErrors     uint64 // their failed write(2) calls, closed logs included
+}
+
+// Loss is a log's lines dropped on a full disk, reported once the log
+// writes again.
+type Loss struct {
+	Log   string // relative to the log directory: audit.json, containers/<contid>/audit.log
+	Lines uint64
 }
 
 // Output is a pipeline.Writer.
@@ -75,12 +97,19 @@ type Output struct {
 	stats      Stats
 	dropped    []retired            // dropped containers' directories, oldest first
 	retired    map[contid.ID]string // directory of each dropped contid not registered again
+	jsonLost   uint64               // the JSON log's Dropped.DiskFull already reported
+	diskDirty  bool                 // a write met a full disk since the full-disk fields were computed
+	// Of container logs closed since: loss not yet reported, and the
+	// counters they took with them.
+	closedLost                         []Loss
+	closedDroppedFull, closedWriteErrs uint64
 }
 
 type clog struct {
-	id   contid.ID
-	w    *auditlog.Writer
-	pend []byte
+	id       contid.ID
+	w        *auditlog.Writer
+	pend     []byte
+	reported uint64 // Dropped.DiskFull already reported
 }
 
 // pendMax is the most bytes gathered for one log before they are written.
@@ -155,7 +184,15 @@ func (o *Output) write(w *auditlog.Writer, pend []byte) []byte {
 	if len(pend) == 0 {
 		return pend
 	}
-	if err := w.WriteLines(pend); err != nil {
+	switch err := w.WriteLines(pend); {
+	case err == nil:
+	case errors.Is(err, auditlog.ErrQueued) && !errors.Is(err, auditlog.ErrDropped):
+		// Kept for when space returns; the log said the disk is full.
+		o.diskDirty = true
+	case errors.Is(err, auditlog.ErrDiskFull):
+		o.stats.LineErrors++ // counted by the log and reported as a Loss
+		o.diskDirty = true
+	default:
 		o.stats.LineErrors++
 		o.cfg.Log.Error("log write", "err", err)
 	}
@@ -174,6 +211,9 @@ func (o *Output) Commit() {
 	}
 	if o.cfg.JSON != nil {
 		o.json = o.write(o.cfg.JSON, o.json)
+	}
+	if o.diskDirty {
+		o.diskStats(false) // the condition shows at once, not at the next Retry
 	}
 }
 
@@ -208,6 +248,12 @@ func (o *Output) evict(e *list.Element) {
 	if err := c.w.Close(); err != nil {
 		o.cfg.Log.Error("container log close", "contid", c.id, "err", err)
 	}
+	st := c.w.Stats()
+	if n := st.Dropped.DiskFull - c.reported; n > 0 {
+		o.closedLost = append(o.closedLost, Loss{Log: containerLog(c.id), Lines: n})
+	}
+	o.closedDroppedFull += st.Dropped.DiskFull
+	o.closedWriteErrs += st.WriteErrors
 	delete(o.open, c.id)
 	o.lru.Remove(e)
 }
@@ -224,14 +270,73 @@ func (o *Output) Flush() {
 	}
 }
 
-// Reopen reopens every open container log (after logrotate moved them).
-func (o *Output) Reopen() {
+// Reconfigure gives every open container log the configuration
+// Config.Container returns now, and reopens it (after logrotate moved it,
+// or to apply new limits and flush policy). It writes what is pending
+// first. The JSON and host logs are their owner's to reconfigure.
+func (o *Output) Reconfigure() {
+	o.Commit()
 	for e := o.lru.Front(); e != nil; e = e.Next() {
-		if err := e.Value.(*clog).w.Reopen(); err != nil {
-			o.cfg.Log.Error("container log reopen", "contid", e.Value.(*clog).id, "err", err)
+		c := e.Value.(*clog)
+		if err := c.w.Reconfigure(o.cfg.Container(c.id)); err != nil {
+			o.cfg.Log.Error("container log reconfigure", "contid", c.id, "err", err)
 		}
 	}
 }
+
+// Retry has the JSON log and every open container log write what a full
+// disk queued, if space has come back, and brings the full-disk fields of
+// Stats up to date. Call it on a timer.
+func (o *Output) Retry() { o.diskStats(true) }
+
+// diskStats computes the full-disk fields of Stats, having each log retry
+// its queue first if retry.
+func (o *Output) diskStats(retry bool) {
+	o.diskDirty = false
+	s := &o.stats
+	s.DiskFull, s.Queued = false, 0
+	s.DroppedDiskFull, s.WriteErrors = o.closedDroppedFull, o.closedWriteErrs
+	add := func(w *auditlog.Writer) {
+		if retry {
+			w.Retry()
+		}
+		st := w.Stats()
+		s.DiskFull = s.DiskFull || st.DiskFull
+		s.Queued += st.Queued
+		s.DroppedDiskFull += st.Dropped.DiskFull
+		s.WriteErrors += st.WriteErrors
+	}
+	for e := o.lru.Front(); e != nil; e = e.Next() {
+		add(e.Value.(*clog).w)
+	}
+	if o.cfg.JSON != nil {
+		add(o.cfg.JSON)
+	}
+}
+
+// TakeLosses returns the lines the JSON and container logs dropped on a
+// full disk that were not reported yet, for each log that writes again
+// (or was closed): so that the record of a loss comes after it.
+func (o *Output) TakeLosses() []Loss {
+	out := o.closedLost
+	o.closedLost = nil
+	if o.cfg.JSON != nil {
+		if st := o.cfg.JSON.Stats(); !st.DiskFull && st.Dropped.DiskFull > o.jsonLost {
+			out = append(out, Loss{Log: "audit.json", Lines: st.Dropped.DiskFull - o.jsonLost})
+			o.jsonLost = st.Dropped.DiskFull
+		}
+	}
+	for e := o.lru.Front(); e != nil; e = e.Next() {
+		c := e.Value.(*clog)
+		if st := c.w.Stats(); !st.DiskFull && st.Dropped.DiskFull > c.reported {
+			out = append(out, Loss{Log: containerLog(c.id), Lines: st.Dropped.DiskFull - c.reported})
+			c.reported = st.Dropped.DiskFull
+		}
+	}
+	return out
+}
+
+func containerLog(id contid.ID) string { return "containers/" + id.String() + "/audit.log" }
 
 // Close commits and closes the container logs (not Host and JSON, which
 // the owner opened).
