@@ -5,7 +5,7 @@
 package e2e
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -293,21 +293,24 @@ func (d *daemon) sh(script string, env ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// logRecords parses every line of the host log; a line that does not parse
-// (torn or corrupt) fails the test.
+// logRecords parses every whole line of the host log; a line that does
+// not parse (torn or corrupt) fails the test. A last line without its
+// '\n' is a write still in progress (a reader can see part of a write(2)
+// to a regular file) and is left for the next look.
 func (d *daemon) logRecords() []records.Record {
 	d.t.Helper()
-	f, err := os.Open(filepath.Join(d.dir, "audit.log"))
+	b, err := os.ReadFile(filepath.Join(d.dir, "audit.log"))
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	defer f.Close()
+	b = b[:bytes.LastIndexByte(b, '\n')+1]
 	var out []records.Record
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		r, err := records.ParseLine(sc.Text())
+	for n := 1; len(b) > 0; n++ {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
+		r, err := records.ParseLine(string(line))
 		if err != nil {
-			d.t.Fatalf("audit.log:%d does not parse: %v: %q", n, err, sc.Text())
+			d.t.Fatalf("audit.log:%d does not parse: %v: %q", n, err, line)
 		}
 		out = append(out, r)
 	}
