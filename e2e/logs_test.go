@@ -106,7 +106,8 @@ func (l *execLoop) end() int {
 	}
 	final := `exe="` + l.final + `"`
 	waitProgress(l.t, l.d, "audit.log*", "the loop's final exec in the host log", func() bool { return countIn(l.d.hostLogs(), final) > 0 })
-	waitProgress(l.t, l.d, "containers/"+l.contid+"/audit.log*", "the loop's final exec in the container log", func() bool {
+	// Progress is the host log's: it takes every event the container's does.
+	waitProgress(l.t, l.d, "audit.log*", "the loop's final exec in the container log", func() bool {
 		return countIn(l.d.containerLogs(l.contid), final) > 0
 	})
 	return n
@@ -194,9 +195,12 @@ func (d *daemon) hostLogs() []string {
 	return files
 }
 
+// containerLogs returns a container's log files, live or moved aside at
+// its drop (containers/dropped/<contid>-<time>/).
 func (d *daemon) containerLogs(id string) []string {
 	files, _ := filepath.Glob(filepath.Join(d.logs(), "containers", id, "audit.log*"))
-	return files
+	dropped, _ := filepath.Glob(filepath.Join(d.logs(), "containers", "dropped", id+"-*", "audit.log*"))
+	return append(files, dropped...)
 }
 
 func countIn(files []string, s string) int {

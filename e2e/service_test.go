@@ -436,7 +436,7 @@ func TestServiceCapabilities(t *testing.T) {
 	}
 	needs := map[string]string{
 		"CAP_BPF": "ebpf", "CAP_PERFMON": "ebpf",
-		"CAP_SYS_PTRACE": "callers", "CAP_KILL": "callers",
+		"CAP_SYS_PTRACE": "callers", "CAP_KILL": "callers", "CAP_DAC_READ_SEARCH": "callers",
 		"CAP_NET_ADMIN":     "connector",
 		"CAP_AUDIT_CONTROL": "primary", "CAP_AUDIT_WRITE": "primary",
 		"CAP_AUDIT_READ": "listener",
