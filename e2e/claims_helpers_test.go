@@ -30,19 +30,13 @@ const progressIdle = 30 * time.Second
 // time.
 func awaitProgress(t testing.TB, what string, probe func() (state string, done bool)) string {
 	t.Helper()
-	last, since := "", time.Now()
-	for {
-		state, done := probe()
-		if done {
-			return state
-		}
-		if state != last {
-			last, since = state, time.Now()
-		} else if time.Since(since) > progressIdle {
-			t.Fatalf("waiting for %s: no progress for %v; last seen: %s", what, progressIdle, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var state string
+	testwait.UntilIdle(t, what, progressIdle, func() (bool, any) {
+		s, done := probe()
+		state = s
+		return done, s
+	})
+	return state
 }
 
 // apiClients holds one client per socket: a client keeps its connection

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testwait"
 )
 
 // The tests of this file run a paced exec loop in a container while the
@@ -218,21 +219,19 @@ func countIn(files []string, s string) int {
 // output) stop growing.
 func waitProgress(t *testing.T, d *daemon, files, what string, cond func() bool) {
 	t.Helper()
-	last, since := int64(-1), time.Now()
-	for !cond() {
+	// The daemon's output is logged when the test fails (daemon.start).
+	testwait.UntilIdle(t, what, idle, func() (bool, any) {
+		if cond() {
+			return true, nil
+		}
 		select {
 		case err := <-d.exited:
 			d.exited <- err // for stop
-			t.Fatalf("daemon exited (%v) while waiting for %s:\n%s", err, what, d.output())
+			t.Fatalf("daemon exited (%v) while waiting for %s", err, what)
 		default:
 		}
-		if n := d.fileBytes(files); n != last {
-			last, since = n, time.Now()
-		} else if time.Since(since) > idle {
-			t.Fatalf("waiting for %s: nothing written for %v:\n%s", what, idle, d.output())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false, d.fileBytes(files)
+	})
 }
 
 // fileBytes is the number of bytes in the daemon's files that match the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testwait"
 )
 
 // Kernel audit state that survives a daemon: these tests check what the
@@ -68,26 +69,6 @@ func countRule(rules []string, sub ...string) int {
 		}
 	}
 	return n
-}
-
-// waitProgress polls cond until it holds. It fails only when the progress
-// value cond reports has not moved for idle: a slow machine is not a
-// failure, a stuck one is.
-func untilProgress(t *testing.T, what string, idle time.Duration, cond func() (bool, int)) {
-	t.Helper()
-	last, since := -1, time.Now()
-	for {
-		done, p := cond()
-		if done {
-			return
-		}
-		if p != last {
-			last, since = p, time.Now()
-		} else if time.Since(since) > idle {
-			t.Fatalf("%s: no progress for %v (at %d)", what, idle, p)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // markLoop runs /bin/true contid-mark-N for N = 1, 2, … at a steady pace
@@ -260,7 +241,7 @@ func TestAuditRestartAfterKill(t *testing.T) {
 
 	loop := startMarkLoop(t)
 	idle := 30 * time.Second
-	untilProgress(t, "exec loop records before the kill", idle, func() (bool, int) {
+	testwait.UntilIdle(t, "exec loop records before the kill", idle, func() (bool, any) {
 		h := readHostLog(t, d)
 		return h.max >= 50, int(h.max)
 	})
@@ -275,7 +256,7 @@ func TestAuditRestartAfterKill(t *testing.T) {
 	lostKill := st.Lost
 	audittest.Auditctl(t, "-r", "1")
 	execs := loop.n.Load()
-	untilProgress(t, "kernel loss while no daemon runs", idle, func() (bool, int) {
+	testwait.UntilIdle(t, "kernel loss while no daemon runs", idle, func() (bool, any) {
 		l := audittest.Status(t).Lost
 		if n := loop.n.Load(); l < lostKill+5 && n > execs+2000 {
 			t.Fatalf("2000 execs under a rate limit of 1 record/s and the kernel's lost moved from %d to %d only", lostKill, l)
@@ -290,13 +271,13 @@ func TestAuditRestartAfterKill(t *testing.T) {
 	// new daemon registered.
 	ready := loop.n.Load() + 1
 	checkRulesOnce("restart after SIGKILL")
-	untilProgress(t, "exec loop records after the restart", idle, func() (bool, int) {
+	testwait.UntilIdle(t, "exec loop records after the restart", idle, func() (bool, any) {
 		h := readHostLog(t, d)
 		return h.max >= ready+50, int(h.max)
 	})
 	loop.end()
 	last := loop.n.Load()
-	untilProgress(t, "the last mark and the loss report", idle, func() (bool, int) {
+	testwait.UntilIdle(t, "the last mark and the loss report", idle, func() (bool, any) {
 		h := readHostLog(t, d)
 		return h.max >= last && h.lossCount(t) >= lostDown-lost0, int(h.max)
 	})

@@ -55,7 +55,13 @@ func pause(n int) time.Duration {
 // naming what and the last mark.
 func Until(t testing.TB, what string, cond func() (done bool, mark any)) {
 	t.Helper()
-	idle := Idle()
+	UntilIdle(t, what, Idle(), cond)
+}
+
+// UntilIdle is Until with an idle period of the caller's, for a wait whose
+// work is known to show progress more often than Idle.
+func UntilIdle(t testing.TB, what string, idle time.Duration, cond func() (done bool, mark any)) {
+	t.Helper()
 	start := time.Now()
 	var last any
 	moved := start
