@@ -75,6 +75,27 @@ func (c Chain) Append(b []byte) []byte {
 	return b
 }
 
+// AppendChainsJSON appends chains as a JSON array of arrays of numbers,
+// innermost first: [[4,2,1],[7]]. It is the "contid" member of an event in
+// contid's JSON form.
+func AppendChainsJSON(b []byte, chains []Chain) []byte {
+	b = append(b, '[')
+	for i, c := range chains {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for j, id := range c {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(id), 10)
+		}
+		b = append(b, ']')
+	}
+	return append(b, ']')
+}
+
 // Contains reports whether id is any element of the chain (SPEC §6: a parent
 // ID selects its nested children).
 func (c Chain) Contains(id ID) bool {

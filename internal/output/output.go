@@ -363,21 +363,8 @@ func (o *Output) Stats() Stats {
 // incomplete and late appear when true. Each record is records.AppendJSON's
 // object, which carries the stamp.
 func appendEventJSON(b []byte, ev *pipeline.Event) []byte {
-	b = append(b, `{"contid":[`...)
-	for i, c := range ev.Chains {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '[')
-		for j, id := range c {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = strconv.AppendUint(b, uint64(id), 10)
-		}
-		b = append(b, ']')
-	}
-	b = append(b, ']')
+	b = append(b, `{"contid":`...)
+	b = contid.AppendChainsJSON(b, ev.Chains)
 	if ev.Container != contid.Unset {
 		b = append(b, `,"container":`...)
 		b = strconv.AppendUint(b, uint64(ev.Container), 10)

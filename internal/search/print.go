@@ -3,9 +3,9 @@ package search
 import (
 	"bufio"
 	"io"
-	"strconv"
 	"time"
 
+	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/records"
 )
 
@@ -53,21 +53,9 @@ func (p *Printer) Print(ev *Event) error {
 			b = append(b, '\n')
 		}
 	case JSON:
-		b = append(b, `{"contid":[`...)
-		for i, c := range Chains(ev) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, '[')
-			for j, id := range c {
-				if j > 0 {
-					b = append(b, ',')
-				}
-				b = strconv.AppendUint(b, uint64(id), 10)
-			}
-			b = append(b, ']')
-		}
-		b = append(b, `],"records":[`...)
+		b = append(b, `{"contid":`...)
+		b = contid.AppendChainsJSON(b, Chains(ev))
+		b = append(b, `,"records":[`...)
 		for i := range ev.Records {
 			if i > 0 {
 				b = append(b, ',')
