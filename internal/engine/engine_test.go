@@ -742,3 +742,41 @@ func TestOwnerQuota(t *testing.T) {
 		wantErrno(t, w.set(100, false, true, w.fork(100), strconv.Itoa(30+i)), 0)
 	}
 }
+
+// TestJoinOutlivesItsProcess: `runc exec` moves its helper into the
+// container's cgroup (the kernel tags it), and the helper execs, forks the
+// command's child and exits before the daemon applies the move. Tagging its
+// threads then finds it gone; the join is still a fact and the child,
+// forked after the move, is in the container. A move the kernel did not tag
+// (the process had a contid of its own) that the kernel then refuses
+// changes nothing.
+func TestJoinOutlivesItsProcess(t *testing.T) {
+	w := newWorld(t)
+	k := &fakeKernel{tagged: map[int32]contid.ID{}}
+	w.e.kernel = k
+	init := w.fork(100)
+	wantErrno(t, w.set(100, false, true, init, "5"), 0)
+
+	runc := w.fork(100)
+	helper := w.fork(runc)
+	k.refuse = fmt.Errorf("tracker: tag %d: %w", helper, unix.ESRCH)
+	if err := w.e.Join(Join{Time: w.tick(), PID: helper, Contid: 5, Mover: runc, Tagged: true}); err != nil {
+		t.Fatalf("a join the kernel made, refused: %v", err)
+	}
+	if got := fields(w.lastOp()); !strings.HasPrefix(got, "op=join") || !strings.HasSuffix(got, "res=success") {
+		t.Fatalf("join logged as %q", got)
+	}
+	child := w.fork(helper)
+	w.exit(helper)
+	if got := w.chain(child); got != "5" {
+		t.Fatalf("the helper's child has chain %q, want 5", got)
+	}
+
+	other := w.fork(runc)
+	if err := w.e.Join(Join{Time: w.tick(), PID: other, Contid: 5, Mover: runc, Tagged: false}); err == nil {
+		t.Fatal("an untagged join the kernel refused was accepted")
+	}
+	if got := w.chain(other); got != "-1" {
+		t.Fatalf("refused join left chain %q", got)
+	}
+}

@@ -205,10 +205,18 @@ func (e *Engine) Join(ev Join) error {
 	case t.cont != nil:
 		err = refuse(unix.EEXIST, "process "+strconv.Itoa(int(t.tgid))+" is in container "+t.cont.chain.String()+" already")
 	case e.kernel != nil:
-		// The kernel tagged the leader; tag every thread, as a
-		// registration does.
+		// Tag every thread, as a registration does. When the kernel
+		// tagged the leader at the move (ev.Tagged) the join is a fact
+		// whatever this walk finds: the process may have exec'd, forked
+		// and exited before the event is applied, and the children it
+		// made meanwhile have the contid. Its threads inherit the
+		// leader's value in the kernel anyway; a failed walk is counted.
 		if kerr := e.kernel.Tag(t.ref(), c.id); kerr != nil {
-			err = kernelRefusal(kerr)
+			if !ev.Tagged {
+				err = kernelRefusal(kerr)
+			} else {
+				e.stats.KernelErrors++
+			}
 		}
 	}
 	if err == nil {
