@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/oci"
@@ -305,7 +304,6 @@ func TestAuditPlugin(t *testing.T) {
 		return p
 	}
 	cfg := write("contid.toml", "log_dir = \""+logDir+"\"\nsocket = \""+sock+"\"\npin_dir = \""+pinDir+"\"\nlog_level = \"debug\"\n")
-	os.Mkdir(filepath.Join(dir, "plugins.d"), 0o750)
 	// The shipped conf, with this build's path and configuration.
 	conf, err := os.ReadFile("../contrib/plugins.d/contid.conf")
 	if err != nil {
@@ -316,41 +314,13 @@ func TestAuditPlugin(t *testing.T) {
 	if c == string(conf) {
 		t.Fatal("contrib/plugins.d/contid.conf: path or args line not found")
 	}
-	write("plugins.d/contid.conf", c)
-	auditdLog := filepath.Join(dir, "auditd.log")
-	write("auditd.conf", "log_file = "+auditdLog+"\nlog_format = RAW\nwrite_logs = yes\nflush = INCREMENTAL_ASYNC\nfreq = 50\n"+
-		"plugin_dir = "+filepath.Join(dir, "plugins.d")+"\nmax_log_file_action = ignore\nspace_left = 2\nadmin_space_left = 1\n"+
-		"disk_full_action = ignore\ndisk_error_action = ignore\nspace_left_action = ignore\nadmin_space_left_action = ignore\n")
-	auditd := exec.Command("auditd", "-n", "-c", dir)
-	var auditdOut strings.Builder
-	auditd.Stdout, auditd.Stderr = &auditdOut, &auditdOut
-	// Registered with the kernel, auditd left behind would break every
-	// later audit test: it dies with this test binary.
-	auditd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := auditd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { auditd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		auditd.Process.Signal(syscall.SIGTERM) // auditd ignores SIGINT
-		select {
-		case <-done:
-		case <-time.After(testwait.Idle()):
-			auditd.Process.Kill()
-			<-done
-			t.Errorf("auditd did not stop within %v of SIGTERM", testwait.Idle())
-		}
-		if t.Failed() {
-			t.Logf("auditd:\n%s", auditdOut.String())
-		}
-	})
+	auditd := startAuditd(t, c)
+	auditdLog := auditd.log
 	d := &daemon{t: t, dir: logDir, socket: sock}
 	waitFor(t, func() bool {
 		select {
-		case <-done:
-			log, _ := os.ReadFile(auditdLog)
-			t.Fatalf("auditd exited:\n%s\n%s", auditdOut.String(), log)
+		case <-auditd.done:
+			t.Fatalf("auditd exited")
 		default:
 		}
 		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
@@ -379,6 +349,24 @@ func TestAuditPlugin(t *testing.T) {
 	st, _, _ := d.sh(`"$C" status --json`)
 	if !strings.Contains(st, `"audit": "plugin"`) || !strings.Contains(st, `"audit_malformed": 0`) {
 		t.Fatalf("status:\n%s", st)
+	}
+
+	// auditd killed outright: its end of the feed closes, and the plugin
+	// stops by itself instead of living on as an orphan holding the API
+	// socket and the BPF programs.
+	kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", auditd.cmd.Process.Pid, auditd.cmd.Process.Pid))
+	plugin := strings.Fields(string(kids))
+	if len(plugin) != 1 {
+		t.Fatalf("auditd's children %q, want the plugin alone", plugin)
+	}
+	auditd.cmd.Process.Kill()
+	<-auditd.done
+	testwait.For(t, "contid audisp to stop after auditd was killed", func() bool {
+		_, err := os.Stat("/proc/" + plugin[0])
+		return os.IsNotExist(err)
+	})
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("the plugin's API socket is left behind after it stopped: %v", err)
 	}
 }
 
