@@ -6,7 +6,7 @@ import (
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/engine"
 	"github.com/contid/contid/internal/procfs"
-	"github.com/contid/contid/internal/tracker"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 // toInput turns a tracker event into an engine input. offset maps the
@@ -14,10 +14,10 @@ import (
 // process's executable for exec events (it may return "" when the process
 // is gone). Start times become /proc's clock ticks so that tasks seeded
 // from /proc and tasks seen at fork compare.
-func toInput(ev tracker.Event, offset int64, exe func(pid int32) string) engine.Input {
+func toInput(ev taskevent.Event, offset int64, exe func(pid int32) string) engine.Input {
 	now := int64(ev.Time) + offset
 	switch ev.Kind {
-	case tracker.KindFork:
+	case taskevent.KindFork:
 		f := engine.Fork{
 			Time: now, Parent: ev.ParentTID, Child: ev.TID, ChildTGID: ev.TGID,
 			Start: procfs.TicksFromBoottime(ev.StartBoottime), NS: ev.NS,
@@ -29,21 +29,21 @@ func toInput(ev tracker.Event, offset int64, exe func(pid int32) string) engine.
 			f.Contid = ev.Contid
 		}
 		return f
-	case tracker.KindExec:
+	case taskevent.KindExec:
 		return engine.Exec{
 			Time: now, PID: ev.TGID, OldTID: ev.OldTID, Comm: ev.Comm, Exe: exe(ev.TGID),
 			UID: ev.UID, AUID: ev.AUID, Ses: ev.Ses, HasCreds: true, NS: ev.NS,
 		}
-	case tracker.KindExit:
+	case taskevent.KindExit:
 		return engine.Exit{Time: now, PID: ev.TID, NS: ev.NS}
-	case tracker.KindJoin:
+	case taskevent.KindJoin:
 		return engine.Join{Time: now, PID: ev.TGID, Contid: ev.CgroupContid, Mover: ev.MoverTID, Tagged: ev.Tagged}
-	case tracker.KindNS:
+	case taskevent.KindNS:
 		op := engine.Observed // the periodic scan
 		switch ev.Op {
-		case tracker.NSUnshare:
+		case taskevent.NSUnshare:
 			op = engine.Unshare
-		case tracker.NSSetns:
+		case taskevent.NSSetns:
 			op = engine.Setns
 		}
 		return engine.NSChange{Time: now, PID: ev.TID, Op: op, NS: ev.NS}

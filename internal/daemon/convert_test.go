@@ -6,7 +6,7 @@ import (
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/engine"
 	"github.com/contid/contid/internal/ns"
-	"github.com/contid/contid/internal/tracker"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 func TestToInput(t *testing.T) {
@@ -15,21 +15,21 @@ func TestToInput(t *testing.T) {
 	exe := func(pid int32) string { return "/bin/x" }
 	const off = 1_000_000_000
 	tests := []struct {
-		ev   tracker.Event
+		ev   taskevent.Event
 		want engine.Input
 	}{
-		{tracker.Event{Kind: tracker.KindFork, Time: 5, TID: 11, TGID: 11, ParentTID: 10, StartBoottime: 2_500_000_000, NS: set, HasContid: true, Contid: 42},
+		{taskevent.Event{Kind: taskevent.KindFork, Time: 5, TID: 11, TGID: 11, ParentTID: 10, StartBoottime: 2_500_000_000, NS: set, HasContid: true, Contid: 42},
 			engine.Fork{Time: off + 5, Parent: 10, Child: 11, ChildTGID: 11, Start: 250, NS: set, HasContid: true, Contid: 42}},
-		{tracker.Event{Kind: tracker.KindFork, Time: 5, TID: 12, TGID: 10, ParentTID: 10, StartBoottime: 10_000_000},
+		{taskevent.Event{Kind: taskevent.KindFork, Time: 5, TID: 12, TGID: 10, ParentTID: 10, StartBoottime: 10_000_000},
 			engine.Fork{Time: off + 5, Parent: 10, Child: 12, ChildTGID: 10, Start: 1, HasContid: true, Contid: contid.Unset}},
-		{tracker.Event{Kind: tracker.KindExec, Time: 6, TID: 11, TGID: 11, OldTID: 13, Comm: "sh", UID: 1, AUID: 2, Ses: 3},
+		{taskevent.Event{Kind: taskevent.KindExec, Time: 6, TID: 11, TGID: 11, OldTID: 13, Comm: "sh", UID: 1, AUID: 2, Ses: 3},
 			engine.Exec{Time: off + 6, PID: 11, OldTID: 13, Comm: "sh", Exe: "/bin/x", UID: 1, AUID: 2, Ses: 3, HasCreds: true}},
-		{tracker.Event{Kind: tracker.KindExit, Time: 7, TID: 12, TGID: 10}, engine.Exit{Time: off + 7, PID: 12}},
-		{tracker.Event{Kind: tracker.KindNS, Time: 8, TID: 11, Op: tracker.NSUnshare, NS: set},
+		{taskevent.Event{Kind: taskevent.KindExit, Time: 7, TID: 12, TGID: 10}, engine.Exit{Time: off + 7, PID: 12}},
+		{taskevent.Event{Kind: taskevent.KindNS, Time: 8, TID: 11, Op: taskevent.NSUnshare, NS: set},
 			engine.NSChange{Time: off + 8, PID: 11, Op: engine.Unshare, NS: set}},
-		{tracker.Event{Kind: tracker.KindNS, Time: 8, TID: 11, Op: tracker.NSSetns, NS: set},
+		{taskevent.Event{Kind: taskevent.KindNS, Time: 8, TID: 11, Op: taskevent.NSSetns, NS: set},
 			engine.NSChange{Time: off + 8, PID: 11, Op: engine.Setns, NS: set}},
-		{tracker.Event{Kind: 99}, nil},
+		{taskevent.Event{Kind: 99}, nil},
 	}
 	for _, tt := range tests {
 		got := toInput(tt.ev, off, exe)

@@ -6,7 +6,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/procfs"
-	"github.com/contid/contid/internal/tracker"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 // procReader fills in from /proc what the connector's events lack. It is
@@ -27,8 +27,8 @@ func newProcReader() *procReader {
 // have exec'd. fill leaves the event unchanged when the stat cannot be read
 // or names a task that started after the event (a reused pid); the
 // credentials stay unknownID when their files cannot be read.
-func (p *procReader) fill(ev *tracker.Event) {
-	if ev.Kind != tracker.KindFork && ev.Kind != tracker.KindExec {
+func (p *procReader) fill(ev *taskevent.Event) {
+	if ev.Kind != taskevent.KindFork && ev.Kind != taskevent.KindExec {
 		return
 	}
 	b, ok := p.read(ev.TID, "stat")
@@ -44,7 +44,7 @@ func (p *procReader) fill(ev *tracker.Event) {
 		return
 	}
 	ev.StartBoottime = start
-	if ev.Kind != tracker.KindExec {
+	if ev.Kind != taskevent.KindExec {
 		return
 	}
 	ev.Comm = st.Comm

@@ -21,6 +21,7 @@ import (
 
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 // DefaultPinDir is where Open pins its state when Config.PinDir is empty.
@@ -468,16 +469,16 @@ func (t *Tracker) NSDev() uint32 { return t.nsDev }
 // Read returns the next event, blocking until one arrives, ctx is done
 // (ctx.Err() is returned) or the tracker is closed (an error wrapping
 // os.ErrClosed). A sample that does not decode gives an error wrapping
-// ErrMalformed; reading may go on after it. Events of one task arrive in
+// taskevent.ErrMalformed; reading may go on after it. Events of one task arrive in
 // the order they happened; events of different tasks on different CPUs may
 // be reordered by a few microseconds (compare Time). Loss is never silent:
 // see Stats.
-func (t *Tracker) Read(ctx context.Context) (Event, error) {
+func (t *Tracker) Read(ctx context.Context) (taskevent.Event, error) {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
 	raw, err := t.readRaw(ctx)
 	if err != nil {
-		return Event{}, err
+		return taskevent.Event{}, err
 	}
 	return Decode(raw, t.nsDev)
 }
