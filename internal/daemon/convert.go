@@ -9,12 +9,12 @@ import (
 	"github.com/contid/contid/internal/taskevent"
 )
 
-// toInput turns a tracker event into an engine input. offset maps the
-// tracker's CLOCK_MONOTONIC times to unix nanoseconds; exe resolves a
-// process's executable for exec events (it may return "" when the process
-// is gone). Start times become /proc's clock ticks so that tasks seeded
+// toInput turns a task event into an engine input. offset maps the
+// sources' CLOCK_MONOTONIC times to unix nanoseconds; exe resolves a
+// process's executable for exec events (an error, such as the process
+// being gone, leaves it empty). Start times become /proc's clock ticks so that tasks seeded
 // from /proc and tasks seen at fork compare.
-func toInput(ev taskevent.Event, offset int64, exe func(pid int32) string) engine.Input {
+func toInput(ev taskevent.Event, offset int64, exe func(pid int32) (string, error)) engine.Input {
 	now := int64(ev.Time) + offset
 	switch ev.Kind {
 	case taskevent.KindFork:
@@ -30,8 +30,9 @@ func toInput(ev taskevent.Event, offset int64, exe func(pid int32) string) engin
 		}
 		return f
 	case taskevent.KindExec:
+		path, _ := exe(ev.TGID)
 		return engine.Exec{
-			Time: now, PID: ev.TGID, OldTID: ev.OldTID, Comm: ev.Comm, Exe: exe(ev.TGID),
+			Time: now, PID: ev.TGID, OldTID: ev.OldTID, Comm: ev.Comm, Exe: path,
 			UID: ev.UID, AUID: ev.AUID, Ses: ev.Ses, HasCreds: true, NS: ev.NS,
 		}
 	case taskevent.KindExit:
@@ -49,4 +50,15 @@ func toInput(ev taskevent.Event, offset int64, exe func(pid int32) string) engin
 		return engine.NSChange{Time: now, PID: ev.TID, Op: op, NS: ev.NS}
 	}
 	return nil
+}
+
+// seedOf turns a task found in /proc at start-up into an engine seed: now
+// is the scan's time and boot the boot time, both unix nanoseconds.
+func seedOf(t procfs.Task, now, boot int64) engine.SeedTask {
+	return engine.SeedTask{
+		Time: now, PID: t.PID, TGID: t.TGID, PPID: t.PPID, Start: t.Start,
+		Born:    boot + int64(t.Start)*(1e9/procfs.TicksPerSecond),
+		NS:      t.NS,
+		Subject: engine.Subject{UID: t.UID, AUID: t.AUID, Ses: t.Ses, Comm: t.Comm, Exe: t.Exe},
+	}
 }

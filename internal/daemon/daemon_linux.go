@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,7 +36,6 @@ import (
 	"github.com/contid/contid/internal/config"
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/engine"
-	"github.com/contid/contid/internal/peer"
 	"github.com/contid/contid/internal/procconn"
 	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/records"
@@ -101,7 +99,7 @@ type Options struct {
 // Run starts the daemon and runs it until ctx is done or SIGTERM/SIGINT;
 // SIGHUP reloads the configuration file (configPath) and reopens the log.
 func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, opt Options) error {
-	if ok, err := peer.InitialUserNS(); err != nil || !ok {
+	if ok, err := procfs.Host.InitialUserNS(); err != nil || !ok {
 		return fmt.Errorf("daemon: must run in the initial user namespace (capability checks need it): %v", err)
 	}
 	d := &Daemon{
@@ -274,15 +272,14 @@ func (d *Daemon) seed() error {
 			d.log.Warn("seed container", "err", err)
 		}
 	}
-	seeds, st, err := procfs.Scan("/proc")
+	tasks, st, err := procfs.Host.Scan()
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	d.scanEnd = monotonic()
 	boot := now - int64(boottime())
-	for _, s := range seeds {
-		s.Time = now
-		s.Born = boot + int64(s.Start)*(1e9/procfs.TicksPerSecond)
+	for _, t := range tasks {
+		s := seedOf(t, now, boot)
 		if d.tr != nil {
 			if id, ok, err := d.tr.Contid(int(s.PID)); err == nil && ok {
 				s.HasContid, s.Contid = true, id
@@ -510,7 +507,7 @@ func (d *Daemon) apply(ev taskevent.Event) {
 			return
 		}
 	}
-	in := toInput(ev, d.offset, exeOf)
+	in := toInput(ev, d.offset, procfs.Host.Exe)
 	if in == nil {
 		d.counters.badEvents.Add(1)
 		return
@@ -539,11 +536,6 @@ func (d *Daemon) applyAll(evs []taskevent.Event) {
 	for _, ev := range evs {
 		d.apply(ev)
 	}
-}
-
-func exeOf(pid int32) string {
-	s, _ := os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
-	return s
 }
 
 // Emit hands on one of contid's own records (SPEC §5.1): into the

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/taskevent"
 )
 
@@ -166,7 +167,7 @@ func Open(cfg Config, log *slog.Logger) (*Conn, error) {
 		return nil, fmt.Errorf("procconn: poller: %w", err)
 	}
 	if !cfg.NoProcfs {
-		c.proc = newProcReader()
+		c.proc = newProcReader(procfs.Host)
 	}
 	c.readMu.Lock()
 	err = c.subscribe(!cfg.AllEvents)

@@ -892,7 +892,7 @@ func monotonic(t testing.TB) uint64 {
 
 // ownContid reads the value thread tid holds itself, not its leader's.
 func ownContid(tr *Tracker, tid int) (contid.ID, bool, error) {
-	fd, err := openThread(tid)
+	fd, err := procfs.OpenThread(tid)
 	if err != nil {
 		return contid.Unset, false, err
 	}
@@ -920,7 +920,7 @@ func TestThreadExec(t *testing.T) {
 			}
 			// The state of a thread created after the registration: no
 			// storage of its own.
-			fd, err := openThread(tid)
+			fd, err := procfs.OpenThread(tid)
 			if err != nil {
 				t.Fatal(err)
 			}
