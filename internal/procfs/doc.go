@@ -1,9 +1,10 @@
 // Package procfs is contid's one reader of what the kernel says about
 // processes: the files of /proc (stat, status, auxv, comm, loginuid,
-// sessionid, exe, ns, task) and pidfds. Other packages read processes
+// sessionid, exe, ns, task, cgroup, and mountinfo for the cgroup mounts)
+// and pidfds. Other packages read processes
 // through it.
 //
-// parse.go holds the parsers: pure functions of the bytes /proc gives,
+// parse.go and cgroup.go hold the parsers: pure functions of the bytes /proc gives,
 // each fuzzed, because a process controls part of what they read (its
 // comm, for one). There is one parser per file. The *_linux.go files do
 // the I/O:

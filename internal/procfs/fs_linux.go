@@ -249,3 +249,22 @@ func ReadNSID(path string) (ns.ID, error) {
 	}
 	return id, nil
 }
+
+// Cgroups reads the cgroups of task pid.
+func (f FS) Cgroups(pid int32) ([]Cgroup, error) {
+	b, err := f.ReadFile(pid, "cgroup")
+	if err != nil {
+		return nil, err
+	}
+	return ParseCgroup(b)
+}
+
+// CgroupMounts lists the cgroup hierarchies mounted at their roots in
+// this process's mount namespace.
+func (f FS) CgroupMounts() ([]CgroupMount, error) {
+	b, err := os.ReadFile(f.root() + "/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("procfs: %w", err)
+	}
+	return ParseCgroupMounts(b), nil
+}
