@@ -1,13 +1,12 @@
 // Package procfs is contid's one reader of what the kernel says about
 // processes: the files of /proc (stat, status, auxv, comm, loginuid,
 // sessionid, exe, ns, task, cgroup, and mountinfo for the cgroup mounts)
-// and pidfds. Other packages read processes
-// through it.
+// and pidfds. Other packages read processes through it.
 //
-// parse.go and cgroup.go hold the parsers: pure functions of the bytes /proc gives,
-// each fuzzed, because a process controls part of what they read (its
-// comm, for one). There is one parser per file. The *_linux.go files do
-// the I/O:
+// parse.go and cgroup.go hold the parsers: pure functions of the bytes
+// /proc gives, each fuzzed, because a process controls part of what they
+// read (its comm, for one). There is one parser per file. The *_linux.go
+// files do the I/O:
 //
 //   - FS is a proc filesystem at a directory; Host is /proc. Tests point
 //     an FS at a fake tree. Reads of a task that is gone give errors
