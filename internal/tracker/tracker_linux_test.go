@@ -980,11 +980,7 @@ func exitLeader(t *testing.T, h *held) {
 
 // procState is the state letter of /proc/PID/stat (Z for a zombie).
 func procState(pid int) byte {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	st, err := procfs.ParseStat(b)
+	st, err := procfs.Host.Stat(int32(pid))
 	if err != nil {
 		return 0
 	}
@@ -1014,11 +1010,7 @@ func TestSetGroupChecksStart(t *testing.T) {
 	if got := h.line(t); got != "ready" {
 		t.Fatalf("helper says %q", got)
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.pid()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := procfs.ParseStat(b)
+	st, err := procfs.Host.Stat(int32(h.pid()))
 	if err != nil || st.StartTime == 0 {
 		t.Fatalf("stat of %d: %+v, %v", h.pid(), st, err)
 	}
