@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/contid/contid/internal/api"
+	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/records"
 )
 
@@ -134,19 +135,14 @@ func helperRole() {
 	fmt.Println("done")
 }
 
-// parentState reads a process's effective uid and name.
+// parentState reads a process's name, then its effective uid.
 func parentState(pid int) (euid, comm string) {
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		switch {
-		case len(f) == 5 && f[0] == "Uid:":
-			euid = f[2]
-		case len(f) == 2 && f[0] == "Name:":
-			comm = f[1]
-		}
+	comm, _ = procfs.Host.Comm(int32(pid))
+	st, err := procfs.Host.Status(int32(pid))
+	if err != nil {
+		return "", comm
 	}
-	return euid, comm
+	return strconv.FormatUint(uint64(st.UID[1]), 10), comm
 }
 
 // sharedCopy copies the test binary where other users may run it.

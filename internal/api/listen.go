@@ -16,6 +16,7 @@ import (
 
 	"github.com/contid/contid/internal/engine"
 	"github.com/contid/contid/internal/peer"
+	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/safedir"
 )
 
@@ -143,7 +144,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		// judge their requests.
 		priv := false
 		if now, err := p.Check(); err == nil {
-			priv = p.Capable(now, peer.CapAuditControl)
+			priv = p.Capable(now, procfs.CapAuditControl)
 		}
 		if err := l.adm.take(p.Conn.UID, priv); err != nil {
 			l.log.Debug("api: connection refused", "pid", p.PID, "uid", p.Conn.UID, "err", err)

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -65,7 +64,7 @@ const DefaultSocket = "/run/contid/contid.sock"
 
 // Server serves the API.
 type Server struct {
-	pidns [2]uint64 // the daemon's own pid namespace
+	pidns ns.ID // the daemon's own pid namespace
 	cfg   Config
 	core  Core
 	log   *slog.Logger
@@ -128,12 +127,10 @@ func Listen(cfg Config, core Core, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, core: core, log: log, lists: newListLimiter(cfg.ListRate, cfg.ListBurst)}
 	s.ln = &listener{UnixListener: ln, log: log, peerPidFD: !cfg.noPeerPidFD, lingering: make(chan struct{}, 64),
 		adm: admission{max: cfg.MaxConns, reserved: cfg.Reserved, perUID: cfg.PerUID, byUID: map[uint32]int{}}}
-	var self syscall.Stat_t
-	if err := syscall.Stat("/proc/self/ns/pid", &self); err != nil {
+	if s.pidns, err = procfs.Host.SelfNSID(ns.PID); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s.pidns = [2]uint64{self.Dev, self.Ino}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/contid", s.handle(s.setContid))
 	mux.HandleFunc("POST /v1/capcontid", s.handle(s.setCapcontid))
@@ -206,8 +203,8 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 			writeErr(w, refuse(unix.ESRCH, "the caller exited: "+err.Error()))
 			return
 		}
-		c := &caller{Peer: &conn.peer, capable: conn.peer.Capable(now, peer.CapAuditControl),
-			ptracer: conn.peer.Capable(now, peer.CapSysPtrace), foreign: now.PidNS != s.pidns}
+		c := &caller{Peer: &conn.peer, capable: conn.peer.Capable(now, procfs.CapAuditControl),
+			ptracer: conn.peer.Capable(now, procfs.CapSysPtrace), foreign: now.PidNS != s.pidns}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 		out, err := h(r, c)
 		if err != nil {
@@ -274,7 +271,7 @@ type target struct {
 // resolve maps a pid as the caller names it to a host task, off the core.
 // A caller in another pid namespace names the pids of its own namespace
 // (and of namespaces nested in it): the kernel translates the number
-// (peer.PidNS.From), and the start time read afterwards pins the task, so
+// (procfs.PidNS.From), and the start time read afterwards pins the task, so
 // the core can check that the engine's task of that pid is the same one.
 func (s *Server) resolve(ctx context.Context, c *caller, pid int32) (target, error) {
 	if !c.foreign {
@@ -303,11 +300,7 @@ func (s *Server) resolve(ctx context.Context, c *caller, pid int32) (target, err
 	if err != nil {
 		return target{}, nil
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(host)) + "/stat")
-	if err != nil {
-		return target{}, nil
-	}
-	st, err := procfs.ParseStat(b)
+	st, err := procfs.Host.Stat(host)
 	if err != nil {
 		return target{}, nil
 	}
@@ -330,7 +323,7 @@ func (t target) task(e *engine.Engine) (engine.TaskInfo, bool) {
 	return ti, true
 }
 
-func (s *Server) openNS(c *caller) (*peer.PidNS, error) {
+func (s *Server) openNS(c *caller) (*procfs.PidNS, error) {
 	pns, err := c.OpenPidNS()
 	if err != nil {
 		return nil, refuse(unix.ESRCH, "the caller exited")
@@ -527,16 +520,13 @@ func exeVisible(c *caller, tid int32) bool {
 	if c.Conn.UID == 0 {
 		return false
 	}
-	var st syscall.Stat_t
-	if syscall.Stat("/proc/"+strconv.Itoa(int(tid)), &st) != nil {
-		return false
-	}
-	return st.Uid == c.Conn.UID && st.Gid == c.Conn.GID
+	uid, gid, err := procfs.Host.Owner(tid)
+	return err == nil && uid == c.Conn.UID && gid == c.Conn.GID
 }
 
 // pidView maps host pids to the caller's pid namespace.
 type pidView struct {
-	ns *peer.PidNS // nil: the daemon's own namespace
+	ns *procfs.PidNS // nil: the daemon's own namespace
 	m  map[int32]int32
 }
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/contid/contid/internal/procfs"
 )
 
 // Mode says how a Client gets the kernel's records (SPEC §5.3).
@@ -877,24 +879,13 @@ func (c *Client) drain() uint64 {
 
 // procComm is /proc/PID/comm, "?" if unreadable.
 func procComm(pid uint32) string {
-	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/comm")
-	if err != nil || len(b) == 0 {
+	c, err := procfs.Host.Comm(int32(pid))
+	if err != nil || c == "" {
 		return "?"
 	}
-	return strings.TrimSuffix(string(b), "\n")
+	return c
 }
 
 // processAlive reports whether pid names a process that has not exited (a
 // zombie has exited: its sockets are closed).
-func processAlive(pid uint32) bool {
-	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return true
-	}
-	state := b[i+2]
-	return state != 'Z' && state != 'X'
-}
+func processAlive(pid uint32) bool { return procfs.Host.Alive(int32(pid)) }

@@ -4,30 +4,20 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 
 	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/procfs"
 )
 
 // bindCgroups binds every cgroup that holds process tgid alone to id (see
 // cgroups.go) and returns how many it bound.
 func (d *Daemon) bindCgroups(tgid int32, id contid.ID) (int, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(int(tgid)) + "/cgroup")
+	lines, err := procfs.Host.Cgroups(tgid)
 	if err != nil {
 		return 0, err
 	}
-	lines, err := parseProcCgroup(f)
-	f.Close()
-	if err != nil {
-		return 0, err
-	}
-	mf, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return 0, err
-	}
-	mounts, err := parseCgroupMounts(mf)
-	mf.Close()
+	mounts, err := procfs.Host.CgroupMounts()
 	if err != nil {
 		return 0, err
 	}
@@ -49,10 +39,10 @@ func (d *Daemon) bindCgroups(tgid int32, id contid.ID) (int, error) {
 		if !ok {
 			continue
 		}
-		if err := d.tr.BindCgroup(l.hier, st.Ino, id); err != nil {
+		if err := d.tr.BindCgroup(l.Hier, st.Ino, id); err != nil {
 			return n, fmt.Errorf("daemon: %w", err)
 		}
-		d.log.Debug("cgroup bound to container", "contid", id, "hierarchy", l.hier, "cgroup", dir, "ino", st.Ino)
+		d.log.Debug("cgroup bound to container", "contid", id, "hierarchy", l.Hier, "cgroup", dir, "ino", st.Ino)
 		n++
 	}
 	return n, nil

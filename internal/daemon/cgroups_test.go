@@ -1,8 +1,9 @@
 package daemon
 
 import (
-	"strings"
 	"testing"
+
+	"github.com/contid/contid/internal/procfs"
 )
 
 const mountinfo = `23 1 254:0 / / rw,relatime - ext4 /dev/vda rw
@@ -18,11 +19,8 @@ const mountinfo = `23 1 254:0 / / rw,relatime - ext4 /dev/vda rw
 // TestCgroupDirs: /proc/PID/cgroup lines map to the directories of their
 // hierarchies' root mounts; roots and unmounted hierarchies map to none.
 func TestCgroupDirs(t *testing.T) {
-	mounts, err := parseCgroupMounts(strings.NewReader(mountinfo))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := parseProcCgroup(strings.NewReader("9:name=systemd:/ctr\n8:pids:/ctr\n4:memory:/ctr\n2:cpuacct,cpu:/ctr\n3:cpuset:/ctr\n1:blkio:/\n0::/ctr/leaf\n"))
+	mounts := procfs.ParseCgroupMounts([]byte(mountinfo))
+	lines, err := procfs.ParseCgroup([]byte("9:name=systemd:/ctr\n8:pids:/ctr\n4:memory:/ctr\n2:cpuacct,cpu:/ctr\n3:cpuset:/ctr\n1:blkio:/\n0::/ctr/leaf\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +39,7 @@ func TestCgroupDirs(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"x:cpu:/a\n", "1:cpu\n", "1:cpu:relative\n"} {
-		if _, err := parseProcCgroup(strings.NewReader(bad)); err == nil {
+		if _, err := procfs.ParseCgroup([]byte(bad)); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}

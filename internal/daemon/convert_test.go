@@ -3,33 +3,36 @@ package daemon
 import (
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/engine"
 	"github.com/contid/contid/internal/ns"
-	"github.com/contid/contid/internal/tracker"
+	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 func TestToInput(t *testing.T) {
 	var set ns.Set
 	set[ns.Net] = ns.ID{Dev: 4, Ino: 99, Unique: 7}
-	exe := func(pid int32) string { return "/bin/x" }
+	exe := func(pid int32) (string, error) { return "/bin/x", nil }
 	const off = 1_000_000_000
 	tests := []struct {
-		ev   tracker.Event
+		ev   taskevent.Event
 		want engine.Input
 	}{
-		{tracker.Event{Kind: tracker.KindFork, Time: 5, TID: 11, TGID: 11, ParentTID: 10, StartBoottime: 2_500_000_000, NS: set, HasContid: true, Contid: 42},
+		{taskevent.Event{Kind: taskevent.KindFork, Time: 5, TID: 11, TGID: 11, ParentTID: 10, StartBoottime: 2_500_000_000, NS: set, HasContid: true, Contid: 42},
 			engine.Fork{Time: off + 5, Parent: 10, Child: 11, ChildTGID: 11, Start: 250, NS: set, HasContid: true, Contid: 42}},
-		{tracker.Event{Kind: tracker.KindFork, Time: 5, TID: 12, TGID: 10, ParentTID: 10, StartBoottime: 10_000_000},
+		{taskevent.Event{Kind: taskevent.KindFork, Time: 5, TID: 12, TGID: 10, ParentTID: 10, StartBoottime: 10_000_000},
 			engine.Fork{Time: off + 5, Parent: 10, Child: 12, ChildTGID: 10, Start: 1, HasContid: true, Contid: contid.Unset}},
-		{tracker.Event{Kind: tracker.KindExec, Time: 6, TID: 11, TGID: 11, OldTID: 13, Comm: "sh", UID: 1, AUID: 2, Ses: 3},
+		{taskevent.Event{Kind: taskevent.KindExec, Time: 6, TID: 11, TGID: 11, OldTID: 13, Comm: "sh", UID: 1, AUID: 2, Ses: 3},
 			engine.Exec{Time: off + 6, PID: 11, OldTID: 13, Comm: "sh", Exe: "/bin/x", UID: 1, AUID: 2, Ses: 3, HasCreds: true}},
-		{tracker.Event{Kind: tracker.KindExit, Time: 7, TID: 12, TGID: 10}, engine.Exit{Time: off + 7, PID: 12}},
-		{tracker.Event{Kind: tracker.KindNS, Time: 8, TID: 11, Op: tracker.NSUnshare, NS: set},
+		{taskevent.Event{Kind: taskevent.KindExit, Time: 7, TID: 12, TGID: 10}, engine.Exit{Time: off + 7, PID: 12}},
+		{taskevent.Event{Kind: taskevent.KindNS, Time: 8, TID: 11, Op: taskevent.NSUnshare, NS: set},
 			engine.NSChange{Time: off + 8, PID: 11, Op: engine.Unshare, NS: set}},
-		{tracker.Event{Kind: tracker.KindNS, Time: 8, TID: 11, Op: tracker.NSSetns, NS: set},
+		{taskevent.Event{Kind: taskevent.KindNS, Time: 8, TID: 11, Op: taskevent.NSSetns, NS: set},
 			engine.NSChange{Time: off + 8, PID: 11, Op: engine.Setns, NS: set}},
-		{tracker.Event{Kind: 99}, nil},
+		{taskevent.Event{Kind: 99}, nil},
 	}
 	for _, tt := range tests {
 		got := toInput(tt.ev, off, exe)
@@ -44,6 +47,28 @@ func TestToInput(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("%v:\n got %+v\nwant %+v", tt.ev.Kind, got, tt.want)
 		}
+	}
+}
+
+// TestExecOfAGoneProcess: an exec whose process is gone by the time its
+// executable is looked up is applied without one.
+func TestExecOfAGoneProcess(t *testing.T) {
+	gone := func(pid int32) (string, error) { return "", unix.ESRCH }
+	got := toInput(taskevent.Event{Kind: taskevent.KindExec, Time: 6, TID: 11, TGID: 11, Comm: "sh"}, 0, gone)
+	if e, ok := got.(engine.Exec); !ok || e.Exe != "" || e.Comm != "sh" || e.PID != 11 {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestSeedOf(t *testing.T) {
+	var set ns.Set
+	set[ns.PID] = ns.ID{Dev: 4, Ino: 5}
+	task := procfs.Task{PID: 12, TGID: 10, PPID: 0, Start: 250, UID: 1000, AUID: 1001, Ses: 3, Comm: "sh", Exe: "/bin/sh", NS: set}
+	const now, boot = 9_000_000_000, 1_000_000_000
+	want := engine.SeedTask{Time: now, PID: 12, TGID: 10, Start: 250, Born: boot + 2_500_000_000, NS: set,
+		Subject: engine.Subject{UID: 1000, AUID: 1001, Ses: 3, Comm: "sh", Exe: "/bin/sh"}}
+	if got := seedOf(task, now, boot); got != want {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
 }
 

@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,11 +36,11 @@ import (
 	"github.com/contid/contid/internal/config"
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/engine"
-	"github.com/contid/contid/internal/peer"
 	"github.com/contid/contid/internal/procconn"
 	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/safedir"
+	"github.com/contid/contid/internal/taskevent"
 	"github.com/contid/contid/internal/tracker"
 )
 
@@ -58,7 +57,7 @@ type Daemon struct {
 	hl      *auditlog.Writer
 	srv     *api.Server
 
-	events  chan []tracker.Event // batches: one hand-over for many events
+	events  chan []taskevent.Event // batches: one hand-over for many events
 	reqs    chan request
 	stopped chan struct{}
 
@@ -100,12 +99,12 @@ type Options struct {
 // Run starts the daemon and runs it until ctx is done or SIGTERM/SIGINT;
 // SIGHUP reloads the configuration file (configPath) and reopens the log.
 func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, opt Options) error {
-	if ok, err := peer.InitialUserNS(); err != nil || !ok {
+	if ok, err := procfs.Host.InitialUserNS(); err != nil || !ok {
 		return fmt.Errorf("daemon: must run in the initial user namespace (capability checks need it): %v", err)
 	}
 	d := &Daemon{
 		cfg: cfg, log: log,
-		events: make(chan []tracker.Event, 64), reqs: make(chan request), stopped: make(chan struct{}),
+		events: make(chan []taskevent.Event, 64), reqs: make(chan request), stopped: make(chan struct{}),
 		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
 	}
 	var err error
@@ -221,8 +220,8 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 // source is where task events come from: the eBPF tracker, or the
 // process-events connector without eBPF.
 type source interface {
-	Read(ctx context.Context) (tracker.Event, error)
-	TryRead() (tracker.Event, bool, error)
+	Read(ctx context.Context) (taskevent.Event, error)
+	TryRead() (taskevent.Event, bool, error)
 	Close() error
 }
 
@@ -273,15 +272,14 @@ func (d *Daemon) seed() error {
 			d.log.Warn("seed container", "err", err)
 		}
 	}
-	seeds, st, err := procfs.Scan("/proc")
+	tasks, st, err := procfs.Host.Scan()
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	d.scanEnd = monotonic()
 	boot := now - int64(boottime())
-	for _, s := range seeds {
-		s.Time = now
-		s.Born = boot + int64(s.Start)*(1e9/procfs.TicksPerSecond)
+	for _, t := range tasks {
+		s := seedOf(t, now, boot)
 		if d.tr != nil {
 			if id, ok, err := d.tr.Contid(int(s.PID)); err == nil && ok {
 				s.HasContid, s.Contid = true, id
@@ -321,7 +319,7 @@ func (d *Daemon) read(ctx context.Context) {
 		case err == nil:
 			// Take what else is waiting: a hand-over per event costs the
 			// core more than the event.
-			batch := append(make([]tracker.Event, 0, 16), ev)
+			batch := append(make([]taskevent.Event, 0, 16), ev)
 			for len(batch) < 256 {
 				ev, ok := d.tryRead()
 				if !ok {
@@ -334,7 +332,7 @@ func (d *Daemon) read(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			}
-		case errors.Is(err, tracker.ErrMalformed):
+		case errors.Is(err, taskevent.ErrMalformed):
 			d.counters.badEvents.Add(1)
 		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 			// paused or stopping: the loop top decides
@@ -391,10 +389,10 @@ func (d *Daemon) drain() {
 
 // tryRead returns the next buffered event, if any, counting and skipping
 // malformed ones.
-func (d *Daemon) tryRead() (tracker.Event, bool) {
+func (d *Daemon) tryRead() (taskevent.Event, bool) {
 	for {
 		ev, ok, err := d.src.TryRead()
-		if errors.Is(err, tracker.ErrMalformed) {
+		if errors.Is(err, taskevent.ErrMalformed) {
 			d.counters.badEvents.Add(1)
 			continue
 		}
@@ -501,15 +499,15 @@ func (d *Daemon) tickHostLog() {
 }
 
 // apply feeds one tracker event to the engine.
-func (d *Daemon) apply(ev tracker.Event) {
-	if ev.Kind == tracker.KindFork && ev.Time <= d.scanEnd {
+func (d *Daemon) apply(ev taskevent.Event) {
+	if ev.Kind == taskevent.KindFork && ev.Time <= d.scanEnd {
 		// The scan may already have seeded this child.
 		if ti, ok := d.eng.Task(ev.TID); ok && ti.Start == procfs.TicksFromBoottime(ev.StartBoottime) {
 			d.counters.dupSeeds.Add(1)
 			return
 		}
 	}
-	in := toInput(ev, d.offset, exeOf)
+	in := toInput(ev, d.offset, procfs.Host.Exe)
 	if in == nil {
 		d.counters.badEvents.Add(1)
 		return
@@ -526,7 +524,7 @@ func (d *Daemon) apply(ev tracker.Event) {
 		}
 	}
 	d.eng.Apply(in)
-	if ev.Kind == tracker.KindFork && ev.JoinedCgroup && ev.HasContid {
+	if ev.Kind == taskevent.KindFork && ev.JoinedCgroup && ev.HasContid {
 		// Created in a bound cgroup (clone3 CLONE_INTO_CGROUP): the
 		// kernel gave the child its container; the engine inherited
 		// the creator's nothing. Apply the join.
@@ -534,15 +532,10 @@ func (d *Daemon) apply(ev tracker.Event) {
 	}
 }
 
-func (d *Daemon) applyAll(evs []tracker.Event) {
+func (d *Daemon) applyAll(evs []taskevent.Event) {
 	for _, ev := range evs {
 		d.apply(ev)
 	}
-}
-
-func exeOf(pid int32) string {
-	s, _ := os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
-	return s
 }
 
 // Emit hands on one of contid's own records (SPEC §5.1): into the

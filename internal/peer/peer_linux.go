@@ -4,13 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strconv"
-	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/contid/contid/internal/ns"
 	"github.com/contid/contid/internal/procfs"
 )
 
@@ -25,8 +22,8 @@ type Peer struct {
 	PidFD int
 	// Identity is the process's exec image when the connection was
 	// accepted; a request from another image is refused (ErrExec).
-	Identity Identity
-	dir      string // /proc/PID
+	Identity procfs.Identity
+	proc     procfs.FS // where the process is read: procfs.Host
 }
 
 // FromConn asks the kernel who is at the other end of c and records its
@@ -74,7 +71,6 @@ func fromConn(c *net.UnixConn, peerPidFD bool) (Peer, error) {
 	if p.PID <= 0 {
 		return Peer{}, fmt.Errorf("peer: the peer is in another pid namespace (pid %d)", p.PID)
 	}
-	p.dir = "/proc/" + strconv.Itoa(int(p.PID))
 	if p.PidFD < 0 {
 		// The pid may have been reused between connect and now; then the
 		// pidfd and identity are the new process's, which Privileged judges
@@ -114,54 +110,31 @@ func (p *Peer) Alive() error {
 		}
 		return nil
 	}
-	if start, err := readStart(p.dir); err != nil || start != p.Identity.Start {
+	if st, err := p.proc.Stat(p.PID); err != nil || st.StartTime != p.Identity.Start {
 		return fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
 	}
 	return nil
 }
 
-func readStart(dir string) (uint64, error) {
-	b, err := os.ReadFile(dir + "/stat")
-	if err != nil {
-		return 0, fmt.Errorf("peer: %w", err)
-	}
-	st, err := procfs.ParseStat(b)
-	if err != nil {
-		return 0, err
-	}
-	return st.StartTime, nil
-}
-
 // identity reads the process's exec identity (the caller checks Alive).
-func (p *Peer) identity() (Identity, error) {
-	var id Identity
-	var err error
-	if id.Start, err = readStart(p.dir); err != nil {
-		return id, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
-	}
-	auxv, err := os.ReadFile(p.dir + "/auxv")
+// A kernel thread or a zombie has no exe: nobody to talk to.
+func (p *Peer) identity() (procfs.Identity, error) {
+	id, err := p.proc.Identity(p.PID)
 	if err != nil {
 		return id, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
 	}
-	id.Auxv = string(auxv)
-	var st syscall.Stat_t
-	if err := syscall.Stat(p.dir+"/exe", &st); err != nil {
-		// A kernel thread or a zombie has no exe: nobody to talk to.
-		return id, fmt.Errorf("peer: process %d: exe: %w", p.PID, unix.ESRCH)
-	}
-	id.ExeDev, id.ExeIno = st.Dev, st.Ino
 	return id, nil
 }
 
 // Now is what a request is judged by: the caller as it is now, checked to
 // be the image that connected.
 type Now struct {
-	Status Status
+	Status procfs.Status
 	Secure bool // AT_SECURE of the image
 	// InitialUserNS: the caller is in the daemon's user namespace, the
 	// initial one (the daemon checks at start).
 	InitialUserNS bool
-	PidNS         [2]uint64 // dev, inode of /proc/PID/ns/pid
+	PidNS         ns.ID
 }
 
 // Capable reports whether capability bit c of the caller counts: held in
@@ -182,28 +155,24 @@ func (p *Peer) Check() (Now, error) {
 	if id != p.Identity {
 		return n, ErrExec
 	}
-	if n.Secure, err = ParseAuxv([]byte(id.Auxv)); err != nil {
-		return n, err
+	if n.Secure, err = procfs.ParseAuxv([]byte(id.Auxv)); err != nil {
+		return n, fmt.Errorf("peer: %w", err)
 	}
-	b, err := os.ReadFile(p.dir + "/status")
+	if n.Status, err = p.proc.Status(p.PID); err != nil {
+		return n, fmt.Errorf("peer: %w", err)
+	}
+	self, err := p.proc.SelfNSID(ns.User)
+	if err != nil {
+		return n, fmt.Errorf("peer: %w", err)
+	}
+	other, err := p.proc.NSID(p.PID, ns.User)
 	if err != nil {
 		return n, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
 	}
-	if n.Status, err = ParseStatus(b); err != nil {
-		return n, err
-	}
-	var self, other syscall.Stat_t
-	if err := syscall.Stat("/proc/self/ns/user", &self); err != nil {
-		return n, fmt.Errorf("peer: %w", err)
-	}
-	if err := syscall.Stat(p.dir+"/ns/user", &other); err != nil {
+	n.InitialUserNS = self == other
+	if n.PidNS, err = p.proc.NSID(p.PID, ns.PID); err != nil {
 		return n, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
 	}
-	n.InitialUserNS = self.Dev == other.Dev && self.Ino == other.Ino
-	if err := syscall.Stat(p.dir+"/ns/pid", &other); err != nil {
-		return n, fmt.Errorf("peer: process %d: %w", p.PID, unix.ESRCH)
-	}
-	n.PidNS = [2]uint64{other.Dev, other.Ino}
 	// Everything read was about the process accepted (still alive, so its
 	// pid is not reused) and its image (checked before any other read, and
 	// an exec meanwhile would fail the next request).
@@ -211,35 +180,14 @@ func (p *Peer) Check() (Now, error) {
 }
 
 // OpenPidNS opens the caller's pid namespace for translating pids.
-func (p *Peer) OpenPidNS() (*PidNS, error) {
-	fd, err := unix.Open(p.dir+"/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("peer: process %d: pid namespace: %w", p.PID, unix.ESRCH)
-	}
-	if err := p.Alive(); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return &PidNS{fd: fd}, nil
-}
-
-// InitialUserNS reports whether this process runs in the initial user
-// namespace, where the daemon must run for its capability checks to mean
-// what SPEC §3 says.
-func InitialUserNS() (bool, error) {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false, fmt.Errorf("peer: %w", err)
-	}
-	f := strings.Fields(string(b))
-	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295", nil
-}
-
-// NSpid reads the pids host task pid has in each of its pid namespaces.
-func NSpid(pid int32) ([]int32, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/status")
+func (p *Peer) OpenPidNS() (*procfs.PidNS, error) {
+	n, err := p.proc.OpenPidNS(p.PID)
 	if err != nil {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
-	return ParseNSpid(b)
+	if err := p.Alive(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
 }

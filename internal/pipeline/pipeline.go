@@ -6,7 +6,7 @@
 // The package is pure and replayable: no goroutines, clock or I/O. Time is
 // the records' own (and Advance); state comes from the Attributor. The same
 // input gives the same output, so a recorded log replays to the same result
-// (`contid replay --audit`, the golden tests, the throughput benchmark).
+// (the golden tests, the throughput benchmark).
 // A Pipeline is for one goroutine.
 package pipeline
 

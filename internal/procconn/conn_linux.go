@@ -14,7 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/contid/contid/internal/tracker"
+	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 // DefaultRcvBuf is the receive buffer size when Config.RcvBuf is 0. The
@@ -103,7 +104,7 @@ type Conn struct {
 	readMu  sync.Mutex // everything below, until closed
 	buf     []byte
 	msgs    []message
-	queue   []tracker.Event
+	queue   []taskevent.Event
 	head    int
 	seq     seqTracker
 	proc    *procReader // nil with Config.NoProcfs
@@ -166,7 +167,7 @@ func Open(cfg Config, log *slog.Logger) (*Conn, error) {
 		return nil, fmt.Errorf("procconn: poller: %w", err)
 	}
 	if !cfg.NoProcfs {
-		c.proc = newProcReader()
+		c.proc = newProcReader(procfs.Host)
 	}
 	c.readMu.Lock()
 	err = c.subscribe(!cfg.AllEvents)
@@ -251,7 +252,7 @@ func (c *Conn) request(op, filter uint32) (acked bool, err error) {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}
-			if err != nil && !errors.Is(err, ErrMalformed) {
+			if err != nil && !errors.Is(err, taskevent.ErrMalformed) {
 				return false, fmt.Errorf("procconn: subscribe: %w", err)
 			}
 		}
@@ -288,26 +289,26 @@ func (c *Conn) send(op, filter, ack uint32) error {
 // Read returns the next fork, exec or exit event, blocking until one
 // arrives, ctx is done (ctx.Err() is returned) or the connection is closed
 // (an error wrapping os.ErrClosed). A datagram that does not decode gives an
-// error wrapping ErrMalformed (and tracker.ErrMalformed); reading may go on
-// after it. An overflow of the receive buffer is counted (Stats.Overflows) and
-// reading goes on. Events of one task arrive in the order they happened;
+// error wrapping taskevent.ErrMalformed; reading may go on after it. An
+// overflow of the receive buffer is counted (Stats.Overflows) and reading
+// goes on. Events of one task arrive in the order they happened;
 // events from different CPUs may be reordered by microseconds (compare
 // Time).
-func (c *Conn) Read(ctx context.Context) (tracker.Event, error) {
+func (c *Conn) Read(ctx context.Context) (taskevent.Event, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	for {
 		if c.closed.Load() {
-			return tracker.Event{}, errClosed
+			return taskevent.Event{}, errClosed
 		}
 		if ev, ok := c.pop(); ok {
 			return ev, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return tracker.Event{}, err
+			return taskevent.Event{}, err
 		}
 		if err := c.receiveCtx(ctx); err != nil {
-			return tracker.Event{}, err
+			return taskevent.Event{}, err
 		}
 	}
 }
@@ -318,31 +319,31 @@ func (c *Conn) Read(ctx context.Context) (tracker.Event, error) {
 // with Read paused, calling TryRead until ok is false returns every event
 // that happened before the call (but for lost ones, see Stats). Call it only
 // while Read is not running.
-func (c *Conn) TryRead() (ev tracker.Event, ok bool, err error) {
+func (c *Conn) TryRead() (ev taskevent.Event, ok bool, err error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	for {
 		if c.closed.Load() {
-			return tracker.Event{}, false, errClosed
+			return taskevent.Event{}, false, errClosed
 		}
 		if ev, ok := c.pop(); ok {
 			return ev, true, nil
 		}
 		got, err := c.receive(false)
 		if err != nil {
-			return tracker.Event{}, false, err
+			return taskevent.Event{}, false, err
 		}
 		if !got {
-			return tracker.Event{}, false, nil
+			return taskevent.Event{}, false, nil
 		}
 	}
 }
 
 var errClosed = fmt.Errorf("procconn: read: %w", os.ErrClosed)
 
-func (c *Conn) pop() (tracker.Event, bool) {
+func (c *Conn) pop() (taskevent.Event, bool) {
 	if c.head == len(c.queue) {
-		return tracker.Event{}, false
+		return taskevent.Event{}, false
 	}
 	ev := c.queue[c.head]
 	c.head++
@@ -415,7 +416,7 @@ func (c *Conn) receive(block bool) (got bool, err error) {
 	}
 	if n > len(c.buf) {
 		c.cnt.malformed.Add(1)
-		return true, fmt.Errorf("%w: datagram of %d bytes, more than %d", ErrMalformed, n, len(c.buf))
+		return true, fmt.Errorf("procconn: %w: datagram of %d bytes, more than %d", taskevent.ErrMalformed, n, len(c.buf))
 	}
 	return true, c.process(c.buf[:n])
 }

@@ -18,8 +18,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/contid/contid/internal/taskevent"
 	"github.com/contid/contid/internal/testwait"
-	"github.com/contid/contid/internal/tracker"
 )
 
 // helperEnv makes the test binary run a helper instead of the tests.
@@ -100,7 +100,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 
 // readUntil reads events until done returns true for one, and returns the
 // events for which keep is true (done's included).
-func readUntil(t *testing.T, c *Conn, keep, done func(tracker.Event) bool) []tracker.Event {
+func readUntil(t *testing.T, c *Conn, keep, done func(taskevent.Event) bool) []taskevent.Event {
 	t.Helper()
 	evs, err := readEvents(c, keep, done)
 	if err != nil {
@@ -112,10 +112,10 @@ func readUntil(t *testing.T, c *Conn, keep, done func(tracker.Event) bool) []tra
 // readEvents is readUntil's reader. Kept events are its progress: it fails
 // when none came for testwait.Idle (other processes' events, which keep
 // arriving on a shared machine, are no progress).
-func readEvents(c *Conn, keep, done func(tracker.Event) bool) ([]tracker.Event, error) {
+func readEvents(c *Conn, keep, done func(taskevent.Event) bool) ([]taskevent.Event, error) {
 	w := testwait.NewWatch(context.Background(), "the next kept event")
 	defer w.Stop()
-	var out []tracker.Event
+	var out []taskevent.Event
 	for {
 		ev, err := c.Read(w.Context())
 		if err != nil {
@@ -137,10 +137,10 @@ func readEvents(c *Conn, keep, done func(tracker.Event) bool) ([]tracker.Event, 
 // reading runs readEvents in the background, as the daemon reads: /proc
 // lookups work only while the tasks live. keep and done run on the
 // reading goroutine. The returned function waits for the result.
-func reading(t *testing.T, c *Conn, keep, done func(tracker.Event) bool) func() []tracker.Event {
+func reading(t *testing.T, c *Conn, keep, done func(taskevent.Event) bool) func() []taskevent.Event {
 	t.Helper()
 	type result struct {
-		evs []tracker.Event
+		evs []taskevent.Event
 		err error
 	}
 	ch := make(chan result, 1)
@@ -148,7 +148,7 @@ func reading(t *testing.T, c *Conn, keep, done func(tracker.Event) bool) func() 
 		evs, err := readEvents(c, keep, done)
 		ch <- result{evs, err}
 	}()
-	return func() []tracker.Event {
+	return func() []taskevent.Event {
 		t.Helper()
 		r := <-ch
 		if r.err != nil {
@@ -158,18 +158,18 @@ func reading(t *testing.T, c *Conn, keep, done func(tracker.Event) bool) func() 
 	}
 }
 
-func keepAll() func(tracker.Event) bool { return func(tracker.Event) bool { return true } }
+func keepAll() func(taskevent.Event) bool { return func(taskevent.Event) bool { return true } }
 
 // exitOf is a done function for readEvents: the exit of the process whose
 // pid is stored in pid once started, after its fork (a pid may be reused,
 // and the previous owner's exit may still be on its way).
-func exitOf(pid *atomic.Int32) func(tracker.Event) bool {
+func exitOf(pid *atomic.Int32) func(taskevent.Event) bool {
 	forked := map[int32]bool{}
-	return func(ev tracker.Event) bool {
+	return func(ev taskevent.Event) bool {
 		switch ev.Kind {
-		case tracker.KindFork:
+		case taskevent.KindFork:
 			forked[ev.TID] = true
-		case tracker.KindExit:
+		case taskevent.KindExit:
 			if p := pid.Load(); p != 0 && ev.TID == p && forked[p] {
 				return true
 			}
@@ -220,9 +220,9 @@ func TestForkExecExit(t *testing.T) {
 	}
 	mono1, boot1 := clock(t, unix.CLOCK_MONOTONIC), clock(t, unix.CLOCK_BOOTTIME)
 	var sleep int32
-	var evs []tracker.Event
+	var evs []taskevent.Event
 	for _, ev := range wait() {
-		if ev.Kind == tracker.KindFork && ev.ParentTGID == sh {
+		if ev.Kind == taskevent.KindFork && ev.ParentTGID == sh {
 			sleep = ev.TID
 		}
 		if ev.TGID == sh || ev.TGID == sleep {
@@ -250,7 +250,7 @@ func TestForkExecExit(t *testing.T) {
 		if ev.Time < mono0 || ev.Time > mono1 {
 			t.Errorf("event %d: time %d outside [%d, %d] (CLOCK_MONOTONIC)", i, ev.Time, mono0, mono1)
 		}
-		if ev.TID != ev.TGID || ev.Thread || ev.HasContid || ev.NS != (tracker.Event{}).NS {
+		if ev.TID != ev.TGID || ev.Thread || ev.HasContid || ev.NS != (taskevent.Event{}).NS {
 			t.Errorf("event %d: %+v", i, ev)
 		}
 	}
@@ -289,8 +289,8 @@ func TestForkExecExit(t *testing.T) {
 	}
 	pid := int32(cmd.Process.Pid)
 	cmd.Wait()
-	ex := readUntil(t, c, func(tracker.Event) bool { return true }, func(ev tracker.Event) bool {
-		return ev.Kind == tracker.KindExit && ev.TID == pid
+	ex := readUntil(t, c, func(taskevent.Event) bool { return true }, func(ev taskevent.Event) bool {
+		return ev.Kind == taskevent.KindExit && ev.TID == pid
 	})
 	if code := ex[len(ex)-1].ExitCode; code != 3<<8 {
 		t.Errorf("exit code %#x, want %#x", code, 3<<8)
@@ -305,7 +305,7 @@ func TestForkExecExit(t *testing.T) {
 func TestCredentials(t *testing.T) {
 	c := open(t, Config{})
 	var shPid atomic.Int32
-	wait := reading(t, c, func(ev tracker.Event) bool { return ev.Kind == tracker.KindExec }, exitOf(&shPid))
+	wait := reading(t, c, func(ev taskevent.Event) bool { return ev.Kind == taskevent.KindExec }, exitOf(&shPid))
 	// Setting the loginuid starts a new audit session for this child only.
 	cmd := exec.Command("sh", "-c", "echo 4242 > /proc/self/loginuid && exec setpriv --reuid=65534 sleep 0.1")
 	if err := cmd.Start(); err != nil {
@@ -364,10 +364,10 @@ func TestThread(t *testing.T) {
 	if len(want) < 3 {
 		t.Fatalf("helper threads %q (pid %d): want at least 3 besides the main one", out, pid)
 	}
-	forks := readUntil(t, c, func(ev tracker.Event) bool {
-		return ev.Kind == tracker.KindFork && ev.TGID == pid
-	}, func(ev tracker.Event) bool {
-		return ev.Kind == tracker.KindExit && ev.TID == pid
+	forks := readUntil(t, c, func(ev taskevent.Event) bool {
+		return ev.Kind == taskevent.KindFork && ev.TGID == pid
+	}, func(ev taskevent.Event) bool {
+		return ev.Kind == taskevent.KindExit && ev.TID == pid
 	})
 	threads := 0
 	for _, ev := range forks {
@@ -465,8 +465,8 @@ func TestFilter(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	isExit := func(ev tracker.Event) bool { return ev.Kind == tracker.KindExit && ev.TID == pid }
-	none := func(tracker.Event) bool { return false }
+	isExit := func(ev taskevent.Event) bool { return ev.Kind == taskevent.KindExit && ev.TID == pid }
+	none := func(taskevent.Event) bool { return false }
 	readUntil(t, filtered, none, isExit)
 	readUntil(t, all, none, isExit)
 	fs, as := filtered.Stats(), all.Stats()
@@ -487,9 +487,9 @@ func TestFilter(t *testing.T) {
 // waited for, TryRead until ok is false has returned its exit.
 func TestTryRead(t *testing.T) {
 	c := open(t, Config{})
-	drain := func() []tracker.Event {
+	drain := func() []taskevent.Event {
 		t.Helper()
-		var evs []tracker.Event
+		var evs []taskevent.Event
 		for range 1_000_000 {
 			ev, ok, err := c.TryRead()
 			if err != nil {
@@ -510,13 +510,13 @@ func TestTryRead(t *testing.T) {
 	}
 	pid := int32(cmd.Process.Pid)
 	cmd.Wait()
-	var kinds []tracker.Kind
+	var kinds []taskevent.Kind
 	for _, ev := range drain() {
 		if ev.TID == pid {
 			kinds = append(kinds, ev.Kind)
 		}
 	}
-	if fmt.Sprint(kinds) != fmt.Sprint([]tracker.Kind{tracker.KindFork, tracker.KindExec, tracker.KindExit}) {
+	if fmt.Sprint(kinds) != fmt.Sprint([]taskevent.Kind{taskevent.KindFork, taskevent.KindExec, taskevent.KindExit}) {
 		t.Fatalf("TryRead after Wait: %v for pid %d", kinds, pid)
 	}
 }
@@ -557,8 +557,8 @@ func TestReadCancel(t *testing.T) {
 	}
 	pid := int32(cmd.Process.Pid)
 	cmd.Wait()
-	readUntil(t, c, func(tracker.Event) bool { return false }, func(ev tracker.Event) bool {
-		return ev.Kind == tracker.KindExit && ev.TID == pid
+	readUntil(t, c, func(taskevent.Event) bool { return false }, func(ev taskevent.Event) bool {
+		return ev.Kind == taskevent.KindExit && ev.TID == pid
 	})
 }
 
@@ -653,7 +653,7 @@ func TestBurst(t *testing.T) {
 func burst(t *testing.T, cfg Config, n int) {
 	c := open(t, cfg)
 	type rec struct {
-		kind             tracker.Kind
+		kind             taskevent.Kind
 		tid, ptgid, tgid int32
 		time             uint64
 	}
@@ -666,15 +666,15 @@ func burst(t *testing.T, cfg Config, n int) {
 	// Every event is recorded; those of the shell's tree are kept, as the
 	// progress that keeps the reader's idle timeout from expiring.
 	tree := map[int32]bool{}
-	wait := reading(t, c, func(ev tracker.Event) bool {
+	wait := reading(t, c, func(ev taskevent.Event) bool {
 		total++
 		evs = append(evs, rec{ev.Kind, ev.TID, ev.ParentTGID, ev.TGID, ev.Time})
 		sh := shPid.Load()
-		if ev.Kind == tracker.KindFork && sh != 0 && ev.ParentTGID == sh {
+		if ev.Kind == taskevent.KindFork && sh != 0 && ev.ParentTGID == sh {
 			tree[ev.TID] = true
 		}
 		progress := tree[ev.TID] || ev.TGID == sh
-		if ev.Kind == tracker.KindExit {
+		if ev.Kind == taskevent.KindExit {
 			delete(tree, ev.TID)
 		}
 		return progress
@@ -698,7 +698,7 @@ func burst(t *testing.T, cfg Config, n int) {
 	var first, last uint64
 	for _, e := range evs {
 		switch {
-		case e.kind == tracker.KindFork && e.ptgid == sh && e.tid == e.tgid:
+		case e.kind == taskevent.KindFork && e.ptgid == sh && e.tid == e.tgid:
 			if live[e.tid] {
 				t.Errorf("child %d forked twice without an exit", e.tid)
 			}
@@ -707,9 +707,9 @@ func burst(t *testing.T, cfg Config, n int) {
 			if first == 0 {
 				first = e.time
 			}
-		case e.kind == tracker.KindExec && live[e.tid]:
+		case e.kind == taskevent.KindExec && live[e.tid]:
 			execs++
-		case e.kind == tracker.KindExit && live[e.tid]:
+		case e.kind == taskevent.KindExit && live[e.tid]:
 			delete(live, e.tid)
 			exits++
 			last = e.time

@@ -6,7 +6,7 @@ import (
 
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/procfs"
-	"github.com/contid/contid/internal/tracker"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 // Wire layout (linux/netlink.h, linux/connector.h, linux/cn_proc.h). All
@@ -63,16 +63,6 @@ const unknownID = ^uint32(0)
 
 var ne = binary.NativeEndian
 
-// ErrMalformed is wrapped by every decoding error. errors.Is also matches
-// it against tracker.ErrMalformed, so that a reader of either source
-// handles bad input the same way.
-var ErrMalformed error = malformedError{}
-
-type malformedError struct{}
-
-func (malformedError) Error() string        { return "procconn: malformed message" }
-func (malformedError) Is(target error) bool { return target == tracker.ErrMalformed }
-
 // message is one connector message: the cn_msg header and the proc_event.
 type message struct {
 	what uint32
@@ -90,26 +80,26 @@ type message struct {
 	// ev is the event for whatFork, whatExec and whatExit. The fields the
 	// connector does not carry are left for the reader to fill from /proc:
 	// StartBoottime 0, Comm "", UID, AUID and Ses unknownID.
-	ev tracker.Event
+	ev taskevent.Event
 }
 
 // decode appends the messages of one datagram to msgs. A datagram may hold
 // several netlink messages; NLMSG_NOOP ones are skipped. On error it returns
 // the messages decoded before the bad one and an error wrapping
-// ErrMalformed. It never panics.
+// taskevent.ErrMalformed. It never panics.
 func decode(b []byte, msgs []message) ([]message, error) {
 	if len(b) == 0 {
-		return msgs, fmt.Errorf("%w: empty datagram", ErrMalformed)
+		return msgs, fmt.Errorf("procconn: %w: empty datagram", taskevent.ErrMalformed)
 	}
 	for off := 0; off < len(b); {
 		rest := b[off:]
 		if len(rest) < nlmsgHdrLen {
-			return msgs, fmt.Errorf("%w: %d trailing bytes at offset %d, a netlink header needs %d", ErrMalformed, len(rest), off, nlmsgHdrLen)
+			return msgs, fmt.Errorf("procconn: %w: %d trailing bytes at offset %d, a netlink header needs %d", taskevent.ErrMalformed, len(rest), off, nlmsgHdrLen)
 		}
 		n := ne.Uint32(rest[0:])
 		typ := ne.Uint16(rest[4:])
 		if n < nlmsgHdrLen || uint64(n) > uint64(len(rest)) {
-			return msgs, fmt.Errorf("%w: netlink message at offset %d declares %d bytes, %d left", ErrMalformed, off, n, len(rest))
+			return msgs, fmt.Errorf("procconn: %w: netlink message at offset %d declares %d bytes, %d left", taskevent.ErrMalformed, off, n, len(rest))
 		}
 		switch typ {
 		case nlmsgNoop:
@@ -120,7 +110,7 @@ func decode(b []byte, msgs []message) ([]message, error) {
 			}
 			msgs = append(msgs, m)
 		default:
-			return msgs, fmt.Errorf("%w: netlink message type %d at offset %d", ErrMalformed, typ, off)
+			return msgs, fmt.Errorf("procconn: %w: netlink message type %d at offset %d", taskevent.ErrMalformed, typ, off)
 		}
 		// NLMSG_ALIGN; the last message may end unpadded.
 		off += min(int(n+3)&^3, len(rest))
@@ -132,22 +122,22 @@ func decode(b []byte, msgs []message) ([]message, error) {
 func decodeCN(b []byte) (message, error) {
 	var m message
 	if len(b) < cnMsgLen {
-		return m, fmt.Errorf("%w: %d bytes, cn_msg needs %d", ErrMalformed, len(b), cnMsgLen)
+		return m, fmt.Errorf("procconn: %w: %d bytes, cn_msg needs %d", taskevent.ErrMalformed, len(b), cnMsgLen)
 	}
 	idx, val := ne.Uint32(b[0:]), ne.Uint32(b[4:])
 	if idx != cnIdxProc || val != cnValProc {
-		return m, fmt.Errorf("%w: connector id %d:%d, want %d:%d", ErrMalformed, idx, val, cnIdxProc, cnValProc)
+		return m, fmt.Errorf("procconn: %w: connector id %d:%d, want %d:%d", taskevent.ErrMalformed, idx, val, cnIdxProc, cnValProc)
 	}
 	m.seq = ne.Uint32(b[8:])
 	m.ack = ne.Uint32(b[12:])
 	n := int(ne.Uint16(b[16:]))
 	data := b[cnMsgLen:]
 	if n > len(data) {
-		return m, fmt.Errorf("%w: cn_msg declares %d bytes of data, has %d", ErrMalformed, n, len(data))
+		return m, fmt.Errorf("procconn: %w: cn_msg declares %d bytes of data, has %d", taskevent.ErrMalformed, n, len(data))
 	}
 	data = data[:n]
 	if n < evHdrLen {
-		return m, fmt.Errorf("%w: proc_event of %d bytes, its header needs %d", ErrMalformed, n, evHdrLen)
+		return m, fmt.Errorf("procconn: %w: proc_event of %d bytes, its header needs %d", taskevent.ErrMalformed, n, evHdrLen)
 	}
 	m.what = ne.Uint32(data[0:])
 	m.cpu = ne.Uint32(data[4:])
@@ -168,10 +158,10 @@ func decodeCN(b []byte) (message, error) {
 		return m, nil // an event contid does not use: its header suffices
 	}
 	if len(u) < need {
-		return m, fmt.Errorf("%w: %s event of %d bytes, needs %d", ErrMalformed, whatName(m.what), n, evHdrLen+need)
+		return m, fmt.Errorf("procconn: %w: %s event of %d bytes, needs %d", taskevent.ErrMalformed, whatName(m.what), n, evHdrLen+need)
 	}
 	pid := func(i int) int32 { return int32(ne.Uint32(u[4*i:])) }
-	e := tracker.Event{
+	e := taskevent.Event{
 		Time:   m.time,
 		Contid: contid.Unset,
 		UID:    unknownID,
@@ -189,7 +179,7 @@ func decodeCN(b []byte) (message, error) {
 		// shares its creator's real_parent, the parent of the whole process;
 		// its creator is some thread of the child's own group, and the
 		// group's leader is the best name for it we have.
-		e.Kind = tracker.KindFork
+		e.Kind = taskevent.KindFork
 		m.kparent = [2]int32{pid(0), pid(1)}
 		e.TID, e.TGID = pid(2), pid(3)
 		e.Thread = e.TID != e.TGID
@@ -199,15 +189,15 @@ func decodeCN(b []byte) (message, error) {
 			e.ParentTID, e.ParentTGID = pid(0), pid(1)
 		}
 	case whatExec:
-		e.Kind = tracker.KindExec
+		e.Kind = taskevent.KindExec
 		e.TID, e.TGID = pid(0), pid(1)
 	case whatExit:
-		e.Kind = tracker.KindExit
+		e.Kind = taskevent.KindExit
 		e.TID, e.TGID = pid(0), pid(1)
 		e.ExitCode = pid(2)
 	}
 	if e.TID <= 0 || e.TGID <= 0 {
-		return m, fmt.Errorf("%w: %s event with tid %d tgid %d", ErrMalformed, whatName(m.what), e.TID, e.TGID)
+		return m, fmt.Errorf("procconn: %w: %s event with tid %d tgid %d", taskevent.ErrMalformed, whatName(m.what), e.TID, e.TGID)
 	}
 	m.ev = e
 	return m, nil

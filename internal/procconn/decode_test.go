@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/contid/contid/internal/contid"
-	"github.com/contid/contid/internal/tracker"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata (root: recapture messages from the running kernel)")
@@ -87,16 +87,16 @@ func withLen(b []byte, n uint32) []byte {
 }
 
 // eventOf is the decoded event the builders' pids should give.
-func eventOf(kind tracker.Kind, ts uint64, tid, tgid int32) tracker.Event {
-	return tracker.Event{Kind: kind, Time: ts, TID: tid, TGID: tgid, Contid: contid.Unset, UID: unknownID, AUID: unknownID, Ses: unknownID}
+func eventOf(kind taskevent.Kind, ts uint64, tid, tgid int32) taskevent.Event {
+	return taskevent.Event{Kind: kind, Time: ts, TID: tid, TGID: tgid, Contid: contid.Unset, UID: unknownID, AUID: unknownID, Ses: unknownID}
 }
 
 func TestDecode(t *testing.T) {
-	fork := eventOf(tracker.KindFork, 100, 11, 11)
+	fork := eventOf(taskevent.KindFork, 100, 11, 11)
 	fork.ParentTID, fork.ParentTGID = 10, 9
-	thread := eventOf(tracker.KindFork, 101, 21, 20)
+	thread := eventOf(taskevent.KindFork, 101, 21, 20)
 	thread.ParentTID, thread.ParentTGID, thread.Thread = 20, 20, true
-	exit := eventOf(tracker.KindExit, 103, 11, 11)
+	exit := eventOf(taskevent.KindExit, 103, 11, 11)
 	exit.ExitCode = 3 << 8
 	for _, tc := range []struct {
 		name string
@@ -109,7 +109,7 @@ func TestDecode(t *testing.T) {
 		{"thread", event(whatFork, 0, 8, 101, 1, 1, 21, 20),
 			[]message{{what: whatFork, seq: 8, time: 101, kparent: [2]int32{1, 1}, ev: thread}}},
 		{"exec", event(whatExec, 1, 9, 102, 11, 11),
-			[]message{{what: whatExec, cpu: 1, seq: 9, time: 102, ev: eventOf(tracker.KindExec, 102, 11, 11)}}},
+			[]message{{what: whatExec, cpu: 1, seq: 9, time: 102, ev: eventOf(taskevent.KindExec, 102, 11, 11)}}},
 		{"exit", event(whatExit, 1, 10, 103, 11, 11, 3<<8, 17, 10, 10),
 			[]message{{what: whatExit, cpu: 1, seq: 10, time: 103, ev: exit}}},
 		{"ack", nlMsg(nlmsgDone, cnMsg(5, 43, procEv(whatNone, noCPU, 104, 0))),
@@ -129,14 +129,14 @@ func TestDecode(t *testing.T) {
 		{"two in one datagram", cat(event(whatFork, 1, 7, 100, 10, 9, 11, 11), event(whatExec, 1, 9, 102, 11, 11)),
 			[]message{
 				{what: whatFork, cpu: 1, seq: 7, time: 100, kparent: [2]int32{10, 9}, ev: fork},
-				{what: whatExec, cpu: 1, seq: 9, time: 102, ev: eventOf(tracker.KindExec, 102, 11, 11)},
+				{what: whatExec, cpu: 1, seq: 9, time: 102, ev: eventOf(taskevent.KindExec, 102, 11, 11)},
 			}},
 		{"noop skipped", cat(nlMsg(nlmsgNoop, nil), event(whatExec, 1, 9, 102, 11, 11)),
-			[]message{{what: whatExec, cpu: 1, seq: 9, time: 102, ev: eventOf(tracker.KindExec, 102, 11, 11)}}},
+			[]message{{what: whatExec, cpu: 1, seq: 9, time: 102, ev: eventOf(taskevent.KindExec, 102, 11, 11)}}},
 		{"last message unpadded", nlMsg(nlmsgDone, cnMsg(1, 0, procEv(whatComm, 0, 1)[:evHdrLen+1]))[:nlmsgHdrLen+cnMsgLen+evHdrLen+1],
 			[]message{{what: whatComm, seq: 1, time: 1}}},
 		{"bytes beyond the event ignored", nlMsg(nlmsgDone, cat(cnMsg(9, 0, procEv(whatExec, 1, 102, 11, 11)), []byte{1, 2, 3, 4})),
-			[]message{{what: whatExec, cpu: 1, seq: 9, time: 102, ev: eventOf(tracker.KindExec, 102, 11, 11)}}},
+			[]message{{what: whatExec, cpu: 1, seq: 9, time: 102, ev: eventOf(taskevent.KindExec, 102, 11, 11)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := decode(tc.in, nil)
@@ -179,8 +179,8 @@ func TestDecodeMalformed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := decode(tc.in, nil)
-			if !errors.Is(err, ErrMalformed) || !errors.Is(err, tracker.ErrMalformed) {
-				t.Fatalf("error %v, want ErrMalformed (and tracker.ErrMalformed)", err)
+			if !errors.Is(err, taskevent.ErrMalformed) {
+				t.Fatalf("error %v, want taskevent.ErrMalformed", err)
 			}
 			if len(got) != tc.keep {
 				t.Fatalf("%d messages before the error, want %d", len(got), tc.keep)
@@ -280,15 +280,15 @@ func FuzzDecode(f *testing.F) {
 	f.Add(cat(event(whatExec, 1, 9, 102, 11, 11), event(whatExit, 1, 10, 103, 11, 11, 0, 17, 10, 10)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		msgs, err := decode(b, nil)
-		if err != nil && !errors.Is(err, ErrMalformed) {
-			t.Fatalf("error not ErrMalformed: %v", err)
+		if err != nil && !errors.Is(err, taskevent.ErrMalformed) {
+			t.Fatalf("error not taskevent.ErrMalformed: %v", err)
 		}
 		for _, m := range msgs {
 			if m.what != whatFork && m.what != whatExec && m.what != whatExit {
 				continue
 			}
 			e := m.ev
-			fork := e.Kind == tracker.KindFork
+			fork := e.Kind == taskevent.KindFork
 			if e.TID <= 0 || e.TGID <= 0 || e.HasContid || e.Thread && !fork ||
 				fork && e.Thread != (e.TID != e.TGID) ||
 				e.Thread && (e.ParentTID != e.TGID || e.ParentTGID != e.TGID) {
@@ -319,9 +319,9 @@ func formatMessages(msgs []message, err error) string {
 		if e := m.ev; e.Kind != 0 {
 			fmt.Fprintf(&sb, "\n  event: %s tid=%d tgid=%d", e.Kind, e.TID, e.TGID)
 			switch e.Kind {
-			case tracker.KindFork:
+			case taskevent.KindFork:
 				fmt.Fprintf(&sb, " parent=%d/%d thread=%v", e.ParentTID, e.ParentTGID, e.Thread)
-			case tracker.KindExit:
+			case taskevent.KindExit:
 				fmt.Fprintf(&sb, " exit_code=%#x", e.ExitCode)
 			}
 		}

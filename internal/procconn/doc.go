@@ -1,8 +1,8 @@
 // Package procconn is contid's fallback source of task events when eBPF is
 // unavailable: the kernel's process-events connector (NETLINK_CONNECTOR,
-// CN_IDX_PROC/CN_VAL_PROC). It yields the eBPF tracker's event type,
-// tracker.Event, and its Read, TryRead and Close mean what the tracker's
-// do, so the daemon drives either through one interface. decode.go is pure
+// CN_IDX_PROC/CN_VAL_PROC). It yields the task events the eBPF tracker
+// does (package taskevent), and its Read, TryRead and Close mean what the
+// tracker's do, so the daemon drives either through one interface. decode.go is pure
 // and decodes the connector's datagrams; the *_linux.go files subscribe,
 // receive, and look up in /proc what the events lack.
 //

@@ -1,24 +1,22 @@
 package procconn
 
 import (
-	"strconv"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/procfs"
-	"github.com/contid/contid/internal/tracker"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 // procReader fills in from /proc what the connector's events lack. It is
 // best effort: a task may be gone (and its pid even reused) by the time the
 // reader gets to its event.
 type procReader struct {
-	buf  []byte
-	path []byte
+	fs  procfs.FS
+	buf []byte
 }
 
-func newProcReader() *procReader {
-	return &procReader{buf: make([]byte, 4096), path: make([]byte, 0, 32)}
+func newProcReader(fs procfs.FS) *procReader {
+	return &procReader{fs: fs, buf: make([]byte, 4096)}
 }
 
 // fill sets StartBoottime of fork and exec events from /proc/TID/stat and,
@@ -27,8 +25,8 @@ func newProcReader() *procReader {
 // have exec'd. fill leaves the event unchanged when the stat cannot be read
 // or names a task that started after the event (a reused pid); the
 // credentials stay unknownID when their files cannot be read.
-func (p *procReader) fill(ev *tracker.Event) {
-	if ev.Kind != tracker.KindFork && ev.Kind != tracker.KindExec {
+func (p *procReader) fill(ev *taskevent.Event) {
+	if ev.Kind != taskevent.KindFork && ev.Kind != taskevent.KindExec {
 		return
 	}
 	b, ok := p.read(ev.TID, "stat")
@@ -44,13 +42,13 @@ func (p *procReader) fill(ev *tracker.Event) {
 		return
 	}
 	ev.StartBoottime = start
-	if ev.Kind != tracker.KindExec {
+	if ev.Kind != taskevent.KindExec {
 		return
 	}
 	ev.Comm = st.Comm
 	if b, ok := p.read(ev.TID, "status"); ok {
 		if c, err := procfs.ParseStatus(b); err == nil && c.TGID == ev.TGID {
-			ev.UID = c.UID
+			ev.UID = c.UID[0]
 		}
 	}
 	if b, ok := p.read(ev.TID, "loginuid"); ok {
@@ -68,30 +66,8 @@ func (p *procReader) fill(ev *tracker.Event) {
 // read returns /proc/TID/name (a thread's tid works too, though /proc does
 // not list it), valid until the next call.
 func (p *procReader) read(tid int32, name string) ([]byte, bool) {
-	p.path = append(p.path[:0], "/proc/"...)
-	p.path = strconv.AppendInt(p.path, int64(tid), 10)
-	p.path = append(p.path, '/')
-	p.path = append(p.path, name...)
-	fd, err := unix.Open(string(p.path), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, false
-	}
-	defer unix.Close(fd)
-	n := 0
-	for n < len(p.buf) {
-		m, err := unix.Read(fd, p.buf[n:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, false
-		}
-		if m == 0 {
-			break
-		}
-		n += m
-	}
-	return p.buf[:n], n > 0
+	b, err := p.fs.ReadInto(p.buf, tid, name)
+	return b, err == nil && len(b) > 0
 }
 
 // bootMinusMono is CLOCK_BOOTTIME minus CLOCK_MONOTONIC: the time the

@@ -3,16 +3,28 @@ package procfs
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/contid/contid/internal/engine"
 	"github.com/contid/contid/internal/ns"
 )
+
+// Task is what a scan learns about one task (a process's leader or one of
+// its threads).
+type Task struct {
+	PID, TGID int32
+	PPID      int32  // the parent process; 0 for threads other than the leader
+	Start     uint64 // ticks since boot
+	UID       uint32 // real uid
+	// AUID and Ses are loginuid and sessionid; 4294967295 when unset or
+	// unreadable, as the kernel writes an unset one.
+	AUID, Ses uint32
+	Comm, Exe string // Exe "" when unreadable (a kernel thread)
+	NS        ns.Set
+}
+
+// unsetID is how the kernel writes an unset loginuid or sessionid.
+const unsetID = ^uint32(0)
 
 // ScanStats counts what a scan could not read. Processes exit while they
 // are scanned: such a task is skipped, and counted.
@@ -22,42 +34,41 @@ type ScanStats struct {
 	NoNS     int // namespaces unreadable (e.g. PID 1 in some sandboxes)
 }
 
-// Scan lists every task under root (normally "/proc") as engine seeds,
-// sorted by start time so parents precede children and leaders their
-// threads. The kernel's contid is not read here: the caller adds it.
-func Scan(root string) ([]engine.SeedTask, ScanStats, error) {
+// Scan lists every task, sorted by start time so parents precede children
+// and leaders their threads.
+func (f FS) Scan() ([]Task, ScanStats, error) {
 	var st ScanStats
-	ents, err := os.ReadDir(root)
+	ents, err := os.ReadDir(f.root())
 	if err != nil {
 		return nil, st, fmt.Errorf("procfs: %w", err)
 	}
-	var out []engine.SeedTask
+	var out []Task
 	for _, ent := range ents {
 		pid, err := strconv.ParseInt(ent.Name(), 10, 32)
 		if err != nil || pid <= 0 {
 			continue
 		}
-		dir := filepath.Join(root, ent.Name())
-		leader, ok := readTask(dir, &st)
+		leader, ok := f.readTask(int32(pid), &st)
 		if !ok {
 			continue
 		}
 		out = append(out, leader)
-		tids, err := os.ReadDir(filepath.Join(dir, "task"))
+		tids, err := f.Threads(int32(pid))
 		if err != nil {
 			continue
 		}
-		for _, te := range tids {
-			if te.Name() == ent.Name() {
+		threads := FS(f.Path(int32(pid), "task"))
+		for _, tid := range tids {
+			if tid == int32(pid) {
 				continue
 			}
-			if t, ok := readTask(filepath.Join(dir, "task", te.Name()), &st); ok {
+			if t, ok := threads.readTask(tid, &st); ok {
 				t.TGID, t.PPID = leader.TGID, 0
 				out = append(out, t)
 			}
 		}
 	}
-	slices.SortStableFunc(out, func(a, b engine.SeedTask) int {
+	slices.SortStableFunc(out, func(a, b Task) int {
 		switch {
 		case a.Start != b.Start:
 			if a.Start < b.Start {
@@ -75,79 +86,35 @@ func Scan(root string) ([]engine.SeedTask, ScanStats, error) {
 	return out, st, nil
 }
 
-func readTask(dir string, st *ScanStats) (engine.SeedTask, bool) {
-	var t engine.SeedTask
-	b, err := os.ReadFile(filepath.Join(dir, "stat"))
+// readTask reads task tid of f: /proc for a process's leader, the
+// process's task directory for its other threads.
+func (f FS) readTask(tid int32, st *ScanStats) (Task, bool) {
+	s, err := f.Stat(tid)
 	if err != nil {
 		st.Vanished++
-		return t, false
+		return Task{}, false
 	}
-	s, err := ParseStat(b)
+	c, err := f.Status(tid)
 	if err != nil {
 		st.Vanished++
-		return t, false
+		return Task{}, false
 	}
-	b, err = os.ReadFile(filepath.Join(dir, "status"))
-	if err != nil {
-		st.Vanished++
-		return t, false
-	}
-	c, err := ParseStatus(b)
-	if err != nil {
-		st.Vanished++
-		return t, false
-	}
-	t.PID, t.TGID, t.PPID, t.Start = s.PID, c.TGID, s.PPID, s.StartTime
-	t.Subject = engine.Subject{UID: c.UID, AUID: engine.UnsetID, Ses: engine.UnsetID, Comm: s.Comm}
-	if b, err := os.ReadFile(filepath.Join(dir, "loginuid")); err == nil {
+	t := Task{PID: s.PID, TGID: c.TGID, PPID: s.PPID, Start: s.StartTime, UID: c.UID[0], AUID: unsetID, Ses: unsetID, Comm: s.Comm}
+	if b, err := f.ReadFile(tid, "loginuid"); err == nil {
 		if v, err := ParseID(b); err == nil {
-			t.Subject.AUID = v
+			t.AUID = v
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "sessionid")); err == nil {
+	if b, err := f.ReadFile(tid, "sessionid"); err == nil {
 		if v, err := ParseID(b); err == nil {
-			t.Subject.Ses = v
+			t.Ses = v
 		}
 	}
-	t.Subject.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
+	t.Exe, _ = f.Exe(tid)
 	var missing bool
-	t.NS, missing = ReadNS(filepath.Join(dir, "ns"))
+	t.NS, missing = f.NS(tid)
 	if missing {
 		st.NoNS++
 	}
 	return t, true
-}
-
-// ReadNS reads a task's namespaces from its ns directory: dev:inode from
-// stat, and the unique id from ioctl NS_GET_ID where the kernel has it.
-// missing reports that some could not be read; they stay zero.
-func ReadNS(dir string) (set ns.Set, missing bool) {
-	for typ := ns.Type(0); typ < ns.NumTypes; typ++ {
-		id, err := ReadNSID(filepath.Join(dir, typ.String()))
-		if err != nil {
-			missing = true
-			continue
-		}
-		set[typ] = id
-	}
-	return set, missing
-}
-
-// ReadNSID identifies the namespace an nsfs path refers to.
-func ReadNSID(path string) (ns.ID, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return ns.ID{}, fmt.Errorf("procfs: %w", err)
-	}
-	defer unix.Close(fd)
-	var s unix.Stat_t
-	if err := unix.Fstat(fd, &s); err != nil {
-		return ns.ID{}, fmt.Errorf("procfs: %w", err)
-	}
-	id := ns.ID{Dev: uint32(s.Dev), Ino: uint32(s.Ino)}
-	var u uint64
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(unix.NS_GET_ID), uintptr(unsafe.Pointer(&u))); errno == 0 {
-		id.Unique = u
-	}
-	return id, nil
 }

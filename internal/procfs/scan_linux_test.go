@@ -10,7 +10,7 @@ import (
 )
 
 func TestScanSeesThisProcess(t *testing.T) {
-	seeds, st, err := Scan("/proc")
+	seeds, st, err := Host.Scan()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func TestScanSeesThisProcess(t *testing.T) {
 		}
 		if s.PID == me {
 			found = true
-			if s.PPID != int32(os.Getppid()) || s.TGID != me || !strings.HasSuffix(s.Subject.Exe, ".test") {
+			if s.PPID != int32(os.Getppid()) || s.TGID != me || !strings.HasSuffix(s.Exe, ".test") {
 				t.Fatalf("own seed %+v", s)
 			}
 			var want syscall.Stat_t

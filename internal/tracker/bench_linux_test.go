@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 // The benchmarks measure what the tracker costs a workload. Each runs its
@@ -279,9 +280,11 @@ func BenchmarkBatchLatency(b *testing.B) {
 		goQuiet(b, tr)
 		c := collect(b, tr)
 		h.release(b)
-		isFork := func(e Event) bool { return e.Kind == KindFork && int(e.ParentTGID) == h.pid() }
-		isTail := func(e Event) bool { return e.Kind == KindExec && int(e.TID) == h.pid() && e.Comm == "sleep" }
-		c.wait(b, "the exec of sleep", func(evs []Event) bool { return slices.ContainsFunc(evs, isTail) })
+		isFork := func(e taskevent.Event) bool { return e.Kind == taskevent.KindFork && int(e.ParentTGID) == h.pid() }
+		isTail := func(e taskevent.Event) bool {
+			return e.Kind == taskevent.KindExec && int(e.TID) == h.pid() && e.Comm == "sleep"
+		}
+		c.wait(b, "the exec of sleep", func(evs []taskevent.Event) bool { return slices.ContainsFunc(evs, isTail) })
 		c.stop()
 		f, _ := c.lag(isFork)
 		l, _ := c.lag(isTail)

@@ -16,13 +16,14 @@ import (
 
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/ns"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // encode writes e in the kernel's layout; the inverse of Decode.
-func encode(e Event, size int) []byte {
-	want := map[Kind]int{KindFork: forkSize, KindExec: execSize, KindExit: exitSize, KindNS: nsEventSize, KindJoin: joinSize}[e.Kind]
+func encode(e taskevent.Event, size int) []byte {
+	want := map[taskevent.Kind]int{taskevent.KindFork: forkSize, taskevent.KindExec: execSize, taskevent.KindExit: exitSize, taskevent.KindNS: nsEventSize, taskevent.KindJoin: joinSize}[e.Kind]
 	if size == 0 {
 		size = want
 	}
@@ -68,21 +69,21 @@ func encode(e Event, size int) []byte {
 		putNS(at[9*nsRecSize:], e.TimeForChildren)
 	}
 	switch e.Kind {
-	case KindFork:
+	case taskevent.KindFork:
 		ne.PutUint32(body[0:], uint32(e.ParentTID))
 		ne.PutUint32(body[4:], uint32(e.ParentTGID))
 		ne.PutUint64(body[8:], e.CloneFlags)
 		putSet(body[16:], e.NS)
-	case KindExec:
+	case taskevent.KindExec:
 		ne.PutUint32(body[0:], uint32(e.OldTID))
 		putSet(body[8:], e.NS)
-	case KindExit:
+	case taskevent.KindExit:
 		ne.PutUint32(body[0:], uint32(e.ExitCode))
 		putSet(body[8:], e.NS)
-	case KindNS:
+	case taskevent.KindNS:
 		ne.PutUint32(body[0:], uint32(e.Op))
 		putSet(body[8:], e.NS)
-	case KindJoin:
+	case taskevent.KindJoin:
 		ne.PutUint64(body[0:], uint64(e.CgroupContid))
 		ne.PutUint64(body[8:], e.CgroupID)
 		ne.PutUint32(body[16:], uint32(e.MoverTID))
@@ -110,72 +111,72 @@ func testSet(dev uint32) ns.Set {
 
 func TestDecode(t *testing.T) {
 	const dev = 4
-	hdr := Event{
+	hdr := taskevent.Event{
 		Time: 1_000_000, TID: 120, TGID: 100, StartTime: 900_000, StartBoottime: 950_000,
 		HasContid: true, Contid: 42, UID: 1000, AUID: 1000, Ses: 3, Comm: "sh",
 	}
-	with := func(f func(*Event)) Event {
+	with := func(f func(*taskevent.Event)) taskevent.Event {
 		e := hdr
 		f(&e)
 		return e
 	}
 	for _, c := range []struct {
 		name string
-		ev   Event
+		ev   taskevent.Event
 	}{
-		{"fork process", with(func(e *Event) {
-			e.Kind, e.ParentTID, e.ParentTGID, e.CloneFlags, e.NS = KindFork, 99, 99, 0x11, testSet(dev)
+		{"fork process", with(func(e *taskevent.Event) {
+			e.Kind, e.ParentTID, e.ParentTGID, e.CloneFlags, e.NS = taskevent.KindFork, 99, 99, 0x11, testSet(dev)
 		})},
-		{"fork thread", with(func(e *Event) {
-			e.Kind, e.ParentTID, e.ParentTGID, e.CloneFlags, e.Thread, e.NS = KindFork, 100, 100, 0x3d0f00, true, testSet(dev)
+		{"fork thread", with(func(e *taskevent.Event) {
+			e.Kind, e.ParentTID, e.ParentTGID, e.CloneFlags, e.Thread, e.NS = taskevent.KindFork, 100, 100, 0x3d0f00, true, testSet(dev)
 		})},
-		{"fork into a bound cgroup", with(func(e *Event) {
-			e.Kind, e.ParentTID, e.ParentTGID, e.CloneFlags, e.JoinedCgroup, e.NS = KindFork, 99, 99, 0x200000000, true, testSet(dev)
+		{"fork into a bound cgroup", with(func(e *taskevent.Event) {
+			e.Kind, e.ParentTID, e.ParentTGID, e.CloneFlags, e.JoinedCgroup, e.NS = taskevent.KindFork, 99, 99, 0x200000000, true, testSet(dev)
 		})},
-		{"join", with(func(e *Event) {
-			e.Kind, e.CgroupContid, e.CgroupID, e.CgroupHier, e.MoverTID, e.MoverTGID, e.Tagged = KindJoin, 42, 7788, 0, 55, 50, true
+		{"join", with(func(e *taskevent.Event) {
+			e.Kind, e.CgroupContid, e.CgroupID, e.CgroupHier, e.MoverTID, e.MoverTGID, e.Tagged = taskevent.KindJoin, 42, 7788, 0, 55, 50, true
 		})},
-		{"join refused", with(func(e *Event) {
-			e.Kind, e.Contid, e.CgroupContid, e.CgroupID, e.CgroupHier, e.MoverTID, e.MoverTGID = KindJoin, 9, 42, 7788, 4, 55, 50
+		{"join refused", with(func(e *taskevent.Event) {
+			e.Kind, e.Contid, e.CgroupContid, e.CgroupID, e.CgroupHier, e.MoverTID, e.MoverTGID = taskevent.KindJoin, 9, 42, 7788, 4, 55, 50
 		})},
-		{"fork untagged", with(func(e *Event) {
-			e.Kind, e.HasContid, e.Contid, e.NS = KindFork, false, contid.Unset, testSet(dev)
+		{"fork untagged", with(func(e *taskevent.Event) {
+			e.Kind, e.HasContid, e.Contid, e.NS = taskevent.KindFork, false, contid.Unset, testSet(dev)
 		})},
-		{"contid zero", with(func(e *Event) {
-			e.Kind, e.Contid, e.NS = KindExec, 0, testSet(dev)
+		{"contid zero", with(func(e *taskevent.Event) {
+			e.Kind, e.Contid, e.NS = taskevent.KindExec, 0, testSet(dev)
 		})},
-		{"exec from thread", with(func(e *Event) {
-			e.Kind, e.OldTID, e.Comm, e.NS = KindExec, 121, "sleep", testSet(dev)
+		{"exec from thread", with(func(e *taskevent.Event) {
+			e.Kind, e.OldTID, e.Comm, e.NS = taskevent.KindExec, 121, "sleep", testSet(dev)
 		})},
-		{"exec full comm", with(func(e *Event) {
-			e.Kind, e.OldTID, e.Comm, e.NS = KindExec, 120, "0123456789abcdef", testSet(dev)
+		{"exec full comm", with(func(e *taskevent.Event) {
+			e.Kind, e.OldTID, e.Comm, e.NS = taskevent.KindExec, 120, "0123456789abcdef", testSet(dev)
 		})},
-		{"exit last thread", with(func(e *Event) {
-			e.Kind, e.ExitCode, e.GroupDead, e.GroupDeadExact, e.NS = KindExit, 3<<8, true, true, testSet(dev)
+		{"exit last thread", with(func(e *taskevent.Event) {
+			e.Kind, e.ExitCode, e.GroupDead, e.GroupDeadExact, e.NS = taskevent.KindExit, 3<<8, true, true, testSet(dev)
 		})},
-		{"exit thread", with(func(e *Event) {
-			e.Kind, e.GroupDeadExact = KindExit, true
+		{"exit thread", with(func(e *taskevent.Event) {
+			e.Kind, e.GroupDeadExact = taskevent.KindExit, true
 		})},
-		{"exit old kernel", with(func(e *Event) {
-			e.Kind, e.GroupDead = KindExit, true
+		{"exit old kernel", with(func(e *taskevent.Event) {
+			e.Kind, e.GroupDead = taskevent.KindExit, true
 		})},
-		{"unshare", with(func(e *Event) {
-			e.Kind, e.Op, e.NS = KindNS, NSUnshare, testSet(dev)
+		{"unshare", with(func(e *taskevent.Event) {
+			e.Kind, e.Op, e.NS = taskevent.KindNS, taskevent.NSUnshare, testSet(dev)
 			e.PIDForChildren = ns.ID{Dev: dev, Ino: 4026532000, Unique: 9000}
 			e.TimeForChildren = e.NS[ns.Time]
 		})},
-		{"scan", with(func(e *Event) {
-			e.Kind, e.Op, e.NS = KindNS, NSScan, testSet(dev)
+		{"scan", with(func(e *taskevent.Event) {
+			e.Kind, e.Op, e.NS = taskevent.KindNS, taskevent.NSScan, testSet(dev)
 			e.PIDForChildren = e.NS[ns.PID]
 		})},
-		{"setns without unique ids", with(func(e *Event) {
-			e.Kind, e.Op = KindNS, NSSetns
+		{"setns without unique ids", with(func(e *taskevent.Event) {
+			e.Kind, e.Op = taskevent.KindNS, taskevent.NSSetns
 			for i := range e.NS {
 				e.NS[i] = ns.ID{Dev: dev, Ino: 4026531835 + uint32(i)}
 			}
 		})},
-		{"missing namespaces", with(func(e *Event) {
-			e.Kind, e.Op = KindNS, NSSetns // zero inodes decode as zero IDs
+		{"missing namespaces", with(func(e *taskevent.Event) {
+			e.Kind, e.Op = taskevent.KindNS, taskevent.NSSetns // zero inodes decode as zero IDs
 		})},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -191,7 +192,7 @@ func TestDecode(t *testing.T) {
 }
 
 func TestDecodeComm(t *testing.T) {
-	b := encode(Event{Kind: KindExit}, 0)
+	b := encode(taskevent.Event{Kind: taskevent.KindExit}, 0)
 	copy(b[offComm:], "ab\x00cd")
 	e, err := Decode(b, 0)
 	if err != nil || e.Comm != "ab" {
@@ -200,10 +201,10 @@ func TestDecodeComm(t *testing.T) {
 }
 
 func TestDecodeSizes(t *testing.T) {
-	ok := encode(Event{Kind: KindFork}, 0)
+	ok := encode(taskevent.Event{Kind: taskevent.KindFork}, 0)
 	// Longer declared size (a newer kernel side appending a field) is fine
 	// as long as the sample holds it; bytes past the size are ignored.
-	longer := encode(Event{Kind: KindFork, TID: 5}, forkSize+8)
+	longer := encode(taskevent.Event{Kind: taskevent.KindFork, TID: 5}, forkSize+8)
 	if e, err := Decode(longer, 0); err != nil || e.TID != 5 {
 		t.Errorf("longer event: %+v, %v", e, err)
 	}
@@ -224,11 +225,11 @@ func TestDecodeSizes(t *testing.T) {
 		{"unknown kind", withByte(ok, offKind, 9)},
 		{"kind zero", withByte(ok, offKind, 0)},
 		{"version", withByte(ok, offVersion, 2)},
-		{"ns op", withByte(encode(Event{Kind: KindNS, Op: NSSetns}, 0), hdrSize, 7)},
+		{"ns op", withByte(encode(taskevent.Event{Kind: taskevent.KindNS, Op: taskevent.NSSetns}, 0), hdrSize, 7)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if e, err := Decode(c.raw, 0); !errors.Is(err, ErrMalformed) {
-				t.Errorf("Decode = %+v, %v; want ErrMalformed", e, err)
+			if e, err := Decode(c.raw, 0); !errors.Is(err, taskevent.ErrMalformed) {
+				t.Errorf("Decode = %+v, %v; want taskevent.ErrMalformed", e, err)
 			}
 		})
 	}
@@ -340,16 +341,16 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	}
-	for _, k := range []Kind{KindFork, KindExec, KindExit, KindNS} {
-		f.Add(encode(Event{Kind: k, Op: NSSetns, Comm: "x"}, 0))
+	for _, k := range []taskevent.Kind{taskevent.KindFork, taskevent.KindExec, taskevent.KindExit, taskevent.KindNS} {
+		f.Add(encode(taskevent.Event{Kind: k, Op: taskevent.NSSetns, Comm: "x"}, 0))
 	}
 	f.Add([]byte{})
 	f.Add(make([]byte, hdrSize))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		e, err := Decode(raw, 4)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			if !errors.Is(err, taskevent.ErrMalformed) {
+				t.Fatalf("error %v does not wrap taskevent.ErrMalformed", err)
 			}
 			return
 		}
@@ -357,7 +358,7 @@ func FuzzDecode(f *testing.F) {
 		if size > len(raw) || size < hdrSize {
 			t.Fatalf("accepted size %d of a %d-byte sample", size, len(raw))
 		}
-		if e.Kind < KindFork || e.Kind > KindNS {
+		if e.Kind < taskevent.KindFork || e.Kind > taskevent.KindNS {
 			t.Fatalf("accepted kind %v", e.Kind)
 		}
 		if !e.HasContid && e.Contid != contid.Unset {

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/taskevent"
 	"github.com/contid/contid/internal/testwait"
 )
 
@@ -219,7 +220,7 @@ func testPinDir(t testing.TB) string {
 // collector reads events in the background.
 type collector struct {
 	mu     sync.Mutex
-	evs    []Event
+	evs    []taskevent.Event
 	recv   []uint64 // CLOCK_MONOTONIC when each event was read
 	err    error
 	cancel context.CancelFunc
@@ -260,7 +261,7 @@ func (c *collector) stop() {
 
 // lag returns how long after it happened the first event matching pred
 // was read; ok is false if none was.
-func (c *collector) lag(pred func(Event) bool) (time.Duration, bool) {
+func (c *collector) lag(pred func(taskevent.Event) bool) (time.Duration, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, e := range c.evs {
@@ -271,25 +272,25 @@ func (c *collector) lag(pred func(Event) bool) (time.Duration, bool) {
 	return 0, false
 }
 
-func (c *collector) events() []Event {
+func (c *collector) events() []taskevent.Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]Event(nil), c.evs...)
+	return append([]taskevent.Event(nil), c.evs...)
 }
 
 // wait polls until cond holds on the events so far: one step, which must
 // come within testwait.Idle.
-func (c *collector) wait(t testing.TB, what string, cond func([]Event) bool) []Event {
+func (c *collector) wait(t testing.TB, what string, cond func([]taskevent.Event) bool) []taskevent.Event {
 	t.Helper()
-	return c.until(t, what, func(evs []Event) (bool, any) { return cond(evs), nil })
+	return c.until(t, what, func(evs []taskevent.Event) (bool, any) { return cond(evs), nil })
 }
 
 // waitCount polls until count of the events so far reaches want. The count
 // is the progress: the wait fails only when it stood still for
 // testwait.Idle (the machine's other events do not count).
-func (c *collector) waitCount(t testing.TB, what string, want int, count func([]Event) int) []Event {
+func (c *collector) waitCount(t testing.TB, what string, want int, count func([]taskevent.Event) int) []taskevent.Event {
 	t.Helper()
-	return c.until(t, what, func(evs []Event) (bool, any) {
+	return c.until(t, what, func(evs []taskevent.Event) (bool, any) {
 		n := count(evs)
 		return n >= want, fmt.Sprintf("%d of %d", n, want)
 	})
@@ -297,9 +298,9 @@ func (c *collector) waitCount(t testing.TB, what string, want int, count func([]
 
 // until polls cond on the events so far until it is done; its mark is the
 // progress (testwait.Until).
-func (c *collector) until(t testing.TB, what string, cond func([]Event) (bool, any)) []Event {
+func (c *collector) until(t testing.TB, what string, cond func([]taskevent.Event) (bool, any)) []taskevent.Event {
 	t.Helper()
-	var evs []Event
+	var evs []taskevent.Event
 	testwait.Until(t, what, func() (bool, any) {
 		c.mu.Lock()
 		err := c.err

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/contid/contid/internal/taskevent"
 	"github.com/contid/contid/internal/testwait"
 )
 
@@ -57,7 +58,7 @@ func TestRecord(t *testing.T) {
 		}
 		w.Moved()
 		fmt.Fprintln(&out, hex.EncodeToString(raw))
-		if e.Kind == KindExit && int(e.TID) == h.pid() {
+		if e.Kind == taskevent.KindExit && int(e.TID) == h.pid() {
 			break
 		}
 	}

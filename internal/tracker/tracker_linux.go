@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/taskevent"
 )
 
 // DefaultPinDir is where Open pins its state when Config.PinDir is empty.
@@ -177,7 +176,7 @@ func Open(cfg Config, log *slog.Logger) (*Tracker, error) {
 	if cfg.NSScan == 0 && !cfg.NSSyscalls {
 		cfg.NSScan = DefaultNSScan
 	}
-	nsDev, err := nsfsDev()
+	nsDev, err := procfs.NSDev()
 	if err != nil {
 		return nil, err
 	}
@@ -468,16 +467,16 @@ func (t *Tracker) NSDev() uint32 { return t.nsDev }
 // Read returns the next event, blocking until one arrives, ctx is done
 // (ctx.Err() is returned) or the tracker is closed (an error wrapping
 // os.ErrClosed). A sample that does not decode gives an error wrapping
-// ErrMalformed; reading may go on after it. Events of one task arrive in
+// taskevent.ErrMalformed; reading may go on after it. Events of one task arrive in
 // the order they happened; events of different tasks on different CPUs may
 // be reordered by a few microseconds (compare Time). Loss is never silent:
 // see Stats.
-func (t *Tracker) Read(ctx context.Context) (Event, error) {
+func (t *Tracker) Read(ctx context.Context) (taskevent.Event, error) {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
 	raw, err := t.readRaw(ctx)
 	if err != nil {
-		return Event{}, err
+		return taskevent.Event{}, err
 	}
 	return Decode(raw, t.nsDev)
 }
@@ -568,7 +567,7 @@ func (t *Tracker) SetContidFD(pidfd int, id contid.ID) error {
 // SetContid is SetContidFD for a tid. A bare tid can name a different task
 // by the time it is used; callers that must be race-free hold a pidfd.
 func (t *Tracker) SetContid(tid int, id contid.ID) error {
-	fd, err := openThread(tid)
+	fd, err := procfs.OpenThread(tid)
 	if err != nil {
 		return err
 	}
@@ -610,21 +609,21 @@ func (t *Tracker) ContidFD(pidfd int) (id contid.ID, ok bool, err error) {
 	}
 	// A thread without a value of its own has its leader's (task_contid
 	// in bpf/tracker.c).
-	tid, tgid, err := pidfdIDs(pidfd)
+	tid, tgid, err := procfs.PidfdIDs(pidfd)
 	if err != nil {
 		return contid.Unset, false, fmt.Errorf("tracker: read contid through pidfd %d: %w", pidfd, err)
 	}
 	if tid == tgid {
 		return contid.Unset, false, nil
 	}
-	leader, err := openThread(tgid)
+	leader, err := procfs.OpenThread(tgid)
 	if err != nil {
 		return contid.Unset, false, err
 	}
 	defer unix.Close(leader)
 	// The thread is still alive and in tgid, so tgid was not reused
-	// between pidfdIDs and openThread.
-	if _, again, err := pidfdIDs(pidfd); err != nil || again != tgid {
+	// between PidfdIDs and OpenThread.
+	if _, again, err := procfs.PidfdIDs(pidfd); err != nil || again != tgid {
 		return contid.Unset, false, fmt.Errorf("tracker: thread group %d changed while reading it: %w", tgid, unix.ESRCH)
 	}
 	// A zombie leader (it exited first) still answers for its storage.
@@ -654,7 +653,7 @@ func (t *Tracker) ownContidFD(pidfd int) (id contid.ID, ok bool, err error) {
 // Contid returns the contid of thread tid; ok is false when it has none.
 // A tid that does not exist is an error wrapping unix.ESRCH.
 func (t *Tracker) Contid(tid int) (id contid.ID, ok bool, err error) {
-	fd, err := openThread(tid)
+	fd, err := procfs.OpenThread(tid)
 	if err != nil {
 		return contid.Unset, false, err
 	}
@@ -678,43 +677,17 @@ const maxGroupPasses = 64
 // start time, so a pid reused since the caller's checks is ESRCH and never
 // tagged. The pidfd then pins the process until it is tagged.
 func (t *Tracker) SetGroup(pid int, start uint64, id contid.ID) error {
-	fd, err := openThread(pid)
+	fd, err := procfs.OpenThread(pid)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
 	if start != 0 {
-		if err := checkStart(fd, start); err != nil {
+		if err := procfs.CheckStart(fd, start); err != nil {
 			return err
 		}
 	}
 	return t.SetGroupFD(fd, id)
-}
-
-// checkStart verifies that the thread group of the live task pidfd refers
-// to has a leader that started at start (ticks since boot).
-func checkStart(pidfd int, start uint64) error {
-	tgid, err := pidfdTgid(pidfd)
-	if err != nil {
-		return err
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tgid))
-	if err != nil {
-		return fmt.Errorf("tracker: start time of %d: %w", tgid, unix.ESRCH)
-	}
-	st, err := procfs.ParseStat(b)
-	if err != nil {
-		return fmt.Errorf("tracker: start time of %d: %w", tgid, err)
-	}
-	// Still alive and in the same group: /proc/TGID described it.
-	if again, err := pidfdTgid(pidfd); err != nil || again != tgid {
-		return fmt.Errorf("tracker: thread group %d exited while checking it: %w", tgid, unix.ESRCH)
-	}
-	if st.StartTime != start {
-		return fmt.Errorf("tracker: process %d started at tick %d, not %d: it is another process under a reused pid: %w",
-			tgid, st.StartTime, start, unix.ESRCH)
-	}
-	return nil
 }
 
 // SetGroupFD gives every thread of the thread group of the task pidfd
@@ -741,7 +714,7 @@ func (t *Tracker) SetGroupFD(pidfd int, id contid.ID) error {
 	if id == contid.Unset {
 		return fmt.Errorf("tracker: set group contid: %v is the unset value: %w", uint64(id), unix.EINVAL)
 	}
-	tgid, err := pidfdTgid(pidfd)
+	tgid, err := procfs.PidfdTgid(pidfd)
 	if err != nil {
 		return err
 	}
@@ -752,7 +725,7 @@ func (t *Tracker) SetGroupFD(pidfd int, id contid.ID) error {
 	defer unix.Close(leader)
 	// The thread behind pidfd is alive and in group tgid, so tgid was not
 	// reused between pidfdTgid and PidfdOpen.
-	if again, err := pidfdTgid(pidfd); err != nil || again != tgid {
+	if again, err := procfs.PidfdTgid(pidfd); err != nil || again != tgid {
 		return fmt.Errorf("tracker: thread group %d changed while opening it: %w", tgid, unix.ESRCH)
 	}
 	if err := t.store(leader, id, valSet|valGroup); err != nil {
@@ -777,18 +750,13 @@ func (t *Tracker) SetGroupFD(pidfd int, id contid.ID) error {
 // tagThreads tags every listed thread of tgid that does not carry id yet and
 // reports whether it tagged any.
 func (t *Tracker) tagThreads(tgid int, id contid.ID) (bool, error) {
-	dir := fmt.Sprintf("/proc/%d/task", tgid)
-	ents, err := os.ReadDir(dir)
+	tids, err := procfs.Host.Threads(int32(tgid))
 	if err != nil {
 		return false, fmt.Errorf("tracker: list threads: %w", err)
 	}
 	changed := false
-	for _, ent := range ents {
-		tid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		ok, err := t.tagThread(tgid, tid, id)
+	for _, tid := range tids {
+		ok, err := t.tagThread(tgid, int(tid), id)
 		if err != nil {
 			return false, err
 		}
@@ -806,7 +774,7 @@ func (t *Tracker) tagThread(tgid, tid int, id contid.ID) (bool, error) {
 		return false, fmt.Errorf("tracker: pidfd of thread %d: %w", tid, err)
 	}
 	defer unix.Close(fd)
-	g, err := pidfdTgid(fd)
+	g, err := procfs.PidfdTgid(fd)
 	if errors.Is(err, unix.ESRCH) || (err == nil && g != tgid) {
 		return false, nil // exited, or the tid now names another process's thread
 	}
@@ -827,97 +795,6 @@ func (t *Tracker) tagThread(tgid, tid int, id contid.ID) (bool, error) {
 		return false, err
 	}
 	return true, nil
-}
-
-// openThread opens a pidfd for one thread (PIDFD_THREAD, Linux 6.9+; it
-// works for leaders too).
-func openThread(tid int) (int, error) {
-	fd, err := unix.PidfdOpen(tid, unix.PIDFD_THREAD)
-	if err != nil {
-		return -1, fmt.Errorf("tracker: pidfd of thread %d: %w", tid, err)
-	}
-	return fd, nil
-}
-
-// pidfdTgid returns the thread group of the live task pidfd refers to, or
-// an error wrapping ESRCH when it has exited.
-func pidfdTgid(pidfd int) (int, error) {
-	_, tgid, err := pidfdIDs(pidfd)
-	return tgid, err
-}
-
-// pidfdIDs returns the tid and the thread group of the live task pidfd
-// refers to, or an error wrapping ESRCH when it has exited.
-func pidfdIDs(pidfd int) (tid, tgid int, err error) {
-	info := unix.PidfdInfo{Mask: unix.PIDFD_INFO_PID}
-	err = unix.IoctlPidfdInfo(pidfd, &info)
-	if err == nil {
-		return int(info.Pid), int(info.Tgid), nil
-	}
-	if errors.Is(err, unix.ESRCH) {
-		return 0, 0, fmt.Errorf("tracker: pidfd %d: %w", pidfd, err)
-	}
-	if !errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.EINVAL) {
-		return 0, 0, fmt.Errorf("tracker: pidfd %d info: %w", pidfd, err)
-	}
-	// Before Linux 6.13: the tid from fdinfo, its group from /proc, and
-	// the tid again — alive throughout, so /proc described this task.
-	if tid, err = fdinfoPid(pidfd); err != nil {
-		return 0, 0, err
-	}
-	if tgid, err = statusTgid(tid); err != nil {
-		return 0, 0, err
-	}
-	if again, err := fdinfoPid(pidfd); err != nil || again != tid {
-		return 0, 0, fmt.Errorf("tracker: pidfd %d: %w", pidfd, unix.ESRCH)
-	}
-	return tid, tgid, nil
-}
-
-func fdinfoPid(pidfd int) (int, error) {
-	v, err := procField(fmt.Sprintf("/proc/self/fdinfo/%d", pidfd), "Pid:")
-	if err != nil {
-		return 0, err
-	}
-	if v <= 0 {
-		return 0, fmt.Errorf("tracker: pidfd %d: %w", pidfd, unix.ESRCH)
-	}
-	return v, nil
-}
-
-func statusTgid(tid int) (int, error) {
-	v, err := procField(fmt.Sprintf("/proc/%d/status", tid), "Tgid:")
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, fmt.Errorf("tracker: thread %d: %w", tid, unix.ESRCH)
-	}
-	return v, err
-}
-
-func procField(path, key string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("tracker: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				return 0, fmt.Errorf("tracker: %s: bad %s %q", path, key, v)
-			}
-			return n, nil
-		}
-	}
-	return 0, fmt.Errorf("tracker: %s: no %s line", path, key)
-}
-
-// nsfsDev returns st_dev of the nsfs entries. Every namespace inode lives on
-// the one nsfs superblock, so one stat describes them all.
-func nsfsDev() (uint32, error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
-		return 0, fmt.Errorf("tracker: stat nsfs: %w", err)
-	}
-	return uint32(st.Dev), nil
 }
 
 // ensureBPFFS mounts bpffs at /sys/fs/bpf when nothing is mounted there and

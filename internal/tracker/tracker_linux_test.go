@@ -22,6 +22,7 @@ import (
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/ns"
 	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/taskevent"
 	"github.com/contid/contid/internal/testwait"
 )
 
@@ -181,11 +182,11 @@ func TestInherit(t *testing.T) {
 		}
 		return false
 	}
-	evs := c.waitCount(t, "helper thread forks and the control tree's forks", 4+2, func(evs []Event) int {
+	evs := c.waitCount(t, "helper thread forks and the control tree's forks", 4+2, func(evs []taskevent.Event) int {
 		threads, controls := 0, 0
 		for _, e := range evs {
 			switch {
-			case e.Kind != KindFork:
+			case e.Kind != taskevent.KindFork:
 			case e.Thread && e.Comm != "" && inTree(e.TGID, h.pid()):
 				threads++
 			case inTree(e.ParentTGID, control.pid()):
@@ -196,7 +197,7 @@ func TestInherit(t *testing.T) {
 	})
 	var tagged, untagged int
 	for _, e := range evs {
-		if e.Kind != KindFork {
+		if e.Kind != taskevent.KindFork {
 			continue
 		}
 		switch {
@@ -381,16 +382,16 @@ func TestBurst(t *testing.T) {
 
 	type life struct{ fork, exec, exit bool }
 	var kids map[int32]*life
-	c.waitCount(t, "all children's forks and exits", 2*n, func(evs []Event) int {
+	c.waitCount(t, "all children's forks and exits", 2*n, func(evs []taskevent.Event) int {
 		kids = map[int32]*life{}
 		for _, e := range evs {
-			if e.Kind == KindFork && e.ParentTGID == shell && !e.Thread {
+			if e.Kind == taskevent.KindFork && e.ParentTGID == shell && !e.Thread {
 				kids[e.TID] = &life{fork: true}
 			}
 		}
 		exits := 0
 		for _, e := range evs {
-			if k := kids[e.TID]; k != nil && e.Kind == KindExit {
+			if k := kids[e.TID]; k != nil && e.Kind == taskevent.KindExit {
 				exits++
 			}
 		}
@@ -406,9 +407,9 @@ func TestBurst(t *testing.T) {
 			continue
 		}
 		switch e.Kind {
-		case KindExec:
+		case taskevent.KindExec:
 			k.exec = true
-		case KindExit:
+		case taskevent.KindExit:
 			k.exit = true
 		}
 		if !e.HasContid || e.Contid != id {
@@ -442,16 +443,16 @@ func TestExecKeeps(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.release(t)
-	evs := c.wait(t, "exec event", func(evs []Event) bool {
+	evs := c.wait(t, "exec event", func(evs []taskevent.Event) bool {
 		for _, e := range evs {
-			if e.Kind == KindExec && int(e.TID) == h.pid() && e.Comm == "sleep" {
+			if e.Kind == taskevent.KindExec && int(e.TID) == h.pid() && e.Comm == "sleep" {
 				return true
 			}
 		}
 		return false
 	})
 	for _, e := range evs {
-		if e.Kind == KindExec && int(e.TID) == h.pid() && e.Comm == "sleep" {
+		if e.Kind == taskevent.KindExec && int(e.TID) == h.pid() && e.Comm == "sleep" {
 			if !e.HasContid || e.Contid != id || e.OldTID != e.TID {
 				t.Errorf("exec event %+v", e)
 			}
@@ -503,21 +504,21 @@ func TestNSSyscalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	un.release(t)
-	find := func(pid int, op NSOp) func([]Event) bool {
-		return func(evs []Event) bool {
+	find := func(pid int, op taskevent.NSOp) func([]taskevent.Event) bool {
+		return func(evs []taskevent.Event) bool {
 			for _, e := range evs {
-				if e.Kind == KindNS && int(e.TGID) == pid && e.Op == op {
+				if e.Kind == taskevent.KindNS && int(e.TGID) == pid && e.Op == op {
 					return true
 				}
 			}
 			return false
 		}
 	}
-	c.wait(t, "unshare event", find(un.pid(), NSUnshare))
+	c.wait(t, "unshare event", find(un.pid(), taskevent.NSUnshare))
 	// Wait until it runs sleep so that /proc shows the final namespaces.
-	c.wait(t, "exec of sleep", func(evs []Event) bool {
+	c.wait(t, "exec of sleep", func(evs []taskevent.Event) bool {
 		for _, e := range evs {
-			if e.Kind == KindExec && int(e.TID) == un.pid() && e.Comm == "sleep" {
+			if e.Kind == taskevent.KindExec && int(e.TID) == un.pid() && e.Comm == "sleep" {
 				return true
 			}
 		}
@@ -529,7 +530,7 @@ func TestNSSyscalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	en.release(t)
-	c.wait(t, "setns event", find(en.pid(), NSSetns))
+	c.wait(t, "setns event", find(en.pid(), taskevent.NSSetns))
 
 	self := nsOf(t, os.Getpid(), "net")
 	want := nsOf(t, un.pid(), "net")
@@ -540,7 +541,7 @@ func TestNSSyscalls(t *testing.T) {
 		t.Errorf("nsfs device %d, tracker says %d", want.Dev, tr.NSDev())
 	}
 	for _, e := range c.events() {
-		if e.Kind != KindNS || (int(e.TGID) != un.pid() && int(e.TGID) != en.pid()) {
+		if e.Kind != taskevent.KindNS || (int(e.TGID) != un.pid() && int(e.TGID) != en.pid()) {
 			continue
 		}
 		if !e.HasContid || e.Contid != id {
@@ -562,7 +563,7 @@ func TestNSSyscalls(t *testing.T) {
 	// Fork events report the child's namespaces too.
 	self = nsOf(t, os.Getpid(), "mnt")
 	for _, e := range c.events() {
-		if e.Kind == KindFork && int(e.ParentTGID) == os.Getpid() && e.NS[ns.Mnt] != self {
+		if e.Kind == taskevent.KindFork && int(e.ParentTGID) == os.Getpid() && e.NS[ns.Mnt] != self {
 			t.Errorf("fork event of a child of the test: mnt %v, want %v", e.NS[ns.Mnt], self)
 		}
 	}
@@ -605,16 +606,18 @@ func TestNSScan(t *testing.T) {
 	// with their set unchanged since their fork event but for the thread
 	// that unshared.
 	self := nsOf(t, os.Getpid(), "net")
-	isScan := func(e Event) bool { return e.Kind == KindNS && e.Op == NSScan && int(e.TGID) == h.pid() }
-	evs := c.wait(t, "scan event of the thread", func(evs []Event) bool {
-		return slices.ContainsFunc(evs, func(e Event) bool { return isScan(e) && int(e.TID) == tid })
+	isScan := func(e taskevent.Event) bool {
+		return e.Kind == taskevent.KindNS && e.Op == taskevent.NSScan && int(e.TGID) == h.pid()
+	}
+	evs := c.wait(t, "scan event of the thread", func(evs []taskevent.Event) bool {
+		return slices.ContainsFunc(evs, func(e taskevent.Event) bool { return isScan(e) && int(e.TID) == tid })
 	})
 	// Only the helper's events: the scan also reports any task born
 	// elsewhere on the machine since the previous scan.
-	count := func(evs []Event) int {
+	count := func(evs []taskevent.Event) int {
 		n := 0
 		for _, e := range evs {
-			if e.Kind == KindNS && int(e.TGID) == h.pid() && old[e.TID] {
+			if e.Kind == taskevent.KindNS && int(e.TGID) == h.pid() && old[e.TID] {
 				n++
 			}
 		}
@@ -644,17 +647,17 @@ func TestNSScan(t *testing.T) {
 	if err := marker.Run(); err != nil {
 		t.Fatal(err)
 	}
-	c.wait(t, "the exit of a process started after the second scan", func(evs []Event) bool {
-		return slices.ContainsFunc(evs, func(e Event) bool { return e.Kind == KindExit && int(e.TID) == marker.Process.Pid })
+	c.wait(t, "the exit of a process started after the second scan", func(evs []taskevent.Event) bool {
+		return slices.ContainsFunc(evs, func(e taskevent.Event) bool { return e.Kind == taskevent.KindExit && int(e.TID) == marker.Process.Pid })
 	})
 	if n := count(c.events()); n != before {
 		t.Errorf("the second scan reported %d NS events, want none", n-before)
 	}
 
 	_ = syscall.Kill(h.pid(), syscall.SIGKILL)
-	c.wait(t, "exit of the thread", func(evs []Event) bool {
+	c.wait(t, "exit of the thread", func(evs []taskevent.Event) bool {
 		for _, e := range evs {
-			if e.Kind == KindExit && int(e.TID) == tid {
+			if e.Kind == taskevent.KindExit && int(e.TID) == tid {
 				if e.NS[ns.Net] != want {
 					t.Errorf("exit event: net %v, want %v", e.NS[ns.Net], want)
 				}
@@ -683,13 +686,15 @@ func TestBatchWakeup(t *testing.T) {
 	goQuiet(t, tr)
 	c := collect(t, tr)
 	testwait.Parked(t, "tracker.(*Tracker).readRaw")
-	isExec := func(h *held) func(Event) bool {
-		return func(e Event) bool { return e.Kind == KindExec && int(e.TID) == h.pid() && e.Comm == "sleep" }
+	isExec := func(h *held) func(taskevent.Event) bool {
+		return func(e taskevent.Event) bool {
+			return e.Kind == taskevent.KindExec && int(e.TID) == h.pid() && e.Comm == "sleep"
+		}
 	}
 	lone.release(t)
-	c.wait(t, "the exec after a quiet spell", func(evs []Event) bool { return slices.ContainsFunc(evs, isExec(lone)) })
+	c.wait(t, "the exec after a quiet spell", func(evs []taskevent.Event) bool { return slices.ContainsFunc(evs, isExec(lone)) })
 	burst.release(t)
-	c.until(t, "the tail of a burst, the exec of sleep", func(evs []Event) (bool, any) {
+	c.until(t, "the tail of a burst, the exec of sleep", func(evs []taskevent.Event) (bool, any) {
 		n := 0 // the burst's events so far: the progress
 		for _, e := range evs {
 			if int(e.TGID) != lone.pid() {
@@ -746,7 +751,7 @@ func TestTryReadBarrier(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v (%v)", err, w.Err())
 			}
-			if ev.Kind == KindExit && int(ev.TID) == h.pid() {
+			if ev.Kind == taskevent.KindExit && int(ev.TID) == h.pid() {
 				return
 			}
 		}
@@ -777,7 +782,7 @@ func TestTryReadBarrier(t *testing.T) {
 		if !ok {
 			break
 		}
-		found = found || ev.Kind == KindExit && int(ev.TID) == hs[2].pid()
+		found = found || ev.Kind == taskevent.KindExit && int(ev.TID) == hs[2].pid()
 	}
 	if !found {
 		t.Errorf("TryRead ran dry before the exit event of %d", hs[2].pid())
@@ -876,7 +881,7 @@ func TestReadAfterClose(t *testing.T) {
 	}
 }
 
-// monotonic is CLOCK_MONOTONIC in ns, the clock of Event.Time.
+// monotonic is CLOCK_MONOTONIC in ns, the clock of taskevent.Event.Time.
 func monotonic(t testing.TB) uint64 {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
@@ -887,7 +892,7 @@ func monotonic(t testing.TB) uint64 {
 
 // ownContid reads the value thread tid holds itself, not its leader's.
 func ownContid(tr *Tracker, tid int) (contid.ID, bool, error) {
-	fd, err := openThread(tid)
+	fd, err := procfs.OpenThread(tid)
 	if err != nil {
 		return contid.Unset, false, err
 	}
@@ -915,7 +920,7 @@ func TestThreadExec(t *testing.T) {
 			}
 			// The state of a thread created after the registration: no
 			// storage of its own.
-			fd, err := openThread(tid)
+			fd, err := procfs.OpenThread(tid)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -975,11 +980,7 @@ func exitLeader(t *testing.T, h *held) {
 
 // procState is the state letter of /proc/PID/stat (Z for a zombie).
 func procState(pid int) byte {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	st, err := procfs.ParseStat(b)
+	st, err := procfs.Host.Stat(int32(pid))
 	if err != nil {
 		return 0
 	}
@@ -1009,11 +1010,7 @@ func TestSetGroupChecksStart(t *testing.T) {
 	if got := h.line(t); got != "ready" {
 		t.Fatalf("helper says %q", got)
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.pid()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := procfs.ParseStat(b)
+	st, err := procfs.Host.Stat(int32(h.pid()))
 	if err != nil || st.StartTime == 0 {
 		t.Fatalf("stat of %d: %+v, %v", h.pid(), st, err)
 	}

@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/contid/contid/internal/taskevent"
 )
 
 // TryRead returns the next event if one is buffered, without blocking; ok
 // is false when the ring buffer is empty. With Read paused, calling TryRead
 // until ok is false applies every event the kernel produced before the
 // call: the daemon's barrier before it answers a request.
-func (t *Tracker) TryRead() (ev Event, ok bool, err error) {
+func (t *Tracker) TryRead() (ev taskevent.Event, ok bool, err error) {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
 	defer t.rd.SetDeadline(time.Time{})
@@ -37,9 +39,9 @@ func (t *Tracker) TryRead() (ev Event, ok bool, err error) {
 			if try == 0 {
 				continue
 			}
-			return Event{}, false, nil
+			return taskevent.Event{}, false, nil
 		default:
-			return Event{}, false, err
+			return taskevent.Event{}, false, err
 		}
 	}
 }

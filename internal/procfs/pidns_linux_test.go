@@ -1,4 +1,4 @@
-package peer
+package procfs
 
 import (
 	"os"
@@ -33,10 +33,8 @@ func TestPidNSTranslation(t *testing.T) {
 	init, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	b, _ = os.ReadFile("/proc/" + strconv.Itoa(init) + "/task/" + strconv.Itoa(init) + "/children")
 	child, _ := strconv.Atoi(strings.Fields(string(b))[0])
-	p := Peer{PID: int32(init), PidFD: -1, dir: "/proc/" + strconv.Itoa(init)}
-	p.Identity, _ = p.identity()
 	for _, fallback := range []bool{false, true} {
-		ns, err := p.OpenPidNS()
+		ns, err := Host.OpenPidNS(int32(init))
 		if err != nil {
 			t.Fatal(err)
 		}

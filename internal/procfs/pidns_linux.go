@@ -1,4 +1,4 @@
-package peer
+package procfs
 
 import (
 	"errors"
@@ -15,9 +15,10 @@ const (
 	nsGetPidInPidNS   = 0x8004b708 // _IOR(0xb7, 0x8, int)
 )
 
-// PidNS is a caller's pid namespace, open. Close it when done.
+// PidNS is a pid namespace, open. Close it when done.
 type PidNS struct {
 	fd int
+	fs FS // for the fallback
 	// fallback: the kernel lacks the translation ioctls; translate from
 	// /proc NSpid, for tasks of this very namespace only.
 	fallback bool
@@ -25,7 +26,17 @@ type PidNS struct {
 }
 
 // ErrNotVisible: the task has no pid in the namespace.
-var ErrNotVisible = fmt.Errorf("peer: no such process in the caller's pid namespace: %w", unix.ESRCH)
+var ErrNotVisible = fmt.Errorf("procfs: no such process in the pid namespace: %w", unix.ESRCH)
+
+// OpenPidNS opens the pid namespace of task pid for translating pids. The
+// caller checks that pid still names the task it means after the open.
+func (f FS) OpenPidNS(pid int32) (*PidNS, error) {
+	fd, err := unix.Open(f.Path(pid, "ns/pid"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("procfs: process %d: pid namespace: %w", pid, unix.ESRCH)
+	}
+	return &PidNS{fd: fd, fs: f}, nil
+}
 
 // Close releases the namespace.
 func (n *PidNS) Close() { unix.Close(n.fd) }
@@ -40,7 +51,7 @@ func (n *PidNS) ioctl(req uintptr, pid int32) (int32, error) {
 		// Before 6.11.
 		var st syscall.Stat_t
 		if err := syscall.Fstat(n.fd, &st); err != nil {
-			return 0, fmt.Errorf("peer: pid namespace: %w", err)
+			return 0, fmt.Errorf("procfs: pid namespace: %w", err)
 		}
 		n.fallback, n.dev, n.ino = true, st.Dev, st.Ino
 		return 0, unix.ENOTTY
@@ -82,16 +93,15 @@ func (n *PidNS) From(pid int32, candidates func() []int32) (int32, error) {
 // inFallback translates from NSpid: a task whose own pid namespace is this
 // one has its innermost NSpid here.
 func (n *PidNS) inFallback(pid int32) (int32, error) {
-	dir := fmt.Sprintf("/proc/%d", pid)
 	var st syscall.Stat_t
-	if syscall.Stat(dir+"/ns/pid", &st) != nil || st.Dev != n.dev || st.Ino != n.ino {
+	if syscall.Stat(n.fs.Path(pid, "ns/pid"), &st) != nil || st.Dev != n.dev || st.Ino != n.ino {
 		return 0, ErrNotVisible
 	}
-	nspid, err := NSpid(pid)
-	if err != nil || len(nspid) == 0 {
+	s, err := n.fs.Status(pid)
+	if err != nil || len(s.NSpid) == 0 {
 		return 0, ErrNotVisible
 	}
-	return nspid[len(nspid)-1], nil
+	return s.NSpid[len(s.NSpid)-1], nil
 }
 
 // Ident returns the namespace's device and inode.
@@ -106,7 +116,7 @@ func (n *PidNS) Ident() (dev, ino uint64) {
 func (n *PidNS) Fallback() error {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(n.fd, &st); err != nil {
-		return fmt.Errorf("peer: pid namespace: %w", err)
+		return fmt.Errorf("procfs: pid namespace: %w", err)
 	}
 	n.fallback, n.dev, n.ino = true, st.Dev, st.Ino
 	return nil
