@@ -526,6 +526,7 @@ func (d *Daemon) apply(ev tracker.Event) {
 		}
 	}
 	d.eng.Apply(in)
+	d.packetEvent(ev)
 	if ev.Kind == tracker.KindFork && ev.JoinedCgroup && ev.HasContid {
 		// Created in a bound cgroup (clone3 CLONE_INTO_CGROUP): the
 		// kernel gave the child its container; the engine inherited
@@ -538,6 +539,7 @@ func (d *Daemon) applyAll(evs []tracker.Event) {
 	for _, ev := range evs {
 		d.apply(ev)
 	}
+	d.packetsAfterEvents()
 }
 
 func exeOf(pid int32) string {

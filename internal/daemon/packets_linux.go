@@ -1,27 +1,45 @@
 package daemon
 
 import (
-	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/contid/contid/internal/netpkt"
 	"github.com/contid/contid/internal/ns"
 	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/provenance"
+	"github.com/contid/contid/internal/tracker"
+	"golang.org/x/sys/unix"
 )
 
 // packets attributes NETFILTER_PKT records to the containers of the
 // network namespace that logged them (docs/packets.md): the probe pairs
 // each record with that namespace; the namespaces of live containers are
-// watched. Everything runs on the daemon's goroutine.
+// watched, each at the hooks where it has audit packet rules.
+// Everything runs on the daemon's goroutine.
 type packets struct {
 	probe   *netpkt.Probe
 	table   *netpkt.Table
 	attr    netpkt.Attributor
-	watched map[ns.ID]io.Closer
+	watched map[ns.ID]*netpkt.Watch
 	failed  map[ns.ID]bool // could not be watched: not tried again while in use
+	// nets: a task event may have given a container a namespace.
+	nets bool
+	// rules: the kernel reported a table change (NETFILTER_CFG) that no
+	// recheck has followed yet; lastCheck is when rules were last read.
+	rules     bool
+	lastCheck time.Time
 }
+
+// recheckEvery bounds how often a burst of table changes makes the
+// watched namespaces' rules be read again; a change seen sooner is read
+// at the next tick. Until then a record logged at a new hook pairs with
+// no namespace (counted), never a wrong one.
+const recheckEvery = 100 * time.Millisecond
+
+// netfilterCfg is the NETFILTER_CFG record type.
+const netfilterCfg = 1325
 
 // packetAttributor loads the pairing programs and returns the Attributor
 // the pipeline uses: the engine alone when the records are not the
@@ -37,9 +55,65 @@ func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
 		return d.eng
 	}
 	t := netpkt.NewTable(0)
-	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]io.Closer{}, failed: map[ns.ID]bool{},
+	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]*netpkt.Watch{}, failed: map[ns.ID]bool{},
 		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng, Refresh: d.drainPairs}}
 	return &d.pk.attr
+}
+
+// packetEvent notes a task event that can give a container a network
+// namespace (a setns or unshare, a move into a container, a clone into a
+// new namespace): the namespace is watched when the events applied with
+// it are (packetsAfterEvents), not at the next tick.
+func (d *Daemon) packetEvent(ev tracker.Event) {
+	if d.pk == nil {
+		return
+	}
+	switch {
+	case ev.Kind == tracker.KindNS, ev.Kind == tracker.KindJoin,
+		ev.Kind == tracker.KindFork && ev.CloneFlags&unix.CLONE_NEWNET != 0:
+		d.pk.nets = true
+	}
+}
+
+// packetsAfterEvents watches the namespaces events gave containers.
+func (d *Daemon) packetsAfterEvents() {
+	if d.pk != nil && d.pk.nets {
+		d.watchPackets()
+	}
+}
+
+// packetBatch runs before each batch of records: it moves the pairs the
+// kernel wrote into the table and, when the batch reports a table change
+// (NETFILTER_CFG, emitted for every change in any namespace), reads the
+// watched namespaces' rules again.
+func (d *Daemon) packetBatch(b []auditMsg) {
+	if d.pk == nil {
+		return
+	}
+	d.packetsAfterEvents()
+	for _, m := range b {
+		if m.t == netfilterCfg {
+			d.pk.rules = true
+			break
+		}
+	}
+	if d.pk.rules && time.Since(d.pk.lastCheck) >= recheckEvery {
+		d.recheckRules()
+	}
+	d.drainPairs()
+}
+
+// recheckRules reads the rules of every watched namespace again.
+func (d *Daemon) recheckRules() {
+	pk := d.pk
+	pk.rules = false
+	pk.lastCheck = time.Now()
+	for id, w := range pk.watched {
+		was := w.RulesErr()
+		if err := w.Recheck(); err != nil && was == nil {
+			d.log.Warn("packets: reading a container namespace's rules", "netns", id, "err", err)
+		}
+	}
 }
 
 // drainPairs moves the pairs the kernel wrote into the table; called
@@ -60,6 +134,10 @@ func (d *Daemon) watchPackets() {
 	pk := d.pk
 	if pk == nil {
 		return
+	}
+	pk.nets = false
+	if pk.rules {
+		d.recheckRules()
 	}
 	want := map[ns.ID]bool{}
 	for _, c := range d.eng.Containers() {
@@ -112,6 +190,9 @@ func (d *Daemon) watchPackets() {
 			d.log.Warn("packets: cannot watch a container's network namespace; its packet records get no CONTAINER_ID", "netns", id, "err", err)
 			pk.failed[id] = true
 			continue
+		}
+		if err := w.RulesErr(); err != nil {
+			d.log.Warn("packets: reading a container namespace's rules", "netns", id, "err", err)
 		}
 		pk.attr.NsDev = id.Dev
 		pk.watched[id] = w
