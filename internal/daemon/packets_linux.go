@@ -32,11 +32,13 @@ type packets struct {
 	lastCheck time.Time
 }
 
-// recheckEvery bounds how often a burst of table changes makes the
-// watched namespaces' rules be read again; a change seen sooner is read
-// at the next tick. Until then a record logged at a new hook pairs with
-// no namespace (counted), never a wrong one.
-const recheckEvery = 100 * time.Millisecond
+// recheckEvery bounds how often table changes make the watched
+// namespaces' rules be read again: the first change after a quiet period
+// is read at once, later ones of a burst at the first tick past the
+// period. Until then a record logged at a new hook pairs with no namespace
+// (counted), never a wrong one. The bound keeps a container that changes
+// its own namespace's rules in a loop from making contid read them in one.
+const recheckEvery = time.Second
 
 // netfilterCfg is the NETFILTER_CFG record type.
 const netfilterCfg = 1325
@@ -136,7 +138,7 @@ func (d *Daemon) watchPackets() {
 		return
 	}
 	pk.nets = false
-	if pk.rules {
+	if pk.rules && time.Since(pk.lastCheck) >= recheckEvery {
 		d.recheckRules()
 	}
 	want := map[ns.ID]bool{}
