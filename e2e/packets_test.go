@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/records"
 )
 
@@ -318,4 +319,45 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 		}
 		return false
 	}, "a packet record of the rule added later with the container's contid")
+}
+
+// TestAuditPacketListener: in audit mode listener (auditd is the audit
+// daemon, contid reads the kernel's multicast copy), a packet record of a
+// container's namespace carries the container's contid in contid's log.
+func TestAuditPacketListener(t *testing.T) {
+	requireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	startAuditd(t, "")
+	d := startDaemon(t, "", "--audit", "listener")
+	x := fmt.Sprint("contid-e2e-pkli", os.Getpid())
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + x + `
+ip -n ` + x + ` link set lo up
+ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x75
+ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 750 -- sleep 60' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("setup: %s", errOut)
+	}
+	t.Cleanup(func() {
+		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
+		d.sh("ip netns del " + x)
+	})
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x75") {
+				switch c := e.described(i); c {
+				case "":
+				case "750":
+					return true
+				default:
+					t.Fatalf("the packet record carries contid=%s, want 750", c)
+				}
+			}
+		}
+		return false
+	}, "a packet record with the container's contid in listener mode")
 }

@@ -44,11 +44,12 @@ const recheckEvery = time.Second
 const netfilterCfg = 1325
 
 // packetAttributor loads the pairing programs and returns the Attributor
-// the pipeline uses: the engine alone when the records are not the
-// kernel's own stream (mode primary) or the programs cannot load; packet
+// the pipeline uses: the engine alone when the records are not this
+// kernel's own stream (modes primary and listener read it; a plugin's feed
+// may hold other hosts' records) or the programs cannot load; packet
 // records then carry no CONTAINER_ID.
 func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
-	if mode != "primary" {
+	if mode != "primary" && mode != "listener" {
 		return d.eng
 	}
 	p, err := netpkt.Load()
