@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"errors"
+	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/contid/contid/internal/netpkt"
@@ -17,7 +20,10 @@ import (
 // network namespace that logged them (docs/packets.md): the probe pairs
 // each record with that namespace; the namespaces of live containers are
 // watched, each at the hooks where it has audit packet rules.
-// Everything runs on the daemon's goroutine.
+// Everything runs on the daemon's goroutine but reading rules: a
+// namespace's ruleset is as large as its owner (a container's root) makes
+// it, so rules are read, and hooks attached, by a goroutine of their own
+// (rechecker), never holding up records.
 type packets struct {
 	probe   *netpkt.Probe
 	table   *netpkt.Table
@@ -30,6 +36,11 @@ type packets struct {
 	// recheck has followed yet; lastCheck is when rules were last read.
 	rules     bool
 	lastCheck time.Time
+
+	pendMu sync.Mutex
+	pend   map[*netpkt.Watch]bool // to recheck
+	wake   chan struct{}          // the rechecker; closed at the end
+	done   chan struct{}          // the rechecker ended
 }
 
 // recheckEvery bounds how often table changes make the watched
@@ -59,8 +70,48 @@ func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
 	}
 	t := netpkt.NewTable(0)
 	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]*netpkt.Watch{}, failed: map[ns.ID]bool{},
-		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng, Refresh: d.drainPairs}}
+		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng, Refresh: d.drainPairs},
+		pend: map[*netpkt.Watch]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go d.pk.rechecker(d.log)
 	return &d.pk.attr
+}
+
+// recheck has the rechecker read the rules of these watches again.
+func (pk *packets) recheck(ws ...*netpkt.Watch) {
+	pk.pendMu.Lock()
+	for _, w := range ws {
+		pk.pend[w] = true
+	}
+	pk.pendMu.Unlock()
+	select {
+	case pk.wake <- struct{}{}:
+	default: // already woken; it takes every pending watch
+	}
+}
+
+// rechecker reads rules and attaches hooks until wake is closed. Each
+// watch's first failure is logged; a watch closed meanwhile is skipped.
+func (pk *packets) rechecker(log *slog.Logger) {
+	defer close(pk.done)
+	logged := map[*netpkt.Watch]bool{}
+	for range pk.wake {
+		pk.pendMu.Lock()
+		ws := pk.pend
+		pk.pend = map[*netpkt.Watch]bool{}
+		pk.pendMu.Unlock()
+		for w := range ws {
+			err := w.Recheck()
+			switch {
+			case errors.Is(err, netpkt.ErrClosed):
+				delete(logged, w)
+			case err != nil && !logged[w]:
+				logged[w] = true
+				log.Warn("packets: a container namespace's rules or hooks; its records may go unpaired (no CONTAINER_ID)", "err", err)
+			case err == nil:
+				delete(logged, w)
+			}
+		}
+	}
 }
 
 // packetEvent notes a task event that can give a container a network
@@ -106,17 +157,16 @@ func (d *Daemon) packetBatch(b []auditMsg) {
 	d.drainPairs()
 }
 
-// recheckRules reads the rules of every watched namespace again.
+// recheckRules has the rules of every watched namespace read again.
 func (d *Daemon) recheckRules() {
 	pk := d.pk
 	pk.rules = false
 	pk.lastCheck = time.Now()
-	for id, w := range pk.watched {
-		was := w.RulesErr()
-		if err := w.Recheck(); err != nil && was == nil {
-			d.log.Warn("packets: reading a container namespace's rules", "netns", id, "err", err)
-		}
+	ws := make([]*netpkt.Watch, 0, len(pk.watched))
+	for _, w := range pk.watched {
+		ws = append(ws, w)
 	}
+	pk.recheck(ws...)
 }
 
 // drainPairs moves the pairs the kernel wrote into the table; called
@@ -194,11 +244,9 @@ func (d *Daemon) watchPackets() {
 			pk.failed[id] = true
 			continue
 		}
-		if err := w.RulesErr(); err != nil {
-			d.log.Warn("packets: reading a container namespace's rules", "netns", id, "err", err)
-		}
 		pk.attr.NsDev = id.Dev
 		pk.watched[id] = w
+		pk.recheck(w)
 	}
 }
 
@@ -207,6 +255,8 @@ func (d *Daemon) closePackets() {
 	if d.pk == nil {
 		return
 	}
+	close(d.pk.wake)
+	<-d.pk.done
 	for _, w := range d.pk.watched {
 		w.Close()
 	}

@@ -90,8 +90,11 @@ func BenchmarkUDPVeth(b *testing.B) {
 		var ws []*Watch
 		for _, f := range []*os.File{fa, fb} {
 			w, err := p.Watch(f)
-			if err == nil && h != 0 {
+			switch {
+			case err == nil && h != 0:
 				err = w.watchHooks(h)
+			case err == nil:
+				err = w.Recheck()
 			}
 			if err != nil {
 				b.Fatal(err)

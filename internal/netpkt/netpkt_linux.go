@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -22,12 +23,14 @@ import (
 // the AUDIT target, nft_do_chain+0x153 for nftables).
 var producers = [2]string{"audit_tg", "nft_do_chain"}
 
-// Probe is the loaded pairing programs.
+// Probe is the loaded pairing programs. Its watches may be rechecked
+// from other goroutines than the one reading pairs.
 type Probe struct {
 	objs   netpktObjects
+	rd     *ringbuf.Reader
+	mu     sync.Mutex  // guards links and active
 	links  []link.Link // the kernel-wide programs, while a watch has hooks
 	active int         // watches with hooks
-	rd     *ringbuf.Reader
 }
 
 func (p *Probe) attachGlobal() error {
@@ -91,38 +94,48 @@ const (
 	prioLast  = (1 << 31) - 2
 )
 
-// Watch watches the network namespace netns (an open /proc/PID/ns/net or
-// /run/netns file): the traversal programs are attached at the hooks where
-// it has audit packet rules (none: nothing runs), read now and again at
-// each Recheck. Close detaches them.
+// Watch returns a watch of the network namespace netns (an open
+// /proc/PID/ns/net or /run/netns file, which it keeps a duplicate of). It
+// runs nothing until Recheck reads where the namespace has audit packet
+// rules and attaches the traversal programs there. Close detaches them.
 func (p *Probe) Watch(netns *os.File) (*Watch, error) {
 	fd, err := unix.FcntlInt(netns.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("netpkt: dup: %w", err)
 	}
-	w := &Watch{p: p, netns: os.NewFile(uintptr(fd), netns.Name())}
-	if err := w.Recheck(); err != nil && w.rulesErr == nil {
-		w.Close()
-		return nil, err
-	}
-	return w, nil
+	return &Watch{p: p, netns: os.NewFile(uintptr(fd), netns.Name())}, nil
 }
 
-// Watch is one watched namespace.
+// ErrClosed is what Recheck returns after Close.
+var ErrClosed = errors.New("netpkt: watch closed")
+
+// Watch is one watched namespace. Its methods may be called from several
+// goroutines: reading a namespace's rules takes as long as the ruleset,
+// which the namespace's owner writes, so callers can recheck away from
+// their own work.
 type Watch struct {
 	p        *Probe
-	netns    *os.File
+	mu       sync.Mutex
+	netns    *os.File                 // nil once closed
 	links    [2 * nHooks][2]link.Link // open, close per hook; nil: not attached
 	hooks    Hooks
 	rulesErr error
 }
 
 // Hooks is where the programs run in the namespace.
-func (w *Watch) Hooks() Hooks { return w.hooks }
+func (w *Watch) Hooks() Hooks {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hooks
+}
 
 // RulesErr is why the last Recheck could not read the namespace's rules
 // (the programs then run at every hook), or nil.
-func (w *Watch) RulesErr() error { return w.rulesErr }
+func (w *Watch) RulesErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rulesErr
+}
 
 // Recheck reads the namespace's audit packet rules again and attaches or
 // detaches the programs to match: after a rule change, a record logged at
@@ -130,8 +143,10 @@ func (w *Watch) RulesErr() error { return w.rulesErr }
 // unreadable ruleset means every hook (the error is returned and kept in
 // RulesErr); an attach failure leaves the hooks attached so far.
 func (w *Watch) Recheck() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.netns == nil {
-		return errors.New("netpkt: watch closed")
+		return ErrClosed
 	}
 	var want Hooks
 	var rerr error
@@ -148,12 +163,14 @@ func (w *Watch) Recheck() error {
 
 // watchHooks sets the hooks directly (benchmarks and tests).
 func (w *Watch) watchHooks(h Hooks) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	_, err := attachIn(w.netns, func() ([]link.Link, error) { return nil, w.set(h) })
 	return err
 }
 
 // set attaches and detaches to run at exactly the hooks h; on a thread in
-// the namespace.
+// the namespace, w.mu held.
 func (w *Watch) set(h Hooks) error {
 	was := w.hooks != 0
 	var err error
@@ -188,7 +205,7 @@ func (w *Watch) set(h Hooks) error {
 	}
 	switch now := w.hooks != 0; {
 	case now && !was:
-		if gerr := w.p.attachGlobal(); gerr != nil {
+		if gerr := w.p.use(); gerr != nil {
 			// Without the kernel-wide programs nothing pairs.
 			for i := range w.links {
 				w.detach(i)
@@ -196,13 +213,30 @@ func (w *Watch) set(h Hooks) error {
 			w.hooks = 0
 			return errors.Join(err, fmt.Errorf("netpkt: %w", gerr))
 		}
-		w.p.active++
 	case !now && was:
-		if w.p.active--; w.p.active == 0 {
-			w.p.detachGlobal()
-		}
+		w.p.unuse()
 	}
 	return err
+}
+
+// use and unuse count the watches with hooks: the kernel-wide programs
+// are attached while there is one.
+func (p *Probe) use() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.attachGlobal(); err != nil {
+		return err
+	}
+	p.active++
+	return nil
+}
+
+func (p *Probe) unuse() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.active--; p.active == 0 {
+		p.detachGlobal()
+	}
 }
 
 func (w *Watch) detach(i int) {
@@ -216,6 +250,8 @@ func (w *Watch) detach(i int) {
 
 // Close detaches the programs from the namespace.
 func (w *Watch) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.netns == nil {
 		return nil
 	}
@@ -224,9 +260,7 @@ func (w *Watch) Close() error {
 	}
 	if w.hooks != 0 {
 		w.hooks = 0
-		if w.p.active--; w.p.active == 0 {
-			w.p.detachGlobal()
-		}
+		w.p.unuse()
 	}
 	err := w.netns.Close()
 	w.netns = nil
@@ -321,7 +355,9 @@ func (p *Probe) Close() error {
 	if p.rd != nil {
 		errs = append(errs, p.rd.Close())
 	}
+	p.mu.Lock()
 	p.detachGlobal()
+	p.mu.Unlock()
 	errs = append(errs, p.objs.Close())
 	return errors.Join(errs...)
 }

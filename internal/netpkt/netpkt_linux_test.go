@@ -1,6 +1,7 @@
 package netpkt
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -84,6 +85,9 @@ func TestPairs(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer w.Close()
+		if err := w.Recheck(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ch := make(chan Pair, 64)
 	go func() {
@@ -181,6 +185,9 @@ func TestPairsVeth(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer w.Close()
+		if err := w.Recheck(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ch := make(chan Pair, 64)
 	go func() {
@@ -337,3 +344,60 @@ func TestWatchRules(t *testing.T) {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'" }
+
+// TestWatchConcurrent: rechecks from several goroutines and a close in the
+// middle (the daemon rechecks away from its own goroutine) leave the
+// kernel-wide programs attached exactly while a watch has hooks.
+func TestWatchConcurrent(t *testing.T) {
+	audittest.RequireRoot(t)
+	tag := fmt.Sprint(os.Getpid())
+	f1 := netns(t, "contid-pkc1-"+tag, iptAudit)
+	f2 := netns(t, "contid-pkc2-"+tag, nftAudit)
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var ws []*Watch
+	for _, f := range []*os.File{f1, f2} {
+		w, err := p.Watch(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	done := make(chan error)
+	for i := 0; i < 4; i++ {
+		go func() {
+			var err error
+			for j := 0; j < 5 && err == nil; j++ {
+				if err = ws[(i+j)%2].Recheck(); errors.Is(err, ErrClosed) {
+					err = nil
+				}
+			}
+			done <- err
+		}()
+	}
+	ws[0].Close()
+	for i := 0; i < 4; i++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := ws[1].Hooks().String(); got != "ipv4/input,ipv6/input" {
+		t.Errorf("hooks %q", got)
+	}
+	if err := ws[0].Recheck(); !errors.Is(err, ErrClosed) {
+		t.Errorf("recheck after close: %v", err)
+	}
+	p.mu.Lock()
+	a, l := p.active, len(p.links)
+	p.mu.Unlock()
+	if a != 1 || l == 0 {
+		t.Errorf("%d active watches, %d kernel-wide links; want 1 and some", a, l)
+	}
+	ws[1].Close()
+	if p.active != 0 || len(p.links) != 0 {
+		t.Errorf("after both closed: %d active, %d links", p.active, len(p.links))
+	}
+}

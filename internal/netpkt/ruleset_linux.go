@@ -20,8 +20,14 @@ import (
 // rules at every hook of that family. A chain whose rules cannot be read
 // counts as having one. Taking too many hooks costs time, too few would
 // leave records unpaired; neither pairs a record with the wrong namespace.
-func rulesetHooks() (Hooks, error) {
-	var h Hooks
+func rulesetHooks() (h Hooks, err error) {
+	// The ruleset is a container's to write: whatever the parsing library
+	// makes of it, a failure to read it means every hook, not a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			h, err = AllHooks, fmt.Errorf("nftables: reading the ruleset: %v", r)
+		}
+	}()
 	for _, l := range []struct {
 		file string
 		fam  byte
