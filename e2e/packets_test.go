@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -360,4 +361,61 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 		}
 		return false
 	}, "a packet record with the container's contid in listener mode")
+}
+
+// TestAuditPacketRuleChurn (attack): root in a container writes a large
+// ruleset in its own network namespace and changes it in a loop, each
+// change a NETFILTER_CFG record that makes contid read the watched
+// namespaces' rules again. Records keep flowing and another container's
+// packet records keep their contid.
+func TestAuditPacketRuleChurn(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
+	tag := fmt.Sprint(os.Getpid())
+	x, y := "contid-e2e-pkcx"+tag, "contid-e2e-pkcy"+tag
+	rules := filepath.Join(d.dir, "big.nft")
+	var b strings.Builder
+	b.WriteString("add table inet big\nadd chain inet big in { type filter hook input priority 0; }\n")
+	for i := 0; i < 5000; i++ {
+		fmt.Fprintf(&b, "add rule inet big in tcp dport %d counter\n", 1000+i)
+	}
+	b.WriteString("add rule inet big in icmp type echo-request log level audit\n")
+	if err := os.WriteFile(rules, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + x + `
+ip netns add ` + y + `
+ip -n ` + x + ` link set lo up
+ip -n ` + y + ` link set lo up
+ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x76
+ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 760 -- sleep 120 & ip netns exec ` + y + ` "$C" exec --contid 761 -- sh -c "nft -f ` + rules + ` && while :; do nft add table inet churn && nft delete table inet churn; done" & wait' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("setup: %s", errOut)
+	}
+	t.Cleanup(func() {
+		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
+		d.sh("ip netns del " + x + "; ip netns del " + y)
+	})
+	churned := func() int { return countIn([]string{d.dir + "/audit.log"}, "type=NETFILTER_CFG") }
+	d.until(func() bool { return churned() > 200 }, "the container's table changes in the log")
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x76") {
+				switch c := e.described(i); c {
+				case "":
+				case "760":
+					return true
+				default:
+					t.Fatalf("the packet record carries contid=%s, want 760", c)
+				}
+			}
+		}
+		return false
+	}, "a packet record with its container's contid while another container churns its rules")
+	if n := churned(); n <= 200 {
+		t.Fatalf("churn stopped: %d NETFILTER_CFG records", n)
+	}
 }
