@@ -171,8 +171,19 @@ func (w *Watch) watchHooks(h Hooks) error {
 
 // set attaches and detaches to run at exactly the hooks h; on a thread in
 // the namespace, w.mu held.
+//
+// Order matters for entries never popped: the kernel-wide programs (which
+// drop what a softirq run left) are attached before the first traversal
+// program and detached after the last, and at each hook the closing
+// program is attached before the opening one (a close without its open
+// pops nothing) and detached after it.
 func (w *Watch) set(h Hooks) error {
 	was := w.hooks != 0
+	if h != 0 && !was {
+		if err := w.p.use(); err != nil {
+			return fmt.Errorf("netpkt: %w", err) // without them nothing pairs
+		}
+	}
 	var err error
 	for i := 0; i < 2*nHooks && err == nil; i++ {
 		bit := Hooks(1) << i
@@ -182,16 +193,17 @@ func (w *Watch) set(h Hooks) error {
 			if i >= nHooks {
 				pf, hk = link.NetfilterProtoIPv6, link.NetfilterInetHook(i-nHooks)
 			}
-			for j, a := range []struct {
+			for _, a := range []struct {
+				j    int
 				prog *ebpf.Program
 				prio int32
-			}{{w.p.objs.NfOpen, prioFirst}, {w.p.objs.NfClose, prioLast}} {
+			}{{1, w.p.objs.NfClose, prioLast}, {0, w.p.objs.NfOpen, prioFirst}} {
 				l, lerr := link.AttachNetfilter(link.NetfilterOptions{Program: a.prog, ProtocolFamily: pf, Hook: hk, Priority: a.prio})
 				if lerr != nil {
 					err = fmt.Errorf("netpkt: attach %s priority %d: %w", bit, a.prio, lerr)
 					break
 				}
-				w.links[i][j] = l
+				w.links[i][a.j] = l
 			}
 			if w.links[i][0] != nil && w.links[i][1] != nil {
 				w.hooks |= bit
@@ -203,17 +215,7 @@ func (w *Watch) set(h Hooks) error {
 			w.hooks &^= bit
 		}
 	}
-	switch now := w.hooks != 0; {
-	case now && !was:
-		if gerr := w.p.use(); gerr != nil {
-			// Without the kernel-wide programs nothing pairs.
-			for i := range w.links {
-				w.detach(i)
-			}
-			w.hooks = 0
-			return errors.Join(err, fmt.Errorf("netpkt: %w", gerr))
-		}
-	case !now && was:
+	if w.hooks == 0 && (was || h != 0) {
 		w.p.unuse()
 	}
 	return err
