@@ -301,7 +301,12 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 		}
 		return st.Counters
 	}
-	d.until(func() bool { return status()["packets_netns_watched"] >= 1 }, "the container's namespace watched")
+	// Status is published after each batch of records: a user record makes
+	// one.
+	d.until(func() bool {
+		d.sh("auditctl -m contid-e2e-nudge")
+		return status()["packets_netns_watched"] >= 1
+	}, "the container's namespace watched")
 	if _, errOut, code := d.sh("ip netns exec " + x + ` nft 'add table inet pkl; add chain inet pkl in { type filter hook input priority 0; }; add rule inet pkl in icmp type echo-request meta mark set 0x74 log level audit'`); code != 0 {
 		t.Fatalf("rule: %s", errOut)
 	}
