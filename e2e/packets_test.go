@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/records"
 )
 
@@ -94,6 +96,20 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 	if len(ids) != 2 || !(ids[0] == "711" && ids[1] == "710" || ids[0] == "710" && ids[1] == "711") {
 		t.Fatalf("CONTAINER_ID contid=%s, want both 710 and 711", got)
 	}
+	// Each container's own log gets the packet's event, with its
+	// CONTAINER_ID (written in the same commit as the host log's).
+	for _, id := range []string{"710", "711"} {
+		waitFor(t, func() bool {
+			for _, f := range d.containerLogs(id) {
+				for _, e := range readEvents(t, f) {
+					if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x71") && e.described(i) != "" {
+						return true
+					}
+				}
+			}
+			return false
+		}, "the packet event in container "+id+"'s log")
+	}
 
 	// A namespace without containers: its record, written before a user
 	// record sent after it, has no CONTAINER_ID.
@@ -119,6 +135,11 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 	}
 	if !seen {
 		t.Error("no packet record of the namespace without containers")
+	}
+	for _, id := range []string{"710", "711"} {
+		if n := countIn(d.containerLogs(id), "mark=0x72"); n != 0 {
+			t.Errorf("container %s's log has %d packet records of the other namespace", id, n)
+		}
 	}
 
 	// Status counts both kinds: placed with containers, and not placed
@@ -248,4 +269,158 @@ echo $! > "` + d.dir + `/pkt-user"
 		}
 		return contained > 0 && user >= 20
 	}, "the container's packet record with its contid and the user's records")
+}
+
+// TestAuditPacketRuleLater: a container's namespace without audit packet
+// rules runs no pairing program; an nftables `log level audit` rule added
+// later (the kernel reports the change, NETFILTER_CFG) is found, and the
+// packet records it logs carry the container's contid.
+func TestAuditPacketRuleLater(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
+	x := fmt.Sprint("contid-e2e-pkl", os.Getpid())
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + x + `
+ip -n ` + x + ` link set lo up
+setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 740 -- sleep 60' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("setup: %s", errOut)
+	}
+	t.Cleanup(func() {
+		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
+		d.sh("ip netns del " + x)
+	})
+	status := func() map[string]uint64 {
+		out, errOut, code := d.sh(`"$C" status --json`)
+		if code != 0 {
+			t.Fatal(errOut)
+		}
+		var st struct{ Counters map[string]uint64 }
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status: %v\n%s", err, out)
+		}
+		return st.Counters
+	}
+	// Status is published after each batch of records: a user record makes
+	// one.
+	d.until(func() bool {
+		d.sh("auditctl -m contid-e2e-nudge")
+		return status()["packets_netns_watched"] >= 1
+	}, "the container's namespace watched")
+	if _, errOut, code := d.sh("ip netns exec " + x + ` nft 'add table inet pkl; add chain inet pkl in { type filter hook input priority 0; }; add rule inet pkl in icmp type echo-request meta mark set 0x74 log level audit'`); code != 0 {
+		t.Fatalf("rule: %s", errOut)
+	}
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x74") {
+				switch c := e.described(i); c {
+				case "": // before the rule was read
+				case "740":
+					return true
+				default:
+					t.Fatalf("the packet record carries contid=%s, want 740", c)
+				}
+			}
+		}
+		return false
+	}, "a packet record of the rule added later with the container's contid")
+}
+
+// TestAuditPacketListener: in audit mode listener (auditd is the audit
+// daemon, contid reads the kernel's multicast copy), a packet record of a
+// container's namespace carries the container's contid in contid's log.
+func TestAuditPacketListener(t *testing.T) {
+	requireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	startAuditd(t, "")
+	d := startDaemon(t, "", "--audit", "listener")
+	x := fmt.Sprint("contid-e2e-pkli", os.Getpid())
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + x + `
+ip -n ` + x + ` link set lo up
+ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x75
+ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 750 -- sleep 60' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("setup: %s", errOut)
+	}
+	t.Cleanup(func() {
+		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
+		d.sh("ip netns del " + x)
+	})
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x75") {
+				switch c := e.described(i); c {
+				case "":
+				case "750":
+					return true
+				default:
+					t.Fatalf("the packet record carries contid=%s, want 750", c)
+				}
+			}
+		}
+		return false
+	}, "a packet record with the container's contid in listener mode")
+}
+
+// TestAuditPacketRuleChurn (attack): root in a container writes a large
+// ruleset in its own network namespace and changes it in a loop, each
+// change a NETFILTER_CFG record that makes contid read the watched
+// namespaces' rules again. Records keep flowing and another container's
+// packet records keep their contid.
+func TestAuditPacketRuleChurn(t *testing.T) {
+	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
+	tag := fmt.Sprint(os.Getpid())
+	x, y := "contid-e2e-pkcx"+tag, "contid-e2e-pkcy"+tag
+	rules := filepath.Join(d.dir, "big.nft")
+	var b strings.Builder
+	b.WriteString("add table inet big\nadd chain inet big in { type filter hook input priority 0; }\n")
+	for i := 0; i < 5000; i++ {
+		fmt.Fprintf(&b, "add rule inet big in tcp dport %d counter\n", 1000+i)
+	}
+	b.WriteString("add rule inet big in icmp type echo-request log level audit\n")
+	if err := os.WriteFile(rules, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + x + `
+ip netns add ` + y + `
+ip -n ` + x + ` link set lo up
+ip -n ` + y + ` link set lo up
+ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x76
+ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 760 -- sleep 120 & ip netns exec ` + y + ` "$C" exec --contid 761 -- sh -c "nft -f ` + rules + ` && while :; do nft add table inet churn && nft delete table inet churn; done" & wait' </dev/null >/dev/null 2>&1 &
+echo $! > "` + d.dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("setup: %s", errOut)
+	}
+	t.Cleanup(func() {
+		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
+		d.sh("ip netns del " + x + "; ip netns del " + y)
+	})
+	churned := func() int { return countIn([]string{d.dir + "/audit.log"}, "type=NETFILTER_CFG") }
+	d.until(func() bool { return churned() > 200 }, "the container's table changes in the log")
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		for _, e := range readEvents(t, d.dir+"/audit.log") {
+			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x76") {
+				switch c := e.described(i); c {
+				case "":
+				case "760":
+					return true
+				default:
+					t.Fatalf("the packet record carries contid=%s, want 760", c)
+				}
+			}
+		}
+		return false
+	}, "a packet record with its container's contid while another container churns its rules")
+	if n := churned(); n <= 200 {
+		t.Fatalf("churn stopped: %d NETFILTER_CFG records", n)
+	}
 }

@@ -330,7 +330,7 @@ func (d *Daemon) auditBatch(b []auditMsg) {
 	d.audit.counters.batches.Add(1)
 	d.sync()
 	p := d.audit.pipe
-	d.drainPairs()
+	d.packetBatch(b)
 	for _, m := range b {
 		if m.t == 0 {
 			p.PushLine(string(m.data))

@@ -524,6 +524,7 @@ func (d *Daemon) apply(ev taskevent.Event) {
 		}
 	}
 	d.eng.Apply(in)
+	d.packetEvent(ev)
 	if ev.Kind == taskevent.KindFork && ev.JoinedCgroup && ev.HasContid {
 		// Created in a bound cgroup (clone3 CLONE_INTO_CGROUP): the
 		// kernel gave the child its container; the engine inherited
@@ -536,6 +537,7 @@ func (d *Daemon) applyAll(evs []taskevent.Event) {
 	for _, ev := range evs {
 		d.apply(ev)
 	}
+	d.packetsAfterEvents()
 }
 
 // Emit hands on one of contid's own records (SPEC §5.1): into the

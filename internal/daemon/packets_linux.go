@@ -1,34 +1,66 @@
 package daemon
 
 import (
-	"io"
+	"errors"
+	"log/slog"
 	"os"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/contid/contid/internal/netpkt"
 	"github.com/contid/contid/internal/ns"
 	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/provenance"
+	"github.com/contid/contid/internal/taskevent"
+	"golang.org/x/sys/unix"
 )
 
 // packets attributes NETFILTER_PKT records to the containers of the
 // network namespace that logged them (docs/packets.md): the probe pairs
 // each record with that namespace; the namespaces of live containers are
-// watched. Everything runs on the daemon's goroutine.
+// watched, each at the hooks where it has audit packet rules.
+// Everything runs on the daemon's goroutine but reading rules: a
+// namespace's ruleset is as large as its owner (a container's root) makes
+// it, so rules are read, and hooks attached, by a goroutine of their own
+// (rechecker), never holding up records.
 type packets struct {
 	probe   *netpkt.Probe
 	table   *netpkt.Table
 	attr    netpkt.Attributor
-	watched map[ns.ID]io.Closer
+	watched map[ns.ID]*netpkt.Watch
 	failed  map[ns.ID]bool // could not be watched: not tried again while in use
+	// nets: a task event may have given a container a namespace.
+	nets bool
+	// rules: the kernel reported a table change (NETFILTER_CFG) that no
+	// recheck has followed yet; lastCheck is when rules were last read.
+	rules     bool
+	lastCheck time.Time
+
+	pendMu sync.Mutex
+	pend   map[*netpkt.Watch]bool // to recheck
+	wake   chan struct{}          // the rechecker; closed at the end
+	done   chan struct{}          // the rechecker ended
 }
 
+// recheckEvery bounds how often table changes make the watched
+// namespaces' rules be read again: the first change after a quiet period
+// is read at once, later ones of a burst at the first tick past the
+// period. Until then a record logged at a new hook pairs with no namespace
+// (counted), never a wrong one. The bound keeps a container that changes
+// its own namespace's rules in a loop from making contid read them in one.
+const recheckEvery = time.Second
+
+// netfilterCfg is the NETFILTER_CFG record type.
+const netfilterCfg = 1325
+
 // packetAttributor loads the pairing programs and returns the Attributor
-// the pipeline uses: the engine alone when the records are not the
-// kernel's own stream (mode primary) or the programs cannot load; packet
+// the pipeline uses: the engine alone when the records are not this
+// kernel's own stream (modes primary and listener read it; a plugin's feed
+// may hold other hosts' records) or the programs cannot load; packet
 // records then carry no CONTAINER_ID.
 func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
-	if mode != "primary" {
+	if mode != "primary" && mode != "listener" {
 		return d.eng
 	}
 	p, err := netpkt.Load()
@@ -37,9 +69,104 @@ func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
 		return d.eng
 	}
 	t := netpkt.NewTable(0)
-	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]io.Closer{}, failed: map[ns.ID]bool{},
-		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng, Refresh: d.drainPairs}}
+	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]*netpkt.Watch{}, failed: map[ns.ID]bool{},
+		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng, Refresh: d.drainPairs},
+		pend: map[*netpkt.Watch]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go d.pk.rechecker(d.log)
 	return &d.pk.attr
+}
+
+// recheck has the rechecker read the rules of these watches again.
+func (pk *packets) recheck(ws ...*netpkt.Watch) {
+	pk.pendMu.Lock()
+	for _, w := range ws {
+		pk.pend[w] = true
+	}
+	pk.pendMu.Unlock()
+	select {
+	case pk.wake <- struct{}{}:
+	default: // already woken; it takes every pending watch
+	}
+}
+
+// rechecker reads rules and attaches hooks until wake is closed. Each
+// watch's first failure is logged; a watch closed meanwhile is skipped.
+func (pk *packets) rechecker(log *slog.Logger) {
+	defer close(pk.done)
+	logged := map[*netpkt.Watch]bool{}
+	for range pk.wake {
+		pk.pendMu.Lock()
+		ws := pk.pend
+		pk.pend = map[*netpkt.Watch]bool{}
+		pk.pendMu.Unlock()
+		for w := range ws {
+			err := w.Recheck()
+			switch {
+			case errors.Is(err, netpkt.ErrClosed):
+				delete(logged, w)
+			case err != nil && !logged[w]:
+				logged[w] = true
+				log.Warn("packets: a container namespace's rules or hooks; its records may go unpaired (no CONTAINER_ID)", "err", err)
+			case err == nil:
+				delete(logged, w)
+			}
+		}
+	}
+}
+
+// packetEvent notes a task event that can give a container a network
+// namespace (a setns or unshare, a move into a container, a clone into a
+// new namespace): the namespace is watched when the events applied with
+// it are (packetsAfterEvents), not at the next tick.
+func (d *Daemon) packetEvent(ev taskevent.Event) {
+	if d.pk == nil {
+		return
+	}
+	switch {
+	case ev.Kind == taskevent.KindNS, ev.Kind == taskevent.KindJoin,
+		ev.Kind == taskevent.KindFork && ev.CloneFlags&unix.CLONE_NEWNET != 0:
+		d.pk.nets = true
+	}
+}
+
+// packetsAfterEvents watches the namespaces events gave containers.
+func (d *Daemon) packetsAfterEvents() {
+	if d.pk != nil && d.pk.nets {
+		d.watchPackets()
+	}
+}
+
+// packetBatch runs before each batch of records: it moves the pairs the
+// kernel wrote into the table and, when the batch reports a table change
+// (NETFILTER_CFG, emitted for every change in any namespace), reads the
+// watched namespaces' rules again.
+func (d *Daemon) packetBatch(b []auditMsg) {
+	if d.pk == nil {
+		return
+	}
+	d.packetsAfterEvents()
+	for _, m := range b {
+		if m.t == netfilterCfg {
+			d.pk.rules = true
+			break
+		}
+	}
+	if d.pk.rules && time.Since(d.pk.lastCheck) >= recheckEvery {
+		d.recheckRules()
+	}
+	d.drainPairs()
+}
+
+// recheckRules has the rules of every watched namespace read again.
+func (d *Daemon) recheckRules() {
+	pk := d.pk
+	pk.rules = false
+	pk.lastCheck = time.Now()
+	ws := make([]*netpkt.Watch, 0, len(pk.watched))
+	for _, w := range pk.watched {
+		ws = append(ws, w)
+	}
+	pk.recheck(ws...)
 }
 
 // drainPairs moves the pairs the kernel wrote into the table; called
@@ -60,6 +187,10 @@ func (d *Daemon) watchPackets() {
 	pk := d.pk
 	if pk == nil {
 		return
+	}
+	pk.nets = false
+	if pk.rules && time.Since(pk.lastCheck) >= recheckEvery {
+		d.recheckRules()
 	}
 	want := map[ns.ID]bool{}
 	for _, c := range d.eng.Containers() {
@@ -115,6 +246,7 @@ func (d *Daemon) watchPackets() {
 		}
 		pk.attr.NsDev = id.Dev
 		pk.watched[id] = w
+		pk.recheck(w)
 	}
 }
 
@@ -123,6 +255,8 @@ func (d *Daemon) closePackets() {
 	if d.pk == nil {
 		return
 	}
+	close(d.pk.wake)
+	<-d.pk.done
 	for _, w := range d.pk.watched {
 		w.Close()
 	}

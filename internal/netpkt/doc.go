@@ -8,8 +8,10 @@
 // docs/packets.md for the reasoning and the measurements):
 //
 //   - in each watched namespace, netfilter programs at the first and last
-//     priority of every IPv4 and IPv6 hook push and pop {skb, task,
-//     namespace} on a per-CPU stack (a drop pops too);
+//     priority of each IPv4 and IPv6 hook where the namespace has audit
+//     packet rules (read from its ruleset, hooks.go and ruleset_linux.go)
+//     push and pop {skb, task, namespace} on a per-CPU stack (a drop pops
+//     too, and the end of a softirq run drops what it left);
 //   - a tp_btf program on kmem_cache_free fires when audit_log_end frees a
 //     packet record's audit buffer, still inside the rule's call, and
 //     reports the record's serial and stamp with the namespace on top of

@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -23,12 +23,14 @@ import (
 // the AUDIT target, nft_do_chain+0x153 for nftables).
 var producers = [2]string{"audit_tg", "nft_do_chain"}
 
-// Probe is the loaded pairing programs.
+// Probe is the loaded pairing programs. Its watches may be rechecked
+// from other goroutines than the one reading pairs.
 type Probe struct {
-	objs    netpktObjects
-	links   []link.Link // the kernel-wide programs, while watching
-	watches int
-	rd      *ringbuf.Reader
+	objs   netpktObjects
+	rd     *ringbuf.Reader
+	mu     sync.Mutex  // guards links and active
+	links  []link.Link // the kernel-wide programs, while a watch has hooks
+	active int         // watches with hooks
 }
 
 func (p *Probe) attachGlobal() error {
@@ -54,8 +56,9 @@ func (p *Probe) detachGlobal() {
 }
 
 // Load loads the programs; nothing runs until a namespace is watched. The
-// kernel-wide programs (on kmem_cache_free and kfree_skb, which fire
-// machine-wide) are attached while at least one namespace is watched.
+// kernel-wide programs (on kmem_cache_free, kfree_skb and softirq entry
+// and exit, which fire machine-wide) are attached while a watched
+// namespace has audit packet rules.
 func Load() (*Probe, error) {
 	ranges, err := symbolRanges("/proc/kallsyms", producers[:])
 	if err != nil {
@@ -91,59 +94,178 @@ const (
 	prioLast  = (1 << 31) - 2
 )
 
-var hooks = []link.NetfilterInetHook{
-	link.NetfilterInetPreRouting, link.NetfilterInetLocalIn, link.NetfilterInetForward,
-	link.NetfilterInetLocalOut, link.NetfilterInetPostRouting,
-}
-
-// Watch attaches the traversal programs in the network namespace netns (an
-// open /proc/PID/ns/net or /run/netns file). Closing the result detaches
-// them.
-func (p *Probe) Watch(netns *os.File) (io.Closer, error) {
-	ls, err := attachIn(netns, func() ([]link.Link, error) {
-		var out []link.Link
-		for _, pf := range []link.NetfilterProtocolFamily{link.NetfilterProtoIPv4, link.NetfilterProtoIPv6} {
-			for _, h := range hooks {
-				for _, a := range []struct {
-					prog *ebpf.Program
-					prio int32
-				}{{p.objs.NfOpen, prioFirst}, {p.objs.NfClose, prioLast}} {
-					l, err := link.AttachNetfilter(link.NetfilterOptions{Program: a.prog, ProtocolFamily: pf, Hook: h, Priority: a.prio})
-					if err != nil {
-						return out, fmt.Errorf("attach family %d hook %d priority %d: %w", pf, h, a.prio, err)
-					}
-					out = append(out, l)
-				}
-			}
-		}
-		return out, nil
-	})
-	w := &watch{p: p, links: ls}
-	if err == nil {
-		err = p.attachGlobal()
-	}
+// Watch returns a watch of the network namespace netns (an open
+// /proc/PID/ns/net or /run/netns file, which it keeps a duplicate of). It
+// runs nothing until Recheck reads where the namespace has audit packet
+// rules and attaches the traversal programs there. Close detaches them.
+func (p *Probe) Watch(netns *os.File) (*Watch, error) {
+	fd, err := unix.FcntlInt(netns.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		closeAll(ls)
-		return nil, fmt.Errorf("netpkt: %w", err)
+		return nil, fmt.Errorf("netpkt: dup: %w", err)
 	}
-	p.watches++
-	return w, nil
+	return &Watch{p: p, netns: os.NewFile(uintptr(fd), netns.Name())}, nil
 }
 
-type watch struct {
-	p     *Probe
-	links []link.Link
+// ErrClosed is what Recheck returns after Close.
+var ErrClosed = errors.New("netpkt: watch closed")
+
+// Watch is one watched namespace. Its methods may be called from several
+// goroutines: reading a namespace's rules takes as long as the ruleset,
+// which the namespace's owner writes, so callers can recheck away from
+// their own work.
+type Watch struct {
+	p        *Probe
+	mu       sync.Mutex
+	netns    *os.File                 // nil once closed
+	links    [2 * nHooks][2]link.Link // open, close per hook; nil: not attached
+	hooks    Hooks
+	rulesErr error
 }
 
-func (w *watch) Close() error {
-	if w.links == nil {
+// Hooks is where the programs run in the namespace.
+func (w *Watch) Hooks() Hooks {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hooks
+}
+
+// RulesErr is why the last Recheck could not read the namespace's rules
+// (the programs then run at every hook), or nil.
+func (w *Watch) RulesErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rulesErr
+}
+
+// Recheck reads the namespace's audit packet rules again and attaches or
+// detaches the programs to match: after a rule change, a record logged at
+// a hook not yet watched pairs with no namespace, never a wrong one. An
+// unreadable ruleset means every hook (the error is returned and kept in
+// RulesErr); an attach failure leaves the hooks attached so far.
+func (w *Watch) Recheck() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.netns == nil {
+		return ErrClosed
+	}
+	var want Hooks
+	var rerr error
+	_, err := attachIn(w.netns, func() ([]link.Link, error) {
+		want, rerr = rulesetHooks()
+		return nil, w.set(want)
+	})
+	w.rulesErr = rerr
+	if err == nil && rerr != nil {
+		err = fmt.Errorf("netpkt: rules of netns %s: %w (watching every hook)", w.netns.Name(), rerr)
+	}
+	return err
+}
+
+// watchHooks sets the hooks directly (benchmarks and tests).
+func (w *Watch) watchHooks(h Hooks) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, err := attachIn(w.netns, func() ([]link.Link, error) { return nil, w.set(h) })
+	return err
+}
+
+// set attaches and detaches to run at exactly the hooks h; on a thread in
+// the namespace, w.mu held.
+//
+// Order matters for entries never popped: the kernel-wide programs (which
+// drop what a softirq run left) are attached before the first traversal
+// program and detached after the last, and at each hook the closing
+// program is attached before the opening one (a close without its open
+// pops nothing) and detached after it.
+func (w *Watch) set(h Hooks) error {
+	was := w.hooks != 0
+	if h != 0 && !was {
+		if err := w.p.use(); err != nil {
+			return fmt.Errorf("netpkt: %w", err) // without them nothing pairs
+		}
+	}
+	var err error
+	for i := 0; i < 2*nHooks && err == nil; i++ {
+		bit := Hooks(1) << i
+		switch {
+		case h&bit != 0 && w.hooks&bit == 0:
+			pf, hk := link.NetfilterProtoIPv4, link.NetfilterInetHook(i)
+			if i >= nHooks {
+				pf, hk = link.NetfilterProtoIPv6, link.NetfilterInetHook(i-nHooks)
+			}
+			for _, a := range []struct {
+				j    int
+				prog *ebpf.Program
+				prio int32
+			}{{1, w.p.objs.NfClose, prioLast}, {0, w.p.objs.NfOpen, prioFirst}} {
+				l, lerr := link.AttachNetfilter(link.NetfilterOptions{Program: a.prog, ProtocolFamily: pf, Hook: hk, Priority: a.prio})
+				if lerr != nil {
+					err = fmt.Errorf("netpkt: attach %s priority %d: %w", bit, a.prio, lerr)
+					break
+				}
+				w.links[i][a.j] = l
+			}
+			if w.links[i][0] != nil && w.links[i][1] != nil {
+				w.hooks |= bit
+			} else {
+				w.detach(i)
+			}
+		case h&bit == 0 && w.hooks&bit != 0:
+			w.detach(i)
+			w.hooks &^= bit
+		}
+	}
+	if w.hooks == 0 && (was || h != 0) {
+		w.p.unuse()
+	}
+	return err
+}
+
+// use and unuse count the watches with hooks: the kernel-wide programs
+// are attached while there is one.
+func (p *Probe) use() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.attachGlobal(); err != nil {
+		return err
+	}
+	p.active++
+	return nil
+}
+
+func (p *Probe) unuse() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.active--; p.active == 0 {
+		p.detachGlobal()
+	}
+}
+
+func (w *Watch) detach(i int) {
+	for j, l := range w.links[i] {
+		if l != nil {
+			l.Close()
+			w.links[i][j] = nil
+		}
+	}
+}
+
+// Close detaches the programs from the namespace.
+func (w *Watch) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.netns == nil {
 		return nil
 	}
-	err := closeAll(w.links)
-	w.links = nil
-	if w.p.watches--; w.p.watches == 0 {
-		w.p.detachGlobal()
+	for i := range w.links {
+		w.detach(i)
 	}
+	if w.hooks != 0 {
+		w.hooks = 0
+		w.p.unuse()
+	}
+	err := w.netns.Close()
+	w.netns = nil
 	return err
 }
 
@@ -235,7 +357,9 @@ func (p *Probe) Close() error {
 	if p.rd != nil {
 		errs = append(errs, p.rd.Close())
 	}
+	p.mu.Lock()
 	p.detachGlobal()
+	p.mu.Unlock()
 	errs = append(errs, p.objs.Close())
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package netpkt
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -84,6 +85,9 @@ func TestPairs(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer w.Close()
+		if err := w.Recheck(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ch := make(chan Pair, 64)
 	go func() {
@@ -181,6 +185,9 @@ func TestPairsVeth(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer w.Close()
+		if err := w.Recheck(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ch := make(chan Pair, 64)
 	go func() {
@@ -262,6 +269,12 @@ func TestStolenFragments(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	// The namespace has no audit rule; the programs run at every hook all
+	// the same, so that its traversals push entries the defragmentation
+	// steals.
+	if err := w.watchHooks(AllHooks); err != nil {
+		t.Fatal(err)
+	}
 	audittest.Auditctl(t, "-e", "1")
 	if out, err := exec.Command("python3", "-c", fragScript, "/run/netns/"+b, "10.254.0.2", "/run/netns/"+c).CombinedOutput(); err != nil {
 		t.Fatalf("python3: %v\n%s", err, out)
@@ -280,5 +293,111 @@ func TestStolenFragments(t *testing.T) {
 	pr := nextPairs(t, ch, 1)[0]
 	if pr.Known {
 		t.Fatalf("the record of the unwatched namespace paired with namespace ino %d: %+v", pr.NetnsIno, pr)
+	}
+}
+
+// TestWatchRules: a watch runs the programs exactly at the hooks where the
+// namespace has audit packet rules, and follows them at each Recheck:
+// none, iptables AUDIT on INPUT (iptables-nft), nftables log level audit
+// in an inet output chain and in a regular chain jumped to from
+// forward, a legacy table, and back to none.
+func TestWatchRules(t *testing.T) {
+	audittest.RequireRoot(t)
+	name := fmt.Sprint("contid-pkw-", os.Getpid())
+	f := netns(t, name, "iptables -I OUTPUT -j ACCEPT")
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	w, err := p.Watch(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	in := "ip netns exec " + name + " "
+	for _, step := range []struct{ cmd, want string }{
+		{"true", ""},
+		{"iptables -I INPUT -p icmp -j AUDIT --type accept", "ipv4/input"},
+		{`nft 'add table inet pkw; add chain inet pkw out { type filter hook output priority 0; }; add rule inet pkw out log level audit'`,
+			"ipv4/input,ipv4/output,ipv6/output"},
+		{`nft 'add chain inet pkw fw { type filter hook forward priority 0; }; add chain inet pkw sub; add rule inet pkw fw jump sub; add rule inet pkw sub log level audit; flush chain inet pkw out'`,
+			"ipv4/input,ipv4/forward,ipv4/output,ipv6/forward,ipv6/output"},
+		{"nft delete table inet pkw && iptables -F INPUT", ""},
+		{"iptables-legacy -t raw -I PREROUTING -j ACCEPT", "ipv4/prerouting,ipv4/input,ipv4/forward,ipv4/output,ipv4/postrouting"},
+	} {
+		sh(t, in+"sh -c "+shellQuote(step.cmd))
+		if err := w.Recheck(); err != nil {
+			t.Fatalf("after %s: %v", step.cmd, err)
+		}
+		if got := w.Hooks().String(); got != step.want {
+			t.Errorf("after %s: hooks %q, want %q", step.cmd, got, step.want)
+		}
+	}
+	if p.active != 1 || len(p.links) == 0 {
+		t.Errorf("kernel-wide programs: %d active watches, %d links", p.active, len(p.links))
+	}
+	w.Close()
+	if p.active != 0 || len(p.links) != 0 {
+		t.Errorf("after Close: %d active watches, %d kernel-wide links", p.active, len(p.links))
+	}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'" }
+
+// TestWatchConcurrent: rechecks from several goroutines and a close in the
+// middle (the daemon rechecks away from its own goroutine) leave the
+// kernel-wide programs attached exactly while a watch has hooks.
+func TestWatchConcurrent(t *testing.T) {
+	audittest.RequireRoot(t)
+	tag := fmt.Sprint(os.Getpid())
+	f1 := netns(t, "contid-pkc1-"+tag, iptAudit)
+	f2 := netns(t, "contid-pkc2-"+tag, nftAudit)
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var ws []*Watch
+	for _, f := range []*os.File{f1, f2} {
+		w, err := p.Watch(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	done := make(chan error)
+	for i := 0; i < 4; i++ {
+		go func() {
+			var err error
+			for j := 0; j < 5 && err == nil; j++ {
+				if err = ws[(i+j)%2].Recheck(); errors.Is(err, ErrClosed) {
+					err = nil
+				}
+			}
+			done <- err
+		}()
+	}
+	ws[0].Close()
+	for i := 0; i < 4; i++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := ws[1].Hooks().String(); got != "ipv4/input,ipv6/input" {
+		t.Errorf("hooks %q", got)
+	}
+	if err := ws[0].Recheck(); !errors.Is(err, ErrClosed) {
+		t.Errorf("recheck after close: %v", err)
+	}
+	p.mu.Lock()
+	a, l := p.active, len(p.links)
+	p.mu.Unlock()
+	if a != 1 || l == 0 {
+		t.Errorf("%d active watches, %d kernel-wide links; want 1 and some", a, l)
+	}
+	ws[1].Close()
+	if p.active != 0 || len(p.links) != 0 {
+		t.Errorf("after both closed: %d active, %d links", p.active, len(p.links))
 	}
 }

@@ -141,9 +141,15 @@ func (o *Output) Write(ev *pipeline.Event) {
 		o.reborn(ev.Container)
 	}
 	if ev.Routes.Has(rules.Container) && ev.Container != contid.Unset && o.cfg.Container != nil {
-		if c := o.container(ev.Container); c != nil {
-			c.pend = o.lines(c.w, c.pend, ev.Records)
-			o.stats.ContainerEvents++
+		for i := -1; i < len(ev.Also); i++ {
+			id := ev.Container
+			if i >= 0 {
+				id = ev.Also[i] // a packet's further containers
+			}
+			if c := o.container(id); c != nil {
+				c.pend = o.lines(c.w, c.pend, ev.Records)
+				o.stats.ContainerEvents++
+			}
 		}
 	}
 	if life && ev.Life == pipeline.Dropped {

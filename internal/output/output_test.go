@@ -59,15 +59,17 @@ func TestRoutes(t *testing.T) {
 		MaxOpen:   2,
 	})
 	both := rules.Host | rules.Container
+	packet := event(t, 8, rules.Container, 7) // a packet's event: containers 8 and 9
+	packet.Also = []contid.ID{9}
 	for _, ev := range []*pipeline.Event{
 		event(t, 7, both, 1), event(t, 8, both, 2), event(t, 9, rules.Container, 3),
-		event(t, 7, rules.Host, 4), event(t, contid.Unset, both, 5), event(t, 7, both, 6),
+		event(t, 7, rules.Host, 4), event(t, contid.Unset, both, 5), event(t, 7, both, 6), packet,
 	} {
 		o.Write(ev)
 	}
 	st := o.Stats()
 	o.Close()
-	if st.HostEvents != 5 || st.ContainerEvents != 4 || st.OpenLogs != 2 || st.LineErrors+st.OpenErrors != 0 {
+	if st.HostEvents != 5 || st.ContainerEvents != 6 || st.OpenLogs != 2 || st.LineErrors+st.OpenErrors != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	for _, tt := range []struct {
@@ -76,8 +78,8 @@ func TestRoutes(t *testing.T) {
 	}{
 		{filepath.Join(dir, "audit.log"), []string{"1", "2", "4", "5", "6"}},
 		{cpath(7), []string{"1", "6"}}, // closed after 9 opened, reopened for 6
-		{cpath(8), []string{"2"}},
-		{cpath(9), []string{"3"}},
+		{cpath(8), []string{"2", "7"}},
+		{cpath(9), []string{"3", "7"}},
 	} {
 		got := read(t, tt.path)
 		var want strings.Builder

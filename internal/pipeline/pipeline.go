@@ -11,6 +11,8 @@
 package pipeline
 
 import (
+	"slices"
+
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/provenance"
 	"github.com/contid/contid/internal/reassembly"
@@ -30,7 +32,11 @@ type Event struct {
 	// innermost contid of the subject, or for contid's own records the
 	// contid they are about; contid.Unset when none.
 	Container contid.ID
-	Routes    rules.Routes
+	// Also are further contids whose own logs the event belongs to: a
+	// packet record's event belongs to every container of the namespace
+	// where it was logged (Container is the first of them).
+	Also   []contid.ID
+	Routes rules.Routes
 	// Life is what contid's own record in the event did to Container:
 	// registered it (a successful op=set) or dropped it (op=drop).
 	Life Life
@@ -48,7 +54,7 @@ const (
 )
 
 // Writer receives what the pipeline keeps and what it knows was lost.
-// Records and Chains of an Event are valid only during the call.
+// Records, Chains and Also of an Event are valid only during the call.
 type Writer interface {
 	Write(ev *Event)
 	// Lost reports n units of loss of one kind (see Loss).
@@ -114,6 +120,7 @@ type Pipeline struct {
 	an    *provenance.Annotator
 	view  rules.View
 	ev    Event
+	also  []contid.ID
 	stats Stats
 }
 
@@ -208,8 +215,16 @@ func (p *Pipeline) event(e reassembly.Event) {
 	recs, chains := p.an.Annotate(e.Records)
 	container := contid.Unset
 	var life Life
+	p.also = p.also[:0]
 	if subj := p.an.Subject(); len(subj) > 0 {
 		container = subj[0]
+	} else if pk := p.an.Packet(); len(pk) > 0 {
+		container = pk[0][0]
+		for _, c := range pk[1:] {
+			if c[0] != container && !slices.Contains(p.also, c[0]) {
+				p.also = append(p.also, c[0])
+			}
+		}
 	} else if id, l, ok := p.own(recs); ok {
 		container, life = id, l
 		chains = append(chains, contid.Chain{id})
@@ -225,7 +240,7 @@ func (p *Pipeline) event(e reassembly.Event) {
 	}
 	p.stats.Kept++
 	p.ev = Event{
-		Records: recs, Chains: chains, Container: container, Routes: d.Routes, Life: life,
+		Records: recs, Chains: chains, Container: container, Also: p.also, Routes: d.Routes, Life: life,
 		Incomplete: e.Incomplete, Late: e.Late,
 	}
 	p.cfg.Writer.Write(&p.ev)

@@ -169,3 +169,33 @@ type counter struct{ recs int }
 
 func (c *counter) Write(ev *Event)         { c.recs += len(ev.Records) }
 func (c *counter) Lost(n uint64, why Loss) {}
+
+// pktWorld also places packet records: each in a namespace with these
+// containers' chains.
+type pktWorld struct {
+	fake
+	chains []contid.Chain
+}
+
+func (w pktWorld) PacketChains(string, records.Stamp) ([]contid.Chain, bool) { return w.chains, true }
+
+// TestPacketContainers: a packet record's event belongs to every container
+// of its namespace (the innermost contid of each chain, once), and a
+// subject's event still to its subject's alone.
+func TestPacketContainers(t *testing.T) {
+	var got []string
+	w := writerFunc(func(ev *Event) { got = append(got, fmt.Sprint(ev.Container, ev.Also)) })
+	p := New(Config{Attributor: pktWorld{world, []contid.Chain{{5, 2}, {4, 2}, {5, 9}, {6}}}, Writer: w})
+	p.PushLine("type=NETFILTER_PKT msg=audit(1796356643.694:10): mark=0x2a saddr=127.0.0.1 daddr=127.0.0.1 proto=1")
+	p.PushLine(`type=SYSCALL msg=audit(1796356643.700:11): arch=c000003e syscall=59 success=yes exit=0 pid=300 auid=0 uid=0 comm="true" exe="/usr/bin/true"`)
+	p.PushLine("type=EOE msg=audit(1796356643.700:11): ")
+	p.Flush()
+	if want := []string{"5 [4 6]", "7 []"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("container, also: %q, want %q", got, want)
+	}
+}
+
+type writerFunc func(*Event)
+
+func (f writerFunc) Write(ev *Event) { f(ev) }
+func (writerFunc) Lost(uint64, Loss) {}

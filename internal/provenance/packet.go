@@ -44,7 +44,9 @@ func (an *Annotator) packet(r *records.Record) {
 		return
 	}
 	an.pstats.Contained++
+	n := len(an.chains)
 	an.chains = append(an.chains, chains...)
+	an.pkt = an.chains[n:len(an.chains):len(an.chains)]
 	an.buf = an.buf[:0]
 	for i, c := range chains {
 		if i > 0 {

@@ -50,8 +50,8 @@ func TestPacket(t *testing.T) {
 		if len(out) > 1 {
 			got = string(records.AppendRaw(nil, &out[1]))
 		}
-		if got != tc.want || len(chains) != tc.chains || len(out) > 2 {
-			t.Errorf("serial %s: got %q (%d records, %d chains), want %q, %d chains", tc.serial, got, len(out), len(chains), tc.want, tc.chains)
+		if got != tc.want || len(chains) != tc.chains || len(out) > 2 || len(an.Packet()) != tc.chains {
+			t.Errorf("serial %s: got %q (%d records, %d chains, packet's %v), want %q, %d chains", tc.serial, got, len(out), len(chains), an.Packet(), tc.want, tc.chains)
 		}
 		if !strings.HasPrefix(string(records.AppendRaw(nil, &out[0])), "type=NETFILTER_PKT") {
 			t.Errorf("serial %s: the packet record is not first: %v", tc.serial, out)

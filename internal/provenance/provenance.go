@@ -66,6 +66,7 @@ type Annotator struct {
 	out    []records.Record
 	chains []contid.Chain
 	subj   contid.Chain
+	pkt    []contid.Chain // a packet record's containers, in chains
 	pstats PacketStats
 	self   int32 // sender of contid's own records; 0 trusts every sender
 	buf    []byte
@@ -107,6 +108,12 @@ func New(a Attributor) *Annotator { return &Annotator{a: a} }
 // container an event belongs to, as against the containers it touches.
 func (an *Annotator) Subject() contid.Chain { return an.subj }
 
+// Packet returns the chains of the containers of the network namespace
+// where the last annotated event's packet record was logged, nil when it
+// had none: the containers a packet event belongs to, each as a subject's
+// would.
+func (an *Annotator) Packet() []contid.Chain { return an.pkt }
+
 // Stats returns the counters.
 func (an *Annotator) Stats() Stats { return an.stats }
 
@@ -118,6 +125,7 @@ func (an *Annotator) Annotate(ev []records.Record) ([]records.Record, []contid.C
 	an.out = an.out[:0]
 	an.chains = an.chains[:0]
 	an.subj = nil
+	an.pkt = nil
 	hasSyscall := false
 	for i := range ev {
 		if ev[i].Type == records.Syscall {

@@ -111,13 +111,14 @@ int nf_open(struct bpf_nf_ctx *ctx)
 		n = 0;
 		s->base = 0;
 	}
-	const struct nf_hook_state *st = ctx->state;
-	struct net *net = BPF_CORE_READ(st, net);
+	/* ctx->state is a trusted BTF pointer: direct loads, no helper calls
+	 * (this runs for every packet at a watched hook). */
+	const struct net *net = ctx->state->net;
 	struct entry *e = &s->e[n & (DEPTH - 1)];
 	e->skb = (u64)ctx->skb;
 	e->task = bpf_get_current_task();
-	e->ns_id = BPF_CORE_READ(net, ns.ns_id);
-	e->ns_inum = BPF_CORE_READ(net, ns.inum);
+	e->ns_id = net->ns.ns_id;
+	e->ns_inum = net->ns.inum;
 	s->n = n + 1;
 	return NF_ACCEPT;
 }
@@ -191,7 +192,13 @@ int BPF_PROG(free_ab, unsigned long call_site, const void *ptr, const struct kme
 	ev.nsec = BPF_CORE_READ(ab, stamp.ctime.tv_nsec);
 	struct stack *s = mystack();
 	u32 n = s ? s->n : 0;
-	if (!s || n == 0 || n > DEPTH) {
+	/* In a softirq, the entries below the base are those of the task it
+	 * interrupted: a record logged by the softirq has an open traversal
+	 * only above them (else a record of an unwatched hook or namespace,
+	 * logged in a softirq that interrupted a watched traversal in task
+	 * context, would pair with that traversal's namespace). */
+	u32 low = (s && s->in_softirq) ? s->base : 0;
+	if (!s || n <= low || n > DEPTH) {
 		ev.flags = PAIR_NOTOP;
 	} else {
 		struct entry *e = &s->e[(n - 1) & (DEPTH - 1)];
