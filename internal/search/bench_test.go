@@ -193,7 +193,7 @@ func BenchmarkIndexWriter(b *testing.B) {
 			w.Write(p[:n])
 			p = p[n:]
 		}
-		w.f.Close()
+		w.x.f.Close()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(info.Events), "ns/event")
 }

@@ -37,6 +37,14 @@ type Event struct {
 	parsed  bool
 	bad     int // lines Parse could not read
 
+	// Kept instead of Lines by a Grouper that does not keep lines (an
+	// index kept while writing): the lines' lengths, and the index terms
+	// given for them (noted: th holds them all).
+	lens    []int32
+	th      []uint64
+	noted   bool
+	lastSeg uint64 // the id of the noted terms last added to th
+
 	terminal bool // holds a record that ends an event
 	closed   bool
 	phantom  bool // restored from a checkpoint: its lines are not kept
@@ -70,6 +78,9 @@ type Grouper struct {
 	bySec secHeap
 	term  *Event // the open terminal event, at most one after each line
 	stats GroupStats
+	// noLines: events keep their lines' lengths, not the lines (which
+	// may be views of a buffer the caller reuses).
+	noLines bool
 }
 
 // NewGrouper returns a Grouper that starts with the given open events
@@ -104,12 +115,16 @@ func (g *Grouper) Stats() GroupStats { return g.stats }
 
 // Add reads the line at offset off of its file. line holds its line ending
 // (a line without one must not be given: it may be half written).
-func (g *Grouper) Add(off int64, line string) {
+func (g *Grouper) Add(off int64, line string) { g.add(off, line) }
+
+// add is Add, returning the event the line joined (nil for a malformed
+// line).
+func (g *Grouper) add(off int64, line string) *Event {
 	g.stats.Lines++
 	r, ok := parseHeader(line)
 	if !ok {
 		g.stats.Malformed++
-		return
+		return nil
 	}
 	k := evKey{r.Node, r.Stamp}
 	// Lines arriving end older events first.
@@ -129,11 +144,18 @@ func (g *Grouper) Add(off int64, line string) {
 	}
 	ev := g.byKey[k]
 	if ev == nil {
+		if g.noLines && r.Node != "" {
+			r.Node = strings.Clone(r.Node) // line is a view of the caller's buffer
+		}
 		ev = &Event{Node: r.Node, Stamp: r.Stamp, First: off}
 		g.start(ev)
 	}
 	if !ev.phantom {
-		ev.Lines = append(ev.Lines, line)
+		if g.noLines {
+			ev.lens = append(ev.lens, int32(len(line)))
+		} else {
+			ev.Lines = append(ev.Lines, line)
+		}
 		ev.Offs = append(ev.Offs, off)
 		ev.types = append(ev.types, r.Type)
 	}
@@ -144,6 +166,15 @@ func (g *Grouper) Add(off int64, line string) {
 		ev.terminal = true
 		g.term = ev
 	}
+	return ev
+}
+
+// lineLen returns the length of the event's line k.
+func (ev *Event) lineLen(k int) int32 {
+	if ev.lens != nil {
+		return ev.lens[k]
+	}
+	return int32(len(ev.Lines[k]))
 }
 
 func (g *Grouper) close(ev *Event) {

@@ -50,7 +50,7 @@ type block struct {
 	events         uint32
 	skipped        uint64              // malformed lines before off (while building)
 	bloom          []byte              // a Bloom filter, 4 hashes
-	terms          map[string]struct{} // while building
+	terms          map[uint64]struct{} // while building: the terms' hashes
 	done           bool
 }
 
@@ -152,7 +152,7 @@ func (ix *Index) extend() *Builder {
 }
 
 func (b *Builder) startBlock(off int64, open []Phantom, skipped uint64) {
-	blk := &block{off: off, open: open, skipped: skipped, minSec: 1<<63 - 1, maxSec: -1 << 63, minSer: 1<<64 - 1, terms: map[string]struct{}{}}
+	blk := &block{off: off, open: open, skipped: skipped, minSec: 1<<63 - 1, maxSec: -1 << 63, minSer: 1<<64 - 1, terms: map[uint64]struct{}{}}
 	b.ix.blocks = append(b.ix.blocks, blk)
 	b.cur = blk
 }
@@ -198,7 +198,7 @@ func (b *Builder) event(ev *Event) {
 		end := bl[i+1].off
 		for k, o := range ev.Offs {
 			if o >= end {
-				blk.tails = append(blk.tails, tailLine{o, int32(len(ev.Lines[k]))})
+				blk.tails = append(blk.tails, tailLine{o, ev.lineLen(k)})
 			}
 		}
 	}
@@ -217,8 +217,21 @@ func (blk *block) add(ev *Event) {
 	blk.maxSec = max(blk.maxSec, ev.Stamp.Sec)
 	blk.minSer = min(blk.minSer, ev.Stamp.Serial)
 	blk.maxSer = max(blk.maxSer, ev.Stamp.Serial)
+	if ev.noted {
+		// Terms given with the lines (LogIndex): their types come from
+		// the headers, the rest as given.
+		for i, t := range ev.types {
+			if i == 0 || t != ev.types[i-1] {
+				blk.terms[typeHash(t)] = struct{}{}
+			}
+		}
+		for _, h := range ev.th {
+			blk.terms[h] = struct{}{}
+		}
+		return
+	}
 	for _, t := range eventTerms(ev) {
-		blk.terms[t] = struct{}{}
+		blk.terms[termHash(t)] = struct{}{}
 	}
 }
 
@@ -231,7 +244,7 @@ func (b *Builder) end(off int64, g *Grouper) {
 	b.ended = true
 	// The events from covered on, those ended by the rules so far and
 	// those the end of the file ends, make the final block.
-	fin := &block{off: b.ix.covered, minSec: 1<<63 - 1, maxSec: -1 << 63, minSer: 1<<64 - 1, terms: map[string]struct{}{}}
+	fin := &block{off: b.ix.covered, minSec: 1<<63 - 1, maxSec: -1 << 63, minSer: 1<<64 - 1, terms: map[uint64]struct{}{}}
 	for _, blk := range all[len(b.ix.blocks):] {
 		fin.merge(blk)
 	}
@@ -292,8 +305,8 @@ func (blk *block) seal() {
 	}
 	blk.done = true
 	blk.bloom = newBloom(len(blk.terms))
-	for t := range blk.terms {
-		bloomAdd(blk.bloom, t)
+	for h := range blk.terms {
+		bloomAddHash(blk.bloom, h)
 	}
 	blk.terms = nil
 }
@@ -340,17 +353,47 @@ func newBloom(n int) []byte {
 	return make([]byte, (bits+63)/64*8)
 }
 
-func bloomHashes(t string) (uint64, uint64) {
-	v := uint64(14695981039346656037) // FNV-1a, 64 bits
+// termHash is a term's FNV-1a hash (64 bits), from which the Bloom
+// filters' bits are derived.
+func termHash(t string) uint64 { return fnvAdd(fnvOffset, t) }
+
+const fnvOffset = 14695981039346656037
+
+func fnvAdd(v uint64, t string) uint64 {
 	for i := 0; i < len(t); i++ {
 		v ^= uint64(t[i])
 		v *= 1099511628211
 	}
+	return v
+}
+
+func fnvAddBytes(v uint64, t []byte) uint64 {
+	for _, c := range t {
+		v ^= uint64(c)
+		v *= 1099511628211
+	}
+	return v
+}
+
+// typeHash is termHash("t"+decimal type), without the string.
+func typeHash(t records.Type) uint64 {
+	var b [12]byte
+	return fnvAddBytes(fnvAdd(fnvOffset, "t"), strconv.AppendUint(b[:0], uint64(t), 10))
+}
+
+// contidHash is termHash("c"+decimal id), without the string.
+func contidHash(id uint64) uint64 {
+	var b [24]byte
+	return fnvAddBytes(fnvAdd(fnvOffset, "c"), strconv.AppendUint(b[:0], id, 10))
+}
+
+func bloomHashes(t string) (uint64, uint64) {
+	v := termHash(t)
 	return v, (v >> 33) | 1
 }
 
-func bloomAdd(bf []byte, t string) {
-	h1, h2 := bloomHashes(t)
+func bloomAddHash(bf []byte, v uint64) {
+	h1, h2 := v, (v>>33)|1
 	m := uint64(len(bf) * 8)
 	for i := uint64(0); i < 4; i++ {
 		bit := (h1 + i*h2) % m

@@ -3,6 +3,7 @@ package search
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,7 @@ import (
 // allowed) indexed so that the next search finds it covered.
 func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
 	dev, ino := fileID(fi)
-	ix := s.loadIndex(path, dev, ino)
+	ix := s.loadIndex(path, dev, ino, false)
 	var b *Builder
 	if ix == nil {
 		b = NewBuilder(opt.BlockSize)
@@ -83,7 +84,7 @@ func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
 	if b.ix.headHash, b.ix.tailHash, err = hashes(s.f, b.ix.covered); err != nil {
 		return nil // the index is an optimisation: a read error here only costs speed
 	}
-	if writeSidecar(path, b.ix) == nil {
+	if writeSidecar(path, b.ix, true) == nil {
 		s.st.Rebuilt++
 	}
 	return nil
@@ -93,7 +94,11 @@ func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
 // file: checksum, identity, size and the hashes of the covered bytes. A
 // sidecar that could have been written by someone other than root or the
 // caller is not trusted: it could hide events from a search.
-func (s *scan) loadIndex(path string, dev, ino uint64) *Index {
+//
+// The sidecar is mapped (a search looks at a small part of the filters)
+// and unmapped at the end of the search, unless copied, for an index kept
+// for longer (LogIndex).
+func (s *scan) loadIndex(path string, dev, ino uint64, copied bool) *Index {
 	d, err := openIndexDir(path, false)
 	if err != nil {
 		return nil
@@ -112,14 +117,20 @@ func (s *scan) loadIndex(path string, dev, ino uint64) *Index {
 	if fi.Size() == 0 {
 		return nil
 	}
-	// Mapped, not read: the search looks at a small part of the filters.
-	// The mapping stays until the process ends or the GC finds no use of
-	// it; sidecars are only ever replaced by rename, never rewritten.
-	data, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil
+	// Sidecars are only ever replaced by rename, never rewritten: a
+	// mapping holds still.
+	var data []byte
+	if copied {
+		data = make([]byte, fi.Size())
+		if _, err := io.ReadFull(f, data); err != nil {
+			return nil
+		}
+	} else {
+		if data, err = unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+			return nil
+		}
+		s.maps = append(s.maps, data)
 	}
-	s.maps = append(s.maps, data)
 	ix, err := UnmarshalIndex(data)
 	if err != nil || ix.dev != dev || ix.ino != ino || ix.covered > s.size {
 		return nil
@@ -173,8 +184,8 @@ func trustedOwner(fi os.FileInfo) bool {
 
 // writeSidecar writes ix atomically (a temporary file renamed over the
 // old one) in the index directory beside the log, creating it when
-// missing, and removes the sidecars of files that are gone.
-func writeSidecar(logPath string, ix *Index) error {
+// missing, and, with prune, removes the sidecars of files that are gone.
+func writeSidecar(logPath string, ix *Index, prune bool) error {
 	d, err := openIndexDir(logPath, true)
 	if err != nil {
 		return err
@@ -198,7 +209,9 @@ func writeSidecar(logPath string, ix *Index) error {
 		unix.Unlinkat(dfd, tmp, 0)
 		return fmt.Errorf("search: write sidecar: %w", err)
 	}
-	pruneSidecars(filepath.Dir(logPath), d)
+	if prune {
+		pruneSidecars(filepath.Dir(logPath), d)
+	}
 	return nil
 }
 
