@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/records"
 )
 
 var (
@@ -196,4 +197,83 @@ func BenchmarkIndexWriter(b *testing.B) {
 		w.x.f.Close()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(info.Events), "ns/event")
+}
+
+// BenchmarkLogIndex measures what keeping the sidecar costs the daemon:
+// LogIndex over 16 MiB of generated log, fed as the daemon's output feeds
+// it (the records of each event noted, blocks of about 64 KiB), and, for
+// comparison, the same lines unnoted (parsed by the index), per event.
+func BenchmarkLogIndex(b *testing.B) {
+	dir := b.TempDir()
+	info, err := genLogs(genConfig{Dir: dir, Containers: 1000, Bytes: 16 << 20, Start: 1795687200, Span: 3600, Seed: 2, Interleave: 0.02})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := os.ReadFile(info.Files[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The daemon's events: runs of lines of one stamp, parsed.
+	type event struct {
+		lines []byte
+		recs  []records.Record
+	}
+	var evs []event
+	prev := ""
+	for _, l := range strings.SplitAfter(string(data), "\n") {
+		if l == "" {
+			continue
+		}
+		r, err := records.ParseLine(l)
+		if err != nil {
+			r = records.Record{}
+		}
+		st := fmt.Sprint(r.Stamp)
+		if st != prev || len(evs) == 0 {
+			evs = append(evs, event{})
+			prev = st
+		}
+		e := &evs[len(evs)-1]
+		e.lines = append(e.lines, l...)
+		e.recs = append(e.recs, r)
+	}
+	for _, noted := range []bool{true, false} {
+		b.Run(fmt.Sprintf("noted=%v", noted), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				b.StopTimer()
+				f, err := os.Open(info.Files[0])
+				if err != nil {
+					b.Fatal(err)
+				}
+				os.RemoveAll(filepath.Join(dir, IndexDirName))
+				x := NewLogIndex(0, nil)
+				b.StartTimer()
+				var off int64
+				var buf []byte
+				flush := func() {
+					if noted {
+						x.Block(buf)
+					}
+					x.Appended(f, off, buf)
+					off += int64(len(buf))
+					buf = buf[:0]
+				}
+				for _, e := range evs {
+					buf = append(buf, e.lines...)
+					if noted {
+						x.Note(e.recs)
+					}
+					if len(buf) >= 64<<10 {
+						flush()
+					}
+				}
+				flush()
+				b.StopTimer()
+				f.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(evs)), "ns/event")
+		})
+	}
 }

@@ -2,7 +2,6 @@ package search
 
 import (
 	"container/heap"
-	"strconv"
 	"strings"
 
 	"github.com/contid/contid/internal/records"
@@ -81,6 +80,28 @@ type Grouper struct {
 	// noLines: events keep their lines' lengths, not the lines (which
 	// may be views of a buffer the caller reuses).
 	noLines bool
+	names   typeNames
+}
+
+// typeNames caches the record type of each type name seen: a map lookup
+// instead of records.ParseType's search of the name table.
+type typeNames map[string]records.Type
+
+func (c *typeNames) parse(s string) (records.Type, bool) {
+	if t, ok := (*c)[s]; ok {
+		return t, true
+	}
+	t, err := records.ParseType(s)
+	if err != nil {
+		return 0, false
+	}
+	if *c == nil {
+		*c = typeNames{}
+	}
+	if len(*c) < 1024 { // names come from the log: bounded
+		(*c)[strings.Clone(s)] = t
+	}
+	return t, true
 }
 
 // NewGrouper returns a Grouper that starts with the given open events
@@ -121,7 +142,7 @@ func (g *Grouper) Add(off int64, line string) { g.add(off, line) }
 // line).
 func (g *Grouper) add(off int64, line string) *Event {
 	g.stats.Lines++
-	r, ok := parseHeader(line)
+	r, ok := parseHeader(line, &g.names)
 	if !ok {
 		g.stats.Malformed++
 		return nil
@@ -148,6 +169,11 @@ func (g *Grouper) add(off int64, line string) *Event {
 			r.Node = strings.Clone(r.Node) // line is a view of the caller's buffer
 		}
 		ev = &Event{Node: r.Node, Stamp: r.Stamp, First: off}
+		// Room for a usual event's lines: one allocation each, not three.
+		ev.Offs, ev.types = make([]int64, 0, 8), make([]records.Type, 0, 8)
+		if g.noLines {
+			ev.lens = make([]int32, 0, 8)
+		}
 		g.start(ev)
 	}
 	if !ev.phantom {
@@ -299,7 +325,7 @@ func (ev *Event) Parse() {
 
 // parseHeader reads "[node=NODE ]type=TYPE msg=audit(SEC.MSEC:SERIAL):",
 // as records.ParseLine does, without the fields.
-func parseHeader(line string) (records.Record, bool) {
+func parseHeader(line string, names *typeNames) (records.Record, bool) {
 	var r records.Record
 	s := line
 	if strings.HasPrefix(s, "node=") {
@@ -315,8 +341,8 @@ func parseHeader(line string) (records.Record, bool) {
 	if !ok || sp < 0 {
 		return r, false
 	}
-	t, err := records.ParseType(s[:sp])
-	if err != nil {
+	t, ok := names.parse(s[:sp])
+	if !ok {
 		return r, false
 	}
 	r.Type = t
@@ -332,9 +358,16 @@ func parseHeader(line string) (records.Record, bool) {
 		if i == 0 || i == len(s) {
 			return 0, false
 		}
-		v, err := strconv.ParseUint(s[:i], 10, 64)
+		var v uint64
+		for _, c := range []byte(s[:i]) {
+			d := uint64(c - '0')
+			if v > (1<<64-1-d)/10 {
+				return 0, false // as strconv.ParseUint: out of range
+			}
+			v = v*10 + d
+		}
 		s = s[i:]
-		return v, err == nil
+		return v, true
 	}
 	sec, ok := num(19)
 	if !ok || s[0] != '.' || sec > 1<<63-1 {
