@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -196,46 +198,44 @@ func (s *scan) runTails(from, to int64, open []Phantom, tails []tailLine) error 
 			}
 		}
 	}
-	sr := io.NewSectionReader(s.f, from, to-from)
-	if s.br == nil {
-		s.br = bufio.NewReaderSize(sr, 64<<10)
-	} else {
-		s.br.Reset(sr)
-	}
-	lr := &lineReader{br: s.br, off: from}
-	for {
-		off, line, long, ok, _, err := lr.next()
-		if err != nil {
-			return fmt.Errorf("search: read %s: %w", s.f.Name(), err)
-		}
-		if !ok {
-			break
-		}
+	err := s.eachLine(from, to, func(off int64, line string, long bool) error {
 		if long {
 			g.Skip()
 		} else {
 			g.Add(off, line)
 		}
-		if err := drain(); err != nil {
-			return err
-		}
+		return drain()
+	})
+	if err != nil {
+		return err
 	}
 	s.st.BytesRead += to - from
-	var prev int64 = -1
-	for _, t := range tails {
-		if t.off == prev {
-			continue
+	// The tail lines, read in runs: they often lie close together.
+	for i := 0; i < len(tails); {
+		j, end := i+1, tails[i].off+int64(tails[i].n)
+		for j < len(tails) && tails[j].off-end < 4096 && tails[j].off+int64(tails[j].n)-tails[i].off <= 1<<20 {
+			end = max(end, tails[j].off+int64(tails[j].n))
+			j++
 		}
-		prev = t.off
-		buf := make([]byte, t.n)
-		if _, err := s.f.ReadAt(buf, t.off); err != nil {
+		buf := make([]byte, end-tails[i].off)
+		if _, err := s.f.ReadAt(buf, tails[i].off); err != nil {
 			return fmt.Errorf("search: read %s: %w", s.f.Name(), err)
 		}
-		s.st.BytesRead += int64(t.n)
-		g.Add(t.off, string(buf))
-		if err := drain(); err != nil {
-			return err
+		s.st.BytesRead += int64(len(buf))
+		text := unsafe.String(unsafe.SliceData(buf), len(buf)) // buf is not written again
+		var prev int64 = -1
+		for _, t := range tails[i:j] {
+			if t.off == prev {
+				continue
+			}
+			prev = t.off
+			rel := t.off - tails[i].off
+			g.Add(t.off, text[rel:rel+int64(t.n)])
+			if err := drain(); err != nil {
+				return err
+			}
 		}
+		i = j
 	}
 	g.Flush()
 	return drain()
@@ -246,4 +246,52 @@ func (s *scan) unmap() {
 		unix.Munmap(m)
 	}
 	s.maps = nil
+}
+
+// eachLine calls fn with every line of the file in [from, to), which
+// starts at a line and ends at a line end, reading in large chunks that
+// the lines are views of (one copy, no allocation per line). A line
+// longer than maxLine is given as long, without its text.
+func (s *scan) eachLine(from, to int64, fn func(off int64, line string, long bool) error) error {
+	const chunk = 256 << 10
+	var carry []byte // the start of a line the last chunk cut
+	long := false    // in a line too long to keep
+	lineOff := from
+	for pos := from; pos < to; {
+		n := min(int64(chunk), to-pos)
+		buf := make([]byte, len(carry)+int(n))
+		copy(buf, carry)
+		if _, err := s.f.ReadAt(buf[len(carry):], pos); err != nil {
+			return fmt.Errorf("search: read %s: %w", s.f.Name(), err)
+		}
+		pos += n
+		text := unsafe.String(unsafe.SliceData(buf), len(buf)) // buf is not written again
+		carry = nil
+		for len(text) > 0 {
+			i := strings.IndexByte(text, '\n')
+			if i < 0 {
+				if long || len(text) > maxLine {
+					long = true // the rest is not kept
+				} else {
+					carry = []byte(text)
+				}
+				break
+			}
+			line := text[:i+1]
+			text = text[i+1:]
+			off := lineOff
+			lineOff = pos - int64(len(text))
+			var err error
+			if long || len(line) > maxLine {
+				long = false
+				err = fn(off, "", true)
+			} else {
+				err = fn(off, line, false)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
