@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/contid/contid/internal/search"
 )
 
 // TestSearchIndexDaemon: the daemon keeps the host log's search index as
@@ -25,8 +27,11 @@ func TestSearchIndexDaemon(t *testing.T) {
 	waitProgress(t, d, "audit.log*", "two rotations of the host log", func() bool { _, err := os.Stat(host + ".2"); return err == nil })
 
 	// logrotate: shift the rotated files, rename the log, then SIGHUP.
-	files := d.hostLogs()
-	for i, f := range files[:len(files)-1] { // oldest first
+	files, err := search.Files(d.dir) // oldest first
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range files[:len(files)-1] {
 		if err := os.Rename(f, fmt.Sprintf("%s.%d", host, len(files)-i)); err != nil {
 			t.Fatal(err)
 		}

@@ -37,33 +37,84 @@ type Options struct {
 
 // Search runs q over files in order and calls emit with every matching
 // event in log order. An error from emit ends the search.
+//
+// The next few files are opened, and their sidecars' headers and tables
+// read and checked, ahead of the one searched: on a cold page cache their
+// reads overlap instead of waiting for each other.
 func Search(files []string, q *Query, opt Options, emit func(*Event) error) (Stats, error) {
 	var st Stats
-	for _, path := range files {
-		if err := searchFile(path, q, opt, &st, emit); err != nil {
+	const ahead = 8
+	pre := make([]*opened, len(files))
+	// loadIndex reads only the query's time; the goroutines get a copy.
+	tq := &Query{Start: q.Start, End: q.End, HasStart: q.HasStart, HasEnd: q.HasEnd}
+	next := 0
+	for i := range files {
+		for ; next < len(files) && next <= i+ahead; next++ {
+			o := &opened{path: files[next], done: make(chan struct{})}
+			pre[next] = o
+			go func() {
+				defer close(o.done)
+				o.open(tq, !opt.NoIndex)
+			}()
+		}
+		o := pre[i]
+		pre[i] = nil
+		<-o.done
+		if err := searchFile(o, q, opt, &st, emit); err != nil {
+			for _, o := range pre[i+1 : next] {
+				<-o.done
+				o.close()
+			}
 			return st, err
 		}
 	}
 	return st, nil
 }
 
-func searchFile(path string, q *Query, opt Options, st *Stats, emit func(*Event) error) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("search: %w", err)
+// opened is a file opened, with its sidecar loaded, for its search.
+type opened struct {
+	path string
+	f    *os.File
+	fi   os.FileInfo
+	ix   *Index
+	maps [][]byte
+	err  error
+	done chan struct{}
+}
+
+func (o *opened) open(tq *Query, index bool) {
+	if o.f, o.err = os.Open(o.path); o.err != nil {
+		return
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("search: %w", err)
+	if o.fi, o.err = o.f.Stat(); o.err != nil || !index {
+		return
+	}
+	s := &scan{f: o.f, size: o.fi.Size(), q: tq, st: &Stats{}}
+	dev, ino := fileID(o.fi)
+	o.ix = s.loadIndex(o.path, dev, ino, false)
+	o.maps = s.maps
+}
+
+func (o *opened) close() {
+	if o.f != nil {
+		o.f.Close()
+	}
+	for _, m := range o.maps {
+		unix.Munmap(m)
+	}
+}
+
+func searchFile(o *opened, q *Query, opt Options, st *Stats, emit func(*Event) error) error {
+	defer o.close()
+	if o.err != nil {
+		return fmt.Errorf("search: %w", o.err)
 	}
 	st.Files++
-	size := fi.Size()
+	size := o.fi.Size()
 	st.Bytes += size
-	s := &scan{f: f, size: size, q: q, st: st, emit: emit}
+	s := &scan{f: o.f, size: size, q: q, st: st, emit: emit}
 	if !opt.NoIndex {
-		defer s.unmap()
-		return s.indexed(path, fi, opt)
+		return s.indexed(o.path, o.fi, o.ix, opt)
 	}
 	s.countSkips = true
 	return s.run(0, size, nil, nil)
@@ -77,7 +128,7 @@ type scan struct {
 	st   *Stats
 	emit func(*Event) error
 	br   *bufio.Reader
-	maps [][]byte // sidecars mapped for the search, unmapped at its end
+	maps [][]byte // sidecars mapped by loadIndex, for the caller to unmap
 	// countSkips counts the malformed lines of ranges read without a
 	// Builder; an index brings the count of what it covers instead.
 	countSkips bool
@@ -239,13 +290,6 @@ func (s *scan) runTails(from, to int64, open []Phantom, tails []tailLine) error 
 	}
 	g.Flush()
 	return drain()
-}
-
-func (s *scan) unmap() {
-	for _, m := range s.maps {
-		unix.Munmap(m)
-	}
-	s.maps = nil
 }
 
 // eachLine calls fn with every line of the file in [from, to), which

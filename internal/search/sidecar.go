@@ -16,9 +16,9 @@ import (
 // indexed searches one file through its sidecar: the blocks the index
 // admits, then the part after what it covers, which is scanned and (when
 // allowed) indexed so that the next search finds it covered.
-func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
+// ix is the file's sidecar, loaded ahead (nil: none sound).
+func (s *scan) indexed(path string, fi os.FileInfo, ix *Index, opt Options) error {
 	dev, ino := fileID(fi)
-	ix := s.loadIndex(path, dev, ino, false)
 	if ix != nil && ix.outside {
 		// The whole file is summarised and outside the query's time.
 		s.st.Indexed++
@@ -52,6 +52,9 @@ func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
 	default:
 		s.st.Indexed++
 		s.st.Malformed += ix.skipped
+		for _, r := range runs {
+			r.willNeed(s.f)
+		}
 		for _, r := range runs {
 			if err := s.runTails(r.start, r.end, r.open, r.tails); err != nil {
 				return err
@@ -95,6 +98,20 @@ type tailRun struct {
 	start, end int64
 	open       []Phantom
 	tails      []tailLine
+}
+
+// willNeed asks the kernel to read the run's bytes ahead: on a cold page
+// cache the reads of all runs overlap.
+func (r *tailRun) willNeed(f *os.File) {
+	end := r.end
+	for _, t := range r.tails {
+		if e := t.off + int64(t.n); e-r.start <= 4<<20 {
+			end = max(end, e)
+		} else {
+			unix.Fadvise(int(f.Fd()), t.off, int64(t.n), unix.FADV_WILLNEED)
+		}
+	}
+	unix.Fadvise(int(f.Fd()), r.start, end-r.start, unix.FADV_WILLNEED)
 }
 
 // runs returns the runs of consecutive blocks that may hold a match of q
