@@ -14,6 +14,10 @@ R=${2:-5}
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "index-cost.sh: run as root" >&2; exit 1; }
 command -v auditctl >/dev/null || { echo "index-cost.sh: auditctl is not installed" >&2; exit 1; }
+# Kernel audit is global: hold the lock the tests take (audittest), so
+# that they wait rather than meet this daemon.
+exec 9>/run/contid-audit-test.lock
+flock 9
 if [ "$(auditctl -s | awk '$1 == "pid" {print $2}')" != 0 ]; then
 	echo "index-cost.sh: an audit daemon is registered; stop it first" >&2
 	exit 1

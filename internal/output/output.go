@@ -145,13 +145,11 @@ func New(cfg Config) *Output {
 // Write writes one event to the destinations its routes name.
 func (o *Output) Write(ev *pipeline.Event) {
 	if ev.Routes.Has(rules.Host) {
+		o.host = o.appendLines(o.host, ev.Records)
 		if o.cfg.HostIndex != nil {
-			o.host = o.appendLines(o.host, ev.Records)
 			o.cfg.HostIndex.Note(ev.Records)
-			o.host = o.spill(o.cfg.Host, o.host)
-		} else {
-			o.host = o.lines(o.cfg.Host, o.host, ev.Records)
 		}
+		o.host = o.spill(o.cfg.Host, o.host)
 		o.stats.HostEvents++
 	}
 	life := o.cfg.Dir != "" && ev.Container != contid.Unset && len(ev.Records) > 0
