@@ -307,11 +307,14 @@ func (x *LogIndex) Appended(f *os.File, off int64, data []byte) {
 		data = data[i+1:]
 		var th []uint64
 		var id uint64
-		if segs != nil {
-			for left == 0 {
-				si++
-				left = segs[si].n
+		for segs != nil && left == 0 {
+			if si++; si == len(segs) {
+				segs = nil // cannot happen (Block counted the lines): parse the rest
+				break
 			}
+			left = segs[si].n
+		}
+		if segs != nil {
 			s := &segs[si]
 			th, id = x.wantTh[s.from:s.to:s.to], s.id
 			if th == nil {
