@@ -81,6 +81,16 @@ type Grouper struct {
 	// may be views of a buffer the caller reuses).
 	noLines bool
 	names   typeNames
+	free    []*Event // events given back (Recycle), for reuse
+}
+
+// recycle gives back an event its caller is done with, for a Grouper that
+// keeps no lines (whose events hold nothing of the caller's).
+func (g *Grouper) recycle(ev *Event) {
+	if g.noLines && len(g.free) < 256 {
+		*ev = Event{Offs: ev.Offs[:0], types: ev.types[:0], lens: ev.lens[:0], th: ev.th[:0]}
+		g.free = append(g.free, ev)
+	}
 }
 
 // typeNames caches the record type of each type name seen: a map lookup
@@ -168,11 +178,17 @@ func (g *Grouper) add(off int64, line string) *Event {
 		if g.noLines && r.Node != "" {
 			r.Node = strings.Clone(r.Node) // line is a view of the caller's buffer
 		}
-		ev = &Event{Node: r.Node, Stamp: r.Stamp, First: off}
-		// Room for a usual event's lines: one allocation each, not three.
-		ev.Offs, ev.types = make([]int64, 0, 8), make([]records.Type, 0, 8)
-		if g.noLines {
-			ev.lens = make([]int32, 0, 8)
+		if n := len(g.free); n > 0 {
+			ev = g.free[n-1]
+			g.free = g.free[:n-1]
+			ev.Node, ev.Stamp, ev.First = r.Node, r.Stamp, off
+		} else {
+			ev = &Event{Node: r.Node, Stamp: r.Stamp, First: off}
+			// Room for a usual event's lines: one allocation each, not three.
+			ev.Offs, ev.types = make([]int64, 0, 8), make([]records.Type, 0, 8)
+			if g.noLines {
+				ev.lens = make([]int32, 0, 8)
+			}
 		}
 		g.start(ev)
 	}
@@ -358,13 +374,12 @@ func parseHeader(line string, names *typeNames) (records.Record, bool) {
 		if i == 0 || i == len(s) {
 			return 0, false
 		}
+		if i == 20 && s[:i] > "18446744073709551615" {
+			return 0, false // as strconv.ParseUint: out of range
+		}
 		var v uint64
-		for _, c := range []byte(s[:i]) {
-			d := uint64(c - '0')
-			if v > (1<<64-1-d)/10 {
-				return 0, false // as strconv.ParseUint: out of range
-			}
-			v = v*10 + d
+		for j := 0; j < i; j++ {
+			v = v*10 + uint64(s[j]-'0')
 		}
 		s = s[i:]
 		return v, true

@@ -95,6 +95,7 @@ func (x *fileIndex) line(off int64, line string, long bool, seg []uint64, segID 
 	}
 	for ev, ok := x.g.Next(); ok; ev, ok = x.g.Next() {
 		x.b.event(ev)
+		x.g.recycle(ev)
 	}
 }
 
