@@ -5,7 +5,11 @@
 # kernel's audit daemon, with search_index on and off, alternately, ROUNDS
 # times (default 5) for SECONDS each (default 30). Prints each run's CPU
 # time per 1,000 events, then the medians and the index's share of the
-# daemon's CPU. Root; installs nothing.
+# daemon's CPU. The difference of two noisy medians can hide a small cost,
+# so a last run with the index on takes a CPU profile of the daemon and
+# reports the share of its samples spent in the index (internal/search:
+# noting records, indexing lines, writing sidecars). Root; installs
+# nothing.
 #
 #   bench/index-cost.sh [SECONDS] [ROUNDS]
 set -eu
@@ -67,7 +71,7 @@ run() {
 	# size so that rotations (and final sidecars) happen too.
 	printf 'search_index = %s\n[log]\nflush = "incremental_async"\nfreq = 50\n[containers]\nmax_log_file_action = "ignore"\n' "$idx" > "$T/contid.toml"
 	"$T/contid" daemon --config "$T/contid.toml" --log-dir "$T/logs" --socket "$T/s.sock" --pin-dir /sys/fs/bpf/contid-index-cost \
-		--audit primary --audit-rules "$T/rules" --log-level warn 2>"$T/contid.err" &
+		--audit primary --audit-rules "$T/rules" --log-level warn ${PROFILE:+--cpu-profile "$PROFILE"} 2>"$T/contid.err" &
 	pid=$!
 	until CONTID_SOCKET=$T/s.sock "$T/contid" status >/dev/null 2>&1; do sleep 0.1; done
 	c0=$(cpu "$pid")
@@ -94,3 +98,7 @@ done
 on=$(median "$T/on"); off=$(median "$T/off")
 awk -v on="$on" -v off="$off" 'BEGIN {
 	printf "\nmedian ms CPU per 1,000 events: index on %.2f, off %.2f; the index costs %.1f%% of the daemon'"'"'s CPU\n", on, off, 100 * (on - off) / on }'
+
+PROFILE=$T/cpu.prof run on >/dev/null
+go tool pprof -top -nodecount 100000 -focus 'internal/search\.' "$T/contid" "$T/cpu.prof" 2>/dev/null |
+	awk '/Showing nodes accounting for/ { gsub(/,/, ""); printf "CPU profile of a run with the index on: the index takes %s of the daemon'"'"'s samples (%s of %s)\n", $6, $5, $8 }'

@@ -48,6 +48,7 @@ type Event struct {
 	closed   bool
 	phantom  bool // restored from a checkpoint: its lines are not kept
 	heapIdx  int
+	sameHash *Event // the next open event with the same keyHash
 }
 
 type evKey struct {
@@ -73,7 +74,8 @@ type GroupStats struct {
 // Grouper groups lines into events. It is not safe for concurrent use.
 type Grouper struct {
 	queue []*Event // open and finished events in first-line order
-	byKey map[evKey]*Event
+	byKey map[uint64]*Event // open events by keyHash, chained by sameHash
+	open  int               // open events
 	bySec secHeap
 	term  *Event // the open terminal event, at most one after each line
 	stats GroupStats
@@ -117,7 +119,7 @@ func (c *typeNames) parse(s string) (records.Type, bool) {
 // NewGrouper returns a Grouper that starts with the given open events
 // (none for the start of a file).
 func NewGrouper(open []Phantom) *Grouper {
-	g := &Grouper{byKey: make(map[evKey]*Event)}
+	g := &Grouper{byKey: make(map[uint64]*Event)}
 	for _, p := range open {
 		ev := &Event{Node: p.Node, Stamp: p.Stamp, First: p.First, terminal: p.Terminal, phantom: true}
 		g.start(ev)
@@ -127,7 +129,10 @@ func NewGrouper(open []Phantom) *Grouper {
 
 func (g *Grouper) start(ev *Event) {
 	g.queue = append(g.queue, ev)
-	g.byKey[evKey{ev.Node, ev.Stamp}] = ev
+	h := keyHash(ev.Node, ev.Stamp)
+	ev.sameHash = g.byKey[h]
+	g.byKey[h] = ev
+	g.open++
 	heap.Push(&g.bySec, ev)
 	if ev.terminal {
 		g.term = ev
@@ -173,7 +178,7 @@ func (g *Grouper) add(off int64, line string) *Event {
 			g.close(ev)
 		}
 	}
-	ev := g.byKey[k]
+	ev := g.lookup(k)
 	if ev == nil {
 		if g.noLines && r.Node != "" {
 			r.Node = strings.Clone(r.Node) // line is a view of the caller's buffer
@@ -224,7 +229,7 @@ func (g *Grouper) close(ev *Event) {
 		return
 	}
 	ev.closed = true
-	delete(g.byKey, evKey{ev.Node, ev.Stamp})
+	g.unlink(ev)
 	heap.Remove(&g.bySec, ev.heapIdx)
 	if g.term == ev {
 		g.term = nil
@@ -265,7 +270,48 @@ func (g *Grouper) Open() []Phantom {
 }
 
 // OpenCount returns how many events are open.
-func (g *Grouper) OpenCount() int { return len(g.byKey) }
+func (g *Grouper) OpenCount() int { return g.open }
+
+// keyHash mixes an event's key into a map key: hashing the string and
+// stamp on every line cost a third of keeping an index.
+func keyHash(node string, st records.Stamp) uint64 {
+	h := st.Serial*0x9e3779b97f4a7c15 ^ uint64(st.Sec)*0xc2b2ae3d27d4eb4f ^ uint64(st.Msec)
+	if node != "" {
+		h ^= termHash(node)
+	}
+	return h
+}
+
+// lookup returns the open event of key k, if any.
+func (g *Grouper) lookup(k evKey) *Event {
+	for ev := g.byKey[keyHash(k.node, k.st)]; ev != nil; ev = ev.sameHash {
+		if ev.Stamp == k.st && ev.Node == k.node {
+			return ev
+		}
+	}
+	return nil
+}
+
+// unlink removes an open event from byKey.
+func (g *Grouper) unlink(ev *Event) {
+	h := keyHash(ev.Node, ev.Stamp)
+	if g.byKey[h] == ev {
+		if ev.sameHash == nil {
+			delete(g.byKey, h)
+		} else {
+			g.byKey[h] = ev.sameHash
+		}
+	} else {
+		for p := g.byKey[h]; p != nil; p = p.sameHash {
+			if p.sameHash == ev {
+				p.sameHash = ev.sameHash
+				break
+			}
+		}
+	}
+	ev.sameHash = nil
+	g.open--
+}
 
 // OldestOpen returns the first offset of the oldest unfinished or
 // unreturned event, or -1 when there is none.
