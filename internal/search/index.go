@@ -390,7 +390,7 @@ func eventTerms(ev *Event) []string {
 }
 
 func newBloom(n int) []byte {
-	bits := max(64, n*10) // ~1% false positives with 4 hashes
+	bits := max(64, n*16) // ~0.25% false positives with 4 hashes
 	return make([]byte, (bits+63)/64*8)
 }
 
