@@ -73,7 +73,7 @@ type GroupStats struct {
 
 // Grouper groups lines into events. It is not safe for concurrent use.
 type Grouper struct {
-	queue []*Event // open and finished events in first-line order
+	queue []*Event          // open and finished events in first-line order
 	byKey map[uint64]*Event // open events by keyHash, chained by sameHash
 	open  int               // open events
 	bySec secHeap
