@@ -43,6 +43,38 @@ type Writer struct {
 	syncReq  chan *os.File
 	syncDone chan struct{}
 	asyncErr atomic.Pointer[error]
+
+	obs Observer // nil: none
+}
+
+// Observer is told, in file order, of the whole lines that reach the log's
+// file and of a file the Writer stops writing, so that it can keep
+// something in step with the file (a search index). It is called with the
+// Writer's lock held and must not call the Writer.
+type Observer interface {
+	// Appended: data, whole lines, is now in f from offset off. Only
+	// bytes the file holds are reported: a line cut off after a failed
+	// write, queued on a full disk or dropped is not (a queued line is
+	// reported when it is written). f is the Writer's descriptor, opened
+	// at f.Name(); it may be read, not kept.
+	Appended(f *os.File, off int64, data []byte)
+	// Retiring: f is about to be closed (rotation, reopen, Close); no
+	// more lines go to it.
+	Retiring(f *os.File)
+}
+
+// Observe makes o the Writer's Observer (nil: none). The first lines it
+// is told of may start past what it knows of the file.
+func (w *Writer) Observe(o Observer) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.obs = o
+}
+
+func (w *Writer) appended(off int64, data []byte) {
+	if w.obs != nil && len(data) > 0 {
+		w.obs.Appended(w.f, off, data)
+	}
 }
 
 // Open opens (creating if needed) the log at cfg.Path for appending and
@@ -201,6 +233,7 @@ func (w *Writer) writeN(data []byte, n int) error {
 	m, err := w.f.Write(data)
 	if err == nil {
 		w.size += int64(m)
+		w.appended(start, data)
 		w.st.lines.Add(uint64(n))
 		w.st.bytes.Add(uint64(m))
 		if w.queued == 0 {
@@ -211,6 +244,7 @@ func (w *Writer) writeN(data []byte, n int) error {
 	w.st.writeErrors.Add(1)
 	err = fmt.Errorf("auditlog: %w", err)
 	keep := w.settle(start, data)
+	w.appended(start, data[:keep])
 	kept := bytes.Count(data[:keep], []byte{'\n'})
 	w.st.lines.Add(uint64(kept))
 	w.st.bytes.Add(uint64(keep))
@@ -294,6 +328,7 @@ func (w *Writer) drainQueue() error {
 	} else {
 		w.size += int64(m)
 	}
+	w.appended(start, w.queue[:keep])
 	lines := bytes.Count(w.queue[:keep], []byte{'\n'})
 	w.st.lines.Add(uint64(lines))
 	w.st.bytes.Add(uint64(keep))
@@ -490,6 +525,7 @@ func (w *Writer) flushBuf() error {
 	} else {
 		w.size += int64(n)
 	}
+	w.appended(start, w.buf[:kept])
 	lines := bytes.Count(w.buf[:kept], []byte{'\n'})
 	w.st.lines.Add(uint64(lines))
 	w.st.bytes.Add(uint64(kept))
@@ -861,6 +897,9 @@ func (w *Writer) closeFile() error {
 // closes it.
 func (w *Writer) retire() error {
 	var errs []error
+	if w.obs != nil {
+		w.obs.Retiring(w.f)
+	}
 	w.drainSyncReq()
 	if w.cfg.Flush != FlushNone {
 		if err := w.fsync(); err != nil {

@@ -43,6 +43,9 @@ type Config struct {
 	Containers            Containers `toml:"containers"`
 
 	Metrics Metrics `toml:"metrics"`
+
+	// SearchIndex keeps the host log's search index while writing it.
+	SearchIndex bool `toml:"search_index"`
 }
 
 // Containers configures the per-container logs: each one's limits, and how

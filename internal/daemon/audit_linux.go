@@ -23,6 +23,7 @@ import (
 	"github.com/contid/contid/internal/reassembly"
 	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/rules"
+	"github.com/contid/contid/internal/search"
 )
 
 // The audit path (SPEC §5.3): a receiver goroutine reads the kernel's
@@ -184,7 +185,7 @@ func (d *Daemon) openAudit(stdin io.Reader) (err error) {
 		Container: func(id contid.ID) auditlog.Config { return d.cfg.ContainerLog(uint64(id)) },
 		Dir:       d.cfg.ContainersDir(), KeepDropped: d.cfg.Containers.KeepDropped,
 		KeepDroppedFor: time.Duration(d.cfg.Containers.KeepDroppedDays) * 24 * time.Hour,
-		Lost:           d.lost,
+		Lost:           d.lost, HostIndex: hostIndex(d.hix),
 	})
 	a.pipe = pipeline.New(pipeline.Config{
 		Reassembly: reassembly.Config{Timeout: time.Duration(d.cfg.Audit.TimeoutMS) * time.Millisecond},
@@ -194,6 +195,14 @@ func (d *Daemon) openAudit(stdin io.Reader) (err error) {
 	a.own = make(chan records.Record, 4096)
 	d.log.Info("kernel audit records", "mode", a.mode, "filter", d.cfg.Audit.Filter, "audit_rules", len(a.rules))
 	return nil
+}
+
+// hostIndex is the host log's index as output takes it (none when off).
+func hostIndex(x *search.LogIndex) output.Noter {
+	if x == nil {
+		return nil
+	}
+	return x
 }
 
 // closeAudit stops the source, delivers what is in flight and puts back

@@ -40,6 +40,7 @@ import (
 	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/safedir"
+	"github.com/contid/contid/internal/search"
 	"github.com/contid/contid/internal/taskevent"
 	"github.com/contid/contid/internal/tracker"
 )
@@ -55,6 +56,7 @@ type Daemon struct {
 	pins    *pinnedContainers
 	eng     *engine.Engine
 	hl      *auditlog.Writer
+	hix     *search.LogIndex // the host log's search index; nil when off
 	srv     *api.Server
 
 	events  chan []taskevent.Event // batches: one hand-over for many events
@@ -130,6 +132,10 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 		return fmt.Errorf("daemon: %w", err)
 	}
 	defer d.hl.Close()
+	if cfg.SearchIndex {
+		d.hix = search.NewLogIndex(0, log)
+		d.hl.Observe(d.hix)
+	}
 	var k engine.Kernel
 	if d.tr != nil {
 		k = kernel{d}
@@ -492,6 +498,9 @@ func (d *Daemon) tickHostLog() {
 		d.hl.Flush()
 	}
 	d.hl.Retry()
+	if d.hix != nil {
+		d.hix.Sync() // logs its own errors: the index only makes searches faster
+	}
 	if st := d.hl.Stats(); !st.DiskFull && st.Dropped.DiskFull > d.hostLost {
 		d.diskFullLoss("audit.log", st.Dropped.DiskFull-d.hostLost)
 		d.hostLost = st.Dropped.DiskFull

@@ -58,7 +58,19 @@ type Config struct {
 	// Lost is called for every loss the pipeline reports (to write a
 	// CONTID_LOSS record, which is not this package's business).
 	Lost func(n uint64, why pipeline.Loss)
-	Log  *slog.Logger
+	// HostIndex, when set, is given the records of the lines appended for
+	// the host log and each block of them just before it is written, so
+	// that the log's index (search.LogIndex) need not parse them again.
+	HostIndex Noter
+	Log       *slog.Logger
+}
+
+// Noter takes the parsed records of lines on their way to a log.
+type Noter interface {
+	// Note: one line per record was just appended to the pending block.
+	Note(recs []records.Record)
+	// Block: buf, the lines noted since the last Block, goes to the log.
+	Block(buf []byte)
 }
 
 // Stats counts what was written.
@@ -133,7 +145,11 @@ func New(cfg Config) *Output {
 // Write writes one event to the destinations its routes name.
 func (o *Output) Write(ev *pipeline.Event) {
 	if ev.Routes.Has(rules.Host) {
-		o.host = o.lines(o.cfg.Host, o.host, ev.Records)
+		o.host = o.appendLines(o.host, ev.Records)
+		if o.cfg.HostIndex != nil {
+			o.cfg.HostIndex.Note(ev.Records)
+		}
+		o.host = o.spill(o.cfg.Host, o.host)
 		o.stats.HostEvents++
 	}
 	life := o.cfg.Dir != "" && ev.Container != contid.Unset && len(ev.Records) > 0
@@ -172,10 +188,14 @@ func (o *Output) Lost(n uint64, why pipeline.Loss) {
 
 // lines appends the event's lines to pend, writing pend first if full.
 func (o *Output) lines(w *auditlog.Writer, pend []byte, recs []records.Record) []byte {
+	return o.spill(w, o.appendLines(pend, recs))
+}
+
+func (o *Output) appendLines(pend []byte, recs []records.Record) []byte {
 	for i := range recs {
 		pend = append(records.AppendRaw(pend, &recs[i]), '\n')
 	}
-	return o.spill(w, pend)
+	return pend
 }
 
 func (o *Output) spill(w *auditlog.Writer, pend []byte) []byte {
@@ -189,6 +209,9 @@ func (o *Output) spill(w *auditlog.Writer, pend []byte) []byte {
 func (o *Output) write(w *auditlog.Writer, pend []byte) []byte {
 	if len(pend) == 0 {
 		return pend
+	}
+	if w == o.cfg.Host && o.cfg.HostIndex != nil {
+		o.cfg.HostIndex.Block(pend)
 	}
 	switch err := w.WriteLines(pend); {
 	case err == nil:

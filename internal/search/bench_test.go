@@ -7,14 +7,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/records"
 )
 
 var (
+	benchCold  = flag.Bool("search.cold", false, "evict the logs and sidecars from the page cache before each timed search")
 	benchBytes = flag.Int64("search.bytes", 64<<20, "size of the logs BenchmarkOneContainerHour generates (bench/search.sh: 1 GiB)")
 	benchDir   = flag.String("search.dir", "", "keep the generated logs in this directory and reuse them")
 	benchBlock = flag.Int64("search.block", 0, "index block size (0: DefaultBlockSize)")
@@ -70,25 +75,33 @@ func BenchmarkOneContainerHour(b *testing.B) {
 		}
 		return n, st, time.Since(t)
 	}
-	var tIdx, tScan, tAu time.Duration
+	var dIdx, dScan, dAu []time.Duration
 	var nIdx, nScan, nAu int
 	var stIdx Stats
+	all := append(sidecars(b, dir), files...)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		var d time.Duration
+		evict(b, all)
 		nIdx, stIdx, d = count(Options{ReadOnly: true})
-		tIdx += d
+		dIdx = append(dIdx, d)
+		evict(b, all)
 		nScan, _, d = count(Options{NoIndex: true})
-		tScan += d
+		dScan = append(dScan, d)
+		evict(b, all)
 		nAu, d = ausearchHour(b, files, q.Start, q.End, id)
-		tAu += d
+		dAu = append(dAu, d)
 	}
 	b.StopTimer()
 	if nIdx != nScan {
 		b.Fatalf("indexed search found %d events, the scan %d", nIdx, nScan)
 	}
-	n := time.Duration(b.N)
-	tIdx, tScan, tAu = tIdx/n, tScan/n, tAu/n
+	// Medians: the machine may be shared, and one slow run is noise.
+	tIdx, tScan, tAu := median(dIdx), median(dScan), median(dAu)
+	fmt.Printf("runs (indexed, scan, ausearch), page cache %s:\n", map[bool]string{true: "cold (the logs and sidecars evicted before each)", false: "warm"}[*benchCold])
+	for i := range dIdx {
+		fmt.Printf("  %8.2f ms  %8.0f ms  %8.0f ms  %5.0fx\n", ms(dIdx[i]), ms(dScan[i]), ms(dAu[i]), float64(dAu[i])/float64(dIdx[i]))
+	}
 	b.ReportMetric(float64(tIdx.Microseconds())/1e3, "indexed-ms")
 	b.ReportMetric(float64(tScan.Microseconds())/1e3, "scan-ms")
 	b.ReportMetric(float64(tAu.Microseconds())/1e3, "ausearch-ms")
@@ -98,6 +111,7 @@ func BenchmarkOneContainerHour(b *testing.B) {
 	fmt.Printf("logs %d MiB in %d files; index %d KiB (%.2f%% of the logs), built in %v (%.0f MiB/s)\n",
 		logBytes>>20, len(files), idxBytes>>10, 100*float64(idxBytes)/float64(logBytes), build.Round(time.Millisecond), float64(logBytes)/(1<<20)/build.Seconds())
 	fmt.Printf("query: contid %d and nested, one hour: %d events (ausearch's hour: %d events naming it)\n", id, nIdx, nAu)
+	fmt.Printf("medians:\n")
 	fmt.Printf("  indexed   %10v  read %d KiB (%.3f%% of the logs)\n", tIdx.Round(time.Microsecond), stIdx.BytesRead>>10, 100*float64(stIdx.BytesRead)/float64(logBytes))
 	fmt.Printf("  scan      %10v  %6.0fx the indexed time\n", tScan.Round(time.Microsecond), float64(tScan)/float64(tIdx))
 	fmt.Printf("  ausearch  %10v  %6.0fx the indexed time\n", tAu.Round(time.Microsecond), float64(tAu)/float64(tIdx))
@@ -193,7 +207,129 @@ func BenchmarkIndexWriter(b *testing.B) {
 			w.Write(p[:n])
 			p = p[n:]
 		}
-		w.f.Close()
+		w.x.f.Close()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(info.Events), "ns/event")
+}
+
+// BenchmarkLogIndex measures what keeping the sidecar costs the daemon:
+// LogIndex over 16 MiB of generated log, fed as the daemon's output feeds
+// it (the records of each event noted, blocks of about 64 KiB), and, for
+// comparison, the same lines unnoted (parsed by the index), per event.
+func BenchmarkLogIndex(b *testing.B) {
+	dir := b.TempDir()
+	info, err := genLogs(genConfig{Dir: dir, Containers: 1000, Bytes: 16 << 20, Start: 1795687200, Span: 3600, Seed: 2, Interleave: 0.02})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := os.ReadFile(info.Files[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The daemon's events: runs of lines of one stamp, parsed.
+	type event struct {
+		lines []byte
+		recs  []records.Record
+	}
+	var evs []event
+	prev := ""
+	for _, l := range strings.SplitAfter(string(data), "\n") {
+		if l == "" {
+			continue
+		}
+		r, err := records.ParseLine(l)
+		if err != nil {
+			r = records.Record{}
+		}
+		st := fmt.Sprint(r.Stamp)
+		if st != prev || len(evs) == 0 {
+			evs = append(evs, event{})
+			prev = st
+		}
+		e := &evs[len(evs)-1]
+		e.lines = append(e.lines, l...)
+		e.recs = append(e.recs, r)
+	}
+	for _, noted := range []bool{true, false} {
+		b.Run(fmt.Sprintf("noted=%v", noted), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				b.StopTimer()
+				f, err := os.Open(info.Files[0])
+				if err != nil {
+					b.Fatal(err)
+				}
+				os.RemoveAll(filepath.Join(dir, IndexDirName))
+				x := NewLogIndex(0, nil)
+				b.StartTimer()
+				var off int64
+				var buf []byte
+				flush := func() {
+					if noted {
+						x.Block(buf)
+					}
+					x.Appended(f, off, buf)
+					off += int64(len(buf))
+					buf = buf[:0]
+				}
+				for _, e := range evs {
+					buf = append(buf, e.lines...)
+					if noted {
+						x.Note(e.recs)
+					}
+					if len(buf) >= 64<<10 {
+						flush()
+					}
+				}
+				flush()
+				b.StopTimer()
+				f.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(evs)), "ns/event")
+		})
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
+
+// sidecars returns the paths of the sidecars in dir's index directory.
+func sidecars(b *testing.B, dir string) []string {
+	ents, err := os.ReadDir(filepath.Join(dir, IndexDirName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, filepath.Join(dir, IndexDirName, e.Name()))
+	}
+	return out
+}
+
+// evict drops files from the page cache (with -search.cold): only these
+// files, so that other work on the machine keeps its cache.
+func evict(b *testing.B, files []string) {
+	if !*benchCold {
+		return
+	}
+	for _, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Sync() // only clean pages are dropped
+		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
 }

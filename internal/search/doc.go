@@ -25,14 +25,19 @@
 //     record types of the events that start in it, the grouper state at
 //     the block's start, and the lines after the block that belong to
 //     those events. A search reads only the blocks the filter
-//     admits; a missing, torn or stale sidecar (checked by checksum, the
-//     log's device, inode and size, and hashes of the covered bytes) is
-//     ignored and the file scanned, so the index can make a search faster
-//     but never change its answer.
+//     admits, and skips a file whose time range (in the sidecar's header)
+//     is outside the query; a missing, torn or stale sidecar (checked by
+//     the checksums of the parts it reads, the log's device, inode and
+//     size, and hashes of the covered bytes) is ignored and the file
+//     scanned, so the index can make a search faster but never change its
+//     answer.
 //
-//   - IndexWriter keeps a sidecar current from the bytes a log writer
-//     appends; Follower follows a growing log (--follow); Report sums
-//     events per container (contid report).
+//   - LogIndex keeps a log's sidecar current while the daemon writes it,
+//     told by the log's writer of every line that reached the file and
+//     given the records of the lines the daemon formatted, so that it
+//     parses only the others; IndexWriter does the same from bytes.
+//     Follower follows a growing log (--follow); Report sums events per
+//     container (contid report).
 //
 // Lines that do not parse are skipped and counted, as is a last line
 // without its newline (a writer's crash or a write in progress).

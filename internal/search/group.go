@@ -2,7 +2,6 @@ package search
 
 import (
 	"container/heap"
-	"strconv"
 	"strings"
 
 	"github.com/contid/contid/internal/records"
@@ -37,10 +36,19 @@ type Event struct {
 	parsed  bool
 	bad     int // lines Parse could not read
 
+	// Kept instead of Lines by a Grouper that does not keep lines (an
+	// index kept while writing): the lines' lengths, and the index terms
+	// given for them (noted: th holds them all).
+	lens    []int32
+	th      []uint64
+	noted   bool
+	lastSeg uint64 // the id of the noted terms last added to th
+
 	terminal bool // holds a record that ends an event
 	closed   bool
 	phantom  bool // restored from a checkpoint: its lines are not kept
 	heapIdx  int
+	sameHash *Event // the next open event with the same keyHash
 }
 
 type evKey struct {
@@ -65,17 +73,53 @@ type GroupStats struct {
 
 // Grouper groups lines into events. It is not safe for concurrent use.
 type Grouper struct {
-	queue []*Event // open and finished events in first-line order
-	byKey map[evKey]*Event
+	queue []*Event          // open and finished events in first-line order
+	byKey map[uint64]*Event // open events by keyHash, chained by sameHash
+	open  int               // open events
 	bySec secHeap
 	term  *Event // the open terminal event, at most one after each line
 	stats GroupStats
+	// noLines: events keep their lines' lengths, not the lines (which
+	// may be views of a buffer the caller reuses).
+	noLines bool
+	names   typeNames
+	free    []*Event // events given back (Recycle), for reuse
+}
+
+// recycle gives back an event its caller is done with, for a Grouper that
+// keeps no lines (whose events hold nothing of the caller's).
+func (g *Grouper) recycle(ev *Event) {
+	if g.noLines && len(g.free) < 256 {
+		*ev = Event{Offs: ev.Offs[:0], types: ev.types[:0], lens: ev.lens[:0], th: ev.th[:0]}
+		g.free = append(g.free, ev)
+	}
+}
+
+// typeNames caches the record type of each type name seen: a map lookup
+// instead of records.ParseType's search of the name table.
+type typeNames map[string]records.Type
+
+func (c *typeNames) parse(s string) (records.Type, bool) {
+	if t, ok := (*c)[s]; ok {
+		return t, true
+	}
+	t, err := records.ParseType(s)
+	if err != nil {
+		return 0, false
+	}
+	if *c == nil {
+		*c = typeNames{}
+	}
+	if len(*c) < 1024 { // names come from the log: bounded
+		(*c)[strings.Clone(s)] = t
+	}
+	return t, true
 }
 
 // NewGrouper returns a Grouper that starts with the given open events
 // (none for the start of a file).
 func NewGrouper(open []Phantom) *Grouper {
-	g := &Grouper{byKey: make(map[evKey]*Event)}
+	g := &Grouper{byKey: make(map[uint64]*Event)}
 	for _, p := range open {
 		ev := &Event{Node: p.Node, Stamp: p.Stamp, First: p.First, terminal: p.Terminal, phantom: true}
 		g.start(ev)
@@ -85,7 +129,10 @@ func NewGrouper(open []Phantom) *Grouper {
 
 func (g *Grouper) start(ev *Event) {
 	g.queue = append(g.queue, ev)
-	g.byKey[evKey{ev.Node, ev.Stamp}] = ev
+	h := keyHash(ev.Node, ev.Stamp)
+	ev.sameHash = g.byKey[h]
+	g.byKey[h] = ev
+	g.open++
 	heap.Push(&g.bySec, ev)
 	if ev.terminal {
 		g.term = ev
@@ -104,12 +151,16 @@ func (g *Grouper) Stats() GroupStats { return g.stats }
 
 // Add reads the line at offset off of its file. line holds its line ending
 // (a line without one must not be given: it may be half written).
-func (g *Grouper) Add(off int64, line string) {
+func (g *Grouper) Add(off int64, line string) { g.add(off, line) }
+
+// add is Add, returning the event the line joined (nil for a malformed
+// line).
+func (g *Grouper) add(off int64, line string) *Event {
 	g.stats.Lines++
-	r, ok := parseHeader(line)
+	r, ok := parseHeader(line, &g.names)
 	if !ok {
 		g.stats.Malformed++
-		return
+		return nil
 	}
 	k := evKey{r.Node, r.Stamp}
 	// Lines arriving end older events first.
@@ -127,13 +178,31 @@ func (g *Grouper) Add(off int64, line string) {
 			g.close(ev)
 		}
 	}
-	ev := g.byKey[k]
+	ev := g.lookup(k)
 	if ev == nil {
-		ev = &Event{Node: r.Node, Stamp: r.Stamp, First: off}
+		if g.noLines && r.Node != "" {
+			r.Node = strings.Clone(r.Node) // line is a view of the caller's buffer
+		}
+		if n := len(g.free); n > 0 {
+			ev = g.free[n-1]
+			g.free = g.free[:n-1]
+			ev.Node, ev.Stamp, ev.First = r.Node, r.Stamp, off
+		} else {
+			ev = &Event{Node: r.Node, Stamp: r.Stamp, First: off}
+			// Room for a usual event's lines: one allocation each, not three.
+			ev.Offs, ev.types = make([]int64, 0, 8), make([]records.Type, 0, 8)
+			if g.noLines {
+				ev.lens = make([]int32, 0, 8)
+			}
+		}
 		g.start(ev)
 	}
 	if !ev.phantom {
-		ev.Lines = append(ev.Lines, line)
+		if g.noLines {
+			ev.lens = append(ev.lens, int32(len(line)))
+		} else {
+			ev.Lines = append(ev.Lines, line)
+		}
 		ev.Offs = append(ev.Offs, off)
 		ev.types = append(ev.types, r.Type)
 	}
@@ -144,6 +213,15 @@ func (g *Grouper) Add(off int64, line string) {
 		ev.terminal = true
 		g.term = ev
 	}
+	return ev
+}
+
+// lineLen returns the length of the event's line k.
+func (ev *Event) lineLen(k int) int32 {
+	if ev.lens != nil {
+		return ev.lens[k]
+	}
+	return int32(len(ev.Lines[k]))
 }
 
 func (g *Grouper) close(ev *Event) {
@@ -151,7 +229,7 @@ func (g *Grouper) close(ev *Event) {
 		return
 	}
 	ev.closed = true
-	delete(g.byKey, evKey{ev.Node, ev.Stamp})
+	g.unlink(ev)
 	heap.Remove(&g.bySec, ev.heapIdx)
 	if g.term == ev {
 		g.term = nil
@@ -192,7 +270,48 @@ func (g *Grouper) Open() []Phantom {
 }
 
 // OpenCount returns how many events are open.
-func (g *Grouper) OpenCount() int { return len(g.byKey) }
+func (g *Grouper) OpenCount() int { return g.open }
+
+// keyHash mixes an event's key into a map key: hashing the string and
+// stamp on every line cost a third of keeping an index.
+func keyHash(node string, st records.Stamp) uint64 {
+	h := st.Serial*0x9e3779b97f4a7c15 ^ uint64(st.Sec)*0xc2b2ae3d27d4eb4f ^ uint64(st.Msec)
+	if node != "" {
+		h ^= termHash(node)
+	}
+	return h
+}
+
+// lookup returns the open event of key k, if any.
+func (g *Grouper) lookup(k evKey) *Event {
+	for ev := g.byKey[keyHash(k.node, k.st)]; ev != nil; ev = ev.sameHash {
+		if ev.Stamp == k.st && ev.Node == k.node {
+			return ev
+		}
+	}
+	return nil
+}
+
+// unlink removes an open event from byKey.
+func (g *Grouper) unlink(ev *Event) {
+	h := keyHash(ev.Node, ev.Stamp)
+	if g.byKey[h] == ev {
+		if ev.sameHash == nil {
+			delete(g.byKey, h)
+		} else {
+			g.byKey[h] = ev.sameHash
+		}
+	} else {
+		for p := g.byKey[h]; p != nil; p = p.sameHash {
+			if p.sameHash == ev {
+				p.sameHash = ev.sameHash
+				break
+			}
+		}
+	}
+	ev.sameHash = nil
+	g.open--
+}
 
 // OldestOpen returns the first offset of the oldest unfinished or
 // unreturned event, or -1 when there is none.
@@ -268,7 +387,7 @@ func (ev *Event) Parse() {
 
 // parseHeader reads "[node=NODE ]type=TYPE msg=audit(SEC.MSEC:SERIAL):",
 // as records.ParseLine does, without the fields.
-func parseHeader(line string) (records.Record, bool) {
+func parseHeader(line string, names *typeNames) (records.Record, bool) {
 	var r records.Record
 	s := line
 	if strings.HasPrefix(s, "node=") {
@@ -284,8 +403,8 @@ func parseHeader(line string) (records.Record, bool) {
 	if !ok || sp < 0 {
 		return r, false
 	}
-	t, err := records.ParseType(s[:sp])
-	if err != nil {
+	t, ok := names.parse(s[:sp])
+	if !ok {
 		return r, false
 	}
 	r.Type = t
@@ -301,9 +420,15 @@ func parseHeader(line string) (records.Record, bool) {
 		if i == 0 || i == len(s) {
 			return 0, false
 		}
-		v, err := strconv.ParseUint(s[:i], 10, 64)
+		if i == 20 && s[:i] > "18446744073709551615" {
+			return 0, false // as strconv.ParseUint: out of range
+		}
+		var v uint64
+		for j := 0; j < i; j++ {
+			v = v*10 + uint64(s[j]-'0')
+		}
 		s = s[i:]
-		return v, err == nil
+		return v, true
 	}
 	sec, ok := num(19)
 	if !ok || s[0] != '.' || sec > 1<<63-1 {

@@ -50,7 +50,7 @@ type block struct {
 	events         uint32
 	skipped        uint64              // malformed lines before off (while building)
 	bloom          []byte              // a Bloom filter, 4 hashes
-	terms          map[string]struct{} // while building
+	terms          map[uint64]struct{} // while building: the terms' hashes
 	done           bool
 }
 
@@ -74,6 +74,26 @@ type Index struct {
 	// entry decodes one block on use, decodeAll all of them (to extend).
 	tab, vars []byte
 	n         int
+	// minSec and maxSec bound the time of every event the sidecar
+	// describes (blocks and final block), from its header.
+	minSec, maxSec int64
+	// checked marks the blocks whose variable area (phantoms, filter,
+	// tail lines) was found to match its checksum (1) or not (2); a lazily
+	// decoded sidecar checks each block when it is first used.
+	checked []uint8
+	// outside: only the header was read, and it shows that no event of
+	// the file can match the query's time.
+	outside bool
+}
+
+// allOK reports whether every block's variable area matches its checksum.
+func (ix *Index) allOK() bool {
+	for i := 0; i < ix.n+btoi(ix.final != nil); i++ {
+		if !ix.blockOK(i) {
+			return false
+		}
+	}
+	return true
 }
 
 // nblocks returns the number of blocks.
@@ -102,6 +122,27 @@ func (ix *Index) entry(i int, blk *block) bool {
 	return tl >= 4 && uint64(le.Uint32(blk.tailsRaw))*12+4 == tl
 }
 
+// blockOK reports whether block i's variable area matches its checksum
+// (the final block is block n).
+func (ix *Index) blockOK(i int) bool {
+	if ix.checked == nil {
+		return true // decoded whole: every block was checked
+	}
+	if ix.checked[i] == 0 {
+		var blk block
+		ix.checked[i] = 2
+		if ix.entry(i, &blk) {
+			e := ix.tab[i*entrySize : (i+1)*entrySize]
+			le := binary.LittleEndian
+			vo, l := le.Uint64(e[44:]), uint64(le.Uint32(e[52:]))+uint64(le.Uint32(e[56:]))+uint64(le.Uint32(e[60:]))
+			if crc32.Checksum(ix.vars[vo:vo+l], crcTable) == le.Uint32(e[64:]) {
+				ix.checked[i] = 1
+			}
+		}
+	}
+	return ix.checked[i] == 1
+}
+
 // decodeAll decodes every block of a decoded sidecar into blocks.
 func (ix *Index) decodeAll() {
 	if ix.tab == nil {
@@ -113,7 +154,7 @@ func (ix *Index) decodeAll() {
 		ix.entry(i, &bs[i])
 		ix.blocks[i] = &bs[i]
 	}
-	ix.tab, ix.vars = nil, nil
+	ix.tab, ix.vars, ix.checked = nil, nil, nil
 }
 
 // Builder builds or extends an index from the lines and events of a scan
@@ -152,7 +193,7 @@ func (ix *Index) extend() *Builder {
 }
 
 func (b *Builder) startBlock(off int64, open []Phantom, skipped uint64) {
-	blk := &block{off: off, open: open, skipped: skipped, minSec: 1<<63 - 1, maxSec: -1 << 63, minSer: 1<<64 - 1, terms: map[string]struct{}{}}
+	blk := &block{off: off, open: open, skipped: skipped, minSec: 1<<63 - 1, maxSec: -1 << 63, minSer: 1<<64 - 1, terms: map[uint64]struct{}{}}
 	b.ix.blocks = append(b.ix.blocks, blk)
 	b.cur = blk
 }
@@ -198,7 +239,7 @@ func (b *Builder) event(ev *Event) {
 		end := bl[i+1].off
 		for k, o := range ev.Offs {
 			if o >= end {
-				blk.tails = append(blk.tails, tailLine{o, int32(len(ev.Lines[k]))})
+				blk.tails = append(blk.tails, tailLine{o, ev.lineLen(k)})
 			}
 		}
 	}
@@ -217,8 +258,21 @@ func (blk *block) add(ev *Event) {
 	blk.maxSec = max(blk.maxSec, ev.Stamp.Sec)
 	blk.minSer = min(blk.minSer, ev.Stamp.Serial)
 	blk.maxSer = max(blk.maxSer, ev.Stamp.Serial)
+	if ev.noted {
+		// Terms given with the lines (LogIndex): their types come from
+		// the headers, the rest as given.
+		for i, t := range ev.types {
+			if i == 0 || t != ev.types[i-1] {
+				blk.terms[typeHash(t)] = struct{}{}
+			}
+		}
+		for _, h := range ev.th {
+			blk.terms[h] = struct{}{}
+		}
+		return
+	}
 	for _, t := range eventTerms(ev) {
-		blk.terms[t] = struct{}{}
+		blk.terms[termHash(t)] = struct{}{}
 	}
 }
 
@@ -231,7 +285,7 @@ func (b *Builder) end(off int64, g *Grouper) {
 	b.ended = true
 	// The events from covered on, those ended by the rules so far and
 	// those the end of the file ends, make the final block.
-	fin := &block{off: b.ix.covered, minSec: 1<<63 - 1, maxSec: -1 << 63, minSer: 1<<64 - 1, terms: map[string]struct{}{}}
+	fin := &block{off: b.ix.covered, minSec: 1<<63 - 1, maxSec: -1 << 63, minSer: 1<<64 - 1, terms: map[uint64]struct{}{}}
 	for _, blk := range all[len(b.ix.blocks):] {
 		fin.merge(blk)
 	}
@@ -292,8 +346,8 @@ func (blk *block) seal() {
 	}
 	blk.done = true
 	blk.bloom = newBloom(len(blk.terms))
-	for t := range blk.terms {
-		bloomAdd(blk.bloom, t)
+	for h := range blk.terms {
+		bloomAddHash(blk.bloom, h)
 	}
 	blk.terms = nil
 }
@@ -336,21 +390,51 @@ func eventTerms(ev *Event) []string {
 }
 
 func newBloom(n int) []byte {
-	bits := max(64, n*10) // ~1% false positives with 4 hashes
+	bits := max(64, n*16) // ~0.25% false positives with 4 hashes
 	return make([]byte, (bits+63)/64*8)
 }
 
-func bloomHashes(t string) (uint64, uint64) {
-	v := uint64(14695981039346656037) // FNV-1a, 64 bits
+// termHash is a term's FNV-1a hash (64 bits), from which the Bloom
+// filters' bits are derived.
+func termHash(t string) uint64 { return fnvAdd(fnvOffset, t) }
+
+const fnvOffset = 14695981039346656037
+
+func fnvAdd(v uint64, t string) uint64 {
 	for i := 0; i < len(t); i++ {
 		v ^= uint64(t[i])
 		v *= 1099511628211
 	}
+	return v
+}
+
+func fnvAddBytes(v uint64, t []byte) uint64 {
+	for _, c := range t {
+		v ^= uint64(c)
+		v *= 1099511628211
+	}
+	return v
+}
+
+// typeHash is termHash("t"+decimal type), without the string.
+func typeHash(t records.Type) uint64 {
+	var b [12]byte
+	return fnvAddBytes(fnvAdd(fnvOffset, "t"), strconv.AppendUint(b[:0], uint64(t), 10))
+}
+
+// contidHash is termHash("c"+decimal id), without the string.
+func contidHash(id uint64) uint64 {
+	var b [24]byte
+	return fnvAddBytes(fnvAdd(fnvOffset, "c"), strconv.AppendUint(b[:0], id, 10))
+}
+
+func bloomHashes(t string) (uint64, uint64) {
+	v := termHash(t)
 	return v, (v >> 33) | 1
 }
 
-func bloomAdd(bf []byte, t string) {
-	h1, h2 := bloomHashes(t)
+func bloomAddHash(bf []byte, v uint64) {
+	h1, h2 := v, (v>>33)|1
 	m := uint64(len(bf) * 8)
 	for i := uint64(0); i < 4; i++ {
 		bit := (h1 + i*h2) % m
@@ -435,28 +519,42 @@ func (ix *Index) mayMatchAt(i int, q *Query) bool {
 	if !summaryMatch(q, le.Uint32(e[40:]), int64(le.Uint64(e[8:])), int64(le.Uint64(e[16:])), le.Uint64(e[24:]), le.Uint64(e[32:])) {
 		return false
 	}
+	if !ix.blockOK(i) {
+		return true // the caller finds it bad before reading anything
+	}
 	vo, pl, bl := le.Uint64(e[44:]), uint64(le.Uint32(e[52:])), uint64(le.Uint32(e[56:]))
 	return bloomMatch(q, ix.vars[vo+pl:vo+pl+bl]) // bounds checked by UnmarshalIndex
 }
 
-// The sidecar's layout, little-endian, version 2:
+// The sidecar's layout, little-endian, version 4:
 //
-//	magic "CIDX\0\0\0\2"
-//	dev ino blockSize covered skipped headHash tailHash    7 × u64
-//	finalSize finalEnd (0 0: no final block)                2 × u64
-//	tail phantoms (see appendPhantoms)
-//	n u32, then n entries of entrySize bytes:
+//	header, hdrSize bytes:
+//	  magic "CIDX\0\0\0\4"
+//	  dev ino blockSize covered skipped headHash tailHash    7 × u64
+//	  finalSize finalEnd (0 0: no final block)                2 × u64
+//	  minSec maxSec of every event described                  2 × i64
+//	  n u32 (entries, the final block's included)
+//	  tailLen u32, tailCRC u32 (the phantoms at covered, first in the variable area)
+//	  varsLen u64, tableCRC u32
+//	  CRC-32C of the header before it, u32
+//	n entries of entrySize bytes:
 //	  off minSec maxSec minSer maxSer  5 × u64
 //	  events u32, varOff u64, phantomsLen u32, bloomLen u32, tailsLen u32
-//	the variable area: each block's phantoms, Bloom filter and tail lines
-//	  (n u32, then n × offset u64, length u32)
-//	CRC-32C (Castagnoli) of everything before, u32
+//	  CRC-32C of the block's phantoms, filter and tail lines, u32
+//	the variable area (varsLen bytes): the tail phantoms, then each block's
+//	  phantoms, Bloom filter and tail lines (n u32, then n × offset u64,
+//	  length u32)
 //
-// The entries have a fixed size, so a search reads the table without
-// walking the filters; the final block, when there is one, is the last.
-const entrySize = 5*8 + 4 + 8 + 4 + 4 + 4
+// Each part has its own checksum so that a search reads and checks only
+// what it uses: the header alone for a file whose time range is outside
+// the query, the table, and the variable area of the blocks it looks at.
+// The entries have a fixed size; the final block, when there is one, is
+// the last.
+const entrySize = 5*8 + 4 + 8 + 4 + 4 + 4 + 4
 
-var indexMagic = [8]byte{'C', 'I', 'D', 'X', 0, 0, 0, 3}
+const hdrSize = 8 + 11*8 + 4 + 4 + 4 + 8 + 4 + 4
+
+var indexMagic = [8]byte{'C', 'I', 'D', 'X', 0, 0, 0, 4}
 
 // Marshal encodes the index.
 func (ix *Index) Marshal() []byte {
@@ -466,35 +564,50 @@ func (ix *Index) Marshal() []byte {
 	if ix.final != nil {
 		blocks = append(blocks[:len(blocks):len(blocks)], ix.final)
 	}
-	var vars []byte
-	b := append([]byte(nil), indexMagic[:]...)
-	for _, v := range []uint64{ix.dev, ix.ino, uint64(ix.blockSize), uint64(ix.covered), ix.skipped, ix.headHash, ix.tailHash, uint64(ix.finalSize), uint64(ix.finalEnd)} {
-		b = le.AppendUint64(b, v)
+	minSec, maxSec := int64(1<<63-1), int64(-1<<63)
+	for _, blk := range blocks {
+		if blk.events > 0 {
+			minSec, maxSec = min(minSec, blk.minSec), max(maxSec, blk.maxSec)
+		}
 	}
-	b = appendPhantoms(b, ix.tail)
-	b = le.AppendUint32(b, uint32(len(blocks)))
+	vars := appendPhantoms(nil, ix.tail)
+	tailLen := len(vars)
+	tab := make([]byte, 0, len(blocks)*entrySize)
 	for _, blk := range blocks {
 		for _, v := range []uint64{uint64(blk.off), uint64(blk.minSec), uint64(blk.maxSec), blk.minSer, blk.maxSer} {
-			b = le.AppendUint64(b, v)
+			tab = le.AppendUint64(tab, v)
 		}
-		b = le.AppendUint32(b, blk.events)
-		b = le.AppendUint64(b, uint64(len(vars)))
-		n := len(vars)
+		tab = le.AppendUint32(tab, blk.events)
+		tab = le.AppendUint64(tab, uint64(len(vars)))
+		start := len(vars)
 		vars = appendPhantoms(vars, blk.phantoms())
-		b = le.AppendUint32(b, uint32(len(vars)-n))
-		b = le.AppendUint32(b, uint32(len(blk.bloom)))
+		tab = le.AppendUint32(tab, uint32(len(vars)-start))
+		tab = le.AppendUint32(tab, uint32(len(blk.bloom)))
 		vars = append(vars, blk.bloom...)
-		n = len(vars)
+		n := len(vars)
 		ts := blk.tailLines()
 		vars = le.AppendUint32(vars, uint32(len(ts)))
 		for _, t := range ts {
 			vars = le.AppendUint64(vars, uint64(t.off))
 			vars = le.AppendUint32(vars, uint32(t.n))
 		}
-		b = le.AppendUint32(b, uint32(len(vars)-n))
+		tab = le.AppendUint32(tab, uint32(len(vars)-n))
+		tab = le.AppendUint32(tab, crc32.Checksum(vars[start:], crcTable))
 	}
-	b = append(b, vars...)
-	return le.AppendUint32(b, crc32.Checksum(b, crcTable))
+	b := make([]byte, 0, hdrSize+len(tab)+len(vars))
+	b = append(b, indexMagic[:]...)
+	for _, v := range []uint64{ix.dev, ix.ino, uint64(ix.blockSize), uint64(ix.covered), ix.skipped, ix.headHash, ix.tailHash,
+		uint64(ix.finalSize), uint64(ix.finalEnd), uint64(minSec), uint64(maxSec)} {
+		b = le.AppendUint64(b, v)
+	}
+	b = le.AppendUint32(b, uint32(len(blocks)))
+	b = le.AppendUint32(b, uint32(tailLen))
+	b = le.AppendUint32(b, crc32.Checksum(vars[:tailLen], crcTable))
+	b = le.AppendUint64(b, uint64(len(vars)))
+	b = le.AppendUint32(b, crc32.Checksum(tab, crcTable))
+	b = le.AppendUint32(b, crc32.Checksum(b, crcTable))
+	b = append(b, tab...)
+	return append(b, vars...)
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -572,27 +685,76 @@ func (d *decoder) phantoms() []Phantom {
 	return ps
 }
 
-// UnmarshalIndex decodes a sidecar; anything but a well-formed index with
-// a matching checksum is ErrBadIndex. The Bloom filters and the phantoms
+// header is a sidecar's header, checked.
+type header struct {
+	ix              *Index
+	n, tailLen      int
+	tailCRC, tabCRC uint32
+	varsLen         uint64
+}
+
+// decodeHeader decodes and checks a sidecar's header (hdrSize bytes).
+func decodeHeader(b []byte) (*header, error) {
+	if len(b) < hdrSize || !bytes.Equal(b[:len(indexMagic)], indexMagic[:]) {
+		return nil, ErrBadIndex
+	}
+	le := binary.LittleEndian
+	if crc32.Checksum(b[:hdrSize-4], crcTable) != le.Uint32(b[hdrSize-4:]) {
+		return nil, ErrBadIndex
+	}
+	d := &decoder{b: b[len(indexMagic) : hdrSize-4]}
+	ix := &Index{dev: d.u64(), ino: d.u64(), blockSize: int64(d.u64()), covered: int64(d.u64()), skipped: d.u64(),
+		headHash: d.u64(), tailHash: d.u64(), finalSize: int64(d.u64()), finalEnd: int64(d.u64()),
+		minSec: int64(d.u64()), maxSec: int64(d.u64())}
+	h := &header{ix: ix, n: int(d.u32()), tailLen: int(d.u32()), tailCRC: d.u32(), varsLen: d.u64(), tabCRC: d.u32()}
+	if d.err || ix.covered < 0 || ix.blockSize <= 0 || h.n < 0 || h.n > 1<<30/entrySize || h.varsLen > 1<<40 || uint64(h.tailLen) > h.varsLen {
+		return nil, ErrBadIndex
+	}
+	return h, nil
+}
+
+// size is the size of the sidecar the header describes.
+func (h *header) size() int64 { return hdrSize + int64(h.n)*entrySize + int64(h.varsLen) }
+
+// UnmarshalIndex decodes a sidecar; anything but a well-formed index whose
+// checksums all match is ErrBadIndex. The Bloom filters and the phantoms
 // of the blocks stay views of data, decoded when used.
 func UnmarshalIndex(data []byte) (*Index, error) {
-	if len(data) < len(indexMagic)+4 || !bytes.Equal(data[:len(indexMagic)], indexMagic[:]) {
+	ix, err := unmarshalIndex(data)
+	if err != nil || !ix.allOK() {
 		return nil, ErrBadIndex
 	}
-	body := data[:len(data)-4]
-	if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
+	ix.checked = nil
+	return ix, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// unmarshalIndex decodes a sidecar and checks its header, table and tail
+// phantoms; the variable areas of the blocks are left to check when used
+// (blockOK).
+func unmarshalIndex(data []byte) (*Index, error) {
+	h, err := decodeHeader(data)
+	if err != nil || int64(len(data)) != h.size() {
 		return nil, ErrBadIndex
 	}
-	d := &decoder{b: body[len(indexMagic):]}
-	ix := &Index{dev: d.u64(), ino: d.u64(), blockSize: int64(d.u64()), covered: int64(d.u64()), skipped: d.u64(),
-		headHash: d.u64(), tailHash: d.u64(), finalSize: int64(d.u64()), finalEnd: int64(d.u64())}
-	ix.tail = d.phantoms()
-	n := int(d.u32())
-	tab := d.take(n * entrySize)
-	if d.err || ix.covered < 0 || ix.blockSize <= 0 {
+	ix, n := h.ix, h.n
+	tab := data[hdrSize : hdrSize+n*entrySize]
+	vars := data[hdrSize+n*entrySize:]
+	if crc32.Checksum(tab, crcTable) != h.tabCRC || crc32.Checksum(vars[:h.tailLen], crcTable) != h.tailCRC {
 		return nil, ErrBadIndex
 	}
-	ix.tab, ix.vars, ix.n = tab, d.b, n
+	d := &decoder{b: vars[:h.tailLen]}
+	if ix.tail = d.phantoms(); d.err || len(d.b) != 0 {
+		return nil, ErrBadIndex
+	}
+	ix.tab, ix.vars, ix.n = tab, vars, n
+	ix.checked = make([]uint8, n)
 	prev := int64(-1)
 	var blk block
 	for i := 0; i < n; i++ {

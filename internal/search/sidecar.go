@@ -3,6 +3,7 @@ package search
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,60 +16,62 @@ import (
 // indexed searches one file through its sidecar: the blocks the index
 // admits, then the part after what it covers, which is scanned and (when
 // allowed) indexed so that the next search finds it covered.
-func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
+// ix is the file's sidecar, loaded ahead (nil: none sound).
+func (s *scan) indexed(path string, fi os.FileInfo, ix *Index, opt Options) error {
 	dev, ino := fileID(fi)
-	ix := s.loadIndex(path, dev, ino)
+	if ix != nil && ix.outside {
+		// The whole file is summarised and outside the query's time.
+		s.st.Indexed++
+		s.st.Malformed += ix.skipped
+		if ix.final != nil && ix.finalEnd < s.size {
+			s.st.Torn++ // as the scan would have counted it
+		}
+		return nil
+	}
+	useFinal := ix != nil && ix.final != nil && ix.finalSize == s.size
+	extend := ix != nil && ix.covered != s.size && !useFinal && !opt.ReadOnly
+	var runs []tailRun
+	if ix != nil {
+		// Everything the search will use is checked before anything is
+		// emitted: a block that fails its checksum makes it a scan.
+		if (!useFinal || ix.blockOK(ix.n)) && (!extend || ix.allOK()) {
+			runs = ix.runs(s.q)
+		}
+		if runs == nil {
+			ix = nil
+		}
+	}
 	var b *Builder
-	if ix == nil {
+	switch {
+	case ix == nil:
 		b = NewBuilder(opt.BlockSize)
 		b.ix.dev, b.ix.ino = dev, ino
 		if err := s.run(0, s.size, nil, b); err != nil {
 			return err
 		}
-	} else {
+	default:
 		s.st.Indexed++
 		s.st.Malformed += ix.skipped
-		n := ix.nblocks()
-		var blk block
-		for i := 0; i < n; {
-			if !ix.mayMatchAt(i, s.q) {
-				i++
-				continue
-			}
-			ix.entry(i, &blk)
-			start, open := blk.off, blk.phantoms()
-			tails := blk.tailLines()
-			j := i + 1
-			for ; j < n && ix.mayMatchAt(j, s.q); j++ {
-				ix.entry(j, &blk)
-				tails = append(tails, blk.tailLines()...)
-			}
-			end := ix.covered
-			if j < n {
-				ix.entry(j, &blk)
-				end = blk.off
-			}
-			keep := tails[:0]
-			for _, t := range tails {
-				if t.off >= end {
-					keep = append(keep, t)
-				}
-			}
-			if err := s.runTails(start, end, open, keep); err != nil {
+		for _, r := range runs {
+			r.willNeed(s.f)
+		}
+		for _, r := range runs {
+			if err := s.runTails(r.start, r.end, r.open, r.tails); err != nil {
 				return err
 			}
-			i = j
 		}
-		if ix.covered == s.size {
+		switch {
+		case ix.covered == s.size:
 			return nil
-		}
-		if ix.final != nil && ix.finalSize == s.size {
+		case useFinal:
 			if !ix.final.mayMatch(s.q) {
 				if ix.finalEnd < s.size {
 					s.st.Torn++ // as the scan would have counted it
 				}
 				return nil
 			}
+			return s.run(ix.covered, s.size, ix.tail, nil)
+		case !extend:
 			return s.run(ix.covered, s.size, ix.tail, nil)
 		}
 		b = ix.extend()
@@ -83,17 +86,90 @@ func (s *scan) indexed(path string, fi os.FileInfo, opt Options) error {
 	if b.ix.headHash, b.ix.tailHash, err = hashes(s.f, b.ix.covered); err != nil {
 		return nil // the index is an optimisation: a read error here only costs speed
 	}
-	if writeSidecar(path, b.ix) == nil {
+	if writeSidecar(path, b.ix, true) == nil {
 		s.st.Rebuilt++
 	}
 	return nil
 }
 
+// tailRun is a run of blocks to read: from the checkpoint at start to end,
+// then the tail lines.
+type tailRun struct {
+	start, end int64
+	open       []Phantom
+	tails      []tailLine
+}
+
+// willNeed asks the kernel to read the run's bytes ahead: on a cold page
+// cache the reads of all runs overlap.
+func (r *tailRun) willNeed(f *os.File) {
+	end := r.end
+	for _, t := range r.tails {
+		if e := t.off + int64(t.n); e-r.start <= 4<<20 {
+			end = max(end, e)
+		} else {
+			unix.Fadvise(int(f.Fd()), t.off, int64(t.n), unix.FADV_WILLNEED)
+		}
+	}
+	unix.Fadvise(int(f.Fd()), r.start, end-r.start, unix.FADV_WILLNEED)
+}
+
+// runs returns the runs of consecutive blocks that may hold a match of q
+// (an empty, non-nil slice when none may), or nil when a block the search
+// needs fails its checksum.
+func (ix *Index) runs(q *Query) []tailRun {
+	runs := []tailRun{}
+	n := ix.nblocks()
+	var blk block
+	for i := 0; i < n; {
+		if !ix.mayMatchAt(i, q) {
+			i++
+			continue
+		}
+		if !ix.blockOK(i) {
+			return nil
+		}
+		ix.entry(i, &blk)
+		r := tailRun{start: blk.off, open: blk.phantoms(), tails: blk.tailLines()}
+		j := i + 1
+		for ; j < n && ix.mayMatchAt(j, q); j++ {
+			if !ix.blockOK(j) {
+				return nil
+			}
+			ix.entry(j, &blk)
+			r.tails = append(r.tails, blk.tailLines()...)
+		}
+		r.end = ix.covered
+		if j < n {
+			ix.entry(j, &blk)
+			r.end = blk.off
+		}
+		keep := r.tails[:0:0]
+		for _, t := range r.tails {
+			if t.off >= r.end {
+				keep = append(keep, t)
+			}
+		}
+		r.tails = keep
+		runs = append(runs, r)
+		i = j
+	}
+	return runs
+}
+
 // loadIndex returns the file's index when it is sound and describes this
-// file: checksum, identity, size and the hashes of the covered bytes. A
+// file: checksums, identity, size and the hashes of the covered bytes. A
 // sidecar that could have been written by someone other than root or the
 // caller is not trusted: it could hide events from a search.
-func (s *scan) loadIndex(path string, dev, ino uint64) *Index {
+//
+// Only the header is read first. When it shows that the whole file is
+// summarised and its events lie outside the query's time, the index is
+// returned with outside set and nothing else read. Else the sidecar is
+// mapped (a search looks at a small part of the filters) and unmapped at
+// the end of the search, its table checked, and each block's variable
+// area checked when the search first uses it; copied reads and checks it
+// all, for an index kept for longer (LogIndex).
+func (s *scan) loadIndex(path string, dev, ino uint64, copied bool) *Index {
 	d, err := openIndexDir(path, false)
 	if err != nil {
 		return nil
@@ -106,26 +182,51 @@ func (s *scan) loadIndex(path string, dev, ino uint64) *Index {
 	f := os.NewFile(uintptr(fd), sidecarName(dev, ino))
 	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() || !trustedOwner(fi) || fi.Size() > 1<<30 {
+	if err != nil || !fi.Mode().IsRegular() || !trustedOwner(fi) || fi.Size() > 1<<30 || fi.Size() < hdrSize {
 		return nil
 	}
-	if fi.Size() == 0 {
+	var hb [hdrSize]byte
+	if _, err := f.ReadAt(hb[:], 0); err != nil {
 		return nil
 	}
-	// Mapped, not read: the search looks at a small part of the filters.
-	// The mapping stays until the process ends or the GC finds no use of
-	// it; sidecars are only ever replaced by rename, never rewritten.
-	data, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
+	h, err := decodeHeader(hb[:])
+	if err != nil || h.size() != fi.Size() || h.ix.dev != dev || h.ix.ino != ino || h.ix.covered > s.size {
+		return nil
+	}
+	if hd, tl, err := hashes(s.f, h.ix.covered); err != nil || hd != h.ix.headHash || tl != h.ix.tailHash {
+		return nil
+	}
+	whole := h.ix.covered == s.size || h.ix.finalSize == s.size && h.ix.finalSize > 0
+	if !copied && whole && (s.q.HasStart && h.ix.maxSec < s.q.Start || s.q.HasEnd && h.ix.minSec > s.q.End || h.ix.minSec > h.ix.maxSec) {
+		h.ix.outside = true
+		if h.ix.finalSize > 0 {
+			h.ix.final = &block{} // for the torn-line count
+		}
+		return h.ix
+	}
+	// Sidecars are only ever replaced by rename, never rewritten: a
+	// mapping holds still.
+	var data []byte
+	if copied {
+		data = make([]byte, fi.Size())
+		if _, err := io.ReadFull(f, data); err != nil {
+			return nil
+		}
+		ix, err := UnmarshalIndex(data)
+		if err != nil || ix.dev != dev || ix.ino != ino || ix.covered != h.ix.covered || ix.headHash != h.ix.headHash || ix.tailHash != h.ix.tailHash {
+			return nil
+		}
+		return ix
+	}
+	// One read ahead of the whole sidecar rather than a fault per page
+	// of the table and filters on a cold cache.
+	unix.Fadvise(int(f.Fd()), hdrSize, 0, unix.FADV_WILLNEED)
+	if data, err = unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED); err != nil {
 		return nil
 	}
 	s.maps = append(s.maps, data)
-	ix, err := UnmarshalIndex(data)
-	if err != nil || ix.dev != dev || ix.ino != ino || ix.covered > s.size {
-		return nil
-	}
-	h, t, err := hashes(s.f, ix.covered)
-	if err != nil || h != ix.headHash || t != ix.tailHash {
+	ix, err := unmarshalIndex(data)
+	if err != nil || ix.dev != dev || ix.ino != ino || ix.covered != h.ix.covered || ix.headHash != h.ix.headHash || ix.tailHash != h.ix.tailHash {
 		return nil
 	}
 	return ix
@@ -173,8 +274,8 @@ func trustedOwner(fi os.FileInfo) bool {
 
 // writeSidecar writes ix atomically (a temporary file renamed over the
 // old one) in the index directory beside the log, creating it when
-// missing, and removes the sidecars of files that are gone.
-func writeSidecar(logPath string, ix *Index) error {
+// missing, and, with prune, removes the sidecars of files that are gone.
+func writeSidecar(logPath string, ix *Index, prune bool) error {
 	d, err := openIndexDir(logPath, true)
 	if err != nil {
 		return err
@@ -198,7 +299,9 @@ func writeSidecar(logPath string, ix *Index) error {
 		unix.Unlinkat(dfd, tmp, 0)
 		return fmt.Errorf("search: write sidecar: %w", err)
 	}
-	pruneSidecars(filepath.Dir(logPath), d)
+	if prune {
+		pruneSidecars(filepath.Dir(logPath), d)
+	}
 	return nil
 }
 
