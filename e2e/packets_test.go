@@ -310,21 +310,7 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 	if _, errOut, code := d.sh("ip netns exec " + x + ` nft 'add table inet pkl; add chain inet pkl in { type filter hook input priority 0; }; add rule inet pkl in icmp type echo-request meta mark set 0x74 log level audit'`); code != 0 {
 		t.Fatalf("rule: %s", errOut)
 	}
-	waitFor(t, func() bool {
-		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
-		for _, e := range readEvents(t, d.dir+"/audit.log") {
-			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x74") {
-				switch c := e.described(i); c {
-				case "": // before the rule was read
-				case "740":
-					return true
-				default:
-					t.Fatalf("the packet record carries contid=%s, want 740", c)
-				}
-			}
-		}
-		return false
-	}, "a packet record of the rule added later with the container's contid")
+	pingUntilAttributed(t, d, x, "0x74", "740", "a packet record of the rule added later with the container's contid")
 }
 
 // TestAuditPacketListener: in audit mode listener (auditd is the audit
@@ -351,21 +337,7 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
 		d.sh("ip netns del " + x)
 	})
-	waitFor(t, func() bool {
-		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
-		for _, e := range readEvents(t, d.dir+"/audit.log") {
-			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x75") {
-				switch c := e.described(i); c {
-				case "":
-				case "750":
-					return true
-				default:
-					t.Fatalf("the packet record carries contid=%s, want 750", c)
-				}
-			}
-		}
-		return false
-	}, "a packet record with the container's contid in listener mode")
+	pingUntilAttributed(t, d, x, "0x75", "750", "a packet record with the container's contid in listener mode")
 }
 
 // TestAuditPacketRuleChurn (attack): root in a container writes a large
@@ -405,22 +377,32 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 	})
 	churned := func() int { return countIn([]string{d.dir + "/audit.log"}, "type=NETFILTER_CFG") }
 	d.until(func() bool { return churned() > 200 }, "the container's table changes in the log")
+	pingUntilAttributed(t, d, x, "0x76", "760", "a packet record with its container's contid while another container churns its rules")
+	if n := churned(); n <= 200 {
+		t.Fatalf("churn stopped: %d NETFILTER_CFG records", n)
+	}
+}
+
+// pingUntilAttributed pings loopback in namespace netns until the host log
+// holds a packet record with the given mark attributed to want. Records
+// of the mark without a CONTAINER_ID (logged before contid watched the
+// namespace's hooks) are passed over; one attributed to anything else
+// fails the test.
+func pingUntilAttributed(t *testing.T, d *daemon, netns, mark, want, what string) {
+	t.Helper()
 	waitFor(t, func() bool {
-		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		d.sh("ip netns exec " + netns + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
 		for _, e := range readEvents(t, d.dir+"/audit.log") {
-			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x76") {
+			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark="+mark) {
 				switch c := e.described(i); c {
 				case "":
-				case "760":
+				case want:
 					return true
 				default:
-					t.Fatalf("the packet record carries contid=%s, want 760", c)
+					t.Fatalf("the packet record carries contid=%s, want %s", c, want)
 				}
 			}
 		}
 		return false
-	}, "a packet record with its container's contid while another container churns its rules")
-	if n := churned(); n <= 200 {
-		t.Fatalf("churn stopped: %d NETFILTER_CFG records", n)
-	}
+	}, what)
 }
