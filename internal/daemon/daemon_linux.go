@@ -58,7 +58,8 @@ type Daemon struct {
 	hl      *auditlog.Writer
 	srv     *api.Server
 
-	events  chan []tracker.Event // batches: one hand-over for many events
+	events  chan []tracker.Event // batches: one hand-over for many events (proc connector)
+	ringUp  chan struct{}        // the tracker's ring wants draining (watch)
 	reqs    chan request
 	stopped chan struct{}
 
@@ -105,7 +106,7 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	}
 	d := &Daemon{
 		cfg: cfg, log: log,
-		events: make(chan []tracker.Event, 64), reqs: make(chan request), stopped: make(chan struct{}),
+		events: make(chan []tracker.Event, 64), ringUp: make(chan struct{}, 1), reqs: make(chan request), stopped: make(chan struct{}),
 		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
 	}
 	var err error
@@ -169,7 +170,11 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	d.stopAll = stop
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); d.read(ctx) }()
+	if d.tr != nil {
+		go func() { defer wg.Done(); d.watch(ctx) }()
+	} else {
+		go func() { defer wg.Done(); d.read(ctx) }()
+	}
 	if d.audit.in != nil {
 		// Not waited for: a read of the plugin feed cannot be interrupted;
 		// the goroutine touches nothing once ctx is done.
@@ -232,7 +237,7 @@ func (d *Daemon) openSource() error {
 	if want == "auto" || want == "ebpf" {
 		err := tracker.Available()
 		if err == nil {
-			d.tr, err = tracker.Open(tracker.Config{PinDir: d.cfg.PinDir, NSSyscalls: d.cfg.NSSyscalls}, d.log)
+			d.tr, err = tracker.Open(tracker.Config{PinDir: d.cfg.PinDir, NSSyscalls: d.cfg.NSSyscalls, Batch: ringBatch}, d.log)
 		}
 		if err == nil {
 			d.src, d.cfg.Source, d.source = d.tr, "ebpf", "ebpf"
@@ -296,8 +301,34 @@ func (d *Daemon) seed() error {
 	return nil
 }
 
-// read moves tracker events to the core until ctx is done, pausing when
-// the core asks (see sync).
+// ringBatch is how often at most the tracker's kernel side wakes the
+// daemon while events flow (tracker.Config.Batch). Nothing needs an event
+// sooner: the core drains the ring before each audit batch and request
+// (sync); between those, draining serves only to keep the ring from
+// filling, for which the kernel also wakes the daemon on every event once
+// a quarter of the ring is full. So a host that forks all the time costs
+// the daemon at most four wakeups a second, not one per event or per 5 ms.
+const ringBatch = 250 * time.Millisecond
+
+// watch tells the core when the tracker's kernel side woke the ring's
+// readers (ringBatch), until ctx is done; the core then drains the ring.
+func (d *Daemon) watch(ctx context.Context) {
+	for {
+		if err := d.tr.Wait(ctx); err != nil {
+			if ctx.Err() == nil {
+				d.log.Error("tracker wait", "err", err)
+			}
+			return
+		}
+		select {
+		case d.ringUp <- struct{}{}:
+		default: // the core has not taken the last one yet: it drains all
+		}
+	}
+}
+
+// read moves the proc connector's events to the core until ctx is done,
+// pausing when the core asks (see sync).
 func (d *Daemon) read(ctx context.Context) {
 	for ctx.Err() == nil {
 		rctx, cancel := context.WithCancel(ctx)
@@ -345,13 +376,14 @@ func (d *Daemon) read(ctx context.Context) {
 	}
 }
 
-// sync applies every event buffered before it was called: it stops the
-// reader (draining what the reader hands over meanwhile), then empties the
-// ring itself, then lets the reader go on.
+// sync applies every event buffered before it was called. With the
+// tracker it empties the ring (nobody else reads it). With the proc
+// connector it stops the reader (draining what the reader hands over
+// meanwhile), then empties the socket itself, then lets the reader go on.
 func (d *Daemon) sync() {
 	d.counters.syncs.Add(1)
-	if d.readerDone {
-		d.drain() // at stop: nobody to pause
+	if d.readerDone || d.tr != nil {
+		d.drain() // at stop, or with the tracker: nobody to pause
 		return
 	}
 	d.pause <- struct{}{}
@@ -411,6 +443,8 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 			return nil
 		case evs := <-d.events:
 			d.applyAll(evs)
+		case <-d.ringUp:
+			d.drain()
 		case r := <-d.reqs:
 			d.sync()
 			r.done <- r.f(d.eng)
@@ -419,6 +453,9 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 			d.auditBatch(b)
 		case now := <-tick.C:
 			d.updateOffset()
+			if d.tr != nil {
+				d.drain() // the events after the kernel's last wakeup
+			}
 			d.publish()
 			d.tickAudit(now)
 			d.tickHostLog()
