@@ -111,13 +111,13 @@ lost() { auditctl -s | awk '$1 == "lost" {print $2}'; }
 
 # cpuns PID...: nanoseconds on CPU of every thread of the processes
 # (schedstat: exact, where /proc/PID/stat counts clock ticks).
-cpuns() { for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{s += $1} END {printf "%d\n", s}'; }
+cpuns() { for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{s += $1} END {printf "%.0f\n", s}'; }
 # cputicks PID...: user + system clock ticks of the processes (/proc/PID/stat),
 # which also count threads that ended: a cross-check of cpuns.
 cputicks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
 # cpumax NS TICKS: the CPU time of a run, exact from schedstat unless
 # /proc/PID/stat saw more (threads that ended during the run).
-cpumax() { awk -v c="$1" -v k="$2" -v t="$ticks" 'BEGIN { k = k * 1e9 / t; printf "%d\n", (k > c + 2e9 / t ? k : c) }'; }
+cpumax() { awk -v c="$1" -v k="$2" -v t="$ticks" 'BEGIN { k = k * 1e9 / t; printf "%.0f\n", (k > c + 2e9 / t ? k : c) }'; }
 # switches PID...: voluntary + involuntary context switches of every thread.
 switches() { for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null; done | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 # progids PID: the BPF programs the process holds (program and link fds).
