@@ -63,6 +63,7 @@ type auditState struct {
 	rules   []auditrules.Rule   // the rules of audit.rules contid loaded; deleted at stop
 
 	own         chan records.Record // to the sender goroutine
+	poll        chan struct{}       // the core's tick asks the sender to poll the kernel
 	enabled     atomic.Bool         // kernel audit enabled: user records are kept
 	lastLost    uint32              // the kernel's lost counter when last asked (sender goroutine)
 	kernelLost  atomic.Uint64       // increase of the kernel's lost counter since start
@@ -192,6 +193,7 @@ func (d *Daemon) openAudit(stdin io.Reader) (err error) {
 	})
 	a.batches = make(chan []auditMsg, 64)
 	a.own = make(chan records.Record, 4096)
+	a.poll = make(chan struct{}, 1)
 	d.log.Info("kernel audit records", "mode", a.mode, "filter", d.cfg.Audit.Filter, "audit_rules", len(a.rules))
 	return nil
 }
@@ -368,9 +370,17 @@ func (d *Daemon) tickAudit(now time.Time) {
 			a.lastNOBUFS = n
 		}
 	}
-	// The sender asks the kernel (pollKernel); the core never does: a
-	// status request waits behind a user record the kernel holds while its
-	// backlog is full, and the core must not wait with it.
+	// The sender asks the kernel (pollKernel), on this tick: one timer
+	// wakes the daemon once a second, not one per goroutine. The core
+	// never asks the kernel itself: a status request waits behind a user
+	// record the kernel holds while its backlog is full, and the core
+	// must not wait with it.
+	if a.writer != nil {
+		select {
+		case a.poll <- struct{}{}:
+		default: // still polling
+		}
+	}
 	seen := a.lostSeen.Load()
 	if n := a.lostPending.Swap(0); n > 0 {
 		d.lossRecord("kernel", n)
@@ -456,13 +466,11 @@ func (d *Daemon) send(ctx context.Context) {
 		buf   []byte
 		batch []records.Record
 	)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-a.poll:
 			d.pollKernel()
 		case r := <-a.own:
 			batch = append(batch[:0], r)

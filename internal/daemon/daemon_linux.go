@@ -60,6 +60,7 @@ type Daemon struct {
 
 	events  chan []tracker.Event // batches: one hand-over for many events (proc connector)
 	ringUp  chan struct{}        // the tracker's ring wants draining (watch)
+	scanNow chan struct{}        // the tick asks for a namespace scan (scan)
 	reqs    chan request
 	stopped chan struct{}
 
@@ -106,7 +107,7 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	}
 	d := &Daemon{
 		cfg: cfg, log: log,
-		events: make(chan []tracker.Event, 64), ringUp: make(chan struct{}, 1), reqs: make(chan request), stopped: make(chan struct{}),
+		events: make(chan []tracker.Event, 64), ringUp: make(chan struct{}, 1), scanNow: make(chan struct{}, 1), reqs: make(chan request), stopped: make(chan struct{}),
 		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
 	}
 	var err error
@@ -172,6 +173,10 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	wg.Add(2)
 	if d.tr != nil {
 		go func() { defer wg.Done(); d.watch(ctx) }()
+		if !d.cfg.NSSyscalls {
+			wg.Add(1)
+			go func() { defer wg.Done(); d.scan(ctx) }()
+		}
 	} else {
 		go func() { defer wg.Done(); d.read(ctx) }()
 	}
@@ -237,7 +242,9 @@ func (d *Daemon) openSource() error {
 	if want == "auto" || want == "ebpf" {
 		err := tracker.Available()
 		if err == nil {
-			d.tr, err = tracker.Open(tracker.Config{PinDir: d.cfg.PinDir, NSSyscalls: d.cfg.NSSyscalls, Batch: ringBatch}, d.log)
+			// The namespace scan runs on the core's tick (scan), not
+			// on a timer of its own.
+			d.tr, err = tracker.Open(tracker.Config{PinDir: d.cfg.PinDir, NSSyscalls: d.cfg.NSSyscalls, Batch: ringBatch, NSScan: -1}, d.log)
 		}
 		if err == nil {
 			d.src, d.cfg.Source, d.source = d.tr, "ebpf", "ebpf"
@@ -302,13 +309,14 @@ func (d *Daemon) seed() error {
 }
 
 // ringBatch is how often at most the tracker's kernel side wakes the
-// daemon while events flow (tracker.Config.Batch). Nothing needs an event
-// sooner: the core drains the ring before each audit batch and request
-// (sync); between those, draining serves only to keep the ring from
-// filling, for which the kernel also wakes the daemon on every event once
-// a quarter of the ring is full. So a host that forks all the time costs
-// the daemon at most four wakeups a second, not one per event or per 5 ms.
-const ringBatch = 250 * time.Millisecond
+// daemon while events flow (tracker.Config.Batch): in effect only once a
+// quarter of the ring is full. Nothing needs an event sooner: the core
+// drains the ring before each audit batch and request (sync), and on its
+// one-second tick, so the engine's state is at most a second old between
+// those; the wakeup keeps the ring from filling in between. So a host
+// that forks all the time costs the daemon no wakeup of its own, where
+// one per event, or one per 5 ms, cost more than the events.
+const ringBatch = time.Hour
 
 // watch tells the core when the tracker's kernel side woke the ring's
 // readers (ringBatch), until ctx is done; the core then drains the ring.
@@ -323,6 +331,23 @@ func (d *Daemon) watch(ctx context.Context) {
 		select {
 		case d.ringUp <- struct{}{}:
 		default: // the core has not taken the last one yet: it drains all
+		}
+	}
+}
+
+// scan compares every task's namespaces with what the tracker last
+// reported, once a second when the core's tick asks (the tracker's own
+// timer is off: one timer wakes the daemon, not one per goroutine). Its own
+// goroutine: a scan visits every task and must not hold up the core.
+func (d *Daemon) scan(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.scanNow:
+			if err := d.tr.ScanNS(); err != nil {
+				d.log.Warn("namespace scan failed", "err", err)
+			}
 		}
 	}
 }
@@ -454,7 +479,11 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 		case now := <-tick.C:
 			d.updateOffset()
 			if d.tr != nil {
-				d.drain() // the events after the kernel's last wakeup
+				d.drain() // the events since the last drain
+				select {
+				case d.scanNow <- struct{}{}:
+				default: // still scanning
+				}
 			}
 			d.publish()
 			d.tickAudit(now)
