@@ -549,13 +549,10 @@ func (n nlIn) next(ctx context.Context, b []auditMsg, max int) ([]auditMsg, erro
 		}
 		b = append(b, auditMsg{t: m.Type, data: m.Data})
 	}
-	// Gather what follows within coalesce: each batch costs the daemon
-	// a few wakeups (this goroutine's, the core's, the Go runtime's
-	// sysmon while either runs), so a few larger batches are cheaper than
-	// many small ones, for 20 ms of latency. At 250 execs a second a batch
-	// then holds about five execs' records instead of one or two.
-	// (Measured with bench/fair.sh: at 50 and 250 execs a second the
-	// wakeups, not the parsing, are most of contid's CPU per event.)
+	// Gather what follows within coalesce: each batch costs a barrier with
+	// the tracker (sync), so a few larger batches are cheaper than many
+	// small ones, for 5 ms of latency. (Measured: per-record wakeups cost
+	// the exec storm a third of contid's CPU; bench/storm.sh.)
 	// One sleep, not a wakeup per record: the records that arrive
 	// meanwhile wait in the socket and are taken at once.
 	slept := ctx == nil
@@ -577,7 +574,7 @@ func (n nlIn) next(ctx context.Context, b []auditMsg, max int) ([]auditMsg, erro
 	return b, nil
 }
 
-const coalesce = 20 * time.Millisecond
+const coalesce = 5 * time.Millisecond
 
 func (n nlIn) Close() error { return n.c.Close() }
 
