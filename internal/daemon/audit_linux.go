@@ -56,11 +56,15 @@ type auditState struct {
 	nl      *auditnl.Client // primary and listener; nil in plugin and off mode
 	writer  *auditnl.Client // where own records are sent; nil: written directly
 	batches chan []auditMsg
-	pipe    *pipeline.Pipeline
-	out     *output.Output
-	json    *auditlog.Writer
-	journal *auditrules.Journal // primary: what contid changed in kernel audit, crash-safe
-	rules   []auditrules.Rule   // the rules of audit.rules contid loaded; deleted at stop
+	// received is closed when the receiver returns; atStop is the batch
+	// it held when ctx ended, which closeAudit writes (netlink only).
+	received chan struct{}
+	atStop   []auditMsg
+	pipe     *pipeline.Pipeline
+	out      *output.Output
+	json     *auditlog.Writer
+	journal  *auditrules.Journal // primary: what contid changed in kernel audit, crash-safe
+	rules    []auditrules.Rule   // the rules of audit.rules contid loaded; deleted at stop
 
 	own         chan records.Record // to the sender goroutine
 	poll        chan struct{}       // the core's tick asks the sender to poll the kernel
@@ -207,7 +211,14 @@ func (d *Daemon) closeAudit() {
 	clean := d.unloadRules()
 	if a.pipe != nil {
 		// What was received before the stop is still written: the
-		// batches handed over, then what waits in the socket.
+		// batches handed over, the one the receiver held when it
+		// stopped, then what waits in the socket. The receiver of netlink
+		// returns at once once ctx is done; it must have before the
+		// socket is read here, or the records it held would come after
+		// later ones, or not at all.
+		if a.nl != nil && a.received != nil {
+			<-a.received
+		}
 		for drained := false; !drained; {
 			select {
 			case b := <-a.batches:
@@ -215,6 +226,10 @@ func (d *Daemon) closeAudit() {
 			default:
 				drained = true
 			}
+		}
+		if len(a.atStop) > 0 {
+			d.auditBatch(a.atStop)
+			a.atStop = nil
 		}
 		if a.nl != nil {
 			if b, _ := a.in.next(nil, nil, 1<<20); len(b) > 0 {
@@ -303,12 +318,18 @@ func (d *Daemon) abortAudit() {
 // primary mode, makes their producers wait rather than lose them.
 func (d *Daemon) receive(ctx context.Context) {
 	a := &d.audit
+	defer close(a.received)
 	for ctx.Err() == nil {
 		b, err := a.in.next(ctx, make([]auditMsg, 0, 64), 512)
 		if len(b) > 0 {
 			select {
 			case a.batches <- b:
 			case <-ctx.Done():
+				// The core has stopped taking batches: closeAudit
+				// writes this one after those it took.
+				if a.nl != nil { // else closeAudit does not wait for us
+					a.atStop = b
+				}
 				return
 			}
 		}
@@ -549,10 +570,13 @@ func (n nlIn) next(ctx context.Context, b []auditMsg, max int) ([]auditMsg, erro
 		}
 		b = append(b, auditMsg{t: m.Type, data: m.Data})
 	}
-	// Gather what follows within coalesce: each batch costs a barrier with
-	// the tracker (sync), so a few larger batches are cheaper than many
-	// small ones, for 5 ms of latency. (Measured: per-record wakeups cost
-	// the exec storm a third of contid's CPU; bench/storm.sh.)
+	// Gather what follows within coalesce: each batch costs the daemon
+	// a few wakeups (this goroutine's, the core's, the Go runtime's
+	// sysmon while either runs), so a few larger batches are cheaper than
+	// many small ones, for 20 ms of latency. At 250 execs a second a batch
+	// then holds about five execs' records instead of one or two.
+	// (Measured with bench/fair.sh: at 50 and 250 execs a second the
+	// wakeups, not the parsing, are most of contid's CPU per event.)
 	// One sleep, not a wakeup per record: the records that arrive
 	// meanwhile wait in the socket and are taken at once.
 	slept := ctx == nil
@@ -574,7 +598,7 @@ func (n nlIn) next(ctx context.Context, b []auditMsg, max int) ([]auditMsg, erro
 	return b, nil
 }
 
-const coalesce = 5 * time.Millisecond
+const coalesce = 20 * time.Millisecond
 
 func (n nlIn) Close() error { return n.c.Close() }
 

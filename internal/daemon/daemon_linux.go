@@ -181,8 +181,10 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 		go func() { defer wg.Done(); d.read(ctx) }()
 	}
 	if d.audit.in != nil {
-		// Not waited for: a read of the plugin feed cannot be interrupted;
-		// the goroutine touches nothing once ctx is done.
+		// Not waited for here: a read of the plugin feed cannot be
+		// interrupted; the goroutine touches nothing once ctx is done but
+		// what closeAudit waits for (received).
+		d.audit.received = make(chan struct{})
 		go d.receive(ctx)
 	}
 	if d.audit.writer != nil {
