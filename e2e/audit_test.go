@@ -623,7 +623,44 @@ func TestAuditStopUnderLoad(t *testing.T) {
 	if err := load.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Fatalf("the load ended before the daemon stopped: %v", err)
 	}
-	if !strings.Contains(read(t, filepath.Join(d.dir, "audit.log")), `key="contid-stop"`) {
+	log := read(t, filepath.Join(d.dir, "audit.log"))
+	if !strings.Contains(log, `key="contid-stop"`) {
 		t.Fatal("no record of the load in the log")
 	}
+	// Every kernel record up to the last one written is written: the
+	// batch the receiver held when the daemon stopped too.
+	if missing := serialGaps(log); len(missing) > 0 {
+		t.Fatalf("kernel serials missing from the log before its last one: %v", missing)
+	}
+}
+
+// serialGaps returns the kernel serials missing from a log between its
+// first and last (contid's own serial space left out).
+func serialGaps(log string) []uint64 {
+	seen := map[uint64]bool{}
+	var lo, hi uint64
+	for _, line := range strings.Split(log, "\n") {
+		_, rest, ok := strings.Cut(line, "msg=audit(")
+		if !ok {
+			continue
+		}
+		stamp, _, _ := strings.Cut(rest, ")")
+		_, serial, _ := strings.Cut(stamp, ":")
+		n, err := strconv.ParseUint(serial, 10, 64)
+		if err != nil || n >= records.OwnSerialBase {
+			continue
+		}
+		if len(seen) == 0 || n < lo {
+			lo = n
+		}
+		hi = max(hi, n)
+		seen[n] = true
+	}
+	var missing []uint64
+	for n := lo; n < hi && len(missing) < 20; n++ {
+		if !seen[n] {
+			missing = append(missing, n)
+		}
+	}
+	return missing
 }

@@ -57,13 +57,18 @@ type auditState struct {
 	nl      *auditnl.Client // primary and listener; nil in plugin and off mode
 	writer  *auditnl.Client // where own records are sent; nil: written directly
 	batches chan []auditMsg
-	pipe    *pipeline.Pipeline
-	out     *output.Output
-	json    *auditlog.Writer
-	journal *auditrules.Journal // primary: what contid changed in kernel audit, crash-safe
-	rules   []auditrules.Rule   // the rules of audit.rules contid loaded; deleted at stop
+	// received is closed when the receiver returns; atStop is the batch
+	// it held when ctx ended, which closeAudit writes (netlink only).
+	received chan struct{}
+	atStop   []auditMsg
+	pipe     *pipeline.Pipeline
+	out      *output.Output
+	json     *auditlog.Writer
+	journal  *auditrules.Journal // primary: what contid changed in kernel audit, crash-safe
+	rules    []auditrules.Rule   // the rules of audit.rules contid loaded; deleted at stop
 
 	own         chan records.Record // to the sender goroutine
+	poll        chan struct{}       // the core's tick asks the sender to poll the kernel
 	enabled     atomic.Bool         // kernel audit enabled: user records are kept
 	lastLost    uint32              // the kernel's lost counter when last asked (sender goroutine)
 	kernelLost  atomic.Uint64       // increase of the kernel's lost counter since start
@@ -193,6 +198,7 @@ func (d *Daemon) openAudit(stdin io.Reader) (err error) {
 	})
 	a.batches = make(chan []auditMsg, 64)
 	a.own = make(chan records.Record, 4096)
+	a.poll = make(chan struct{}, 1)
 	d.log.Info("kernel audit records", "mode", a.mode, "filter", d.cfg.Audit.Filter, "audit_rules", len(a.rules))
 	return nil
 }
@@ -214,7 +220,14 @@ func (d *Daemon) closeAudit() {
 	clean := d.unloadRules()
 	if a.pipe != nil {
 		// What was received before the stop is still written: the
-		// batches handed over, then what waits in the socket.
+		// batches handed over, the one the receiver held when it
+		// stopped, then what waits in the socket. The receiver of netlink
+		// returns at once once ctx is done; it must have before the
+		// socket is read here, or the records it held would come after
+		// later ones, or not at all.
+		if a.nl != nil && a.received != nil {
+			<-a.received
+		}
 		for drained := false; !drained; {
 			select {
 			case b := <-a.batches:
@@ -222,6 +235,10 @@ func (d *Daemon) closeAudit() {
 			default:
 				drained = true
 			}
+		}
+		if len(a.atStop) > 0 {
+			d.auditBatch(a.atStop)
+			a.atStop = nil
 		}
 		if a.nl != nil {
 			if b, _ := a.in.next(nil, nil, 1<<20); len(b) > 0 {
@@ -310,12 +327,18 @@ func (d *Daemon) abortAudit() {
 // primary mode, makes their producers wait rather than lose them.
 func (d *Daemon) receive(ctx context.Context) {
 	a := &d.audit
+	defer close(a.received)
 	for ctx.Err() == nil {
 		b, err := a.in.next(ctx, make([]auditMsg, 0, 64), 512)
 		if len(b) > 0 {
 			select {
 			case a.batches <- b:
 			case <-ctx.Done():
+				// The core has stopped taking batches: closeAudit
+				// writes this one after those it took.
+				if a.nl != nil { // else closeAudit does not wait for us
+					a.atStop = b
+				}
 				return
 			}
 		}
@@ -377,9 +400,17 @@ func (d *Daemon) tickAudit(now time.Time) {
 			a.lastNOBUFS = n
 		}
 	}
-	// The sender asks the kernel (pollKernel); the core never does: a
-	// status request waits behind a user record the kernel holds while its
-	// backlog is full, and the core must not wait with it.
+	// The sender asks the kernel (pollKernel), on this tick: one timer
+	// wakes the daemon once a second, not one per goroutine. The core
+	// never asks the kernel itself: a status request waits behind a user
+	// record the kernel holds while its backlog is full, and the core
+	// must not wait with it.
+	if a.writer != nil {
+		select {
+		case a.poll <- struct{}{}:
+		default: // still polling
+		}
+	}
 	seen := a.lostSeen.Load()
 	if n := a.lostPending.Swap(0); n > 0 {
 		d.lossRecord("kernel", n)
@@ -465,13 +496,11 @@ func (d *Daemon) send(ctx context.Context) {
 		buf   []byte
 		batch []records.Record
 	)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-a.poll:
 			d.pollKernel()
 		case r := <-a.own:
 			batch = append(batch[:0], r)
@@ -550,10 +579,13 @@ func (n nlIn) next(ctx context.Context, b []auditMsg, max int) ([]auditMsg, erro
 		}
 		b = append(b, auditMsg{t: m.Type, data: m.Data})
 	}
-	// Gather what follows within coalesce: each batch costs a barrier with
-	// the tracker (sync), so a few larger batches are cheaper than many
-	// small ones, for 5 ms of latency. (Measured: per-record wakeups cost
-	// the exec storm a third of contid's CPU; bench/storm.sh.)
+	// Gather what follows within coalesce: each batch costs the daemon
+	// a few wakeups (this goroutine's, the core's, the Go runtime's
+	// sysmon while either runs), so a few larger batches are cheaper than
+	// many small ones, for 20 ms of latency. At 250 execs a second a batch
+	// then holds about five execs' records instead of one or two.
+	// (Measured with bench/fair.sh: at 50 and 250 execs a second the
+	// wakeups, not the parsing, are most of contid's CPU per event.)
 	// One sleep, not a wakeup per record: the records that arrive
 	// meanwhile wait in the socket and are taken at once.
 	slept := ctx == nil
@@ -575,7 +607,7 @@ func (n nlIn) next(ctx context.Context, b []auditMsg, max int) ([]auditMsg, erro
 	return b, nil
 }
 
-const coalesce = 5 * time.Millisecond
+const coalesce = 20 * time.Millisecond
 
 func (n nlIn) Close() error { return n.c.Close() }
 

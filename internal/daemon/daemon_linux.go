@@ -59,7 +59,9 @@ type Daemon struct {
 	hix     *search.LogIndex // the host log's search index; nil when off
 	srv     *api.Server
 
-	events  chan []taskevent.Event // batches: one hand-over for many events
+	events  chan []taskevent.Event // batches: one hand-over for many events (proc connector)
+	ringUp  chan struct{}          // the tracker's ring wants draining (watch)
+	scanNow chan struct{}          // the tick asks for a namespace scan (scan)
 	reqs    chan request
 	stopped chan struct{}
 
@@ -106,7 +108,7 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	}
 	d := &Daemon{
 		cfg: cfg, log: log,
-		events: make(chan []taskevent.Event, 64), reqs: make(chan request), stopped: make(chan struct{}),
+		events: make(chan []taskevent.Event, 64), ringUp: make(chan struct{}, 1), scanNow: make(chan struct{}, 1), reqs: make(chan request), stopped: make(chan struct{}),
 		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
 	}
 	var err error
@@ -174,10 +176,20 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	d.stopAll = stop
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); d.read(ctx) }()
+	if d.tr != nil {
+		go func() { defer wg.Done(); d.watch(ctx) }()
+		if !d.cfg.NSSyscalls {
+			wg.Add(1)
+			go func() { defer wg.Done(); d.scan(ctx) }()
+		}
+	} else {
+		go func() { defer wg.Done(); d.read(ctx) }()
+	}
 	if d.audit.in != nil {
-		// Not waited for: a read of the plugin feed cannot be interrupted;
-		// the goroutine touches nothing once ctx is done.
+		// Not waited for here: a read of the plugin feed cannot be
+		// interrupted; the goroutine touches nothing once ctx is done but
+		// what closeAudit waits for (received).
+		d.audit.received = make(chan struct{})
 		go d.receive(ctx)
 	}
 	if d.audit.writer != nil {
@@ -237,7 +249,9 @@ func (d *Daemon) openSource() error {
 	if want == "auto" || want == "ebpf" {
 		err := tracker.Available()
 		if err == nil {
-			d.tr, err = tracker.Open(tracker.Config{PinDir: d.cfg.PinDir, NSSyscalls: d.cfg.NSSyscalls}, d.log)
+			// The namespace scan runs on the core's tick (scan), not
+			// on a timer of its own.
+			d.tr, err = tracker.Open(tracker.Config{PinDir: d.cfg.PinDir, NSSyscalls: d.cfg.NSSyscalls, Batch: ringBatch, NSScan: -1}, d.log)
 		}
 		if err == nil {
 			d.src, d.cfg.Source, d.source = d.tr, "ebpf", "ebpf"
@@ -300,8 +314,52 @@ func (d *Daemon) seed() error {
 	return nil
 }
 
-// read moves tracker events to the core until ctx is done, pausing when
-// the core asks (see sync).
+// ringBatch is how often at most the tracker's kernel side wakes the
+// daemon while events flow (tracker.Config.Batch): in effect only once a
+// quarter of the ring is full. Nothing needs an event sooner: the core
+// drains the ring before each audit batch and request (sync), and on its
+// one-second tick, so the engine's state is at most a second old between
+// those; the wakeup keeps the ring from filling in between. So a host
+// that forks all the time costs the daemon no wakeup of its own, where
+// one per event, or one per 5 ms, cost more than the events.
+const ringBatch = time.Hour
+
+// watch tells the core when the tracker's kernel side woke the ring's
+// readers (ringBatch), until ctx is done; the core then drains the ring.
+func (d *Daemon) watch(ctx context.Context) {
+	for {
+		if err := d.tr.Wait(ctx); err != nil {
+			if ctx.Err() == nil {
+				d.log.Error("tracker wait", "err", err)
+			}
+			return
+		}
+		select {
+		case d.ringUp <- struct{}{}:
+		default: // the core has not taken the last one yet: it drains all
+		}
+	}
+}
+
+// scan compares every task's namespaces with what the tracker last
+// reported, once a second when the core's tick asks (the tracker's own
+// timer is off: one timer wakes the daemon, not one per goroutine). Its own
+// goroutine: a scan visits every task and must not hold up the core.
+func (d *Daemon) scan(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.scanNow:
+			if err := d.tr.ScanNS(); err != nil {
+				d.log.Warn("namespace scan failed", "err", err)
+			}
+		}
+	}
+}
+
+// read moves the proc connector's events to the core until ctx is done,
+// pausing when the core asks (see sync).
 func (d *Daemon) read(ctx context.Context) {
 	for ctx.Err() == nil {
 		rctx, cancel := context.WithCancel(ctx)
@@ -349,13 +407,14 @@ func (d *Daemon) read(ctx context.Context) {
 	}
 }
 
-// sync applies every event buffered before it was called: it stops the
-// reader (draining what the reader hands over meanwhile), then empties the
-// ring itself, then lets the reader go on.
+// sync applies every event buffered before it was called. With the
+// tracker it empties the ring (nobody else reads it). With the proc
+// connector it stops the reader (draining what the reader hands over
+// meanwhile), then empties the socket itself, then lets the reader go on.
 func (d *Daemon) sync() {
 	d.counters.syncs.Add(1)
-	if d.readerDone {
-		d.drain() // at stop: nobody to pause
+	if d.readerDone || d.tr != nil {
+		d.drain() // at stop, or with the tracker: nobody to pause
 		return
 	}
 	d.pause <- struct{}{}
@@ -415,6 +474,8 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 			return nil
 		case evs := <-d.events:
 			d.applyAll(evs)
+		case <-d.ringUp:
+			d.drain()
 		case r := <-d.reqs:
 			d.sync()
 			r.done <- r.f(d.eng)
@@ -423,6 +484,13 @@ func (d *Daemon) loop(ctx context.Context, sigs <-chan os.Signal, configPath str
 			d.auditBatch(b)
 		case now := <-tick.C:
 			d.updateOffset()
+			if d.tr != nil {
+				d.drain() // the events since the last drain
+				select {
+				case d.scanNow <- struct{}{}:
+				default: // still scanning
+				}
+			}
 			d.publish()
 			d.tickAudit(now)
 			d.tickHostLog()

@@ -84,6 +84,9 @@
 // # Concurrency
 //
 // Read is for one goroutine at a time; all other methods of Tracker are safe
-// for concurrent use and with Read. Close interrupts Read and must not race
-// with the other methods. Decode is a pure function.
+// for concurrent use and with Read. Wait is the other way to read: it only
+// waits for the kernel's wakeup, and the caller drains with TryRead from
+// any goroutine; one goroutine at a time, not with Read. Close interrupts
+// Read and Wait and must not race with the other methods. Decode is a pure
+// function.
 package tracker

@@ -130,6 +130,8 @@ type Tracker struct {
 	quiet   bool // batching: a whole period passed without events
 	gotData bool // batching: records returned since the last deadline
 
+	watcher // Wait
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -390,6 +392,12 @@ func (t *Tracker) Close() error {
 		}
 		if t.rd != nil {
 			errs = append(errs, t.rd.Close())
+		}
+		// Interrupts Wait: the poller wakes it.
+		t.closed.Store(true)
+		t.watchOnce.Do(func() { t.watchErr = fmt.Errorf("tracker: wait: %w", os.ErrClosed) })
+		if t.watch != nil {
+			errs = append(errs, t.watch.Close())
 		}
 		// Read holds readMu until it returns; wait so that the objects
 		// it uses outlive it.

@@ -1034,3 +1034,55 @@ func TestSetGroupChecksStart(t *testing.T) {
 	}
 	wantContid(t, tr, h.pid(), id)
 }
+
+// TestWait: Wait returns when the kernel side wakes the ring's readers
+// after a quiet batch period, and TryRead then finds the event; a
+// cancelled context and Close end a Wait that is parked.
+func TestWait(t *testing.T) {
+	const batch = 300 * time.Millisecond
+	tr, _ := openTest(t, Config{Batch: batch, OnlyTagged: true, NSScan: -1})
+	const id contid.ID = 15
+	h := startHeld(t, "exit 0")
+	if err := tr.SetContid(h.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	goQuiet(t, tr) // the next event wakes the readers
+	waited := make(chan error, 1)
+	go func() { waited <- tr.Wait(context.Background()) }()
+	testwait.Parked(t, "tracker.(*Tracker).Wait")
+	h.release(t)
+	if err := testwait.Receive(t, "Wait's return after the exit", waited); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for {
+		ev, ok, err := tr.TryRead()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		found = found || ev.Kind == taskevent.KindExit && int(ev.TID) == h.pid()
+	}
+	if !found {
+		t.Errorf("TryRead ran dry before the exit event of %d", h.pid())
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { waited <- tr.Wait(ctx) }()
+	testwait.Parked(t, "tracker.(*Tracker).Wait")
+	cancel()
+	if err := testwait.Receive(t, "Wait's return after the cancel", waited); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait = %v, want context.Canceled", err)
+	}
+
+	go func() { waited <- tr.Wait(context.Background()) }()
+	testwait.Parked(t, "tracker.(*Tracker).Wait")
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := testwait.Receive(t, "Wait's return after Close", waited); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Wait = %v, want os.ErrClosed", err)
+	}
+}

@@ -17,6 +17,11 @@ import (
 func (t *Tracker) TryRead() (ev taskevent.Event, ok bool, err error) {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
+	if t.rd.AvailableBytes() == 0 {
+		// Nothing reserved since the last read: empty without a syscall
+		// (the barrier ends with this answer).
+		return taskevent.Event{}, false, nil
+	}
 	defer t.rd.SetDeadline(time.Time{})
 	for try := 0; ; try++ {
 		t.rd.SetDeadline(time.Now())
