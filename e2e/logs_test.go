@@ -111,6 +111,14 @@ func (l *execLoop) end() int {
 	waitProgress(l.t, l.d, "audit.log*", "the loop's final exec in the container log", func() bool {
 		return countIn(l.d.containerLogs(l.contid), final) > 0
 	})
+	// The loop was the container's last process: at its drop the daemon
+	// moves the container's directory to dropped/ (or removes it). Checks
+	// read the logs after that, not while it may happen under them.
+	live := filepath.Join(l.d.logs(), "containers", l.contid)
+	waitProgress(l.t, l.d, "audit.log*", "the container's directory moved away at its drop", func() bool {
+		_, err := os.Stat(live)
+		return os.IsNotExist(err)
+	})
 	return n
 }
 
