@@ -4,7 +4,9 @@
 # bench/README.md for what it compares and how to read the table.
 #
 # Readers: contid (the kernel's audit daemon, primary mode), auditd alone
-# (RAW log), auditd with laurel as its plugin. Loads: paced exec loads
+# (RAW log), auditd with laurel as its plugin; and contid-noindex, contid
+# with search_index = false, for what keeping the search index costs
+# (-R "contid contid-noindex"). Loads: paced exec loads
 # (bench/execload: /bin/true at R execs/s on a fixed timetable; 0 = flat
 # out) under an execve + exit_group rule, and an idle period with no rule.
 #
@@ -22,7 +24,7 @@
 # (to compare two builds with the same script).
 set -euo pipefail
 S=30 N=3 RATES="50 250 1000 0" IDLE=60 READERS="contid auditd laurel" OUT="" PROF=""
-usage() { sed -n '11,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '14,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while getopts "s:n:r:i:R:o:p:qh" o; do
 	case $o in
 	s) S=$OPTARG ;; n) N=$OPTARG ;; r) RATES=$OPTARG ;; i) IDLE=$OPTARG ;;
@@ -91,6 +93,7 @@ done >"$T/rules"
 # The log settings auditd ships with, for every reader: incremental_async
 # with freq 50, no size limit.
 printf '[log]\nmax_log_file_action = "ignore"\nflush = "incremental_async"\nfreq = 50\n[containers]\nmax_log_file_action = "ignore"\nflush = "incremental_async"\nfreq = 50\n[audit]\nbacklog_limit = 0\nbacklog_wait_time = 0\n' >"$T/contid.toml"
+{ echo 'search_index = false'; cat "$T/contid.toml"; } >"$T/contid-noindex.toml"
 sysctl -qw kernel.bpf_stats_enabled=1
 ticks=$(getconf CLK_TCK)
 
@@ -144,9 +147,9 @@ start_reader() {
 	settings
 	BPF_IDS=""
 	case $name in
-	contid)
-		[ -n "$PROF" ] && prof="--cpu-profile=$PROF/contid-$RATE-$ROUND.pprof"
-		"$T/contid" daemon --config "$T/contid.toml" --log-dir "$d/logs" --socket "$d/s.sock" --pin-dir "$PIN" \
+	contid | contid-noindex)
+		[ -n "$PROF" ] && prof="--cpu-profile=$PROF/$name-$RATE-$ROUND.pprof"
+		"$T/contid" daemon --config "$T/$name.toml" --log-dir "$d/logs" --socket "$d/s.sock" --pin-dir "$PIN" \
 			--audit primary --log-level warn $prof 2>"$d/err" &
 		reader=$!
 		registered "$reader"
@@ -210,7 +213,7 @@ settle() {
 load() {
 	local half j
 	half=$(awk -v r="$2" 'BEGIN {print r / 2}')
-	if [ "$1" = contid ]; then
+	if [[ $1 == contid* ]]; then
 		CONTID_SOCKET=$T/run/s.sock "$T/contid" exec --contid 4242 -- "$T/execload" -exec "$T/true" -rate "$half" -seconds "$S" >"$T/load1" &
 	else
 		"$T/execload" -exec "$T/true" -rate "$half" -seconds "$S" >"$T/load1" &
@@ -242,7 +245,7 @@ run() {
 	execs=$(awk '{n += $2; l += $8} END {print n, l}' "$T/load1" "$T/load2")
 	settle
 	c1=$(cpuns $PIDS) k1=$(cputicks $PIDS) b1=$(bpfns $BPF_IDS) l1=$(lost)
-	if [ "$name" = contid ]; then
+	if [[ $name == contid* ]]; then
 		CONTID_SOCKET=$T/run/s.sock "$T/contid" status >"$T/status"
 		gaps=$(awk '$1 == "audit_gaps:" {print $2}' "$T/status")
 		unknown=$(awk '$1 == "audit_unknown_subject:" {print $2}' "$T/status")

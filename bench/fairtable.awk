@@ -18,7 +18,7 @@ function ratio(a, b) { return a == "" || b == "" || b == 0 ? "-" : sprintf("%.2f
 	for (i = 2; i < NF; i += 2) f[$i] = $(i + 1)
 }
 $1 == "load" {
-	r = f["rate"]; n = f["reader"]
+	r = f["rate"]; n = f["reader"]; seenreader[n] = 1
 	if (!(r in seen)) { seen[r] = 1; order[++nrates] = r }
 	add(r SUBSEP n, f["ms_per_1k"]); add("bpf" SUBSEP r SUBSEP n, f["bpf_ms_per_1k"]); add("ev" SUBSEP r SUBSEP n, f["events"])
 	if (f["lost"] != 0 || f["log_gaps"] != 0 || (f["gaps"] != "-" && f["gaps"] != 0) || (f["unknown"] != "-" && f["unknown"] != 0) ||
@@ -42,6 +42,16 @@ END {
 			num(median("idle" SUBSEP "auditd"), "%.3f"), num(median("idle" SUBSEP "laurel"), "%.3f")
 		printf "%-9s %9s %9s %9s %9s   wakeups/s, idle\n", "", num(median("wake" SUBSEP "contid"), "%.1f"), "",
 			num(median("wake" SUBSEP "auditd"), "%.1f"), num(median("wake" SUBSEP "laurel"), "%.1f")
+	}
+	if (seenreader["contid-noindex"]) {
+		print "Keeping the search index: contid against contid-noindex (search_index = false)"
+		printf "%-9s %9s %9s %11s\n", "exec/s", "contid", "noindex", "index share"
+		for (i = 1; i <= nrates; i++) {
+			r = order[i]
+			c = median(r SUBSEP "contid"); x = median(r SUBSEP "contid-noindex")
+			printf "%-9s %9s %9s %11s\n", r == 0 ? "flat out" : r, num(c, "%.1f"), num(x, "%.1f"),
+				c == "" || x == "" || c == 0 ? "-" : sprintf("%.1f%%", 100 * (c - x) / c)
+		}
 	}
 	if (nbad) { print "Runs with loss (their figures are not comparable):"; for (i = 1; i <= nbad; i++) print bad[i] }
 	else print "Every run: kernel lost delta 0, serial gaps 0, audit_unknown_subject 0."

@@ -6,7 +6,8 @@
 # search), medians; index size against log size; the cost of keeping the
 # index while writing (per event, with the daemon's records noted and
 # without); the sizes other index designs take. The index's share of the
-# daemon's CPU under an exec storm is bench/index-cost.sh's (root).
+# daemon's CPU under exec loads is bench/fair.sh -R "contid contid-noindex"'s
+# (root).
 #
 #   bench/search.sh [BYTES] [DIR]   default 1 GiB in a fresh temporary DIR
 #
