@@ -109,7 +109,14 @@ check_settings() {
 		$1 == "rate_limit" && $2 != 0 || $1 == "backlog_wait_time" && $2 != 60000 { bad = bad " " $1 "=" $2 }
 		END { if (bad != "") { print "fair.sh: kernel audit settings not as set:" bad > "/dev/stderr"; exit 1 } }'
 }
-registered() { until [ "$(auditctl -s | awk '$1 == "pid" {print $2}')" = "$1" ]; do sleep 0.1; done; }
+# registered PID: waits until the reader is the kernel's audit daemon; fails
+# (and so releases the audit lock) if it died instead.
+registered() {
+	until [ "$(auditctl -s | awk '$1 == "pid" {print $2}')" = "$1" ]; do
+		kill -0 "$1" 2>/dev/null || { echo "fair.sh: the reader exited at start:" >&2; cat "$T/run/err" >&2; exit 1; }
+		sleep 0.1
+	done
+}
 lost() { auditctl -s | awk '$1 == "lost" {print $2}'; }
 
 # cpuns PID...: nanoseconds on CPU of every thread of the processes
@@ -153,7 +160,10 @@ start_reader() {
 			--audit primary --log-level warn $prof 2>"$d/err" &
 		reader=$!
 		registered "$reader"
-		until CONTID_SOCKET=$d/s.sock "$T/contid" status >/dev/null 2>&1; do sleep 0.1; done
+		until CONTID_SOCKET=$d/s.sock "$T/contid" status >/dev/null 2>&1; do
+			kill -0 "$reader" 2>/dev/null || { echo "fair.sh: contid exited at start:" >&2; cat "$d/err" >&2; exit 1; }
+			sleep 0.1
+		done
 		BPF_IDS=$(progids "$reader")
 		[ -n "$BPF_IDS" ] || { echo "fair.sh: contid holds no BPF program" >&2; exit 1; }
 		LOG=$d/logs/audit.log
