@@ -1,6 +1,6 @@
 // Package taskevent is the contract between contid's sources of task
 // events and the daemon that applies them: the Event type, its kinds and
-// ErrMalformed. The eBPF tracker (package tracker) and the proc connector
+// ErrMalformed, and the Source interface. The eBPF tracker (package tracker) and the proc connector
 // (package procconn) both yield Events, so the daemon drives either one
 // the same way and neither source depends on the other.
 //

@@ -1,7 +1,6 @@
-package daemon
+package tracker
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -10,9 +9,9 @@ import (
 	"github.com/contid/contid/internal/procfs"
 )
 
-// bindCgroups binds every cgroup that holds process tgid alone to id (see
-// cgroups.go) and returns how many it bound.
-func (d *Daemon) bindCgroups(tgid int32, id contid.ID) (int, error) {
+// BindCgroupsOf binds every cgroup that holds process tgid alone to id
+// (see cgroups.go) and returns how many it bound.
+func (t *Tracker) BindCgroupsOf(tgid int32, id contid.ID) (int, error) {
 	lines, err := procfs.Host.Cgroups(tgid)
 	if err != nil {
 		return 0, err
@@ -39,10 +38,10 @@ func (d *Daemon) bindCgroups(tgid int32, id contid.ID) (int, error) {
 		if !ok {
 			continue
 		}
-		if err := d.tr.BindCgroup(l.Hier, st.Ino, id); err != nil {
-			return n, fmt.Errorf("daemon: %w", err)
+		if err := t.BindCgroup(l.Hier, st.Ino, id); err != nil {
+			return n, err
 		}
-		d.log.Debug("cgroup bound to container", "contid", id, "hierarchy", l.Hier, "cgroup", dir, "ino", st.Ino)
+		t.log.Debug("cgroup bound to container", "contid", id, "hierarchy", l.Hier, "cgroup", dir, "ino", st.Ino)
 		n++
 	}
 	return n, nil

@@ -1,4 +1,4 @@
-package daemon
+package netpkt
 
 import (
 	"errors"
@@ -8,27 +8,30 @@ import (
 	"sync"
 	"time"
 
-	"github.com/contid/contid/internal/netpkt"
+	"golang.org/x/sys/unix"
+
 	"github.com/contid/contid/internal/ns"
 	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/provenance"
+	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/taskevent"
-	"golang.org/x/sys/unix"
 )
 
-// packets attributes NETFILTER_PKT records to the containers of the
+// Packets attributes NETFILTER_PKT records to the containers of the
 // network namespace that logged them (docs/packets.md): the probe pairs
 // each record with that namespace; the namespaces of live containers are
 // watched, each at the hooks where it has audit packet rules.
-// Everything runs on the daemon's goroutine but reading rules: a
+// Everything runs on the core goroutine but reading rules: a
 // namespace's ruleset is as large as its owner (a container's root) makes
 // it, so rules are read, and hooks attached, by a goroutine of their own
-// (rechecker), never holding up records.
-type packets struct {
-	probe   *netpkt.Probe
-	table   *netpkt.Table
-	attr    netpkt.Attributor
-	watched map[ns.ID]*netpkt.Watch
+// (rechecker), never holding up records. A nil *Packets does nothing.
+type Packets struct {
+	log     *slog.Logger
+	live    Live
+	probe   *Probe
+	table   *Table
+	attr    Attributor
+	watched map[ns.ID]*Watch
 	failed  map[ns.ID]bool // could not be watched: not tried again while in use
 	// nets: a task event may have given a container a namespace.
 	nets bool
@@ -38,9 +41,9 @@ type packets struct {
 	lastCheck time.Time
 
 	pendMu sync.Mutex
-	pend   map[*netpkt.Watch]bool // to recheck
-	wake   chan struct{}          // the rechecker; closed at the end
-	done   chan struct{}          // the rechecker ended
+	pend   map[*Watch]bool // to recheck
+	wake   chan struct{}   // the rechecker; closed at the end
+	done   chan struct{}   // the rechecker ended
 }
 
 // recheckEvery bounds how often table changes make the watched
@@ -54,30 +57,41 @@ const recheckEvery = time.Second
 // netfilterCfg is the NETFILTER_CFG record type.
 const netfilterCfg = 1325
 
-// packetAttributor loads the pairing programs and returns the Attributor
-// the pipeline uses: the engine alone when the records are not this
-// kernel's own stream (modes primary and listener read it; a plugin's feed
-// may hold other hosts' records) or the programs cannot load; packet
+// Live is what packet attribution needs of the engine.
+type Live interface {
+	provenance.Attributor
+	Netns
+	// ContainerNets returns the network namespaces live containers use.
+	ContainerNets() map[ns.ID]bool
+	// NetMembers calls f with the live tasks in the namespaces of want,
+	// until f returns false.
+	NetMembers(want map[ns.ID]bool, f func(tid int32, id ns.ID) bool)
+}
+
+// NewPackets loads the pairing programs and returns the Attributor the
+// pipeline uses: live alone, and a nil *Packets, when the records are not
+// this kernel's own stream (modes primary and listener read it; a plugin's
+// feed may hold other hosts' records) or the programs cannot load; packet
 // records then carry no CONTAINER_ID.
-func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
+func NewPackets(mode string, live Live, log *slog.Logger) (provenance.Attributor, *Packets) {
 	if mode != "primary" && mode != "listener" {
-		return d.eng
+		return live, nil
 	}
-	p, err := netpkt.Load()
+	p, err := Load()
 	if err != nil {
-		d.log.Warn("packets: packet records will carry no CONTAINER_ID", "err", err)
-		return d.eng
+		log.Warn("packets: packet records will carry no CONTAINER_ID", "err", err)
+		return live, nil
 	}
-	t := netpkt.NewTable(0)
-	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]*netpkt.Watch{}, failed: map[ns.ID]bool{},
-		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng, Refresh: d.drainPairs},
-		pend: map[*netpkt.Watch]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	go d.pk.rechecker(d.log)
-	return &d.pk.attr
+	t := NewTable(0)
+	pk := &Packets{log: log, live: live, probe: p, table: t, watched: map[ns.ID]*Watch{}, failed: map[ns.ID]bool{},
+		pend: map[*Watch]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	pk.attr = Attributor{Attributor: live, Pairs: t, Nets: live, Refresh: pk.drainPairs}
+	go pk.rechecker(log)
+	return &pk.attr, pk
 }
 
 // recheck has the rechecker read the rules of these watches again.
-func (pk *packets) recheck(ws ...*netpkt.Watch) {
+func (pk *Packets) recheck(ws ...*Watch) {
 	pk.pendMu.Lock()
 	for _, w := range ws {
 		pk.pend[w] = true
@@ -91,18 +105,18 @@ func (pk *packets) recheck(ws ...*netpkt.Watch) {
 
 // rechecker reads rules and attaches hooks until wake is closed. Each
 // watch's first failure is logged; a watch closed meanwhile is skipped.
-func (pk *packets) rechecker(log *slog.Logger) {
+func (pk *Packets) rechecker(log *slog.Logger) {
 	defer close(pk.done)
-	logged := map[*netpkt.Watch]bool{}
+	logged := map[*Watch]bool{}
 	for range pk.wake {
 		pk.pendMu.Lock()
 		ws := pk.pend
-		pk.pend = map[*netpkt.Watch]bool{}
+		pk.pend = map[*Watch]bool{}
 		pk.pendMu.Unlock()
 		for w := range ws {
 			err := w.Recheck()
 			switch {
-			case errors.Is(err, netpkt.ErrClosed):
+			case errors.Is(err, ErrClosed):
 				delete(logged, w)
 			case err != nil && !logged[w]:
 				logged[w] = true
@@ -114,55 +128,54 @@ func (pk *packets) rechecker(log *slog.Logger) {
 	}
 }
 
-// packetEvent notes a task event that can give a container a network
+// Event notes a task event that can give a container a network
 // namespace (a setns or unshare, a move into a container, a clone into a
 // new namespace): the namespace is watched when the events applied with
-// it are (packetsAfterEvents), not at the next tick.
-func (d *Daemon) packetEvent(ev taskevent.Event) {
-	if d.pk == nil {
+// it are (AfterEvents), not at the next tick.
+func (pk *Packets) Event(ev taskevent.Event) {
+	if pk == nil {
 		return
 	}
 	switch {
 	case ev.Kind == taskevent.KindNS, ev.Kind == taskevent.KindJoin,
 		ev.Kind == taskevent.KindFork && ev.CloneFlags&unix.CLONE_NEWNET != 0:
-		d.pk.nets = true
+		pk.nets = true
 	}
 }
 
-// packetsAfterEvents watches the namespaces events gave containers.
-func (d *Daemon) packetsAfterEvents() {
-	if d.pk != nil && d.pk.nets {
-		d.watchPackets()
+// AfterEvents watches the namespaces events gave containers.
+func (pk *Packets) AfterEvents() {
+	if pk != nil && pk.nets {
+		pk.Tick()
 	}
 }
 
-// packetBatch runs before each batch of records: it moves the pairs the
+// Batch runs before each batch of records: it moves the pairs the
 // kernel wrote into the table and, when the batch reports a table change
 // (NETFILTER_CFG, emitted for every change in any namespace), reads the
 // watched namespaces' rules again.
-func (d *Daemon) packetBatch(b []auditMsg) {
-	if d.pk == nil {
+func (pk *Packets) Batch(b []records.Raw) {
+	if pk == nil {
 		return
 	}
-	d.packetsAfterEvents()
+	pk.AfterEvents()
 	for _, m := range b {
-		if m.t == netfilterCfg {
-			d.pk.rules = true
+		if m.Type == netfilterCfg {
+			pk.rules = true
 			break
 		}
 	}
-	if d.pk.rules && time.Since(d.pk.lastCheck) >= recheckEvery {
-		d.recheckRules()
+	if pk.rules && time.Since(pk.lastCheck) >= recheckEvery {
+		pk.recheckRules()
 	}
-	d.drainPairs()
+	pk.drainPairs()
 }
 
 // recheckRules has the rules of every watched namespace read again.
-func (d *Daemon) recheckRules() {
-	pk := d.pk
+func (pk *Packets) recheckRules() {
 	pk.rules = false
 	pk.lastCheck = time.Now()
-	ws := make([]*netpkt.Watch, 0, len(pk.watched))
+	ws := make([]*Watch, 0, len(pk.watched))
 	for _, w := range pk.watched {
 		ws = append(ws, w)
 	}
@@ -172,32 +185,26 @@ func (d *Daemon) recheckRules() {
 // drainPairs moves the pairs the kernel wrote into the table; called
 // before each batch of records, whose packet records' pairs were written
 // before the records were queued to us.
-func (d *Daemon) drainPairs() {
-	if d.pk == nil {
+func (pk *Packets) drainPairs() {
+	if pk == nil {
 		return
 	}
-	if err := d.pk.probe.Drain(d.pk.table.Add); err != nil {
-		d.log.Warn("packets: pairs", "err", err)
+	if err := pk.probe.Drain(pk.table.Add); err != nil {
+		pk.log.Warn("packets: pairs", "err", err)
 	}
 }
 
-// watchPackets watches the network namespaces of live containers and
-// stops watching those no container uses any more.
-func (d *Daemon) watchPackets() {
-	pk := d.pk
+// Tick watches the network namespaces of live containers and stops
+// watching those no container uses any more.
+func (pk *Packets) Tick() {
 	if pk == nil {
 		return
 	}
 	pk.nets = false
 	if pk.rules && time.Since(pk.lastCheck) >= recheckEvery {
-		d.recheckRules()
+		pk.recheckRules()
 	}
-	want := map[ns.ID]bool{}
-	for _, c := range d.eng.Containers() {
-		for _, id := range c.Netns {
-			want[id] = true
-		}
-	}
+	want := pk.live.ContainerNets()
 	for id, w := range pk.watched {
 		if !want[id] {
 			w.Close()
@@ -218,76 +225,72 @@ func (d *Daemon) watchPackets() {
 	if missing == 0 {
 		return
 	}
-	for _, ti := range d.eng.Tasks() {
-		id := ti.NS[ns.Net]
-		if !want[id] {
-			continue
-		}
+	pk.live.NetMembers(want, func(tid int32, id ns.ID) bool {
 		if _, ok := pk.watched[id]; ok || pk.failed[id] {
-			continue
+			return true
 		}
-		path := "/proc/" + strconv.Itoa(int(ti.TID)) + "/ns/net"
+		path := "/proc/" + strconv.Itoa(int(tid)) + "/ns/net"
 		f, err := os.Open(path)
 		if err != nil {
-			continue // gone; another member may do
+			return true // gone; another member may do
 		}
 		// The task may have moved or died and its pid been reused: watch
 		// only the namespace the engine means, checked on the open file.
 		if got, err := procfs.ReadNSID("/proc/self/fd/" + strconv.Itoa(int(f.Fd()))); err != nil || got != id {
 			f.Close()
-			continue
+			return true
 		}
 		w, err := pk.probe.Watch(f)
 		f.Close()
 		if err != nil {
-			d.log.Warn("packets: cannot watch a container's network namespace; its packet records get no CONTAINER_ID", "netns", id, "err", err)
+			pk.log.Warn("packets: cannot watch a container's network namespace; its packet records get no CONTAINER_ID", "netns", id, "err", err)
 			pk.failed[id] = true
-			continue
+			return true
 		}
 		pk.attr.NsDev = id.Dev
 		pk.watched[id] = w
 		pk.recheck(w)
-	}
+		return true
+	})
 }
 
-// closePackets detaches everything.
-func (d *Daemon) closePackets() {
-	if d.pk == nil {
+// Close detaches everything.
+func (pk *Packets) Close() {
+	if pk == nil {
 		return
 	}
-	close(d.pk.wake)
-	<-d.pk.done
-	for _, w := range d.pk.watched {
+	close(pk.wake)
+	<-pk.done
+	for _, w := range pk.watched {
 		w.Close()
 	}
-	d.pk.probe.Close()
-	d.pk = nil
+	pk.probe.Close()
 }
 
-// packetStats is what status shows of the packet attribution, taken on
-// the daemon's goroutine.
-type packetStats struct {
+// PacketsStats is what status shows of the packet attribution, taken on
+// the core goroutine.
+type PacketsStats struct {
 	on                 bool
 	watched            uint64
-	pairs              netpkt.TableStats
+	pairs              TableStats
 	overflow, ringFull uint64
 }
 
-func (d *Daemon) packetStats() packetStats {
-	pk := d.pk
+// Stats reads the counters; core goroutine only.
+func (pk *Packets) Stats() PacketsStats {
 	if pk == nil {
-		return packetStats{}
+		return PacketsStats{}
 	}
-	st := packetStats{on: true, watched: uint64(len(pk.watched)), pairs: pk.table.Stats()}
+	st := PacketsStats{on: true, watched: uint64(len(pk.watched)), pairs: pk.table.Stats()}
 	st.overflow, st.ringFull, _ = pk.probe.Counters()
 	return st
 }
 
-// packetCounters adds the packet counters to status: how many packet
+// Counters adds the packet counters to status: how many packet
 // records got a CONTAINER_ID, how many had a namespace without
 // containers, and how many could not be placed exactly (no CONTAINER_ID,
 // no guess), with the reasons the pairing side knows.
-func packetCounters(c map[string]uint64, p provenance.PacketStats, st packetStats) {
+func Counters(c map[string]uint64, p provenance.PacketStats, st PacketsStats) {
 	c["packets"] = p.Packets
 	c["packets_contained"] = p.Contained
 	c["packets_uncontained"] = p.Uncontained
