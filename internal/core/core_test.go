@@ -269,7 +269,7 @@ func TestStopWithBatchInHand(t *testing.T) {
 		t.Fatalf("the hand-over queue holds %d batches, want it full (%d)", len(c.events), cap(c.events))
 	}
 	f.Push(fork(3000)) // left in the source
-	cancel() // while the core is busy: it stops with the queue full
+	cancel()           // while the core is busy: it stops with the queue full
 	close(release)
 	if err := <-callDone; err != nil {
 		t.Fatal(err)
