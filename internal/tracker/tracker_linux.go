@@ -390,18 +390,23 @@ func (t *Tracker) Close() error {
 			close(t.stopScan)
 			<-t.scanDone
 		}
+		// Read, TryRead and Wait see closed; the flush wakes a blocked
+		// Read, which then returns os.ErrClosed and releases readMu.
+		t.closed.Store(true)
+		if t.rd != nil {
+			errs = append(errs, t.rd.Flush())
+		}
+		t.watchOnce.Do(func() { t.watchErr = fmt.Errorf("tracker: wait: %w", os.ErrClosed) })
+		if t.watch != nil {
+			errs = append(errs, t.watch.Close()) // interrupts Wait
+		}
+		// Read and TryRead hold readMu while they use the ring: close it
+		// and the objects only once neither runs (the ring reader's
+		// AvailableBytes is not safe against its Close).
+		t.readMu.Lock()
 		if t.rd != nil {
 			errs = append(errs, t.rd.Close())
 		}
-		// Interrupts Wait: the poller wakes it.
-		t.closed.Store(true)
-		t.watchOnce.Do(func() { t.watchErr = fmt.Errorf("tracker: wait: %w", os.ErrClosed) })
-		if t.watch != nil {
-			errs = append(errs, t.watch.Close())
-		}
-		// Read holds readMu until it returns; wait so that the objects
-		// it uses outlive it.
-		t.readMu.Lock()
 		errs = append(errs, t.closeLinks(), t.objs.Close())
 		t.readMu.Unlock()
 		if err := errors.Join(errs...); err != nil {
@@ -500,6 +505,9 @@ func (t *Tracker) readRaw(ctx context.Context) ([]byte, error) {
 	stop := context.AfterFunc(ctx, func() { _ = t.rd.Flush() })
 	defer stop()
 	for {
+		if t.closed.Load() {
+			return nil, errClosed
+		}
 		// With batching, events that did not wake us are collected on a
 		// timer while events flow. After a whole quiet period the next
 		// event wakes us itself (its producer sees the last wakeup is old),
@@ -528,12 +536,14 @@ func (t *Tracker) readRaw(ctx context.Context) ([]byte, error) {
 				return nil, cerr
 			}
 		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-			return nil, fmt.Errorf("tracker: read: %w", os.ErrClosed)
+			return nil, errClosed
 		default:
 			return nil, fmt.Errorf("tracker: read: %w", err)
 		}
 	}
 }
+
+var errClosed = fmt.Errorf("tracker: read: %w", os.ErrClosed)
 
 // Stats reads the loss counters.
 func (t *Tracker) Stats() (Stats, error) {
