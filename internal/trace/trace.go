@@ -1,10 +1,12 @@
-// Package trace reads contid's replay traces: JSON lines, one engine input
-// per line, so that any run of the engine can be reproduced from a file.
-// docs/trace.md describes the format.
+// Package trace writes, reads and replays contid's traces: JSON lines,
+// one engine input per line, so that any run of the engine, a live
+// daemon's included (contid daemon --record), can be reproduced from a
+// file. docs/trace.md describes the format.
 //
-// Decoding is pure: the Decoder reads from an io.Reader and returns engine
-// inputs; the first malformed line ends decoding with an error naming
-// file:line and the reason.
+// Encoding and decoding are pure: the Encoder writes inputs to an
+// io.Writer, the Decoder reads them from an io.Reader; the first
+// malformed line ends decoding with an error naming file:line and the
+// reason. Run replays a trace through a fresh engine.
 package trace
 
 import (

@@ -1,8 +1,9 @@
-// Package replay runs a trace (package trace) through a fresh engine and
-// writes the records it produces, stamped from contid's own serial space
-// (records.OwnSerialBase upward, which cannot collide with the kernel's
-// 32-bit serials). Same trace in, byte-identical output out.
-package replay
+package trace
+
+// Replay: Run takes a trace through a fresh engine and writes the records
+// it produces, stamped from contid's own serial space (records.OwnSerialBase
+// upward, which cannot collide with the kernel's 32-bit serials). Same
+// trace in, byte-identical output out.
 
 import (
 	"bufio"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/contid/contid/internal/engine"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/trace"
 )
 
 // Format selects how records are written.
@@ -73,7 +73,7 @@ func Run(r io.Reader, name string, out io.Writer, opt Options) (Result, error) {
 	}
 	w := &writer{w: bufio.NewWriter(out), opt: opt}
 	e := engine.New(engine.Config{Sink: w})
-	dec := trace.NewDecoder(r, name)
+	dec := NewDecoder(r, name)
 	var res Result
 	var err error
 	for {
