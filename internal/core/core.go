@@ -66,6 +66,17 @@ type Config struct {
 	// Ticks drives the tick; nil: once a second.
 	Ticks <-chan time.Time
 	Log   *slog.Logger
+	// Record, when set, is given every input the engine applies, in
+	// order, with the kernel's answers meanwhile: a trace that replays
+	// the run (contid daemon --record).
+	Record Recorder
+}
+
+// Recorder takes the engine's inputs as the core applies them, on the
+// core goroutine (or before Run). kernel holds the results of the calls
+// the engine made to Config.Kernel while it applied in, in order.
+type Recorder interface {
+	Record(in engine.Input, kernel []error)
 }
 
 // LineWriter is a log that takes whole lines (auditlog.Writer).
@@ -116,6 +127,8 @@ type Core struct {
 	ticks  <-chan time.Time
 	eng    *engine.Engine
 	hooks  Hooks
+	rec    Recorder
+	kerrs  []error // the kernel's answers during the input being applied (rec)
 
 	events chan []taskevent.Event // batches: one hand-over for many events
 	ringUp chan struct{}          // the waiter woke: drain
@@ -155,7 +168,7 @@ func New(cfg Config) *Core {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Core{
-		log: log, src: cfg.Source, hl: cfg.HostLog, exe: cfg.Exe, ticks: cfg.Ticks,
+		log: log, src: cfg.Source, hl: cfg.HostLog, exe: cfg.Exe, ticks: cfg.Ticks, rec: cfg.Record,
 		events: make(chan []taskevent.Event, 64), ringUp: make(chan struct{}, 1),
 		reqs: make(chan request), calls: make(chan call), stopped: make(chan struct{}),
 		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
@@ -169,7 +182,11 @@ func New(cfg Config) *Core {
 	if cfg.Kernel != nil {
 		k = kernel{c, cfg.Kernel}
 	}
-	c.eng = engine.New(engine.Config{Sink: c, Kernel: k, MaxPerOwner: cfg.MaxPerOwner})
+	ec := engine.Config{Sink: c, Kernel: k, MaxPerOwner: cfg.MaxPerOwner}
+	if c.rec != nil {
+		ec.Requests = c.record
+	}
+	c.eng = engine.New(ec)
 	c.updateOffset()
 	return c
 }
@@ -197,7 +214,9 @@ func (c *Core) Seed(s Seed) {
 	now := time.Now().UnixNano()
 	for _, sc := range s.Containers {
 		sc.Time = now
-		if err := c.eng.SeedContainer(sc); err != nil {
+		err := c.eng.SeedContainer(sc)
+		c.record(sc)
+		if err != nil {
 			c.log.Warn("seed container", "err", err)
 		}
 	}
@@ -210,7 +229,9 @@ func (c *Core) Seed(s Seed) {
 				st.HasContid, st.Contid = true, id
 			}
 		}
-		if err := c.eng.SeedTask(st); err != nil {
+		err := c.eng.SeedTask(st)
+		c.record(st)
+		if err != nil {
 			c.log.Debug("seed task", "err", err)
 		}
 	}
@@ -456,6 +477,7 @@ func (c *Core) apply(ev taskevent.Event) {
 		}
 	}
 	c.eng.Apply(in)
+	c.record(in)
 	if c.hooks.Observer != nil {
 		c.hooks.Observer.Event(ev)
 	}
@@ -463,8 +485,19 @@ func (c *Core) apply(ev taskevent.Event) {
 		// Created in a bound cgroup (clone3 CLONE_INTO_CGROUP): the
 		// kernel gave the child its container; the engine inherited
 		// the creator's nothing. Apply the join.
-		c.eng.Apply(engine.Join{Time: int64(ev.Time) + c.offset, PID: ev.TGID, Contid: ev.Contid, Mover: ev.ParentTID, Tagged: true})
+		j := engine.Join{Time: int64(ev.Time) + c.offset, PID: ev.TGID, Contid: ev.Contid, Mover: ev.ParentTID, Tagged: true}
+		c.eng.Apply(j)
+		c.record(j)
 	}
+}
+
+// record hands an applied input to the recorder.
+func (c *Core) record(in engine.Input) {
+	if c.rec == nil {
+		return
+	}
+	c.rec.Record(in, c.kerrs)
+	c.kerrs = c.kerrs[:0]
 }
 
 func (c *Core) applyAll(evs []taskevent.Event) {
@@ -653,8 +686,16 @@ type kernel struct {
 func (k kernel) Tag(target engine.TaskRef, id contid.ID) error {
 	err := k.k.Tag(target, id)
 	k.c.tagged = Monotonic()
-	return err
+	return k.c.kernelSaid(err)
 }
 
-func (k kernel) Keep(ci engine.ContainerInfo) error { return k.k.Keep(ci) }
-func (k kernel) Forget(id contid.ID) error          { return k.k.Forget(id) }
+func (k kernel) Keep(ci engine.ContainerInfo) error { return k.c.kernelSaid(k.k.Keep(ci)) }
+func (k kernel) Forget(id contid.ID) error          { return k.c.kernelSaid(k.k.Forget(id)) }
+
+// kernelSaid notes the kernel's answer for the recorder.
+func (c *Core) kernelSaid(err error) error {
+	if c.rec != nil {
+		c.kerrs = append(c.kerrs, err)
+	}
+	return err
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/contid/contid/internal/config"
 	"github.com/contid/contid/internal/hostlog"
 	"github.com/contid/contid/internal/tasksource"
+	"github.com/contid/contid/internal/trace"
 )
 
 // Options are the parts of start-up that are not configuration.
@@ -38,6 +39,9 @@ type Options struct {
 	Ready chan<- struct{}
 	// Stdin is auditd's plugin feed (audit mode plugin).
 	Stdin io.Reader
+	// Record, when set, is a file to write a trace of the engine's inputs
+	// to (package trace), replaced if it exists.
+	Record string
 }
 
 // daemon is what Run wired, for reload and status.
@@ -69,7 +73,20 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	if d.fileCfg, err = config.Load(configPath); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
-	c, err := d.tasks.NewCore(d.host.Writer())
+	var rec *trace.Recorder
+	if opt.Record != "" {
+		if rec, err = trace.Create(opt.Record); err != nil {
+			return fmt.Errorf("daemon: record: %w", err)
+		}
+		// Closed after the audit path's last batches (deferred below),
+		// whose task events are recorded too.
+		defer func() {
+			if err := rec.Close(); err != nil {
+				log.Error("record", "err", err)
+			}
+		}()
+	}
+	c, err := d.tasks.NewCore(d.host.Writer(), rec)
 	if err != nil {
 		return err
 	}

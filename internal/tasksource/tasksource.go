@@ -21,6 +21,7 @@ import (
 	"github.com/contid/contid/internal/core"
 	"github.com/contid/contid/internal/procconn"
 	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/trace"
 	"github.com/contid/contid/internal/tracker"
 )
 
@@ -91,10 +92,14 @@ func Open(cfg config.Config, log *slog.Logger) (*Tasks, error) {
 func (t *Tasks) Kind() string { return t.kind }
 
 // NewCore makes the core on this source, writing its own records to
-// hostLog, and seeds it: container objects from the pinned map, and every
-// running task from /proc with the contid the kernel holds for it.
-func (t *Tasks) NewCore(hostLog core.LineWriter) (*core.Core, error) {
+// hostLog and, when rec is not nil, every input of its engine to rec; and
+// seeds it: container objects from the pinned map, and every running task
+// from /proc with the contid the kernel holds for it.
+func (t *Tasks) NewCore(hostLog core.LineWriter, rec *trace.Recorder) (*core.Core, error) {
 	cc := core.Config{HostLog: hostLog, MaxPerOwner: t.cfg.MaxContainersPerOwner, Exe: procfs.Host.Exe, Log: t.log}
+	if rec != nil {
+		cc.Record = rec
+	}
 	var seed core.Seed
 	if t.tr != nil {
 		cc.Source, cc.Kernel = t.tr, tracker.Kernel{T: t.tr, Pins: t.pins}
