@@ -302,10 +302,31 @@ type Recorder struct {
 	ks  []KernelResult
 }
 
-// Create makes (or empties) the file at path, mode 0600, for a trace.
+// Create makes (or empties) the file at path, mode 0600, for a trace. A
+// trace names every process of the host, so the file must be the
+// caller's alone: a symbolic link, a file another user owns (one planted
+// in /tmp to read the trace) or one with other names (hard links) is
+// refused (ELOOP, EPERM).
 func Create(path string) (*Recorder, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(int(f.Fd()), &st)
+	switch {
+	case err != nil:
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = fmt.Errorf("%s is not a regular file: %w", path, unix.EPERM)
+	case int(st.Uid) != os.Geteuid() || st.Nlink != 1:
+		err = fmt.Errorf("%s is another user's or has other names: %w", path, unix.EPERM)
+	default:
+		if err = f.Chmod(0o600); err == nil {
+			err = f.Truncate(0)
+		}
+	}
+	if err != nil {
+		f.Close()
 		return nil, fmt.Errorf("trace: %w", err)
 	}
 	r := &Recorder{f: f, enc: NewEncoder(f)}
