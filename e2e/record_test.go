@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/contid/contid/internal/golden"
 )
 
 // TestRecordReplay: a live run recorded with --record replays, with
@@ -47,19 +49,5 @@ wait
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("replay: %v\n%s", err, errb.String())
 	}
-	if !bytes.Equal(out.Bytes(), host) {
-		hl, rl := strings.Split(string(host), "\n"), strings.Split(out.String(), "\n")
-		for i := range max(len(hl), len(rl)) {
-			var h, r string
-			if i < len(hl) {
-				h = hl[i]
-			}
-			if i < len(rl) {
-				r = rl[i]
-			}
-			if h != r {
-				t.Fatalf("replay differs from the host log at line %d of %d/%d:\nhost:   %s\nreplay: %s", i+1, len(hl), len(rl), h, r)
-			}
-		}
-	}
+	golden.Equal(t, "the host log", out.Bytes(), host)
 }
