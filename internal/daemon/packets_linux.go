@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/contid/contid/internal/auditd"
 	"github.com/contid/contid/internal/netpkt"
 	"github.com/contid/contid/internal/ns"
 	"github.com/contid/contid/internal/procfs"
@@ -36,6 +38,12 @@ type packets struct {
 	// recheck has followed yet; lastCheck is when rules were last read.
 	rules     bool
 	lastCheck time.Time
+	// feed: in mode plugin, the auditd whose feed is read; local: it held
+	// no TCP socket after the last batch with a packet record was read, so
+	// that batch's records are this host's (internal/auditd).
+	feed       *auditd.Prober
+	local      bool
+	feedLogged bool
 
 	pendMu sync.Mutex
 	pend   map[*netpkt.Watch]bool // to recheck
@@ -55,12 +63,22 @@ const recheckEvery = time.Second
 const netfilterCfg = 1325
 
 // packetAttributor loads the pairing programs and returns the Attributor
-// the pipeline uses: the engine alone when the records are not this
-// kernel's own stream (modes primary and listener read it; a plugin's feed
-// may hold other hosts' records) or the programs cannot load; packet
-// records then carry no CONTAINER_ID.
+// the pipeline uses: the engine alone when the programs cannot load, or in
+// mode plugin when the feed is not auditd's; packet records then carry no
+// CONTAINER_ID. Modes primary and listener read this kernel's own stream;
+// a plugin's feed may also hold other hosts' records, so there a record is
+// paired only while auditd provably receives none (packetBatch).
 func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
-	if mode != "primary" && mode != "listener" {
+	var feed *auditd.Prober
+	switch mode {
+	case "primary", "listener":
+	case "plugin":
+		var err error
+		if feed, err = auditd.Parent(); err != nil {
+			d.log.Warn("packets: cannot tell whether the plugin feed holds only this host's records; packet records will carry no CONTAINER_ID", "err", err)
+			return d.eng
+		}
+	default:
 		return d.eng
 	}
 	p, err := netpkt.Load()
@@ -71,7 +89,11 @@ func (d *Daemon) packetAttributor(mode string) provenance.Attributor {
 	t := netpkt.NewTable(0)
 	d.pk = &packets{probe: p, table: t, watched: map[ns.ID]*netpkt.Watch{}, failed: map[ns.ID]bool{},
 		attr: netpkt.Attributor{Attributor: d.eng, Pairs: t, Nets: d.eng, Refresh: d.drainPairs},
-		pend: map[*netpkt.Watch]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		pend: map[*netpkt.Watch]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{}), feed: feed}
+	if feed != nil {
+		pk := d.pk
+		pk.attr.Local = func(string) bool { return pk.local }
+	}
 	go d.pk.rechecker(d.log)
 	return &d.pk.attr
 }
@@ -139,19 +161,40 @@ func (d *Daemon) packetsAfterEvents() {
 // packetBatch runs before each batch of records: it moves the pairs the
 // kernel wrote into the table and, when the batch reports a table change
 // (NETFILTER_CFG, emitted for every change in any namespace), reads the
-// watched namespaces' rules again.
+// watched namespaces' rules again. In mode plugin, a batch with a packet
+// record asks whether auditd holds a TCP socket, after the batch was read:
+// without one, auditd received nothing from another host and every record
+// of the batch is this host's (a packet event ends within its batch).
 func (d *Daemon) packetBatch(b []auditMsg) {
-	if d.pk == nil {
+	pk := d.pk
+	if pk == nil {
 		return
 	}
 	d.packetsAfterEvents()
+	pkt := false
 	for _, m := range b {
-		if m.t == netfilterCfg {
-			d.pk.rules = true
-			break
+		if m.t == netfilterCfg || m.t == 0 && bytes.Contains(m.data, []byte("type=NETFILTER_CFG ")) {
+			pk.rules = true
+		}
+		if m.t == 0 && bytes.Contains(m.data, []byte("type=NETFILTER_PKT ")) {
+			pkt = true
 		}
 	}
-	if d.pk.rules && time.Since(d.pk.lastCheck) >= recheckEvery {
+	if pk.feed != nil && pkt {
+		local, err := pk.feed.LocalOnly()
+		pk.local = local && err == nil
+		switch {
+		case err != nil && !pk.feedLogged:
+			d.log.Warn("packets: cannot tell whether auditd receives other hosts' records; its packet records get no CONTAINER_ID", "err", err)
+			pk.feedLogged = true
+		case !local && !pk.feedLogged:
+			d.log.Warn("packets: auditd holds a TCP socket (remote logging): its feed may hold other hosts' records, whose node names prove nothing; packet records get no CONTAINER_ID while it does", "auditd_pid", pk.feed.Pid())
+			pk.feedLogged = true
+		case pk.local:
+			pk.feedLogged = false
+		}
+	}
+	if pk.rules && time.Since(pk.lastCheck) >= recheckEvery {
 		d.recheckRules()
 	}
 	d.drainPairs()
@@ -299,6 +342,7 @@ func packetCounters(c map[string]uint64, p provenance.PacketStats, st packetStat
 	c["packets_pair_missing"] = st.pairs.Missing
 	c["packets_pair_mismatch"] = st.pairs.Mismatch
 	c["packets_pair_unused"] = st.pairs.Evicted
+	c["packets_not_local"] = st.pairs.NotLocal
 	c["packets_stack_overflow"] = st.overflow
 	c["packets_ring_full"] = st.ringFull
 }
