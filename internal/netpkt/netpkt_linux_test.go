@@ -432,7 +432,9 @@ s.sendto(b"y", ("127.0.0.1", 9999))
 // in task context (here by defragmentation; NFQUEUE on OUTPUT leaves the
 // same way), leave entries that no softirq end drops; the record the same
 // task then makes, on the same CPU, in an unwatched namespace must pair
-// with no namespace, not with the watched one.
+// with no namespace, not with the watched one. (The attack: root in a
+// container steals its own packets, then logs one in a namespace it has
+// just made, so that the record carries the container's contid.)
 func TestStolenOutput(t *testing.T) {
 	audittest.RequireRoot(t)
 	audittest.Lock(t)
