@@ -137,7 +137,9 @@ func BenchmarkUDPVeth(b *testing.B) {
 			if err := p.attachGlobal(); err != nil {
 				b.Fatal(err)
 			}
+			p.mu.Lock()
 			p.links = dropLinks(p.links, p.objs.SoftirqIn, p.objs.SoftirqOut, p.objs.SkbDrop)
+			p.mu.Unlock()
 			return p.detachGlobal
 		}},
 	}
@@ -206,8 +208,7 @@ func BenchmarkUDPVeth(b *testing.B) {
 		b.N, chunk, cpu, strings.TrimSpace(string(stats)), summary)
 }
 
-// dropLinks closes the links of these programs (attachGlobal's order) and
-// returns the others.
+// dropLinks closes the links of these programs and returns the others.
 func dropLinks(ls []link.Link, progs ...*ebpf.Program) []link.Link {
 	var kept []link.Link
 	for _, l := range ls {
