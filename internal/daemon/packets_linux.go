@@ -40,9 +40,11 @@ type packets struct {
 	lastCheck time.Time
 	// feed: in mode plugin, the auditd whose feed is read; local: it held
 	// no TCP socket after the last batch with a packet record was read, so
-	// that batch's records are this host's (internal/auditd).
+	// that batch's records are this host's (internal/auditd); remote: it
+	// has held one since contid started.
 	feed       *auditd.Prober
 	local      bool
+	remote     bool
 	feedLogged bool
 
 	pendMu sync.Mutex
@@ -180,16 +182,18 @@ func (d *Daemon) packetBatch(b []auditMsg) {
 			pkt = true
 		}
 	}
-	if pk.feed != nil && pkt {
+	if pk.feed != nil && pkt && !pk.remote {
 		local, err := pk.feed.LocalOnly()
 		pk.local = local && err == nil
 		switch {
 		case err != nil && !pk.feedLogged:
 			d.log.Warn("packets: cannot tell whether auditd receives other hosts' records; its packet records get no CONTAINER_ID", "err", err)
 			pk.feedLogged = true
-		case !local && !pk.feedLogged:
-			d.log.Warn("packets: auditd holds a TCP socket (remote logging): its feed may hold other hosts' records, whose node names prove nothing; packet records get no CONTAINER_ID while it does", "auditd_pid", pk.feed.Pid())
-			pk.feedLogged = true
+		case err == nil && !local:
+			// For good: records received before auditd closes its socket
+			// may still be on their way.
+			pk.remote = true
+			d.log.Warn("packets: auditd holds a TCP socket (remote logging): its feed may hold other hosts' records, whose node names prove nothing; packet records get no CONTAINER_ID until contid restarts", "auditd_pid", pk.feed.Pid())
 		case pk.local:
 			pk.feedLogged = false
 		}
