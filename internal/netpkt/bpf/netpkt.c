@@ -9,7 +9,8 @@
  * happened in. free_ab runs when audit_log_end frees
  * the record's audit_buffer, still inside the rule's call on that CPU: it
  * reads the record's stamp and reports it with the namespace on top of the
- * stack, or none when the top is not the current task's traversal. See
+ * stack, or none when the top is not the current task's traversal or that
+ * traversal has ended without closing (live). See
  * docs/packets.md for why this is exact and where it is not.
  */
 #include "kernel.h"
