@@ -1,6 +1,7 @@
 package netpkt
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/contid/contid/internal/auditd"
 	"github.com/contid/contid/internal/ns"
 	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/provenance"
@@ -39,6 +41,14 @@ type Packets struct {
 	// recheck has followed yet; lastCheck is when rules were last read.
 	rules     bool
 	lastCheck time.Time
+	// feed: in mode plugin, the auditd whose feed is read; local: it held
+	// no TCP socket after the last batch with a packet record was read, so
+	// that batch's records are this host's (internal/auditd); remote: it
+	// has held one since contid started.
+	feed       *auditd.Prober
+	local      bool
+	remote     bool
+	feedLogged bool
 
 	pendMu sync.Mutex
 	pend   map[*Watch]bool // to recheck
@@ -69,12 +79,23 @@ type Live interface {
 }
 
 // NewPackets loads the pairing programs and returns the Attributor the
-// pipeline uses: live alone, and a nil *Packets, when the records are not
-// this kernel's own stream (modes primary and listener read it; a plugin's
-// feed may hold other hosts' records) or the programs cannot load; packet
-// records then carry no CONTAINER_ID.
+// pipeline uses: live alone, and a nil *Packets, when the programs cannot
+// load, or in mode plugin when the feed is not auditd's; packet records
+// then carry no CONTAINER_ID. Modes primary and listener read this
+// kernel's own stream; a plugin's feed may also hold other hosts' records,
+// so there a record is paired only while auditd provably receives none
+// (Batch).
 func NewPackets(mode string, live Live, log *slog.Logger) (provenance.Attributor, *Packets) {
-	if mode != "primary" && mode != "listener" {
+	var feed *auditd.Prober
+	switch mode {
+	case "primary", "listener":
+	case "plugin":
+		var err error
+		if feed, err = auditd.Parent(); err != nil {
+			log.Warn("packets: cannot tell whether the plugin feed holds only this host's records; packet records will carry no CONTAINER_ID", "err", err)
+			return live, nil
+		}
+	default:
 		return live, nil
 	}
 	p, err := Load()
@@ -84,8 +105,11 @@ func NewPackets(mode string, live Live, log *slog.Logger) (provenance.Attributor
 	}
 	t := NewTable(0)
 	pk := &Packets{log: log, live: live, probe: p, table: t, watched: map[ns.ID]*Watch{}, failed: map[ns.ID]bool{},
-		pend: map[*Watch]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		pend: map[*Watch]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{}), feed: feed}
 	pk.attr = Attributor{Attributor: live, Pairs: t, Nets: live, Refresh: pk.drainPairs}
+	if feed != nil {
+		pk.attr.Local = func(string) bool { return pk.local }
+	}
 	go pk.rechecker(log)
 	return &pk.attr, pk
 }
@@ -153,16 +177,38 @@ func (pk *Packets) AfterEvents() {
 // Batch runs before each batch of records: it moves the pairs the
 // kernel wrote into the table and, when the batch reports a table change
 // (NETFILTER_CFG, emitted for every change in any namespace), reads the
-// watched namespaces' rules again.
+// watched namespaces' rules again. In mode plugin, a batch with a packet
+// record asks whether auditd holds a TCP socket, after the batch was read:
+// without one, auditd received nothing from another host and every record
+// of the batch is this host's (a packet event ends within its batch).
 func (pk *Packets) Batch(b []records.Raw) {
 	if pk == nil {
 		return
 	}
 	pk.AfterEvents()
+	pkt := false
 	for _, m := range b {
-		if m.Type == netfilterCfg {
+		if m.Type == netfilterCfg || m.Type == 0 && bytes.Contains(m.Data, []byte("type=NETFILTER_CFG ")) {
 			pk.rules = true
-			break
+		}
+		if m.Type == 0 && bytes.Contains(m.Data, []byte("type=NETFILTER_PKT ")) {
+			pkt = true
+		}
+	}
+	if pk.feed != nil && pkt && !pk.remote {
+		local, err := pk.feed.LocalOnly()
+		pk.local = local && err == nil
+		switch {
+		case err != nil && !pk.feedLogged:
+			pk.log.Warn("packets: cannot tell whether auditd receives other hosts' records; its packet records get no CONTAINER_ID", "err", err)
+			pk.feedLogged = true
+		case err == nil && !local:
+			// For good: records received before auditd closes its socket
+			// may still be on their way.
+			pk.remote = true
+			pk.log.Warn("packets: auditd holds a TCP socket (remote logging): its feed may hold other hosts' records, whose node names prove nothing; packet records get no CONTAINER_ID until contid restarts", "auditd_pid", pk.feed.Pid())
+		case pk.local:
+			pk.feedLogged = false
 		}
 	}
 	if pk.rules && time.Since(pk.lastCheck) >= recheckEvery {
@@ -302,6 +348,7 @@ func Counters(c map[string]uint64, p provenance.PacketStats, st PacketsStats) {
 	c["packets_pair_missing"] = st.pairs.Missing
 	c["packets_pair_mismatch"] = st.pairs.Mismatch
 	c["packets_pair_unused"] = st.pairs.Evicted
+	c["packets_not_local"] = st.pairs.NotLocal
 	c["packets_stack_overflow"] = st.overflow
 	c["packets_ring_full"] = st.ringFull
 }
