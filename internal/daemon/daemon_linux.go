@@ -30,7 +30,6 @@ import (
 	"github.com/contid/contid/internal/config"
 	"github.com/contid/contid/internal/hostlog"
 	"github.com/contid/contid/internal/tasksource"
-	"github.com/contid/contid/internal/trace"
 )
 
 // Options are the parts of start-up that are not configuration.
@@ -52,9 +51,15 @@ type daemon struct {
 	tasks   *tasksource.Tasks
 	host    *hostlog.Log
 	audit   *auditpath.Path
-	counter interface{ Counters(map[string]uint64) } // the core
-	queue   interface{ QueueLen() (int, int) }       // the core
-	tasksN  interface{ Tasks() int }                 // the core
+	core    coreView
+}
+
+// coreView is what status and metrics read of the core (package core);
+// safe from any goroutine.
+type coreView interface {
+	Counters(map[string]uint64)
+	QueueLen() (n, capacity int)
+	Tasks() int
 }
 
 // Run starts the daemon and runs it until ctx is done or SIGTERM/SIGINT;
@@ -65,7 +70,11 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	if d.tasks, err = tasksource.Open(cfg, log); err != nil {
 		return err
 	}
-	defer d.tasks.Close()
+	defer func() {
+		if err := d.tasks.Close(); err != nil {
+			log.Error("closing the task source", "err", err)
+		}
+	}()
 	if d.host, err = hostlog.Open(cfg, log); err != nil {
 		return err
 	}
@@ -73,24 +82,14 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	if d.fileCfg, err = config.Load(configPath); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
-	var rec *trace.Recorder
-	if opt.Record != "" {
-		if rec, err = trace.Create(opt.Record); err != nil {
-			return fmt.Errorf("daemon: record: %w", err)
-		}
-		// Closed after the audit path's last batches (deferred below),
-		// whose task events are recorded too.
-		defer func() {
-			if err := rec.Close(); err != nil {
-				log.Error("record", "err", err)
-			}
-		}()
-	}
-	c, err := d.tasks.NewCore(d.host.Writer(), rec)
+	// The trace (opt.Record) is completed when the source closes, after
+	// the audit path's last batches (deferred below), whose task events
+	// are recorded too.
+	c, err := d.tasks.NewCore(d.host.Writer(), opt.Record)
 	if err != nil {
 		return err
 	}
-	d.counter, d.queue, d.tasksN = c, c, c
+	d.core = c
 	if d.audit, err = auditpath.Open(auditpath.Config{
 		Cfg: &d.cfg, Host: d.host.Writer(), HostIndex: d.host.Index(), Stdin: opt.Stdin, Log: log,
 	}, c); err != nil {
@@ -221,8 +220,8 @@ func (d *daemon) reopenLogs() {
 
 // Status reports the daemon's counters; safe from any goroutine.
 func (d *daemon) Status() api.Status {
-	s := api.Status{Source: d.tasks.Kind(), Tasks: d.tasksN.Tasks(), Audit: d.audit.Mode(), Counters: map[string]uint64{}}
-	d.counter.Counters(s.Counters)
+	s := api.Status{Source: d.tasks.Kind(), Tasks: d.core.Tasks(), Audit: d.audit.Mode(), Counters: map[string]uint64{}}
+	d.core.Counters(s.Counters)
 	d.tasks.Counters(s.Counters)
 	ls := d.host.Stats()
 	s.Counters["log_dropped"] = ls.Dropped.Total()

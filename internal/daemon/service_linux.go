@@ -40,7 +40,7 @@ func (d *daemon) listenMetrics() (*metrics.Server, error) {
 // channel are safe from any goroutine. The channels are made before any
 // scrape can run and never replaced.
 func (d *daemon) queues() []metrics.Queue {
-	n, c := d.queue.QueueLen()
+	n, c := d.core.QueueLen()
 	q := []metrics.Queue{{Name: "task_events", Len: n, Cap: c}}
 	d.audit.Queues(func(name string, n, c int) {
 		q = append(q, metrics.Queue{Name: name, Len: n, Cap: c})

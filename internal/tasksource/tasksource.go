@@ -11,6 +11,7 @@ package tasksource
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -43,6 +44,7 @@ type Tasks struct {
 	tr      *tracker.Tracker // nil on the proc connector
 	pins    *tracker.Pinned  // nil on the proc connector
 	pc      *procconn.Conn   // nil on the tracker
+	rec     *trace.Recorder  // nil: no recording
 	scanNow chan struct{}    // the tick asks for a namespace scan (scan)
 }
 
@@ -92,13 +94,18 @@ func Open(cfg config.Config, log *slog.Logger) (*Tasks, error) {
 func (t *Tasks) Kind() string { return t.kind }
 
 // NewCore makes the core on this source, writing its own records to
-// hostLog and, when rec is not nil, every input of its engine to rec; and
-// seeds it: container objects from the pinned map, and every running task
-// from /proc with the contid the kernel holds for it.
-func (t *Tasks) NewCore(hostLog core.LineWriter, rec *trace.Recorder) (*core.Core, error) {
+// hostLog and, when record is a path, a trace of every input of its engine
+// there (completed at Close); and seeds it: container objects from the
+// pinned map, and every running task from /proc with the contid the kernel
+// holds for it.
+func (t *Tasks) NewCore(hostLog core.LineWriter, record string) (*core.Core, error) {
 	cc := core.Config{HostLog: hostLog, MaxPerOwner: t.cfg.MaxContainersPerOwner, Exe: procfs.Host.Exe, Log: t.log}
-	if rec != nil {
-		cc.Record = rec
+	if record != "" {
+		rec, err := trace.Create(record)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: record: %w", err)
+		}
+		t.rec, cc.Record = rec, rec
 	}
 	var seed core.Seed
 	if t.tr != nil {
@@ -186,11 +193,16 @@ func (t *Tasks) Counters(c map[string]uint64) {
 	c["connector_malformed"] = st.Malformed
 }
 
-// Close closes the source and the pinned map (the pins stay).
+// Close closes the source and the pinned map (the pins stay), and
+// completes the trace.
 func (t *Tasks) Close() error {
+	var err error
+	if t.rec != nil {
+		err = t.rec.Close()
+	}
 	if t.tr != nil {
 		t.pins.Close()
-		return t.tr.Close()
+		return errors.Join(err, t.tr.Close())
 	}
-	return t.pc.Close()
+	return errors.Join(err, t.pc.Close())
 }

@@ -18,7 +18,7 @@ import (
 type Pinned struct{ m *ebpf.Map }
 
 const (
-	pinName      = "contid_conts"
+	pinConts     = "contid_conts"
 	maxPinned    = 65536
 	pinNameBytes = 64
 	pinValueSize = 4 + 4 + 8 + 8 + pinNameBytes // owner pid, pad, owner start, parent, name
@@ -27,7 +27,7 @@ const (
 // OpenPinned opens (or creates) the pinned container map in dir.
 func OpenPinned(dir string) (*Pinned, error) {
 	m, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
-		Name: pinName, Type: ebpf.Hash, KeySize: 8, ValueSize: pinValueSize,
+		Name: pinConts, Type: ebpf.Hash, KeySize: 8, ValueSize: pinValueSize,
 		MaxEntries: maxPinned, Pinning: ebpf.PinByName,
 	}, ebpf.MapOptions{PinPath: dir})
 	if err != nil {

@@ -413,14 +413,14 @@ func (t *Tracker) Close() error {
 
 // Unpin removes the pinned state in dir ("" means DefaultPinDir): the
 // inheritance program is detached and, once no tracker holds it open, the
-// contid map with every contid in it is freed. Missing pins are not an
-// error.
+// contid map with every contid in it, and the pinned container objects,
+// are freed. Missing pins are not an error.
 func Unpin(dir string) error {
 	if dir == "" {
 		dir = DefaultPinDir
 	}
 	var errs []error
-	for _, name := range []string{pinInherit, pinInherit + "_new", pinKeep, pinKeep + "_new", pinTaskMap, pinStatsMap, pinCgroupMap} {
+	for _, name := range []string{pinInherit, pinInherit + "_new", pinKeep, pinKeep + "_new", pinTaskMap, pinStatsMap, pinCgroupMap, pinConts} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
