@@ -110,6 +110,13 @@ type auditdProc struct {
 // the caller holds it. auditd enables audit while it runs.
 func startAuditd(t *testing.T, pluginConf string) *auditdProc {
 	t.Helper()
+	return startAuditdConf(t, pluginConf, "")
+}
+
+// startAuditdConf is startAuditd with more auditd.conf lines (conf, which
+// auditd.conf in a.dir ends with).
+func startAuditdConf(t *testing.T, pluginConf, conf string) *auditdProc {
+	t.Helper()
 	if _, err := exec.LookPath("auditd"); err != nil {
 		t.Fatalf("auditd is required (scripts/test installs it): %v", err)
 	}
@@ -121,9 +128,9 @@ func startAuditd(t *testing.T, pluginConf string) *auditdProc {
 			t.Fatal(err)
 		}
 	}
-	conf := "log_file = " + a.log + "\nlog_format = RAW\nwrite_logs = yes\nflush = INCREMENTAL_ASYNC\nfreq = 50\n" +
+	conf = "log_file = " + a.log + "\nlog_format = RAW\nwrite_logs = yes\nflush = INCREMENTAL_ASYNC\nfreq = 50\n" +
 		"plugin_dir = " + filepath.Join(dir, "plugins.d") + "\nmax_log_file_action = ignore\nspace_left = 2\nadmin_space_left = 1\n" +
-		"disk_full_action = ignore\ndisk_error_action = ignore\nspace_left_action = ignore\nadmin_space_left_action = ignore\n"
+		"disk_full_action = ignore\ndisk_error_action = ignore\nspace_left_action = ignore\nadmin_space_left_action = ignore\n" + conf
 	if err := os.WriteFile(filepath.Join(dir, "auditd.conf"), []byte(conf), 0o640); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,11 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -405,4 +408,126 @@ func pingUntilAttributed(t *testing.T, d *daemon, netns, mark, want, what string
 		}
 		return false
 	}, what)
+}
+
+// TestAuditPacketPlugin: in audit mode plugin (auditd starts `contid
+// audisp` and hands it the records, here with `node=` names), the issue's
+// netns case holds: two containers in one namespace, an AUDIT rule on
+// loopback and a MARK rule, a ping: the packet record carries a
+// CONTAINER_ID listing both. Then auditd is started again, listening for
+// remote logging and handing on what it receives: its feed may now hold
+// other hosts' records, whose node names prove nothing, so a packet record
+// gets no CONTAINER_ID and is counted as not local.
+func TestAuditPacketPlugin(t *testing.T) {
+	requireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	logDir := filepath.Join(dir, "contid")
+	sock := filepath.Join(dir, "contid.sock")
+	pinDir := filepath.Join("/sys/fs/bpf", "contid-e2e-pkplugin-"+strconv.Itoa(os.Getpid()))
+	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	cfg := filepath.Join(dir, "contid.toml")
+	if err := os.WriteFile(cfg, []byte("log_dir = \""+logDir+"\"\nsocket = \""+sock+"\"\npin_dir = \""+pinDir+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plugin := "active = yes\ndirection = out\npath = " + contidBin + "\ntype = always\nargs = audisp --config=" + cfg + "\nformat = string\n"
+	const node = "contid-e2e-node"
+	auditd := startAuditdConf(t, plugin, "name_format = user\nname = "+node+"\n")
+	d := &daemon{t: t, dir: logDir, socket: sock}
+	waitFor(t, func() bool {
+		select {
+		case <-auditd.done:
+			t.Fatalf("auditd exited")
+		default:
+		}
+		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
+		return code == 0
+	}, "contid audisp's API")
+
+	x := fmt.Sprint("contid-e2e-pkpl", os.Getpid())
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + x + `
+ip -n ` + x + ` link set lo up
+ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x77
+ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 770 -- sleep 120 & ip netns exec ` + x + ` "$C" exec --contid 771 -- sleep 120 & wait' </dev/null >/dev/null 2>&1 &
+echo $! > "` + dir + `/pkt-sleepers"
+`); code != 0 {
+		t.Fatalf("setup: %s", errOut)
+	}
+	t.Cleanup(func() {
+		d.sh(`kill -TERM -$(cat "` + dir + `/pkt-sleepers")`)
+		d.sh("ip netns del " + x)
+	})
+	var got string
+	waitFor(t, func() bool {
+		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
+		for _, e := range readEvents(t, logDir+"/audit.log") {
+			if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x77") {
+				if r.Node != node {
+					t.Fatalf("packet record of node %q, want %q (auditd's name): %s", r.Node, node, r.Raw)
+				}
+				if c := e.described(i); c != "" {
+					got = c
+				}
+			}
+		}
+		return strings.Count(got, ",") >= 1
+	}, "a packet record from auditd's feed with both containers' CONTAINER_ID")
+	if ids := strings.Split(got, ","); len(ids) != 2 || !(ids[0] == "771" && ids[1] == "770" || ids[0] == "770" && ids[1] == "771") {
+		t.Fatalf("CONTAINER_ID contid=%s, want both 770 and 771", got)
+	}
+
+	// Remote logging on: auditd (restarted: 3.0 opens its listener only at
+	// start) listens and hands on what it receives. The containers outlive
+	// the restart, and the new plugin watches their namespace again.
+	auditd.stop(t)
+	waitFor(t, func() bool { _, err := os.Stat(sock); return os.IsNotExist(err) }, "contid audisp to stop with auditd")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	auditd = startAuditdConf(t, plugin, fmt.Sprintf("name_format = user\nname = %s\ntcp_listen_port = %d\ndistribute_network = yes\n", node, port))
+	waitFor(t, func() bool {
+		out, _ := exec.Command("ss", "-Hltn", fmt.Sprintf("sport = :%d", port)).Output()
+		return len(strings.TrimSpace(string(out))) > 0
+	}, "auditd listening for remote logging")
+	waitFor(t, func() bool {
+		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
+		return code == 0 && pluginCounters(t, d)["packets_netns_watched"] >= 1
+	}, "the new contid audisp watching the containers' namespace")
+	before := pluginCounters(t, d)["packets_not_local"]
+	if _, errOut, code := d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null && auditctl -m contid-e2e-after-listen"); code != 0 {
+		t.Fatal(errOut)
+	}
+	waitFor(t, func() bool { return countIn([]string{logDir + "/audit.log"}, "contid-e2e-after-listen") > 0 }, "the user record after the ping")
+	last := ""
+	for _, e := range readEvents(t, logDir+"/audit.log") {
+		if i, r := e.first(records.NetfilterPkt); r != nil && strings.Contains(r.Raw, "mark=0x77") {
+			last = e.described(i)
+		}
+	}
+	if last != "" {
+		t.Errorf("a packet record read while auditd listened for other hosts carries contid=%s", last)
+	}
+	if after := pluginCounters(t, d)["packets_not_local"]; after <= before {
+		t.Errorf("packets_not_local %d → %d, want an increase", before, after)
+	}
+}
+
+func pluginCounters(t *testing.T, d *daemon) map[string]uint64 {
+	t.Helper()
+	out, errOut, code := d.sh(`"$C" status --json`)
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	var st struct{ Counters map[string]uint64 }
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	return st.Counters
 }

@@ -26,6 +26,7 @@ type daemonCmd struct {
 	JSON        bool   `name:"json-log" help:"Also write DIR/audit.json, one JSON object per event (sets audit.json)."`
 	PrintConfig bool   `help:"Print the configuration in force and exit."`
 	CPUProfile  string `name:"cpu-profile" hidden:"" help:"Write a Go CPU profile to this file until the daemon stops (benchmarks)."`
+	Record      string `help:"Write a trace of every input the engine applies to this file (mode 0600); contid replay FILE then reproduces the daemon's own records (docs/trace.md)."`
 
 	MetricsListen      string `help:"Serve Prometheus metrics (GET /metrics) on a loopback host:port or an absolute unix socket path (overrides metrics.listen; off by default)."`
 	MetricsAllowRemote bool   `help:"Allow a metrics address that is not loopback; the counters reveal the host's and its containers' activity (sets metrics.allow_remote)."`
@@ -66,7 +67,7 @@ func (c *daemonCmd) Run(stdio Stdio) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	return daemon.Run(context.Background(), cfg, c.Config, log, daemon.Options{Stdin: stdio.In})
+	return daemon.Run(context.Background(), cfg, c.Config, log, daemon.Options{Stdin: stdio.In, Record: abs(c.Record)})
 }
 
 // load applies defaults, then the file, then flags.

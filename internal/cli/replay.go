@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/contid/contid/internal/replay"
+	"github.com/contid/contid/internal/trace"
 )
 
 type replayCmd struct {
@@ -20,12 +20,12 @@ func (c *replayCmd) Run(stdio Stdio) error {
 	if c.Interpret && c.JSON {
 		return fmt.Errorf("replay: -i and --json exclude each other")
 	}
-	opt := replay.Options{Location: time.Local}
+	opt := trace.Options{Location: time.Local}
 	switch {
 	case c.Interpret:
-		opt.Format = replay.Interpreted
+		opt.Format = trace.Interpreted
 	case c.JSON:
-		opt.Format = replay.JSON
+		opt.Format = trace.JSON
 	}
 	if c.UTC {
 		opt.Location = time.UTC
@@ -40,7 +40,7 @@ func (c *replayCmd) Run(stdio Stdio) error {
 		defer f.Close()
 		in, name = f, c.Trace
 	}
-	res, err := replay.Run(in, name, stdio.Out, opt)
+	res, err := trace.Run(in, name, stdio.Out, opt)
 	if err != nil {
 		return fmt.Errorf("replay: %w (%d inputs applied before it)", err, res.Inputs)
 	}

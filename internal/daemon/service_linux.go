@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"golang.org/x/sys/unix"
+
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -15,7 +17,7 @@ import (
 
 // listenMetrics binds the metrics endpoint when metrics.listen is set
 // (nil otherwise). Every scrape reads the same Status as `contid status`.
-func (d *Daemon) listenMetrics() (*metrics.Server, error) {
+func (d *daemon) listenMetrics() (*metrics.Server, error) {
 	network, addr, err := d.cfg.Metrics.Endpoint()
 	if err != nil || network == "" {
 		return nil, err
@@ -37,14 +39,12 @@ func (d *Daemon) listenMetrics() (*metrics.Server, error) {
 // queues reports the fill of the core's input queues; len and cap of a
 // channel are safe from any goroutine. The channels are made before any
 // scrape can run and never replaced.
-func (d *Daemon) queues() []metrics.Queue {
-	q := []metrics.Queue{{Name: "task_events", Len: len(d.events), Cap: cap(d.events)}}
-	if a := &d.audit; a.batches != nil {
-		q = append(q, metrics.Queue{Name: "audit_batches", Len: len(a.batches), Cap: cap(a.batches)})
-	}
-	if a := &d.audit; a.writer != nil {
-		q = append(q, metrics.Queue{Name: "own_records", Len: len(a.own), Cap: cap(a.own)})
-	}
+func (d *daemon) queues() []metrics.Queue {
+	n, c := d.core.QueueLen()
+	q := []metrics.Queue{{Name: "task_events", Len: n, Cap: c}}
+	d.audit.Queues(func(name string, n, c int) {
+		q = append(q, metrics.Queue{Name: name, Len: n, Cap: c})
+	})
 	return q
 }
 
@@ -63,5 +63,11 @@ func notify(log *slog.Logger, state string) {
 // systemd ≥ 253 (Type=notify-reload) match the reload to its SIGHUP;
 // older managers ignore it.
 func notifyReloading(log *slog.Logger) {
-	notify(log, fmt.Sprintf("%s\nMONOTONIC_USEC=%d", sddaemon.SdNotifyReloading, monotonic()/1000))
+	notify(log, fmt.Sprintf("%s\nMONOTONIC_USEC=%d", sddaemon.SdNotifyReloading, monotonicUsec()))
+}
+
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano() / 1000
 }

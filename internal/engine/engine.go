@@ -56,6 +56,10 @@ type Config struct {
 	// every attempt). Callers with CAP_AUDIT_CONTROL are not bounded; they
 	// could switch audit off altogether. 0 means no bound.
 	MaxPerOwner int
+	// Requests, when set, is called after each registration request
+	// (SetContid, SetCapcontid) with the request, so a recording of the
+	// engine's inputs holds the requests the API made (package trace).
+	Requests func(in Input)
 }
 
 // Stats counts what the engine saw and could not place. Nothing is dropped
@@ -77,8 +81,9 @@ type Stats struct {
 
 // Engine holds the state. Create it with New.
 type Engine struct {
-	sink   Sink
-	kernel Kernel
+	sink     Sink
+	kernel   Kernel
+	requests func(Input) // Config.Requests
 
 	idx   map[int32]uint32 // tid → index into tasks
 	tasks []task
@@ -163,16 +168,17 @@ type netUse struct {
 // New returns an empty engine.
 func New(cfg Config) *Engine {
 	return &Engine{
-		sink:   cfg.Sink,
-		kernel: cfg.Kernel,
-		idx:    make(map[int32]uint32),
-		setIdx: make(map[ns.Set]int32),
-		nsRefs: make(map[nsKey]nsRef),
-		conts:  make(map[contid.ID]*container),
-		owned:  make(map[TaskRef]int32),
-		max:    int32(min(max(cfg.MaxPerOwner, 0), 1<<30)),
-		nets:   make(map[ns.ID]*netInfo),
-		hist:   newHistory(cfg.History),
+		sink:     cfg.Sink,
+		kernel:   cfg.Kernel,
+		requests: cfg.Requests,
+		idx:      make(map[int32]uint32),
+		setIdx:   make(map[ns.Set]int32),
+		nsRefs:   make(map[nsKey]nsRef),
+		conts:    make(map[contid.ID]*container),
+		owned:    make(map[TaskRef]int32),
+		max:      int32(min(max(cfg.MaxPerOwner, 0), 1<<30)),
+		nets:     make(map[ns.ID]*netInfo),
+		hist:     newHistory(cfg.History),
 	}
 }
 

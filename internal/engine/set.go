@@ -32,6 +32,9 @@ import (
 // register, not fill the daemon and the disk with containers.
 func (e *Engine) SetContid(ev SetContid) (contid.Chain, error) {
 	e.stats.Inputs++
+	if e.requests != nil {
+		defer e.requests(ev)
+	}
 	tgt, caller, orch, c, err := e.checkSet(&ev)
 	var old contid.Chain
 	if tgt != nil && tgt.cont != nil {
@@ -309,6 +312,9 @@ func (c *container) idOrUnset() contid.ID {
 // logged with SET_CAPCONTID.
 func (e *Engine) SetCapcontid(ev SetCapcontid) error {
 	e.stats.Inputs++
+	if e.requests != nil {
+		defer e.requests(ev)
+	}
 	tgt, caller, orch, err := e.resolve(ev.Target, ev.Caller, ev.ForParent)
 	v := ev.Value == "1"
 	if err == nil && ev.Value != "0" && ev.Value != "1" {

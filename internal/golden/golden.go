@@ -28,12 +28,29 @@ func Check(t testing.TB, path string, got []byte) {
 	if err != nil {
 		t.Fatalf("%v (run the test with -update to create it)", err)
 	}
+	if i, g, w, ok := firstDiff(got, want); !ok {
+		t.Fatalf("%s line %d differs:\n got %q\nwant %q\n(run with -update after checking)", path, i+1, g, w)
+	}
+}
+
+// Equal fails t at the first line where got differs from want; what
+// names want in the message.
+func Equal(t testing.TB, what string, got, want []byte) {
+	t.Helper()
+	if i, g, w, ok := firstDiff(got, want); !ok {
+		t.Fatalf("line %d differs from %s:\n got %q\nwant %q", i+1, what, g, w)
+	}
+}
+
+// firstDiff returns the first line (from 0) where got and want differ,
+// with both lines; ok when they are the same bytes.
+func firstDiff(got, want []byte) (i int, g, w string, ok bool) {
 	if bytes.Equal(got, want) {
-		return
+		return 0, "", "", true
 	}
 	gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
-	for i := 0; i < len(gl) || i < len(wl); i++ {
-		var g, w string
+	for i = 0; i < len(gl) || i < len(wl); i++ {
+		g, w = "", ""
 		if i < len(gl) {
 			g = gl[i]
 		}
@@ -41,9 +58,10 @@ func Check(t testing.TB, path string, got []byte) {
 			w = wl[i]
 		}
 		if g != w {
-			t.Fatalf("%s line %d differs:\n got %q\nwant %q\n(run with -update after checking)", path, i+1, g, w)
+			return i, g, w, false
 		}
 	}
+	return i, g, w, false // differ only in a final newline
 }
 
 // Each runs f as a subtest for every file matching pattern (such as

@@ -102,7 +102,7 @@ var (
 	packetPairs = newFamily("contid_packet_pairs_total",
 		"Packet-to-namespace pairs from the netfilter programs that were not used as they should: missing (a record "+
 			"without its pair), mismatch (a pair whose stamp disagreed), unused (a pair no record claimed), "+
-			"stack_overflow and ring_full (pairs the kernel side could not keep).",
+			"not_local (a record of a plugin feed that may hold other hosts' records: no pair looked up), stack_overflow and ring_full (pairs the kernel side could not keep).",
 		prometheus.CounterValue, "kind")
 	netnsWatched = newFamily("contid_packet_netns_watched", "Network namespaces of live containers whose packet records are attributed.",
 		prometheus.GaugeValue, "")
@@ -187,6 +187,7 @@ var counters = map[string]series{
 	"packets_pair_missing":         {packetPairs, "missing"},
 	"packets_pair_mismatch":        {packetPairs, "mismatch"},
 	"packets_pair_unused":          {packetPairs, "unused"},
+	"packets_not_local":            {packetPairs, "not_local"},
 	"packets_stack_overflow":       {packetPairs, "stack_overflow"},
 	"packets_ring_full":            {packetPairs, "ring_full"},
 	"audit_forged":                 single("contid_audit_forged_total", "Records claiming to be contid's own that another process sent; kept but never trusted or routed."),

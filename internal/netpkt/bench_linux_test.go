@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,8 +30,12 @@ import (
 //
 // Modes: off (nothing attached), on (the namespaces watched as the daemon
 // does: programs only at hooks with audit rules), and for the split,
-// all-hooks (every hook of both families, as before rules were read) and
-// global-only (the kernel-wide programs without netfilter programs).
+// all-hooks (every hook of both families, as before rules were read),
+// global-only (the kernel-wide programs without netfilter programs),
+// no-softirq (on without the softirq entry and exit programs: what
+// telling softirq runs apart inside the programs would save) and free-only
+// (the kmem_cache_free program alone: the floor of any design that learns
+// of a record from that tracepoint).
 //
 //	go test -run X -bench UDPVeth -benchtime 40x ./internal/netpkt
 func BenchmarkUDPVeth(b *testing.B) {
@@ -120,6 +126,22 @@ func BenchmarkUDPVeth(b *testing.B) {
 			}
 			return p.detachGlobal
 		}},
+		{"no-softirq", func() func() {
+			undo := watchBoth(0)
+			p.mu.Lock()
+			p.links = dropLinks(p.links, p.objs.SoftirqIn, p.objs.SoftirqOut)
+			p.mu.Unlock()
+			return undo
+		}},
+		{"free-only", func() func() {
+			if err := p.attachGlobal(); err != nil {
+				b.Fatal(err)
+			}
+			p.mu.Lock()
+			p.links = dropLinks(p.links, p.objs.SoftirqIn, p.objs.SoftirqOut, p.objs.SkbDrop)
+			p.mu.Unlock()
+			return p.detachGlobal
+		}},
 	}
 
 	const chunk = 4000
@@ -184,6 +206,28 @@ func BenchmarkUDPVeth(b *testing.B) {
 	stats, _ := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
 	b.Logf("rounds %d, %d datagrams each, CPU %d, kernel.bpf_stats_enabled=%s, medians:%s",
 		b.N, chunk, cpu, strings.TrimSpace(string(stats)), summary)
+}
+
+// dropLinks closes the links of these programs and returns the others.
+func dropLinks(ls []link.Link, progs ...*ebpf.Program) []link.Link {
+	var kept []link.Link
+	for _, l := range ls {
+		info, err := l.Info()
+		drop := false
+		for _, pr := range progs {
+			if pi, perr := pr.Info(); err == nil && perr == nil {
+				if id, ok := pi.ID(); ok && id == info.Program {
+					drop = true
+				}
+			}
+		}
+		if drop {
+			l.Close()
+		} else {
+			kept = append(kept, l)
+		}
+	}
+	return kept
 }
 
 func inNetns(b *testing.B, f *os.File, fn func() (int, error)) int {

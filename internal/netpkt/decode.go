@@ -24,6 +24,7 @@ type Pair struct {
 const (
 	WhyNoTraversal = "no-traversal" // no watched traversal open on that CPU
 	WhyForeignTask = "foreign-task" // the open traversal is another task's
+	WhyStale       = "stale"        // the open entry's traversal has ended
 )
 
 // pairSize is sizeof(struct pair_event).
@@ -33,6 +34,7 @@ const (
 	flagNetns   = 1
 	flagNoTop   = 2
 	flagForeign = 4
+	flagStale   = 8
 )
 
 // decode turns a ring buffer sample (struct pair_event, host byte order)
@@ -57,6 +59,8 @@ func decode(b []byte) (Pair, error) {
 		p.NetnsID, p.NetnsIno, p.Why = 0, 0, WhyNoTraversal
 	case flagForeign:
 		p.NetnsID, p.NetnsIno, p.Why = 0, 0, WhyForeignTask
+	case flagStale:
+		p.NetnsID, p.NetnsIno, p.Why = 0, 0, WhyStale
 	default:
 		return Pair{}, fmt.Errorf("netpkt: sample flags %#x", flags)
 	}

@@ -29,6 +29,7 @@ func TestDecode(t *testing.T) {
 		{"no traversal drops stray ids", sample(1, 0, 7, 9, 2, flagNoTop),
 			Pair{Serial: 2, Sec: 1, Why: WhyNoTraversal}, false},
 		{"foreign task", sample(1, 0, 0, 0, 3, flagForeign), Pair{Serial: 3, Sec: 1, Why: WhyForeignTask}, false},
+		{"stale entry", sample(1, 0, 7, 9, 4, flagStale), Pair{Serial: 4, Sec: 1, Why: WhyStale}, false},
 		{"unknown flags", sample(1, 0, 0, 0, 3, 3), Pair{}, true},
 		{"short", make([]byte, pairSize-1), Pair{}, true},
 	}

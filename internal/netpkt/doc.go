@@ -16,7 +16,8 @@
 //     packet record's audit buffer, still inside the rule's call, and
 //     reports the record's serial and stamp with the namespace on top of
 //     its CPU's stack — or none, when no traversal of the current task is
-//     open there.
+//     open there, or the one on top has ended without closing (a stolen
+//     packet: its struct nf_hook_state is no longer live on the stack).
 //
 // Pairs are a claim about one serial and stamp: the consumer uses a pair
 // only for a NETFILTER_PKT record with exactly that serial and stamp.

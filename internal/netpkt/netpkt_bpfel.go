@@ -30,13 +30,18 @@ type netpktStack struct {
 	Base      uint32
 	InSoftirq uint32
 	Pad       uint32
+	Sp        uint64
 	E         [8]struct {
 		_      structs.HostLayout
 		Skb    uint64
 		Task   uint64
 		NsId   uint64
+		State  uint64
+		Net    uint64
 		NsInum uint32
-		Pad    uint32
+		Hook   uint8
+		Pf     uint8
+		Pad    uint16
 	}
 }
 

@@ -401,3 +401,80 @@ func TestWatchConcurrent(t *testing.T) {
 		t.Errorf("after both closed: %d active, %d links", p.active, len(p.links))
 	}
 }
+
+// stealScript sends, from one task pinned to CPU 0, 20 first fragments
+// through a raw socket on namespace argv[1]'s loopback (conntrack's
+// defragmentation steals each at the output hook, in the task's own
+// context), then moves itself into namespace argv[2] and sends a small
+// datagram on its loopback.
+const stealScript = `
+import ctypes, os, socket, struct, sys
+os.sched_setaffinity(0, {0})
+libc = ctypes.CDLL(None, use_errno=True)
+def enter(path):
+    fd = os.open(path, os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:
+        sys.exit("setns %s: %d" % (path, ctypes.get_errno()))
+    os.close(fd)
+enter(sys.argv[1])
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+lo = socket.inet_aton("127.0.0.1")
+for i in range(20):
+    body = b"\0" * 16
+    # IPv4, more fragments follow, offset 0: held until the rest comes
+    r.sendto(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0x4000 + i, 0x2000, 64, 17, 0, lo, lo) + body, ("127.0.0.1", 0))
+enter(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"y", ("127.0.0.1", 9999))
+`
+
+// TestStolenOutput: packets stolen at a watched namespace's output hook,
+// in task context (here by defragmentation; NFQUEUE on OUTPUT leaves the
+// same way), leave entries that no softirq end drops; the record the same
+// task then makes, on the same CPU, in an unwatched namespace must pair
+// with no namespace, not with the watched one. (The attack: root in a
+// container steals its own packets, then logs one in a namespace it has
+// just made, so that the record carries the container's contid.)
+func TestStolenOutput(t *testing.T) {
+	audittest.RequireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	tag := fmt.Sprint(os.Getpid())
+	a, b := "contid-pksa-"+tag, "contid-pksb-"+tag
+	fa := netns(t, a, "iptables -I OUTPUT -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT")
+	netns(t, b, "iptables -I OUTPUT -o lo -p udp --dport 9999 -j AUDIT --type accept")
+
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	w, err := p.Watch(fa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.watchHooks(AllHooks); err != nil {
+		t.Fatal(err)
+	}
+	audittest.Auditctl(t, "-e", "1")
+	if out, err := exec.Command("python3", "-c", stealScript, "/run/netns/"+a, "/run/netns/"+b).CombinedOutput(); err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	ch := make(chan Pair, 8)
+	go func() {
+		for {
+			pr, err := p.Read()
+			if err != nil {
+				close(ch)
+				return
+			}
+			ch <- pr
+		}
+	}()
+	pr := nextPairs(t, ch, 1)[0]
+	if pr.Known {
+		t.Fatalf("the record of the unwatched namespace paired with namespace ino %d: %+v", pr.NetnsIno, pr)
+	}
+	t.Logf("pair: %+v", pr)
+}

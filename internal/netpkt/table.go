@@ -27,6 +27,7 @@ type TableStats struct {
 	Missing  uint64 // records without a pair (not yet read, or none)
 	Mismatch uint64 // a pair with the serial but another stamp: not used
 	Evicted  uint64 // pairs whose record never asked for them
+	NotLocal uint64 // records not provably this host's: no pair looked up
 }
 
 // NewTable returns a Table holding at most max pairs (the oldest goes
@@ -94,6 +95,12 @@ func (t *Table) take(s records.Stamp, countMiss bool) (Pair, bool) {
 	return p, true
 }
 
+func (t *Table) notLocal() {
+	t.mu.Lock()
+	t.stats.NotLocal++
+	t.mu.Unlock()
+}
+
 // Stats returns the counters.
 func (t *Table) Stats() TableStats {
 	t.mu.Lock()
@@ -115,17 +122,22 @@ type Attributor struct {
 	Nets  Netns
 	// NsDev is the st_dev of nsfs, which namespace IDs carry.
 	NsDev uint32
+	// Local tells whether a record of this node (as its line names it) is
+	// provably this host's, so that this kernel's pair may stand for it;
+	// nil means only records without a node, read from this kernel.
+	Local func(node string) bool
 	// Refresh, when set, moves the pairs waiting in the kernel into Pairs;
 	// it is called once when a record finds no pair, since the kernel
 	// writes a pair just after it queues the record.
 	Refresh func()
 }
 
-// PacketChains implements provenance.PacketAttributor. Records of other
-// nodes (forwarded by auditd) are never placed: their pairs are another
-// host's.
+// PacketChains implements provenance.PacketAttributor. A record that may
+// be another host's (forwarded by auditd) is never placed: a pair of this
+// kernel with its serial and stamp would be a coincidence, not its own.
 func (a Attributor) PacketChains(node string, s records.Stamp) ([]contid.Chain, bool) {
-	if node != "" {
+	if a.Local == nil && node != "" || a.Local != nil && !a.Local(node) {
+		a.Pairs.notLocal()
 		return nil, false
 	}
 	p, ok := a.Pairs.take(s, a.Refresh == nil)

@@ -84,7 +84,43 @@ func TestAttributor(t *testing.T) {
 	if refreshed != 2 {
 		t.Errorf("%d refreshes, want 2 (serials 5 and 6 missed at first)", refreshed)
 	}
-	if st := tb.Stats(); st.Missing != 1 {
-		t.Errorf("Missing %d, want 1: a miss counts once, after its refresh", st.Missing)
+	if st := tb.Stats(); st.Missing != 1 || st.NotLocal != 1 {
+		t.Errorf("Missing %d, NotLocal %d, want 1 and 1: a miss counts once, after its refresh", st.Missing, st.NotLocal)
+	}
+}
+
+// TestAttributorLocal: with a Local gate (a plugin's feed, whose lines may
+// name a node), a record is placed only while the gate vouches for it,
+// and a refused record leaves its pair alone.
+func TestAttributorLocal(t *testing.T) {
+	tb := NewTable(0)
+	local := true
+	a := Attributor{Attributor: noProcs{}, Pairs: tb, NsDev: 4,
+		Nets:  nets{{Dev: 4, Ino: 100, Unique: 9}: {{5}}},
+		Local: func(node string) bool { return local && (node == "" || node == "here") }}
+	for s := uint32(1); s <= 4; s++ {
+		tb.Add(Pair{Serial: s, Sec: 1, Known: true, NetnsIno: 100, NetnsID: 9})
+	}
+	tests := []struct {
+		local  bool
+		node   string
+		serial uint64
+		chains int
+	}{
+		{true, "here", 1, 1},  // a node the gate knows
+		{true, "", 2, 1},      // no node (auditd's name_format none)
+		{true, "there", 3, 0}, // refused
+		{false, "here", 4, 0}, // the feed may hold other hosts' records: refused
+		{true, "here", 4, 1},  // its pair was left alone
+	}
+	for _, tc := range tests {
+		local = tc.local
+		c, known := a.PacketChains(tc.node, records.Stamp{Sec: 1, Serial: tc.serial})
+		if len(c) != tc.chains || known != (tc.chains > 0) {
+			t.Errorf("local %v node %q serial %d: %v %v, want %d chains", tc.local, tc.node, tc.serial, c, known, tc.chains)
+		}
+	}
+	if st := tb.Stats(); st.NotLocal != 2 || st.Taken != 3 {
+		t.Errorf("stats %+v, want NotLocal 2, Taken 3", st)
 	}
 }

@@ -3,7 +3,6 @@ package procconn
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/taskevent"
+	"github.com/contid/contid/internal/taskevent/sourcetest"
 	"github.com/contid/contid/internal/testwait"
 )
 
@@ -521,80 +521,20 @@ func TestTryRead(t *testing.T) {
 	}
 }
 
-// TestReadCancel: cancelling the context ends a blocked Read, and so does
-// its deadline; the next Read works. (How fast: BenchmarkReadCancel.)
-func TestReadCancel(t *testing.T) {
-	c := open(t, Config{})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		var err error
-		for err == nil {
-			_, err = c.Read(ctx) // events of other processes may come first
-		}
-		errc <- err
-	}()
-	testwait.Parked(t, "procconn.(*Conn).receive")
-	cancel()
-	if err := testwait.Receive(t, "Read's return after cancel", errc); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Read: %v, want context.Canceled", err)
-	}
-
-	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	var err error
-	for err == nil {
-		_, err = c.Read(ctx)
-	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Read: %v, want context.DeadlineExceeded", err)
-	}
-
-	// The connection still works after the deadlines.
-	cmd := exec.Command("/bin/true")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := int32(cmd.Process.Pid)
-	cmd.Wait()
-	readUntil(t, c, func(taskevent.Event) bool { return false }, func(ev taskevent.Event) bool {
-		return ev.Kind == taskevent.KindExit && ev.TID == pid
-	})
-}
-
-// TestClose: Close interrupts a blocked Read, which then (and afterwards)
-// returns os.ErrClosed; Close may be called again.
-func TestClose(t *testing.T) {
+// TestSource: the connection keeps the promises of taskevent.Source.
+func TestSource(t *testing.T) {
 	requireRoot(t)
-	c, err := Open(Config{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := c.Read(context.Background()); err != nil {
-				errc <- err
-				return
+	sourcetest.Run(t, sourcetest.Config{
+		Open: func(t *testing.T) taskevent.Source {
+			c, err := Open(Config{}, nil)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}()
-	testwait.Parked(t, "procconn.(*Conn).receive")
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := testwait.Receive(t, "Read's return after Close", errc); !errors.Is(err, os.ErrClosed) {
-		t.Fatalf("Read: %v, want os.ErrClosed", err)
-	}
-	if _, err := c.Read(context.Background()); !errors.Is(err, os.ErrClosed) {
-		t.Fatalf("Read after Close: %v", err)
-	}
-	if _, _, err := c.TryRead(); !errors.Is(err, os.ErrClosed) {
-		t.Fatalf("TryRead after Close: %v", err)
-	}
-	if err := c.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
+			t.Cleanup(func() { c.Close() })
+			return c
+		},
+		ReadParks: "procconn.(*Conn).receive",
+	})
 }
 
 // TestOverflowCounted: with a receive buffer far too small and nobody

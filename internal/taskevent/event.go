@@ -1,8 +1,9 @@
 // Package taskevent is the contract between contid's sources of task
-// events and the daemon that applies them: the Event type, its kinds and
-// ErrMalformed. The eBPF tracker (package tracker) and the proc connector
-// (package procconn) both yield Events, so the daemon drives either one
-// the same way and neither source depends on the other.
+// events and the core that applies them: the Event type, its kinds,
+// ErrMalformed, and the Source interface. The eBPF tracker (package
+// tracker) and the proc connector (package procconn) both implement
+// Source, so the core drives either one the same way and neither source
+// depends on the other; package sourcetest checks both the same way.
 //
 // What each field holds, and which ones a source leaves zero, is written
 // on the field; the proc connector's omissions are in its package doc.

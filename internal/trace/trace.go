@@ -1,10 +1,12 @@
-// Package trace reads contid's replay traces: JSON lines, one engine input
-// per line, so that any run of the engine can be reproduced from a file.
-// docs/trace.md describes the format.
+// Package trace writes, reads and replays contid's traces: JSON lines,
+// one engine input per line, so that any run of the engine, a live
+// daemon's included (contid daemon --record), can be reproduced from a
+// file. docs/trace.md describes the format.
 //
-// Decoding is pure: the Decoder reads from an io.Reader and returns engine
-// inputs; the first malformed line ends decoding with an error naming
-// file:line and the reason.
+// Encoding and decoding are pure: the Encoder writes inputs to an
+// io.Writer, the Decoder reads them from an io.Reader; the first
+// malformed line ends decoding with an error naming file:line and the
+// reason. Run replays a trace through a fresh engine.
 package trace
 
 import (
@@ -28,9 +30,10 @@ const MaxLine = 1 << 20
 
 // Decoder reads inputs from a trace.
 type Decoder struct {
-	sc   *bufio.Scanner
-	name string
-	line int
+	sc     *bufio.Scanner
+	name   string
+	line   int
+	kernel []KernelResult
 }
 
 // NewDecoder reads the trace r; name is used in error messages.
@@ -43,6 +46,10 @@ func NewDecoder(r io.Reader, name string) *Decoder {
 // Line returns the number of the last line read.
 func (d *Decoder) Line() int { return d.line }
 
+// Kernel returns the kernel's answers recorded with the last input read
+// (its "kernel" field), in the order the engine asked.
+func (d *Decoder) Kernel() []KernelResult { return d.kernel }
+
 // Next returns the next input, or io.EOF after the last one.
 func (d *Decoder) Next() (engine.Input, error) {
 	for d.sc.Scan() {
@@ -51,7 +58,8 @@ func (d *Decoder) Next() (engine.Input, error) {
 		if len(b) == 0 || b[0] == '#' {
 			continue
 		}
-		in, err := Decode(b)
+		in, kernel, err := decode(b)
+		d.kernel = kernel
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", d.name, d.line, err)
 		}
@@ -68,17 +76,17 @@ func (d *Decoder) Next() (engine.Input, error) {
 
 // allowed lists each op's fields beyond op and time.
 var allowed = map[string][]string{
-	"task":      {"pid", "tgid", "ppid", "start", "parent_start", "ns", "uid", "auid", "ses", "comm", "exe", "contid", "capcontid"},
+	"task":      {"pid", "tgid", "ppid", "start", "parent_start", "born", "ns", "uid", "auid", "ses", "comm", "exe", "contid", "capcontid"},
 	"container": {"id", "owner", "owner_start", "parent", "name"},
-	"fork":      {"parent", "child", "tgid", "start", "ns", "contid", "uid", "auid", "ses", "comm", "exe"},
-	"exec":      {"pid", "comm", "exe", "uid", "auid", "ses", "ns"},
+	"fork":      {"parent", "child", "tgid", "start", "ns", "contid", "uid", "auid", "ses", "comm", "exe", "clone_flags", "clone_parent"},
+	"exec":      {"pid", "old_tid", "comm", "exe", "uid", "auid", "ses", "ns"},
 	"exit":      {"pid", "ns"},
 	"unshare":   {"pid", "ns"},
 	"setns":     {"pid", "ns"},
 	"observe":   {"pid", "ns"},
 	"set":       {"caller", "caller_start", "for_parent", "cap", "target", "contid", "name", "uid", "auid", "ses", "comm", "exe"},
 	"capcontid": {"caller", "caller_start", "for_parent", "cap", "target", "value", "uid", "auid", "ses", "comm", "exe"},
-	"join":      {"pid", "contid", "mover"},
+	"join":      {"pid", "contid", "mover", "tagged"},
 }
 
 // line holds a decoded line's raw fields.
@@ -86,15 +94,41 @@ type line map[string]json.RawMessage
 
 // Decode parses one trace line.
 func Decode(b []byte) (engine.Input, error) {
+	in, _, err := decode(b)
+	return in, err
+}
+
+func decode(b []byte) (engine.Input, []KernelResult, error) {
+	l, kernel, err := parseLine(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	in, err := l.input()
+	return in, kernel, err
+}
+
+// parseLine reads the JSON object of a line and its "kernel" field.
+func parseLine(b []byte) (line, []KernelResult, error) {
 	var l line
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&l); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %v", err)
+		return nil, nil, fmt.Errorf("not a JSON object: %v", err)
 	}
 	if dec.More() {
-		return nil, fmt.Errorf("trailing data after the JSON object")
+		return nil, nil, fmt.Errorf("trailing data after the JSON object")
 	}
+	var kernel []KernelResult
+	if raw, ok := l["kernel"]; ok {
+		if err := json.Unmarshal(raw, &kernel); err != nil {
+			return nil, nil, fmt.Errorf("\"kernel\" must be a list of {\"errno\":N,\"msg\":\"…\"}")
+		}
+		delete(l, "kernel")
+	}
+	return l, kernel, nil
+}
+
+func (l line) input() (engine.Input, error) {
 	op, err := l.str("op", true)
 	if err != nil {
 		return nil, err
@@ -192,6 +226,18 @@ func (l line) pid(k string, required bool) (int32, error) {
 		return 0, fmt.Errorf("%q must be a pid between 1 and %d", k, math.MaxInt32)
 	}
 	return int32(v), nil
+}
+
+func (l line) int(k string) (int64, error) {
+	raw, ok := l[k]
+	if !ok {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q must be a signed 64-bit integer, not %s", k, raw)
+	}
+	return v, nil
 }
 
 func (l line) bool(k string) (bool, error) {
@@ -330,6 +376,9 @@ func (l line) task(now int64) (engine.Input, error) {
 		return nil, err
 	}
 	ev.ParentStart = v
+	if ev.Born, err = l.int("born"); err != nil {
+		return nil, err
+	}
 	if ev.NS, err = l.ns(); err != nil {
 		return nil, err
 	}
@@ -392,6 +441,14 @@ func (l line) fork(now int64) (engine.Input, error) {
 	if ev.HasContid, ev.Contid, err = l.kernelContid(); err != nil {
 		return nil, err
 	}
+	if v, ok, err := l.uint("clone_flags", 64); err != nil {
+		return nil, err
+	} else if ok {
+		ev.HasCloneFlags, ev.CloneFlags = true, v
+	}
+	if ev.CloneParent, err = l.bool("clone_parent"); err != nil {
+		return nil, err
+	}
 	s, ok, err := l.subject()
 	if ok {
 		ev.Subject = &s
@@ -403,6 +460,9 @@ func (l line) exec(now int64) (engine.Input, error) {
 	ev := engine.Exec{Time: now}
 	var err error
 	if ev.PID, err = l.pid("pid", true); err != nil {
+		return nil, err
+	}
+	if ev.OldTID, err = l.pid("old_tid", false); err != nil {
 		return nil, err
 	}
 	if ev.Comm, err = l.str("comm", false); err != nil {
@@ -510,6 +570,11 @@ func (l line) join(now int64) (engine.Input, error) {
 	}
 	if ev.Contid = contid.ID(v); ev.Contid == contid.Unset {
 		return nil, fmt.Errorf("join: contid %d is the unset value", v)
+	}
+	if _, ok := l["tagged"]; ok {
+		if ev.Tagged, err = l.bool("tagged"); err != nil {
+			return nil, err
+		}
 	}
 	return ev, nil
 }

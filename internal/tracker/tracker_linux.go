@@ -1,10 +1,8 @@
 package tracker
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,11 +13,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
-	"golang.org/x/sys/unix"
 
-	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/procfs"
-	"github.com/contid/contid/internal/taskevent"
 )
 
 // DefaultPinDir is where Open pins its state when Config.PinDir is empty.
@@ -390,18 +385,23 @@ func (t *Tracker) Close() error {
 			close(t.stopScan)
 			<-t.scanDone
 		}
+		// Read, TryRead and Wait see closed; the flush wakes a blocked
+		// Read, which then returns os.ErrClosed and releases readMu.
+		t.closed.Store(true)
+		if t.rd != nil {
+			errs = append(errs, t.rd.Flush())
+		}
+		t.watchOnce.Do(func() { t.watchErr = fmt.Errorf("tracker: wait: %w", os.ErrClosed) })
+		if t.watch != nil {
+			errs = append(errs, t.watch.Close()) // interrupts Wait
+		}
+		// Read and TryRead hold readMu while they use the ring: close it
+		// and the objects only once neither runs (the ring reader's
+		// AvailableBytes is not safe against its Close).
+		t.readMu.Lock()
 		if t.rd != nil {
 			errs = append(errs, t.rd.Close())
 		}
-		// Interrupts Wait: the poller wakes it.
-		t.closed.Store(true)
-		t.watchOnce.Do(func() { t.watchErr = fmt.Errorf("tracker: wait: %w", os.ErrClosed) })
-		if t.watch != nil {
-			errs = append(errs, t.watch.Close())
-		}
-		// Read holds readMu until it returns; wait so that the objects
-		// it uses outlive it.
-		t.readMu.Lock()
 		errs = append(errs, t.closeLinks(), t.objs.Close())
 		t.readMu.Unlock()
 		if err := errors.Join(errs...); err != nil {
@@ -413,14 +413,14 @@ func (t *Tracker) Close() error {
 
 // Unpin removes the pinned state in dir ("" means DefaultPinDir): the
 // inheritance program is detached and, once no tracker holds it open, the
-// contid map with every contid in it is freed. Missing pins are not an
-// error.
+// contid map with every contid in it, and the pinned container objects,
+// are freed. Missing pins are not an error.
 func Unpin(dir string) error {
 	if dir == "" {
 		dir = DefaultPinDir
 	}
 	var errs []error
-	for _, name := range []string{pinInherit, pinInherit + "_new", pinKeep, pinKeep + "_new", pinTaskMap, pinStatsMap, pinCgroupMap} {
+	for _, name := range []string{pinInherit, pinInherit + "_new", pinKeep, pinKeep + "_new", pinTaskMap, pinStatsMap, pinCgroupMap, pinConts} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -430,451 +430,6 @@ func Unpin(dir string) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tracker: unpin: %w", err)
-	}
-	return nil
-}
-
-// ScanNS runs the namespace scan once: every task whose namespaces differ
-// from what the tracker last reported for it gets a KindNS event (Op
-// NSScan). Open starts a loop calling it every Config.NSScan.
-func (t *Tracker) ScanNS() error {
-	t.scanMu.Lock()
-	defer t.scanMu.Unlock()
-	rc, err := t.scan.Open()
-	if err != nil {
-		return fmt.Errorf("tracker: namespace scan: %w", err)
-	}
-	defer rc.Close()
-	// The program writes nothing; reading runs it over every task.
-	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return fmt.Errorf("tracker: namespace scan: %w", err)
-	}
-	return nil
-}
-
-func (t *Tracker) scanLoop(every time.Duration) {
-	defer close(t.scanDone)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-t.stopScan:
-			return
-		case <-tick.C:
-			if err := t.ScanNS(); err != nil {
-				t.log.Warn("namespace scan failed", "err", err)
-			}
-		}
-	}
-}
-
-// NSDev is the device number of the nsfs entries (stat -L -c %d
-// /proc/self/ns/net), which Read writes into every ns.ID.
-func (t *Tracker) NSDev() uint32 { return t.nsDev }
-
-// Read returns the next event, blocking until one arrives, ctx is done
-// (ctx.Err() is returned) or the tracker is closed (an error wrapping
-// os.ErrClosed). A sample that does not decode gives an error wrapping
-// taskevent.ErrMalformed; reading may go on after it. Events of one task arrive in
-// the order they happened; events of different tasks on different CPUs may
-// be reordered by a few microseconds (compare Time). Loss is never silent:
-// see Stats.
-func (t *Tracker) Read(ctx context.Context) (taskevent.Event, error) {
-	t.readMu.Lock()
-	defer t.readMu.Unlock()
-	raw, err := t.readRaw(ctx)
-	if err != nil {
-		return taskevent.Event{}, err
-	}
-	return Decode(raw, t.nsDev)
-}
-
-// readRaw returns the next sample; it is valid until the next call.
-// readMu must be held.
-func (t *Tracker) readRaw(ctx context.Context) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	// Flush wakes the blocked reader; a stale flush from an earlier call
-	// shows up as ErrFlushed with ctx not done and is ignored.
-	stop := context.AfterFunc(ctx, func() { _ = t.rd.Flush() })
-	defer stop()
-	for {
-		// With batching, events that did not wake us are collected on a
-		// timer while events flow. After a whole quiet period the next
-		// event wakes us itself (its producer sees the last wakeup is old),
-		// so the timer can stop.
-		if t.batch > 0 {
-			if t.quiet {
-				t.rd.SetDeadline(time.Time{})
-			} else {
-				t.rd.SetDeadline(time.Now().Add(t.batch))
-			}
-		}
-		err := t.rd.ReadInto(&t.rec)
-		switch {
-		case err == nil:
-			t.quiet, t.gotData = false, true
-			return t.rec.RawSample, nil
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			// The reader reports the deadline after the records it
-			// found when it expired; quiet only if there were none.
-			t.quiet, t.gotData = !t.gotData, false
-			if cerr := ctx.Err(); cerr != nil {
-				return nil, cerr
-			}
-		case errors.Is(err, ringbuf.ErrFlushed):
-			if cerr := ctx.Err(); cerr != nil {
-				return nil, cerr
-			}
-		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-			return nil, fmt.Errorf("tracker: read: %w", os.ErrClosed)
-		default:
-			return nil, fmt.Errorf("tracker: read: %w", err)
-		}
-	}
-}
-
-// Stats reads the loss counters.
-func (t *Tracker) Stats() (Stats, error) {
-	lost, err := t.counter(cntRingbufFull)
-	if err != nil {
-		return Stats{}, err
-	}
-	inh, err := t.counter(cntInheritFail)
-	if err != nil {
-		return Stats{}, err
-	}
-	return Stats{Lost: lost, InheritFailures: inh}, nil
-}
-
-// Lost returns the number of events dropped because the ring buffer was
-// full (Stats.Lost).
-func (t *Tracker) Lost() (uint64, error) { return t.counter(cntRingbufFull) }
-
-func (t *Tracker) counter(idx uint32) (uint64, error) {
-	var perCPU []uint64
-	if err := t.objs.ContidStats.Lookup(idx, &perCPU); err != nil {
-		return 0, fmt.Errorf("tracker: read counter %d: %w", idx, err)
-	}
-	var sum uint64
-	for _, v := range perCPU {
-		sum += v
-	}
-	return sum, nil
-}
-
-// SetContidFD sets the contid of the task a pidfd refers to (a process
-// pidfd names its leader thread, a PIDFD_THREAD pidfd one thread). Only
-// that task's storage changes; tasks it creates afterwards inherit. Use
-// SetGroup for a whole thread group. The unset value is refused (EINVAL).
-func (t *Tracker) SetContidFD(pidfd int, id contid.ID) error {
-	return t.store(pidfd, id, valSet)
-}
-
-// SetContid is SetContidFD for a tid. A bare tid can name a different task
-// by the time it is used; callers that must be race-free hold a pidfd.
-func (t *Tracker) SetContid(tid int, id contid.ID) error {
-	fd, err := procfs.OpenThread(tid)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return t.SetContidFD(fd, id)
-}
-
-func (t *Tracker) store(pidfd int, id contid.ID, flags uint32) error {
-	if id == contid.Unset {
-		return fmt.Errorf("tracker: set contid: %v is the unset value: %w", uint64(id), unix.EINVAL)
-	}
-	v := trackerTaskVal{Contid: uint64(id), Flags: flags}
-	var err error
-	// The kernel occasionally answers EAGAIN (about 1 in 20,000 updates
-	// measured on 6.18, with or without concurrent BPF use of the task's
-	// storage): a transient failure to get the storage element; retry.
-	for try := 0; try < storeTries; try++ {
-		err = t.objs.ContidTask.Update(uint32(pidfd), &v, ebpf.UpdateAny)
-		if !errors.Is(err, unix.EAGAIN) {
-			break
-		}
-		time.Sleep(time.Duration(try+1) * 50 * time.Microsecond)
-	}
-	if err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			// The kernel's answer for a pidfd whose task is gone.
-			err = unix.ESRCH
-		}
-		return fmt.Errorf("tracker: set contid through pidfd %d: %w", pidfd, err)
-	}
-	return nil
-}
-
-// ContidFD returns the contid of the task a pidfd refers to; ok is false
-// when the task has none.
-func (t *Tracker) ContidFD(pidfd int) (id contid.ID, ok bool, err error) {
-	if id, ok, err = t.ownContidFD(pidfd); err != nil || ok {
-		return id, ok, err
-	}
-	// A thread without a value of its own has its leader's (task_contid
-	// in bpf/tracker.c).
-	tid, tgid, err := procfs.PidfdIDs(pidfd)
-	if err != nil {
-		return contid.Unset, false, fmt.Errorf("tracker: read contid through pidfd %d: %w", pidfd, err)
-	}
-	if tid == tgid {
-		return contid.Unset, false, nil
-	}
-	leader, err := procfs.OpenThread(tgid)
-	if err != nil {
-		return contid.Unset, false, err
-	}
-	defer unix.Close(leader)
-	// The thread is still alive and in tgid, so tgid was not reused
-	// between PidfdIDs and OpenThread.
-	if _, again, err := procfs.PidfdIDs(pidfd); err != nil || again != tgid {
-		return contid.Unset, false, fmt.Errorf("tracker: thread group %d changed while reading it: %w", tgid, unix.ESRCH)
-	}
-	// A zombie leader (it exited first) still answers for its storage.
-	return t.ownContidFD(leader)
-}
-
-// ownContidFD returns the value that the task pidfd refers to holds itself,
-// not its leader's.
-func (t *Tracker) ownContidFD(pidfd int) (id contid.ID, ok bool, err error) {
-	var v trackerTaskVal
-	if err := t.objs.ContidTask.Lookup(uint32(pidfd), &v); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			// No storage, or no task: the kernel says ENOENT for both.
-			if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); errors.Is(err, unix.ESRCH) {
-				return contid.Unset, false, fmt.Errorf("tracker: read contid through pidfd %d: %w", pidfd, err)
-			}
-			return contid.Unset, false, nil
-		}
-		return contid.Unset, false, fmt.Errorf("tracker: read contid through pidfd %d: %w", pidfd, err)
-	}
-	if v.Flags&valSet == 0 {
-		return contid.Unset, false, nil
-	}
-	return contid.ID(v.Contid), true, nil
-}
-
-// Contid returns the contid of thread tid; ok is false when it has none.
-// A tid that does not exist is an error wrapping unix.ESRCH.
-func (t *Tracker) Contid(tid int) (id contid.ID, ok bool, err error) {
-	fd, err := procfs.OpenThread(tid)
-	if err != nil {
-		return contid.Unset, false, err
-	}
-	defer unix.Close(fd)
-	return t.ContidFD(fd)
-}
-
-// storeTries bounds the retries of a storage update answered with EAGAIN.
-const storeTries = 10
-
-// maxGroupPasses bounds SetGroup's re-listing; a group that keeps changing
-// its threads for this long is reported, not chased forever.
-const maxGroupPasses = 64
-
-// SetGroup gives every thread of the thread group pid belongs to (any tid
-// names its group, SPEC §3) the contid id. See SetGroupFD.
-//
-// start, when not 0, is the start time of the group's leader that the
-// caller checked (clock ticks since boot, /proc/PID/stat field 22): the
-// pid is opened as a pidfd first and the process behind it must have that
-// start time, so a pid reused since the caller's checks is ESRCH and never
-// tagged. The pidfd then pins the process until it is tagged.
-func (t *Tracker) SetGroup(pid int, start uint64, id contid.ID) error {
-	fd, err := procfs.OpenThread(pid)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	if start != 0 {
-		if err := procfs.CheckStart(fd, start); err != nil {
-			return err
-		}
-	}
-	return t.SetGroupFD(fd, id)
-}
-
-// SetGroupFD gives every thread of the thread group of the task pidfd
-// refers to the contid id, including threads and child processes created
-// while it runs. It is race-free because of the order of its steps:
-//
-//  1. The group leader's storage gets id with the group flag. From then on
-//     the kernel's inheritance program gives id to every task any thread of
-//     the group creates, tagged or not yet (it falls back to the leader's
-//     value when the creating thread has none).
-//  2. Every thread in /proc/TGID/task gets id through its own pidfd. A
-//     thread created after step 1 already inherited id; one created before
-//     step 1 is in the listing, because threads are listed from the moment
-//     they exist until they are reaped.
-//  3. The listing is repeated until a pass finds every thread tagged:
-//     this catches a non-leader thread that exec'd and took the leader's
-//     tid (the leader's value moves with neither).
-//
-// Each listed tid is checked to belong to the group (PIDFD_GET_INFO, or
-// /proc when that ioctl is missing) after its pidfd is open, so a tid reused
-// by another process during the walk is never tagged. The leader's flag
-// stays; it only matters while some thread of the group has no contid.
-func (t *Tracker) SetGroupFD(pidfd int, id contid.ID) error {
-	if id == contid.Unset {
-		return fmt.Errorf("tracker: set group contid: %v is the unset value: %w", uint64(id), unix.EINVAL)
-	}
-	tgid, err := procfs.PidfdTgid(pidfd)
-	if err != nil {
-		return err
-	}
-	leader, err := unix.PidfdOpen(tgid, 0)
-	if err != nil {
-		return fmt.Errorf("tracker: pidfd of thread group %d: %w", tgid, err)
-	}
-	defer unix.Close(leader)
-	// The thread behind pidfd is alive and in group tgid, so tgid was not
-	// reused between pidfdTgid and PidfdOpen.
-	if again, err := procfs.PidfdTgid(pidfd); err != nil || again != tgid {
-		return fmt.Errorf("tracker: thread group %d changed while opening it: %w", tgid, unix.ESRCH)
-	}
-	if err := t.store(leader, id, valSet|valGroup); err != nil {
-		return err
-	}
-	for pass := 0; pass < maxGroupPasses; pass++ {
-		changed, err := t.tagThreads(tgid, id)
-		if err != nil {
-			return err
-		}
-		// Still alive: the listing was of this group's tgid.
-		if err := unix.PidfdSendSignal(leader, 0, nil, 0); err != nil {
-			return fmt.Errorf("tracker: thread group %d: %w", tgid, err)
-		}
-		if !changed {
-			return nil
-		}
-	}
-	return fmt.Errorf("tracker: thread group %d kept changing its threads: %w", tgid, unix.EAGAIN)
-}
-
-// tagThreads tags every listed thread of tgid that does not carry id yet and
-// reports whether it tagged any.
-func (t *Tracker) tagThreads(tgid int, id contid.ID) (bool, error) {
-	tids, err := procfs.Host.Threads(int32(tgid))
-	if err != nil {
-		return false, fmt.Errorf("tracker: list threads: %w", err)
-	}
-	changed := false
-	for _, tid := range tids {
-		ok, err := t.tagThread(tgid, int(tid), id)
-		if err != nil {
-			return false, err
-		}
-		changed = changed || ok
-	}
-	return changed, nil
-}
-
-func (t *Tracker) tagThread(tgid, tid int, id contid.ID) (bool, error) {
-	fd, err := unix.PidfdOpen(tid, unix.PIDFD_THREAD)
-	if errors.Is(err, unix.ESRCH) {
-		return false, nil // exited since the listing
-	}
-	if err != nil {
-		return false, fmt.Errorf("tracker: pidfd of thread %d: %w", tid, err)
-	}
-	defer unix.Close(fd)
-	g, err := procfs.PidfdTgid(fd)
-	if errors.Is(err, unix.ESRCH) || (err == nil && g != tgid) {
-		return false, nil // exited, or the tid now names another process's thread
-	}
-	if err != nil {
-		return false, err
-	}
-	cur, ok, err := t.ownContidFD(fd)
-	if err != nil {
-		return false, err
-	}
-	if ok && cur == id {
-		return false, nil
-	}
-	if err := t.store(fd, id, valSet); err != nil {
-		if errors.Is(err, unix.ESRCH) {
-			return false, nil
-		}
-		return false, err
-	}
-	return true, nil
-}
-
-// ensureBPFFS mounts bpffs at /sys/fs/bpf when nothing is mounted there and
-// creates dir, which must be on a bpf filesystem.
-func ensureBPFFS(dir string) error {
-	if !isFS(bpffsRoot, unix.BPF_FS_MAGIC) {
-		if err := unix.Mount("bpf", bpffsRoot, "bpf", 0, "mode=0700"); err != nil {
-			return fmt.Errorf("tracker: mount bpffs at %s: %w", bpffsRoot, err)
-		}
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("tracker: pin dir: %w", err)
-	}
-	if !isFS(dir, unix.BPF_FS_MAGIC) {
-		return fmt.Errorf("tracker: pin dir %s is not on a bpf filesystem: %w", dir, unix.EINVAL)
-	}
-	return nil
-}
-
-// ensureTracefs mounts tracefs when it is not mounted; the syscall
-// tracepoints need it. It must run before the first link.Tracepoint of the
-// process, which remembers where tracefs was.
-func ensureTracefs() error {
-	if isFS(tracefsRoot, unix.TRACEFS_MAGIC) || isFS("/sys/kernel/debug/tracing", unix.TRACEFS_MAGIC) {
-		return nil
-	}
-	if err := unix.Mount("nodev", tracefsRoot, "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("tracker: mount tracefs at %s: %w", tracefsRoot, err)
-	}
-	return nil
-}
-
-func isFS(path string, magic int64) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(path, &st) == nil && int64(st.Type) == magic
-}
-
-// BindCgroup binds a cgroup (its hierarchy id, 0 for the unified one, and
-// the inode number of its directory) to container id: from then on a
-// process without a contid that is moved into it, or created in it with
-// clone3(CLONE_INTO_CGROUP), gets id in the kernel, and a KindJoin event
-// (for a move) or a fork event with JoinedCgroup reports it. The binding is
-// pinned with the contid map.
-func (t *Tracker) BindCgroup(hierarchy uint32, ino uint64, id contid.ID) error {
-	k := trackerCgKey{Hierarchy: hierarchy, Id: ino}
-	v := uint64(id)
-	if err := t.objs.ContidCgroups.Update(&k, &v, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("tracker: bind cgroup %d:%d to %d: %w", hierarchy, ino, uint64(id), err)
-	}
-	return nil
-}
-
-// UnbindContid removes every cgroup binding of container id.
-func (t *Tracker) UnbindContid(id contid.ID) error {
-	var (
-		k    trackerCgKey
-		v    uint64
-		dead []trackerCgKey
-	)
-	it := t.objs.ContidCgroups.Iterate()
-	for it.Next(&k, &v) {
-		if v == uint64(id) {
-			dead = append(dead, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("tracker: list cgroup bindings: %w", err)
-	}
-	for i := range dead {
-		if err := t.objs.ContidCgroups.Delete(&dead[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("tracker: unbind cgroup of %d: %w", uint64(id), err)
-		}
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/contid/contid/internal/ns"
 	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/taskevent"
+	"github.com/contid/contid/internal/taskevent/sourcetest"
 	"github.com/contid/contid/internal/testwait"
 )
 
@@ -856,29 +857,20 @@ func TestIncompatiblePin(t *testing.T) {
 	}
 }
 
-func TestReadAfterClose(t *testing.T) {
+// TestSource: the tracker keeps the promises of taskevent.Source.
+func TestSource(t *testing.T) {
 	requireRoot(t)
-	dir := testPinDir(t)
-	tr, err := Open(Config{PinDir: dir}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error)
-	go func() {
-		for {
-			if _, err := tr.Read(t.Context()); err != nil {
-				done <- err
-				return
+	sourcetest.Run(t, sourcetest.Config{
+		Open: func(t *testing.T) taskevent.Source {
+			tr, err := Open(Config{PinDir: testPinDir(t)}, nil)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}()
-	testwait.Parked(t, "tracker.(*Tracker).readRaw")
-	if err := tr.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := testwait.Receive(t, "Read's return after Close", done); !errors.Is(err, os.ErrClosed) {
-		t.Errorf("Read after Close = %v, want os.ErrClosed", err)
-	}
+			t.Cleanup(func() { tr.Close() })
+			return tr
+		},
+		ReadParks: "tracker.(*Tracker).readRaw",
+	})
 }
 
 // monotonic is CLOCK_MONOTONIC in ns, the clock of taskevent.Event.Time.

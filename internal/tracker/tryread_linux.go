@@ -17,6 +17,9 @@ import (
 func (t *Tracker) TryRead() (ev taskevent.Event, ok bool, err error) {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
+	if t.closed.Load() {
+		return taskevent.Event{}, false, errClosed
+	}
 	if t.rd.AvailableBytes() == 0 {
 		// Nothing reserved since the last read: empty without a syscall
 		// (the barrier ends with this answer).

@@ -8,6 +8,7 @@
 #define NETPKT_KERNEL_H
 
 typedef unsigned char u8;
+typedef unsigned short u16;
 typedef unsigned int u32;
 typedef int s32;
 typedef unsigned long long u64;

@@ -9,7 +9,8 @@
  * happened in. free_ab runs when audit_log_end frees
  * the record's audit_buffer, still inside the rule's call on that CPU: it
  * reads the record's stamp and reports it with the namespace on top of the
- * stack, or none when the top is not the current task's traversal. See
+ * stack, or none when the top is not the current task's traversal or that
+ * traversal has ended without closing (live). See
  * docs/packets.md for why this is exact and where it is not.
  */
 #include "kernel.h"
@@ -27,8 +28,12 @@ struct entry {
 	u64 skb;
 	u64 task;
 	u64 ns_id;
+	u64 state; /* the traversal's struct nf_hook_state, on its stack */
+	u64 net;
 	u32 ns_inum;
-	u32 _pad;
+	u8 hook;
+	u8 pf;
+	u16 _pad;
 };
 
 struct stack {
@@ -36,6 +41,7 @@ struct stack {
 	u32 base;       /* n when the running softirq began */
 	u32 in_softirq; /* between softirq_entry and softirq_exit */
 	u32 _pad;
+	u64 sp; /* free_ab's frame address, as a number (see there) */
 	struct entry e[DEPTH];
 };
 
@@ -50,6 +56,7 @@ struct {
 #define PAIR_NETNS 1U    /* ns_id/ns_inum hold the namespace */
 #define PAIR_NOTOP 2U    /* no traversal open on this CPU */
 #define PAIR_FOREIGN 4U  /* the open traversal is another task's */
+#define PAIR_STALE 8U    /* the entry's traversal has ended (stolen) */
 
 struct pair_event {
 	u64 sec;
@@ -119,6 +126,10 @@ int nf_open(struct bpf_nf_ctx *ctx)
 	e->task = bpf_get_current_task();
 	e->ns_id = net->ns.ns_id;
 	e->ns_inum = net->ns.inum;
+	e->state = (u64)ctx->state;
+	e->net = (u64)net;
+	e->hook = ctx->state->hook;
+	e->pf = ctx->state->pf;
 	s->n = n + 1;
 	return NF_ACCEPT;
 }
@@ -178,6 +189,44 @@ int BPF_PROG(softirq_out, unsigned int vec)
 	return 0;
 }
 
+/* framep returns ctx's address as a number: the verifier allows no
+ * arithmetic on a context pointer, but a privileged program may store it
+ * in a map value and read back a number. */
+static __always_inline u64 framep(struct stack *s, void *ctx)
+{
+	s->sp = (u64)ctx;
+	return *(volatile u64 *)&s->sp;
+}
+
+/* Stacks are at most this far apart from their deepest frame to their
+ * base (x86-64 THREAD_SIZE and IRQ_STACK_SIZE are 16 KiB, 32 with KASAN). */
+#define STACK_SPAN (32U << 10)
+
+/* live tells whether the traversal that pushed e is still running, from
+ * the free's own frame sp (its ctx, on the same stack): a traversal keeps
+ * its struct nf_hook_state in its caller's frame (nf_hook) until it ends,
+ * so that state lies above every frame of a record logged inside it and
+ * still names the hook, family and namespace the entry saw. A traversal
+ * that left without closing (a packet stolen by defragmentation or
+ * queued to user space) has returned: its state's memory is then below
+ * the stack's live part, or reused by later frames — by a later
+ * traversal's state at the same depth, whose hook, family or namespace
+ * differ unless the record was logged in the entry's namespace anyway.
+ * Runs only for packet records' frees. */
+static __always_inline int live(const struct entry *e, u64 sp)
+{
+	if (e->state <= sp || e->state - sp >= STACK_SPAN)
+		return 0;
+	const struct nf_hook_state *st = (const void *)e->state;
+	u8 hook = 0, pf = 0;
+	u64 net = 0;
+	if (bpf_probe_read_kernel(&hook, sizeof(hook), __builtin_preserve_access_index(&st->hook)) ||
+	    bpf_probe_read_kernel(&pf, sizeof(pf), __builtin_preserve_access_index(&st->pf)) ||
+	    bpf_probe_read_kernel(&net, sizeof(net), __builtin_preserve_access_index(&st->net)))
+		return 0;
+	return hook == e->hook && pf == e->pf && net == e->net;
+}
+
 SEC("tp_btf/kmem_cache_free")
 int BPF_PROG(free_ab, unsigned long call_site, const void *ptr, const struct kmem_cache *cache)
 {
@@ -204,6 +253,8 @@ int BPF_PROG(free_ab, unsigned long call_site, const void *ptr, const struct kme
 		struct entry *e = &s->e[(n - 1) & (DEPTH - 1)];
 		if (e->task != bpf_get_current_task()) {
 			ev.flags = PAIR_FOREIGN;
+		} else if (!live(e, framep(s, ctx))) {
+			ev.flags = PAIR_STALE;
 		} else {
 			ev.flags = PAIR_NETNS;
 			ev.ns_id = e->ns_id;

@@ -1,4 +1,4 @@
-package daemon
+package tracker
 
 import (
 	"slices"
@@ -12,7 +12,7 @@ import (
 // not descend from the container's init; it joins the container because
 // the runtime moves it into the container's cgroups. So a registration
 // binds the cgroups that hold the registered process alone — the ones a
-// runtime made for the container — to its contid (tracker.BindCgroup), and
+// runtime made for the container — to its contid (BindCgroup), and
 // the kernel tags a process moved into them. A cgroup shared with other
 // processes (contid exec's child in its shell's cgroup) is never bound.
 

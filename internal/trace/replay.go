@@ -1,8 +1,9 @@
-// Package replay runs a trace (package trace) through a fresh engine and
-// writes the records it produces, stamped from contid's own serial space
-// (records.OwnSerialBase upward, which cannot collide with the kernel's
-// 32-bit serials). Same trace in, byte-identical output out.
-package replay
+package trace
+
+// Replay: Run takes a trace through a fresh engine and writes the records
+// it produces, stamped from contid's own serial space (records.OwnSerialBase
+// upward, which cannot collide with the kernel's 32-bit serials). Same
+// trace in, byte-identical output out.
 
 import (
 	"bufio"
@@ -11,9 +12,9 @@ import (
 	"io"
 	"time"
 
+	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/engine"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/trace"
 )
 
 // Format selects how records are written.
@@ -72,8 +73,9 @@ func Run(r io.Reader, name string, out io.Writer, opt Options) (Result, error) {
 		opt.Location = time.UTC
 	}
 	w := &writer{w: bufio.NewWriter(out), opt: opt}
-	e := engine.New(engine.Config{Sink: w})
-	dec := trace.NewDecoder(r, name)
+	dec := NewDecoder(r, name)
+	k := &replayKernel{dec: dec}
+	e := engine.New(engine.Config{Sink: w, Kernel: k})
 	var res Result
 	var err error
 	for {
@@ -83,6 +85,7 @@ func Run(r io.Reader, name string, out io.Writer, opt Options) (Result, error) {
 			break
 		}
 		res.Inputs++
+		k.next = 0
 		if aerr := e.Apply(in); aerr != nil {
 			var refused *engine.Error
 			if !errors.As(aerr, &refused) {
@@ -101,3 +104,24 @@ func Run(r io.Reader, name string, out io.Writer, opt Options) (Result, error) {
 	}
 	return res, err
 }
+
+// replayKernel answers as the kernel answered when the trace was
+// recorded (the line's "kernel" field), and with success where the trace
+// says nothing.
+type replayKernel struct {
+	dec  *Decoder
+	next int
+}
+
+func (k *replayKernel) answer() error {
+	rs := k.dec.Kernel()
+	if k.next >= len(rs) {
+		return nil
+	}
+	k.next++
+	return rs[k.next-1].Err()
+}
+
+func (k *replayKernel) Tag(engine.TaskRef, contid.ID) error { return k.answer() }
+func (k *replayKernel) Keep(engine.ContainerInfo) error     { return k.answer() }
+func (k *replayKernel) Forget(contid.ID) error              { return k.answer() }

@@ -1,4 +1,4 @@
-package daemon
+package tracker
 
 import (
 	"encoding/binary"
@@ -12,32 +12,35 @@ import (
 	"github.com/contid/contid/internal/engine"
 )
 
-// pinnedContainers keeps live container objects (owner, parent, name) in a
-// BPF hash map pinned beside the tracker's contid map, so a restarted daemon
+// Pinned keeps live container objects (owner, parent, name) in a BPF
+// hash map pinned beside the tracker's contid map, so a restarted daemon
 // restores them with the same lifetime as the contids themselves.
-type pinnedContainers struct{ m *ebpf.Map }
+type Pinned struct{ m *ebpf.Map }
 
 const (
-	pinName      = "contid_conts"
+	pinConts     = "contid_conts"
 	maxPinned    = 65536
 	pinNameBytes = 64
 	pinValueSize = 4 + 4 + 8 + 8 + pinNameBytes // owner pid, pad, owner start, parent, name
 )
 
-func openPinned(dir string) (*pinnedContainers, error) {
+// OpenPinned opens (or creates) the pinned container map in dir.
+func OpenPinned(dir string) (*Pinned, error) {
 	m, err := ebpf.NewMapWithOptions(&ebpf.MapSpec{
-		Name: pinName, Type: ebpf.Hash, KeySize: 8, ValueSize: pinValueSize,
+		Name: pinConts, Type: ebpf.Hash, KeySize: 8, ValueSize: pinValueSize,
 		MaxEntries: maxPinned, Pinning: ebpf.PinByName,
 	}, ebpf.MapOptions{PinPath: dir})
 	if err != nil {
-		return nil, fmt.Errorf("daemon: pinned containers in %s: %w", dir, err)
+		return nil, fmt.Errorf("tracker: pinned containers in %s: %w", dir, err)
 	}
-	return &pinnedContainers{m: m}, nil
+	return &Pinned{m: m}, nil
 }
 
-func (p *pinnedContainers) Close() error { return p.m.Close() }
+// Close closes the map; its pin stays.
+func (p *Pinned) Close() error { return p.m.Close() }
 
-func (p *pinnedContainers) Keep(c engine.ContainerInfo) error {
+// Keep stores a container object.
+func (p *Pinned) Keep(c engine.ContainerInfo) error {
 	var v [pinValueSize]byte
 	binary.LittleEndian.PutUint32(v[0:], uint32(c.Owner.PID))
 	binary.LittleEndian.PutUint64(v[8:], c.Owner.Start)
@@ -48,20 +51,21 @@ func (p *pinnedContainers) Keep(c engine.ContainerInfo) error {
 	binary.LittleEndian.PutUint64(v[16:], uint64(parent))
 	copy(v[24:], c.Name) // longer names are cut: the API bounds them at 256
 	if err := p.m.Put(uint64(c.Chain[0]), v[:]); err != nil {
-		return fmt.Errorf("daemon: pin container %d: %w", c.Chain[0], err)
+		return fmt.Errorf("tracker: pin container %d: %w", c.Chain[0], err)
 	}
 	return nil
 }
 
-func (p *pinnedContainers) Forget(id contid.ID) error {
+// Forget removes a container object; a missing one is no error.
+func (p *Pinned) Forget(id contid.ID) error {
 	if err := p.m.Delete(uint64(id)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("daemon: unpin container %d: %w", id, err)
+		return fmt.Errorf("tracker: unpin container %d: %w", id, err)
 	}
 	return nil
 }
 
 // List returns the pinned containers, parents before their children.
-func (p *pinnedContainers) List() ([]engine.SeedContainer, error) {
+func (p *Pinned) List() ([]engine.SeedContainer, error) {
 	var out []engine.SeedContainer
 	var k uint64
 	var v []byte
@@ -82,7 +86,7 @@ func (p *pinnedContainers) List() ([]engine.SeedContainer, error) {
 		})
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("daemon: list pinned containers: %w", err)
+		return nil, fmt.Errorf("tracker: list pinned containers: %w", err)
 	}
 	return parentsFirst(out), nil
 }

@@ -1,0 +1,701 @@
+// Package core runs contid's core goroutine: the one goroutine that owns
+// the engine. Task events from a taskevent.Source, batches of audit
+// records, the registration API's requests and a one-second tick all
+// arrive here, and the core applies them in an order that keeps the
+// engine's view ahead of what it is asked about.
+//
+// The barrier (Sync) is the core's promise: before an audit batch or a
+// request runs, every task event the source buffered before it is
+// applied, so a record's process and a request's caller and target are
+// known. With a Waiter source (the tracker's ring) the core drains the
+// buffer itself; otherwise a reader goroutine blocks in Read and hands
+// events over in batches, and the barrier pauses it, takes what it handed
+// over, empties the source with TryRead, and lets it go on. At stop
+// nothing read is lost: the batches handed over are applied, then the one
+// the reader held, and later barriers (the audit path's last batches)
+// drain the source directly. A reader that ended early (an error) does
+// not block a barrier: it is drained directly too.
+//
+// The core writes contid's own records (Emit): into the kernel's audit
+// stream through the audit path's Sender when there is one, else, or
+// when its queue is full, to the host log, stamped from contid's own
+// serial space. Losses become CONTID_LOSS records (Loss).
+//
+// Loss is counted, never silent: malformed events, events the engine
+// could not place, records the host log refused are in Counters.
+//
+// Concurrency: Do, Call, Emit, Local, Loss (through Emit), Counters and
+// QueueLen are safe from any goroutine; the rest belongs to the goroutine
+// that calls Run, or to start-up before Run.
+package core
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/contid/contid/internal/auditlog"
+	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/engine"
+	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/taskevent"
+)
+
+// Config configures New. Source and HostLog are required.
+type Config struct {
+	// Source yields the task events. A taskevent.Waiter is drained on
+	// the core goroutine when it wakes; another source gets a reader
+	// goroutine.
+	Source taskevent.Source
+	// Kernel keeps registrations where the kernel holds them; nil: none
+	// (the proc connector).
+	Kernel      engine.Kernel
+	MaxPerOwner int
+	// HostLog takes the own records that do not go into the kernel's
+	// stream; auditlog's errors (ErrQueued, ErrDiskFull) are understood.
+	HostLog LineWriter
+	// Exe resolves a process's executable for exec events; nil: none.
+	Exe func(pid int32) (string, error)
+	// Ticks drives the tick; nil: once a second.
+	Ticks <-chan time.Time
+	Log   *slog.Logger
+	// Record, when set, is given every input the engine applies, in
+	// order, with the kernel's answers meanwhile: a trace that replays
+	// the run (contid daemon --record).
+	Record Recorder
+}
+
+// Recorder takes the engine's inputs as the core applies them, on the
+// core goroutine (or before Run). kernel holds the results of the calls
+// the engine made to Config.Kernel while it applied in, in order.
+type Recorder interface {
+	Record(in engine.Input, kernel []error)
+}
+
+// LineWriter is a log that takes whole lines (auditlog.Writer).
+type LineWriter interface {
+	WriteLine(line []byte) error
+}
+
+// Sender puts an own record into the kernel's audit stream; false when
+// it cannot take it now (its queue is full).
+type Sender interface {
+	Send(r records.Record) bool
+}
+
+// Observer learns of the task events the core applies, on the core
+// goroutine: Event for each, AfterEvents after each batch of them.
+type Observer interface {
+	Event(ev taskevent.Event)
+	AfterEvents()
+}
+
+// Hooks attach the audit path and the periodic work; set with Attach
+// before Run. Every function runs on the core goroutine.
+type Hooks struct {
+	// AuditMode is the audit path's mode (primary, listener, plugin);
+	// "" or "off" when there is none. Loss records name it, and a
+	// listener's are written directly: sent into the kernel's stream
+	// they would come back by the path whose loss they report.
+	AuditMode string
+	// AuditIn delivers batches of records as received; AuditBatch runs
+	// one through the pipeline, after the barrier.
+	AuditIn    <-chan []records.Raw
+	AuditBatch func(b []records.Raw)
+	// Own sends own records into the kernel's stream; nil: written to
+	// the host log directly.
+	Own      Sender
+	Observer Observer
+	// Tick runs once a tick, after the buffered task events are applied.
+	Tick func(now time.Time)
+}
+
+// Core is the core goroutine's state. See the package doc.
+type Core struct {
+	log    *slog.Logger
+	src    taskevent.Source
+	waiter taskevent.Waiter // src, when it is one
+	hl     LineWriter
+	exe    func(pid int32) (string, error)
+	ticks  <-chan time.Time
+	eng    *engine.Engine
+	hooks  Hooks
+	rec    Recorder
+	kerrs  []error // the kernel's answers during the input being applied (rec)
+
+	events chan []taskevent.Event // batches: one hand-over for many events
+	ringUp chan struct{}          // the waiter woke: drain
+	reqs   chan request
+	calls  chan call
+	// stopped is closed when the loop has ended: Do then fails.
+	stopped chan struct{}
+
+	// The reader goroutine's pause protocol (see Sync).
+	pause      chan struct{}
+	paused     chan struct{}
+	resume     chan struct{}
+	readerGone chan struct{} // closed when the reader returns
+	cancelMu   sync.Mutex
+	cancel     context.CancelFunc
+	held       []taskevent.Event // the batch the reader held at stop
+
+	serial  atomic.Uint64
+	offset  int64  // unix ns minus CLOCK_MONOTONIC ns
+	scanEnd uint64 // CLOCK_MONOTONIC when the start-up scan ended
+	tagged  uint64 // CLOCK_MONOTONIC when the latest Tag reached the kernel
+	// readerDone: Run has returned; Sync drains without pausing.
+	readerDone bool
+
+	counters struct {
+		recordsWritten, recordErrors, badEvents, dupSeeds, syncs atomic.Uint64
+		batches, ownLocal, ownQueueFull, lossRecords             atomic.Uint64
+	}
+	engineStats atomic.Pointer[engine.Stats]
+	tasks       atomic.Int64
+}
+
+// New makes the core and its engine; nothing runs until Run.
+func New(cfg Config) *Core {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Core{
+		log: log, src: cfg.Source, hl: cfg.HostLog, exe: cfg.Exe, ticks: cfg.Ticks, rec: cfg.Record,
+		events: make(chan []taskevent.Event, 64), ringUp: make(chan struct{}, 1),
+		reqs: make(chan request), calls: make(chan call), stopped: make(chan struct{}),
+		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
+		readerGone: make(chan struct{}),
+	}
+	if c.exe == nil {
+		c.exe = func(int32) (string, error) { return "", nil }
+	}
+	c.waiter, _ = cfg.Source.(taskevent.Waiter)
+	var k engine.Kernel
+	if cfg.Kernel != nil {
+		k = kernel{c, cfg.Kernel}
+	}
+	ec := engine.Config{Sink: c, Kernel: k, MaxPerOwner: cfg.MaxPerOwner}
+	if c.rec != nil {
+		ec.Requests = c.record
+	}
+	c.eng = engine.New(ec)
+	c.updateOffset()
+	return c
+}
+
+// Attach sets the hooks; call it before Run.
+func (c *Core) Attach(h Hooks) { c.hooks = h }
+
+// Engine is the core's engine: for start-up before Run, and for what
+// runs on the core goroutine (the pipeline's attribution).
+func (c *Core) Engine() *engine.Engine { return c.eng }
+
+// Seed is the state found at start-up.
+type Seed struct {
+	Containers []engine.SeedContainer // parents first
+	Tasks      []procfs.Task
+	// ScanEnd is CLOCK_MONOTONIC when the scan of Tasks ended: a fork
+	// before it may already be seeded.
+	ScanEnd uint64
+	// Contid is the contid the kernel holds for a task; nil: none.
+	Contid func(tid int32) (contid.ID, bool)
+}
+
+// Seed restores containers and running tasks into the engine; before Run.
+func (c *Core) Seed(s Seed) {
+	now := time.Now().UnixNano()
+	for _, sc := range s.Containers {
+		sc.Time = now
+		err := c.eng.SeedContainer(sc)
+		c.record(sc)
+		if err != nil {
+			c.log.Warn("seed container", "err", err)
+		}
+	}
+	c.scanEnd = s.ScanEnd
+	boot := now - int64(Boottime())
+	for _, t := range s.Tasks {
+		st := seedOf(t, now, boot)
+		if s.Contid != nil {
+			if id, ok := s.Contid(st.PID); ok {
+				st.HasContid, st.Contid = true, id
+			}
+		}
+		err := c.eng.SeedTask(st)
+		c.record(st)
+		if err != nil {
+			c.log.Debug("seed task", "err", err)
+		}
+	}
+	c.tasks.Store(int64(c.eng.TaskCount()))
+}
+
+// Tasks is how many tasks the engine knows, as last published.
+func (c *Core) Tasks() int { return int(c.tasks.Load()) }
+
+// Run runs the core until ctx is done, then stops the reader and applies
+// every event it read. After Run, Sync and AuditBatch still work (on the
+// caller's goroutine): the audit path's last batches at stop.
+func (c *Core) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	if c.waiter != nil {
+		close(c.readerGone) // nobody reads: the core drains
+		wg.Go(func() { c.watch(ctx) })
+	} else {
+		wg.Go(func() { defer close(c.readerGone); c.read(ctx) })
+	}
+	c.loop(ctx)
+	close(c.stopped)
+	wg.Wait()
+	c.readerDone = true
+	for done := false; !done; {
+		select {
+		case evs := <-c.events:
+			c.applyAll(evs)
+		default:
+			done = true
+		}
+	}
+	if len(c.held) > 0 {
+		c.applyAll(c.held)
+		c.held = nil
+	}
+}
+
+func (c *Core) loop(ctx context.Context) {
+	ticks := c.ticks
+	if ticks == nil {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		ticks = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case evs := <-c.events:
+			c.applyAll(evs)
+		case <-c.ringUp:
+			c.drain()
+		case r := <-c.reqs:
+			c.Sync()
+			r.done <- r.f(c.eng)
+			c.publish()
+		case f := <-c.calls:
+			f.f()
+			close(f.done)
+		case b := <-c.hooks.AuditIn:
+			c.AuditBatch(b)
+		case now := <-ticks:
+			c.updateOffset()
+			if c.waiter != nil {
+				c.drain() // the events since the last drain
+			}
+			c.publish()
+			if c.hooks.Tick != nil {
+				c.hooks.Tick(now)
+			}
+		}
+	}
+}
+
+// AuditBatch runs one batch of records through the audit path, after
+// the task events that came before it. Core goroutine only.
+func (c *Core) AuditBatch(b []records.Raw) {
+	c.counters.batches.Add(1)
+	c.Sync()
+	c.hooks.AuditBatch(b)
+}
+
+// watch tells the loop when the waiter woke, until ctx is done.
+func (c *Core) watch(ctx context.Context) {
+	for {
+		if err := c.waiter.Wait(ctx); err != nil {
+			if ctx.Err() == nil {
+				c.log.Error("task events: wait", "err", err)
+			}
+			return
+		}
+		select {
+		case c.ringUp <- struct{}{}:
+		default: // the loop has not taken the last one yet: it drains all
+		}
+	}
+}
+
+// read moves the source's events to the loop until ctx is done, pausing
+// when the barrier asks (see Sync).
+func (c *Core) read(ctx context.Context) {
+	for ctx.Err() == nil {
+		rctx, cancel := context.WithCancel(ctx)
+		c.cancelMu.Lock()
+		c.cancel = cancel
+		c.cancelMu.Unlock()
+		select {
+		case <-c.pause:
+			cancel()
+			c.paused <- struct{}{}
+			select {
+			case <-c.resume:
+			case <-ctx.Done():
+			}
+			continue
+		default:
+		}
+		ev, err := c.src.Read(rctx)
+		cancel()
+		switch {
+		case err == nil:
+			// Take what else is waiting: a hand-over per event costs the
+			// core more than the event.
+			batch := append(make([]taskevent.Event, 0, 16), ev)
+			for len(batch) < 256 {
+				ev, ok := c.tryRead()
+				if !ok {
+					break
+				}
+				batch = append(batch, ev)
+			}
+			select {
+			case c.events <- batch:
+			case <-ctx.Done():
+				c.held = batch // Run applies it after those handed over
+				return
+			}
+		case errors.Is(err, taskevent.ErrMalformed):
+			c.counters.badEvents.Add(1)
+		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+			// paused or stopping: the loop top decides
+		default:
+			c.log.Error("task events: read", "err", err)
+			return
+		}
+	}
+}
+
+// Sync applies every task event buffered before it was called: the
+// barrier. With a Waiter, at stop, or when the reader has ended, it
+// empties the source itself. Otherwise it stops the reader (applying
+// what the reader hands over meanwhile), empties the source, then lets
+// the reader go on. Core goroutine only.
+func (c *Core) Sync() {
+	c.counters.syncs.Add(1)
+	select {
+	case <-c.readerGone:
+		c.drain() // nobody to pause
+		return
+	default:
+	}
+	if c.readerDone {
+		c.drain()
+		return
+	}
+	c.pause <- struct{}{}
+	c.cancelMu.Lock()
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.cancelMu.Unlock()
+	gone := false
+	for waiting := true; waiting; {
+		select {
+		case evs := <-c.events:
+			c.applyAll(evs)
+		case <-c.paused:
+			waiting = false
+		case <-c.readerGone:
+			waiting, gone = false, true
+		}
+	}
+	c.drain()
+	if !gone {
+		c.resume <- struct{}{} // the reader is paused and takes it
+	}
+}
+
+// drain applies what the reader handed over, then what the source holds.
+func (c *Core) drain() {
+	for {
+		select {
+		case evs := <-c.events:
+			c.applyAll(evs)
+			continue
+		default:
+		}
+		ev, ok := c.tryRead()
+		if !ok {
+			return
+		}
+		c.apply(ev)
+	}
+}
+
+// tryRead returns the next buffered event, if any, counting and skipping
+// malformed ones.
+func (c *Core) tryRead() (taskevent.Event, bool) {
+	for {
+		ev, ok, err := c.src.TryRead()
+		if errors.Is(err, taskevent.ErrMalformed) {
+			c.counters.badEvents.Add(1)
+			continue
+		}
+		return ev, err == nil && ok
+	}
+}
+
+// apply feeds one task event to the engine.
+func (c *Core) apply(ev taskevent.Event) {
+	if ev.Kind == taskevent.KindFork && ev.Time <= c.scanEnd {
+		// The scan may already have seeded this child.
+		if ti, ok := c.eng.Task(ev.TID); ok && ti.Start == procfs.TicksFromBoottime(ev.StartBoottime) {
+			c.counters.dupSeeds.Add(1)
+			return
+		}
+	}
+	in := toInput(ev, c.offset, c.exe)
+	if in == nil {
+		c.counters.badEvents.Add(1)
+		return
+	}
+	if f, ok := in.(engine.Fork); ok && ev.Time <= c.tagged {
+		// The fork read its creator's contid before the latest registration
+		// reached the kernel but is applied after it (the request drained
+		// the ring before tagging): its value predates the tag and cannot
+		// be compared. The tag walked the new thread too; the engine's
+		// inheritance decides as always.
+		if _, known := c.eng.Task(f.Parent); known {
+			f.HasContid = false
+			in = f
+		}
+	}
+	c.eng.Apply(in)
+	c.record(in)
+	if c.hooks.Observer != nil {
+		c.hooks.Observer.Event(ev)
+	}
+	if ev.Kind == taskevent.KindFork && ev.JoinedCgroup && ev.HasContid {
+		// Created in a bound cgroup (clone3 CLONE_INTO_CGROUP): the
+		// kernel gave the child its container; the engine inherited
+		// the creator's nothing. Apply the join.
+		j := engine.Join{Time: int64(ev.Time) + c.offset, PID: ev.TGID, Contid: ev.Contid, Mover: ev.ParentTID, Tagged: true}
+		c.eng.Apply(j)
+		c.record(j)
+	}
+}
+
+// record hands an applied input to the recorder.
+func (c *Core) record(in engine.Input) {
+	if c.rec == nil {
+		return
+	}
+	c.rec.Record(in, c.kerrs)
+	c.kerrs = c.kerrs[:0]
+}
+
+func (c *Core) applyAll(evs []taskevent.Event) {
+	for _, ev := range evs {
+		c.apply(ev)
+	}
+	if c.hooks.Observer != nil {
+		c.hooks.Observer.AfterEvents()
+	}
+}
+
+// request is a function to run on the core goroutine after the barrier.
+type request struct {
+	f    func(*engine.Engine) error
+	done chan error
+}
+
+// Do runs f on the core goroutine after every task event buffered before
+// the call has been applied (api.Core).
+func (c *Core) Do(ctx context.Context, f func(*engine.Engine) error) error {
+	r := request{f: f, done: make(chan error, 1)}
+	select {
+	case c.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.stopped:
+		return ErrStopped
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type call struct {
+	f    func()
+	done chan struct{}
+}
+
+// Call runs f on the core goroutine, without the barrier, and waits for
+// it (a reload).
+func (c *Core) Call(ctx context.Context, f func()) error {
+	cl := call{f: f, done: make(chan struct{})}
+	select {
+	case c.calls <- cl:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.stopped:
+		return ErrStopped
+	}
+	<-cl.done
+	return nil
+}
+
+// ErrStopped is Do's and Call's error once the core has stopped.
+var ErrStopped = errors.New("core: stopping")
+
+// Emit hands on one of contid's own records: into the kernel's audit
+// stream when the audit path has a Sender (the kernel stamps and
+// delivers it, back to contid and to auditd's log); else, or when its
+// queue is full, to the host log directly.
+func (c *Core) Emit(r records.Record) {
+	if c.hooks.Own != nil {
+		if c.hooks.Own.Send(r) {
+			return
+		}
+		c.counters.ownQueueFull.Add(1)
+	}
+	c.Local(r)
+}
+
+// Local writes an own record to the host log, stamped from contid's own
+// serial space, which cannot collide with the kernel's. Safe from any
+// goroutine.
+func (c *Core) Local(r records.Record) {
+	r.Stamp.Serial = records.OwnSerialBase + c.serial.Add(1) - 1
+	if c.auditOn() {
+		c.counters.ownLocal.Add(1)
+	}
+	switch err := c.hl.WriteLine(records.AppendRaw(nil, &r)); {
+	case err == nil || errors.Is(err, auditlog.ErrQueued) && !errors.Is(err, auditlog.ErrDropped):
+		// Queued on a full disk: written when space returns.
+		c.counters.recordsWritten.Add(1)
+	case errors.Is(err, auditlog.ErrDiskFull):
+		c.counters.recordErrors.Add(1) // the log said so; the loss is recorded when it resumes
+	default:
+		c.counters.recordErrors.Add(1)
+		c.log.Error("host log", "err", err)
+	}
+}
+
+func (c *Core) auditOn() bool { return c.hooks.AuditMode != "" && c.hooks.AuditMode != "off" }
+
+// Loss writes a CONTID_LOSS record of n lost items of kind.
+func (c *Core) Loss(kind string, n uint64, extra ...records.Field) {
+	c.counters.lossRecords.Add(1)
+	source := c.hooks.AuditMode
+	if source == "" {
+		source = "off"
+	}
+	emit := c.Emit
+	if source == "listener" {
+		emit = c.Local
+	}
+	emit(records.Record{
+		Type:  records.ContidLoss,
+		Stamp: records.StampAt(time.Now().UnixNano(), 0),
+		Fields: append([]records.Field{
+			{Key: "kind", Value: kind}, {Key: "count", Value: strconv.FormatUint(n, 10)},
+			{Key: "source", Value: source},
+		}, extra...),
+	})
+}
+
+// DiskFullLoss records the lines a log dropped while its disk was full,
+// once it writes again (so the record is not lost the same way). log is
+// relative to the log directory.
+func (c *Core) DiskFullLoss(log string, n uint64) {
+	c.log.Warn("log lines were lost while the disk was full", "log", log, "lines", n)
+	c.Loss("disk_full", n, records.Field{Key: "log", Value: log})
+}
+
+func (c *Core) publish() {
+	st := c.eng.Stats()
+	c.engineStats.Store(&st)
+	c.tasks.Store(int64(c.eng.TaskCount()))
+}
+
+// Publish makes the engine's counters visible to Counters; core
+// goroutine only.
+func (c *Core) Publish() { c.publish() }
+
+// Counters adds the core's counters to m; safe from any goroutine.
+func (c *Core) Counters(m map[string]uint64) {
+	m["records_written"] = c.counters.recordsWritten.Load()
+	m["record_errors"] = c.counters.recordErrors.Load()
+	m["bad_events"] = c.counters.badEvents.Load()
+	m["seed_duplicates"] = c.counters.dupSeeds.Load()
+	m["syncs"] = c.counters.syncs.Load()
+	if st := c.engineStats.Load(); st != nil {
+		m["engine_inputs"] = st.Inputs
+		m["unknown_parent"] = st.UnknownParent
+		m["unknown_exit"] = st.UnknownExit
+		m["evicted"] = st.Evicted
+		m["inherit_mismatch"] = st.Mismatch
+		m["unknown_join"] = st.UnknownJoin
+		m["stale_ns"] = st.StaleNS
+		m["quota_refused"] = st.QuotaRefused
+	}
+	if c.auditOn() {
+		m["audit_batches"] = c.counters.batches.Load()
+		m["own_local"] = c.counters.ownLocal.Load()
+		m["own_queue_full"] = c.counters.ownQueueFull.Load()
+		m["loss_records"] = c.counters.lossRecords.Load()
+	}
+}
+
+// QueueLen reports the fill of the task-event hand-over queue; safe
+// from any goroutine.
+func (c *Core) QueueLen() (n, capacity int) { return len(c.events), cap(c.events) }
+
+func (c *Core) updateOffset() { c.offset = time.Now().UnixNano() - int64(Monotonic()) }
+
+// Boottime is CLOCK_BOOTTIME in nanoseconds.
+func Boottime() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return uint64(ts.Nano())
+}
+
+// Monotonic is CLOCK_MONOTONIC in nanoseconds, the task events' clock.
+func Monotonic() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// kernel notes when each registration reached the kernel (see apply).
+type kernel struct {
+	c *Core
+	k engine.Kernel
+}
+
+func (k kernel) Tag(target engine.TaskRef, id contid.ID) error {
+	err := k.k.Tag(target, id)
+	k.c.tagged = Monotonic()
+	return k.c.kernelSaid(err)
+}
+
+func (k kernel) Keep(ci engine.ContainerInfo) error { return k.c.kernelSaid(k.k.Keep(ci)) }
+func (k kernel) Forget(id contid.ID) error          { return k.c.kernelSaid(k.k.Forget(id)) }
+
+// kernelSaid notes the kernel's answer for the recorder.
+func (c *Core) kernelSaid(err error) error {
+	if c.rec != nil {
+		c.kerrs = append(c.kerrs, err)
+	}
+	return err
+}
