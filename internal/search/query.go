@@ -184,6 +184,10 @@ func Chains(ev *Event) []contid.Chain {
 	return chainsOf(ev.Records)
 }
 
+// RecordChains is Chains for the records of an event that is not read
+// from a log (the fleet stream names its messages by them).
+func RecordChains(recs []records.Record) []contid.Chain { return chainsOf(recs) }
+
 func chainsOf(recs []records.Record) []contid.Chain {
 	var out []contid.Chain
 	found := false

@@ -1,0 +1,267 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	Conn *nats.Conn
+	// Stream is the host's stream (StreamName); it holds the subjects
+	// contid.<Host>.> and nothing else publishes to it.
+	Stream string
+	Host   string
+	Spool  *Spool
+	// Window bounds the messages published and not yet acknowledged
+	// (default 4096).
+	Window int
+	// AckWait is how long an acknowledgement may take before the
+	// message is taken as lost and the publisher resynchronises
+	// (default 5 s).
+	AckWait time.Duration
+	Log     *slog.Logger
+}
+
+// PublisherStats counts what the publisher did.
+type PublisherStats struct {
+	Published  uint64 // messages acknowledged as stored
+	Duplicates uint64 // … of which the stream already held (a resend)
+	Resyncs    uint64 // times the publisher asked the stream where it stands
+	Errors     uint64 // publishes that failed or were not acknowledged
+	Skipped    uint64 // spooled messages the stream already held (found at a resync)
+	InFlight   int64
+	Connected  bool
+}
+
+// A Publisher sends the spool's messages to the host's stream, in order,
+// each exactly once.
+//
+// Each message carries Nats-Msg-Id (its identity) and
+// Nats-Expected-Last-Msg-Id (the identity of the message before it), so
+// the stream stores it only right after its predecessor: a message lost
+// in a leader change makes every later one in flight fail rather than be
+// stored out of order. On any failure the publisher waits for what is in
+// flight, asks the stream for its last message, finds it in the spool,
+// and goes on after it: nothing is stored twice or out of order, even
+// after a crash of contid between a store and its acknowledgement (the
+// stream's duplicate window is a second guard, not the first).
+//
+// Up to Window messages are in flight; acknowledgements are taken in
+// order by a second goroutine, which advances the spool's cursor.
+type Publisher struct {
+	cfg   PublisherConfig
+	js    jetstream.JetStream
+	last  string // id of the last message published (expected by the next)
+	stats struct {
+		published, duplicates, resyncs, errors, skipped atomic.Uint64
+		inflight                                        atomic.Int64
+	}
+}
+
+type inflight struct {
+	f   jetstream.PubAckFuture
+	pos Pos
+	id  string
+	err error // publish failed at once
+}
+
+// NewPublisher returns a Publisher; Run sends.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	if cfg.Window <= 0 {
+		cfg.Window = 4096
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(cfg.Conn,
+		jetstream.WithPublishAsyncMaxPending(cfg.Window+1),
+		jetstream.WithPublishAsyncTimeout(cfg.AckWait))
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	return &Publisher{cfg: cfg, js: js}, nil
+}
+
+// Stats returns the counters (from any goroutine).
+func (p *Publisher) Stats() PublisherStats {
+	return PublisherStats{
+		Published: p.stats.published.Load(), Duplicates: p.stats.duplicates.Load(),
+		Resyncs: p.stats.resyncs.Load(), Errors: p.stats.errors.Load(),
+		Skipped: p.stats.skipped.Load(), InFlight: p.stats.inflight.Load(),
+		Connected: p.cfg.Conn.IsConnected(),
+	}
+}
+
+// Run publishes until ctx is done or the spool is closed and drained.
+func (p *Publisher) Run(ctx context.Context) error {
+	for {
+		if err := p.resync(ctx); err != nil {
+			return err
+		}
+		err := p.send(ctx)
+		if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			p.cfg.Spool.Save()
+			return nil
+		}
+		p.cfg.Log.Warn("fleet: publishing interrupted; resynchronising", "err", err)
+	}
+}
+
+// send publishes from the spool's read position until a publish fails.
+func (p *Publisher) send(ctx context.Context) error {
+	q := make(chan inflight, p.cfg.Window)
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.acks(q, &failed)
+	}()
+	stop := context.AfterFunc(ctx, func() { p.cfg.Spool.wake() })
+	defer stop()
+	var err error
+	for {
+		if e := failed.Load(); e != nil {
+			err = *e
+			break
+		}
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		m, pos, nerr := p.cfg.Spool.Next(true)
+		if errors.Is(nerr, ErrEmpty) {
+			continue // woken: look at failed and ctx again
+		}
+		if nerr != nil {
+			err = nerr
+			break
+		}
+		msg := nats.NewMsg(m.Subject)
+		msg.Data = append([]byte(nil), m.Data...)
+		msg.Header.Set(jetstream.MsgIDHeader, m.ID)
+		if p.last != "" {
+			msg.Header.Set(jetstream.ExpectedLastMsgIDHeader, p.last)
+		}
+		f, perr := p.js.PublishMsgAsync(msg)
+		p.last = m.ID
+		p.stats.inflight.Add(1)
+		q <- inflight{f: f, pos: pos, id: m.ID, err: perr}
+		if perr != nil {
+			err = perr
+			break
+		}
+	}
+	close(q)
+	wg.Wait()
+	if e := failed.Load(); e != nil && (err == nil || errors.Is(err, ErrClosed)) {
+		err = *e
+	}
+	return err
+}
+
+// acks takes acknowledgements in order and advances the spool's cursor.
+// After the first failure it goes on taking the rest (a later success
+// proves the ones before it stored: each expected its predecessor).
+func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
+	var n uint64
+	for e := range q {
+		err := e.err
+		var ack *jetstream.PubAck
+		if err == nil {
+			select {
+			case ack = <-e.f.Ok():
+			case err = <-e.f.Err():
+			}
+		}
+		p.stats.inflight.Add(-1)
+		if err != nil {
+			p.stats.errors.Add(1)
+			if failed.Load() == nil {
+				failed.Store(&err)
+				p.cfg.Spool.wake()
+			}
+			continue
+		}
+		p.stats.published.Add(1)
+		if ack.Duplicate {
+			p.stats.duplicates.Add(1)
+		}
+		p.cfg.Spool.Ack(e.pos, 1, e.id)
+		if n++; n%4096 == 0 || len(q) == 0 {
+			p.cfg.Spool.Save()
+		}
+	}
+}
+
+// resync asks the stream for its last message and sets the spool's read
+// position after it; it retries until the stream answers or ctx is done.
+func (p *Publisher) resync(ctx context.Context) error {
+	p.stats.resyncs.Add(1)
+	s := p.cfg.Spool
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		last, err := p.lastID(ctx)
+		if err == nil {
+			s.Rewind()
+			p.last = last
+			if last == "" || last == s.LastAcked() {
+				return nil
+			}
+			// Stored after the last acknowledgement: skip up to it.
+			if n, ok := s.Seek(last); ok {
+				p.stats.skipped.Add(n)
+				return nil
+			}
+			p.cfg.Log.Warn("fleet: the stream's last message is not in the spool; publishing the spool after it", "stream", p.cfg.Stream, "last", last)
+			return nil
+		}
+		p.cfg.Log.Debug("fleet: stream not reachable", "stream", p.cfg.Stream, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+// lastID returns the Nats-Msg-Id of the stream's last message, "" when
+// the stream is empty.
+func (p *Publisher) lastID(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckWait)
+	defer cancel()
+	st, err := p.js.Stream(ctx, p.cfg.Stream)
+	if err != nil {
+		return "", err
+	}
+	m, err := st.GetLastMsgForSubject(ctx, HostSubjects(p.cfg.Host))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return m.Header.Get(jetstream.MsgIDHeader), nil
+}
+
+// StreamConfig is the configuration of host's stream that contid expects:
+// the host's subjects only, kept on file, with a duplicate window of ten
+// minutes (a second guard behind the publisher's resynchronisation).
+// Retention, size and replicas are the operator's choice.
+func StreamConfig(name, host string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name: name, Subjects: []string{HostSubjects(host)},
+		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute,
+		AllowDirect: true,
+	}
+}

@@ -1,0 +1,124 @@
+package fleet
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/contid/contid/internal/pipeline"
+	"github.com/contid/contid/internal/testwait"
+)
+
+// recorder spools events through a Sink and keeps the message ids in the
+// order they were spooled: the order the stream must hold them in.
+type recorder struct {
+	mu   sync.Mutex
+	sink *Sink
+	ids  []string
+}
+
+func (r *recorder) Write(ev *pipeline.Event) {
+	r.sink.Write(ev)
+	r.mu.Lock()
+	for _, m := range r.sink.msgs {
+		r.ids = append(r.ids, m.ID)
+	}
+	r.mu.Unlock()
+}
+
+func (r *recorder) IDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ids)
+}
+
+// host is one contid host publishing to the cluster: spool, sink,
+// publisher.
+type host struct {
+	name  string
+	spool *Spool
+	rec   *recorder
+	pub   *Publisher
+	done  chan error
+	stop  context.CancelFunc
+}
+
+func startHost(t *testing.T, urls, name string, scfg SpoolConfig) *host {
+	t.Helper()
+	if scfg.Dir == "" {
+		scfg.Dir = t.TempDir()
+	}
+	if scfg.MaxBytes == 0 {
+		scfg.MaxBytes = 1 << 30
+	}
+	sp, err := OpenSpool(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := connect(t, urls)
+	pub, err := NewPublisher(PublisherConfig{Conn: nc, Stream: StreamName("CONTID", name), Host: name, Spool: sp, AckWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &host{name: name, spool: sp, rec: &recorder{sink: NewSink("", name, "boot1", sp)}, pub: pub, done: make(chan error, 1), stop: cancel}
+	go func() { h.done <- pub.Run(ctx) }()
+	t.Cleanup(func() { h.stop(); <-h.done; sp.Close() })
+	return h
+}
+
+// drained waits until the spool holds nothing unacknowledged.
+func (h *host) drained(t *testing.T) {
+	t.Helper()
+	testwait.Until(t, h.name+" spool drained", func() (bool, any) {
+		st, ps := h.spool.Stats(), h.pub.Stats()
+		return st.Pending == 0, [3]uint64{st.Pending, ps.Published, ps.Resyncs}
+	})
+}
+
+func checkStream(t *testing.T, urls string, h *host) {
+	t.Helper()
+	got := streamIDs(t, connect(t, urls), StreamName("CONTID", h.name))
+	want := h.rec.IDs()
+	if slices.Equal(got, want) {
+		return
+	}
+	seen := map[string]int{}
+	for _, id := range got {
+		seen[id]++
+	}
+	dups, missing := 0, 0
+	for _, id := range want {
+		switch seen[id] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			dups++
+		}
+	}
+	first := 0
+	for first < min(len(got), len(want)) && got[first] == want[first] {
+		first++
+	}
+	t.Fatalf("%s: stream holds %d messages, %d spooled: %d missing, %d duplicated, first difference at %d", h.name, len(got), len(want), missing, dups, first)
+}
+
+// A replayed host log, one server: every event once, in order.
+func TestPublishReplayed(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	createStream(t, connect(t, c.urls()), "b", 1)
+	h := startHost(t, c.urls(), "b", SpoolConfig{})
+	n := replay(genLog(rand.New(rand.NewPCG(1, 2)), 0, 5000, 1700000000), h.rec)
+	if err := h.rec.sink.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	h.drained(t)
+	if len(h.rec.IDs()) < n {
+		t.Fatalf("%d events gave %d messages", n, len(h.rec.IDs()))
+	}
+	checkStream(t, c.urls(), h)
+}
