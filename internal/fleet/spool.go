@@ -112,10 +112,10 @@ type Spool struct {
 	woken  bool // wake was called: a waiting Next returns ErrEmpty
 
 	// Read position: the next record Next returns.
-	rseg uint64
-	roff int64
-	rf   *os.File // open segment rseg
-	rbuf []byte   // bytes of rf from rbase
+	rseg  uint64
+	roff  int64
+	rf    *os.File // open segment rseg
+	rbuf  []byte   // bytes of rf from rbase
 	rbase int64
 
 	// Acknowledged: everything before (aseg, aoff).
