@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,7 +38,8 @@ type PublisherStats struct {
 	Duplicates uint64 // … of which the stream already held (a resend)
 	Resyncs    uint64 // times the publisher asked the stream where it stands
 	Errors     uint64 // publishes that failed or were not acknowledged
-	Skipped    uint64 // spooled messages the stream already held (found at a resync)
+	Skipped    uint64 // spooled messages found in the stream at a resync
+	Reordered  uint64 // acknowledgements out of sequence (never expected)
 	InFlight   int64
 	Connected  bool
 }
@@ -45,31 +47,40 @@ type PublisherStats struct {
 // A Publisher sends the spool's messages to the host's stream, in order,
 // each exactly once.
 //
-// Each message carries Nats-Msg-Id (its identity) and
-// Nats-Expected-Last-Msg-Id (the identity of the message before it), so
-// the stream stores it only right after its predecessor: a message lost
-// in a leader change makes every later one in flight fail rather than be
-// stored out of order. On any failure the publisher waits for what is in
-// flight, asks the stream for its last message, finds it in the spool,
-// and goes on after it: nothing is stored twice or out of order, even
-// after a crash of contid between a store and its acknowledgement (the
-// stream's duplicate window is a second guard, not the first).
+// Only this host publishes to its stream, so the publisher knows the
+// stream sequence each message must get. Each message carries
+// Nats-Msg-Id (its identity) and Nats-Expected-Last-Sequence (the
+// sequence of the message before it): the stream stores it only right
+// after its predecessor, so a message lost in a leader change makes every
+// later one in flight fail rather than be stored out of order. On any
+// failure the publisher waits for what is in flight, asks the stream for
+// its last message, finds that message in the spool and goes on after
+// it. Nothing is stored twice or out of order, also after a crash of
+// contid between a store and its acknowledgement; the stream's duplicate
+// window is a second guard.
+//
+// (Nats-Expected-Last-Msg-Id would do the same without counting, but
+// nats-server 2.15.3 checks it only when a replicated stream applies the
+// message, and a refusal there during a leader change left the stream
+// without a leader for good in our tests; the sequence is checked before
+// the proposal.)
 //
 // Up to Window messages are in flight; acknowledgements are taken in
 // order by a second goroutine, which advances the spool's cursor.
 type Publisher struct {
 	cfg   PublisherConfig
 	js    jetstream.JetStream
-	last  string // id of the last message published (expected by the next)
+	next  uint64 // stream sequence the next message sent gets
 	stats struct {
-		published, duplicates, resyncs, errors, skipped atomic.Uint64
-		inflight                                        atomic.Int64
+		published, duplicates, resyncs, errors, skipped, reordered atomic.Uint64
+		inflight                                                   atomic.Int64
 	}
 }
 
 type inflight struct {
 	f   jetstream.PubAckFuture
 	pos Pos
+	seq uint64 // the stream sequence it must get
 	id  string
 	err error // publish failed at once
 }
@@ -86,7 +97,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	js, err := jetstream.New(cfg.Conn,
-		jetstream.WithPublishAsyncMaxPending(cfg.Window+1),
+		jetstream.WithPublishAsyncMaxPending(2*cfg.Window), // the bound is ours (send); never stall
 		jetstream.WithPublishAsyncTimeout(cfg.AckWait))
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
@@ -99,7 +110,8 @@ func (p *Publisher) Stats() PublisherStats {
 	return PublisherStats{
 		Published: p.stats.published.Load(), Duplicates: p.stats.duplicates.Load(),
 		Resyncs: p.stats.resyncs.Load(), Errors: p.stats.errors.Load(),
-		Skipped: p.stats.skipped.Load(), InFlight: p.stats.inflight.Load(),
+		Skipped: p.stats.skipped.Load(), Reordered: p.stats.reordered.Load(),
+		InFlight:  p.stats.inflight.Load(),
 		Connected: p.cfg.Conn.IsConnected(),
 	}
 }
@@ -151,13 +163,11 @@ func (p *Publisher) send(ctx context.Context) error {
 		msg := nats.NewMsg(m.Subject)
 		msg.Data = append([]byte(nil), m.Data...)
 		msg.Header.Set(jetstream.MsgIDHeader, m.ID)
-		if p.last != "" {
-			msg.Header.Set(jetstream.ExpectedLastMsgIDHeader, p.last)
-		}
-		f, perr := p.js.PublishMsgAsync(msg)
-		p.last = m.ID
+		msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(p.next-1, 10))
+		f, perr := p.js.PublishMsgAsync(msg, noRetry)
+		p.next++
 		p.stats.inflight.Add(1)
-		q <- inflight{f: f, pos: pos, id: m.ID, err: perr}
+		q <- inflight{f: f, pos: pos, seq: p.next - 1, id: m.ID, err: perr}
 		if perr != nil {
 			err = perr
 			break
@@ -171,9 +181,13 @@ func (p *Publisher) send(ctx context.Context) error {
 	return err
 }
 
-// acks takes acknowledgements in order and advances the spool's cursor.
-// After the first failure it goes on taking the rest (a later success
-// proves the ones before it stored: each expected its predecessor).
+// noRetry turns off the client's resend of a message that found no
+// responder: the publisher resends, in order.
+var noRetry = jetstream.WithRetryAttempts(0)
+
+// acks takes acknowledgements in order and advances the spool's cursor
+// until the first failure; it takes the rest without (sent again after
+// the resync).
 func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 	var n uint64
 	for e := range q {
@@ -194,9 +208,16 @@ func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 			}
 			continue
 		}
+		if failed.Load() != nil {
+			continue // after a failure: sent again from it
+		}
 		p.stats.published.Add(1)
 		if ack.Duplicate {
 			p.stats.duplicates.Add(1)
+		}
+		if ack.Sequence != e.seq {
+			p.stats.reordered.Add(1)
+			p.cfg.Log.Warn("fleet: message stored out of sequence", "stream", p.cfg.Stream, "id", e.id, "seq", ack.Sequence, "want", e.seq)
 		}
 		p.cfg.Spool.Ack(e.pos, 1, e.id)
 		if n++; n%4096 == 0 || len(q) == 0 {
@@ -205,25 +226,26 @@ func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 	}
 }
 
-// resync asks the stream for its last message and sets the spool's read
-// position after it; it retries until the stream answers or ctx is done.
+// resync asks the stream for its last message, sets the spool's read
+// position after it, and the sequence the next message must get; it
+// retries until the stream answers or ctx is done.
 func (p *Publisher) resync(ctx context.Context) error {
 	p.stats.resyncs.Add(1)
-	s := p.cfg.Spool
+	sp := p.cfg.Spool
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
-		last, err := p.lastID(ctx)
+		seq, last, err := p.last(ctx)
 		if err == nil {
-			s.Rewind()
-			p.last = last
-			if last == "" || last == s.LastAcked() {
+			sp.Rewind()
+			p.next = seq + 1
+			if last == "" || last == sp.LastAcked() {
 				return nil
 			}
 			// Stored after the last acknowledgement: skip up to it.
-			if n, ok := s.Seek(last); ok {
+			if n, ok := sp.Seek(last); ok {
 				p.stats.skipped.Add(n)
 				return nil
 			}
-			p.cfg.Log.Warn("fleet: the stream's last message is not in the spool; publishing the spool after it", "stream", p.cfg.Stream, "last", last)
+			p.cfg.Log.Warn("fleet: the stream's last message is not among those spooled; publishing the spool after it", "stream", p.cfg.Stream, "last", last)
 			return nil
 		}
 		p.cfg.Log.Debug("fleet: stream not reachable", "stream", p.cfg.Stream, "err", err)
@@ -235,23 +257,30 @@ func (p *Publisher) resync(ctx context.Context) error {
 	}
 }
 
-// lastID returns the Nats-Msg-Id of the stream's last message, "" when
-// the stream is empty.
-func (p *Publisher) lastID(ctx context.Context) (string, error) {
+// last returns the stream's last sequence and the Nats-Msg-Id of its
+// last message ("" when the stream holds none of the host's).
+func (p *Publisher) last(ctx context.Context) (uint64, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckWait)
 	defer cancel()
 	st, err := p.js.Stream(ctx, p.cfg.Stream)
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
-	m, err := st.GetLastMsgForSubject(ctx, HostSubjects(p.cfg.Host))
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	if info.State.Msgs == 0 {
+		return info.State.LastSeq, "", nil
+	}
+	m, err := st.GetMsg(ctx, info.State.LastSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return "", nil
+		return info.State.LastSeq, "", nil
 	}
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
-	return m.Header.Get(jetstream.MsgIDHeader), nil
+	return info.State.LastSeq, m.Header.Get(jetstream.MsgIDHeader), nil
 }
 
 // StreamConfig is the configuration of host's stream that contid expects:

@@ -2,7 +2,9 @@ package fleet
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -59,7 +61,7 @@ func startHost(t *testing.T, urls, name string, scfg SpoolConfig) *host {
 		t.Fatal(err)
 	}
 	nc := connect(t, urls)
-	pub, err := NewPublisher(PublisherConfig{Conn: nc, Stream: StreamName("CONTID", name), Host: name, Spool: sp, AckWait: 2 * time.Second})
+	pub, err := NewPublisher(PublisherConfig{Conn: nc, Stream: StreamName("CONTID", name), Host: name, Spool: sp, AckWait: 2 * time.Second, Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,4 +123,11 @@ func TestPublishReplayed(t *testing.T) {
 		t.Fatalf("%d events gave %d messages", n, len(h.rec.IDs()))
 	}
 	checkStream(t, c.urls(), h)
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	if os.Getenv("FLEET_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -662,7 +662,7 @@ func (s *Spool) wake() {
 
 // Seek moves the cursor and the read position past the message id if it
 // is among the records not yet acknowledged, returning how many it
-// skipped; else it leaves both where they were.
+// skipped; else it leaves both at the cursor.
 func (s *Spool) Seek(id string) (uint64, bool) {
 	s.Rewind()
 	var n uint64
