@@ -176,9 +176,9 @@ func (d *Daemon) openAudit(stdin io.Reader) (err error) {
 		if err != nil {
 			return fmt.Errorf("daemon: filter: %w", err)
 		}
-		if s := rs.Streams(); len(s) > 0 {
-			return fmt.Errorf("daemon: filter %s: stream %q is not defined (streams are not supported yet)", d.cfg.Audit.Filter, s[0])
-		}
+	}
+	if err := d.openFleet(rs); err != nil {
+		return err
 	}
 	if d.cfg.Audit.JSON {
 		if a.json, err = auditlog.Open(d.cfg.JSONLog(), d.log); err != nil {
@@ -194,7 +194,7 @@ func (d *Daemon) openAudit(stdin io.Reader) (err error) {
 	})
 	a.pipe = pipeline.New(pipeline.Config{
 		Reassembly: reassembly.Config{Timeout: time.Duration(d.cfg.Audit.TimeoutMS) * time.Millisecond},
-		Rules:      rs, Attributor: d.packetAttributor(a.mode), Writer: a.out, Self: int32(os.Getpid()),
+		Rules:      rs, Attributor: d.packetAttributor(a.mode), Writer: d.fleetWriter(a.out), Self: int32(os.Getpid()),
 	})
 	a.batches = make(chan []auditMsg, 64)
 	a.own = make(chan records.Record, 4096)
@@ -257,6 +257,7 @@ func (d *Daemon) closeAudit() {
 		a.pipe.Flush()
 		d.flushLosses()
 		a.out.Close()
+		d.closeFleet()
 	}
 	d.closePackets()
 	for drained := false; !drained; {
@@ -319,6 +320,7 @@ func (d *Daemon) abortAudit() {
 		a.json.Close()
 	}
 	d.finishJournal(clean)
+	d.closeFleet()
 	*a = auditState{}
 }
 
@@ -372,6 +374,7 @@ func (d *Daemon) auditBatch(b []auditMsg) {
 	}
 	p.EndRead()
 	d.audit.out.Commit()
+	d.fleetCommit()
 	d.publishAudit()
 }
 
@@ -429,6 +432,7 @@ func (d *Daemon) tickAudit(now time.Time) {
 	for _, l := range a.out.TakeLosses() {
 		d.diskFullLoss(l.Log, l.Lines)
 	}
+	d.fleetTick()
 	d.publishAudit()
 }
 
@@ -657,6 +661,7 @@ func (d *Daemon) auditStatus(s *api.Status) {
 	c["own_queue_full"] = a.counters.ownQueueFull.Load()
 	c["own_send_errors"] = a.counters.ownSendErrors.Load()
 	c["loss_records"] = a.counters.lossRecords.Load()
+	d.fleetStatus(c)
 	if a.nl != nil {
 		ns := a.nl.Stats()
 		c["audit_enobufs"] = ns.ENOBUFS

@@ -88,7 +88,8 @@ type Daemon struct {
 	tasks       atomic.Int64
 
 	audit   auditState
-	pk      *packets // packet record attribution (packets_linux.go), nil when off
+	pk      *packets    // packet record attribution (packets_linux.go), nil when off
+	fleet   *fleetRoute // the fleet stream route (fleet_linux.go), nil when off
 	stopAll context.CancelFunc
 }
 

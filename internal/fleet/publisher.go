@@ -294,3 +294,21 @@ func StreamConfig(name, host string) jetstream.StreamConfig {
 		AllowDirect: true,
 	}
 }
+
+// EnsureStream creates host's stream (StreamConfig, one replica) unless
+// it exists.
+func EnsureStream(nc *nats.Conn, name, host string) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.Stream(ctx, name); err == nil {
+		return nil
+	}
+	if _, err := js.CreateStream(ctx, StreamConfig(name, host)); err != nil {
+		return fmt.Errorf("fleet: create stream %s: %w", name, err)
+	}
+	return nil
+}
