@@ -119,6 +119,7 @@ type Fleet struct {
 	SpoolMax     int64  `toml:"spool_max"` // MiB
 	SpoolAction  string `toml:"spool_action"`
 	SpoolFsync   bool   `toml:"spool_fsync"`
+	JSON         bool   `toml:"json"`
 }
 
 func (f Fleet) validate() error {

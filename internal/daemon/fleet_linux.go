@@ -79,7 +79,7 @@ func (d *Daemon) openFleet(rs *rules.Set) error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &fleetRoute{sink: fleet.NewSink(f.Route, host, strings.TrimSpace(string(boot)), sp), spool: sp, pub: pub, stop: cancel, done: make(chan error, 1)}
+	r := &fleetRoute{sink: fleet.NewSink(f.Route, host, strings.TrimSpace(string(boot)), f.JSON, sp), spool: sp, pub: pub, stop: cancel, done: make(chan error, 1)}
 	go func() { r.done <- pub.Run(ctx); nc.Close() }()
 	d.fleet = r
 	d.log.Info("fleet stream route", "route", f.Route, "stream", stream, "servers", f.URLs)

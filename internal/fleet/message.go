@@ -19,9 +19,10 @@ type Msg struct {
 	// chains.
 	ID      string
 	Subject string
-	// Data is the event as one JSON object (output.AppendEventJSON, the
-	// form of audit.json), a newline, and the event's lines as the host
-	// log holds them, each ending in a newline.
+	// Data is the event's lines as the host log holds them, each ending
+	// in a newline; with Encoder.JSON, after the event as one JSON object
+	// (output.AppendEventJSON, the form of audit.json) and a newline. A
+	// reader tells the two apart by the first byte ('{' or 't').
 	Data []byte
 }
 
@@ -30,7 +31,9 @@ type Encoder struct {
 	Host string // the host's name, checked by CheckHost
 	// Boot tells this host's boots apart (the kernel's boot_id); "" for
 	// a replayed log, whose stamps carry the time that tells them apart.
-	Boot   string
+	Boot string
+	// JSON puts the event's JSON object before its lines (see Msg.Data).
+	JSON   bool
 	chains []contid.Chain
 	buf    []byte
 }
@@ -46,8 +49,10 @@ func (e *Encoder) Append(msgs []Msg, ev *pipeline.Event) []Msg {
 		return msgs
 	}
 	id := e.EventID(ev)
-	e.buf = output.AppendEventJSON(e.buf[:0], ev)
-	e.buf = append(e.buf, '\n')
+	e.buf = e.buf[:0]
+	if e.JSON {
+		e.buf = append(output.AppendEventJSON(e.buf, ev), '\n')
+	}
 	for i := range ev.Records {
 		e.buf = append(records.AppendRaw(e.buf, &ev.Records[i]), '\n')
 	}

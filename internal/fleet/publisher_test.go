@@ -66,7 +66,7 @@ func startHost(t *testing.T, urls, name string, scfg SpoolConfig) *host {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &host{name: name, spool: sp, rec: &recorder{sink: NewSink("", name, "boot1", sp)}, pub: pub, done: make(chan error, 1), stop: cancel}
+	h := &host{name: name, spool: sp, rec: &recorder{sink: NewSink("", name, "boot1", false, sp)}, pub: pub, done: make(chan error, 1), stop: cancel}
 	go func() { h.done <- pub.Run(ctx) }()
 	t.Cleanup(func() { h.stop(); <-h.done; sp.Close() })
 	return h

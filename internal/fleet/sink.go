@@ -23,9 +23,10 @@ type Sink struct {
 	errs            uint64
 }
 
-// NewSink returns a Sink writing to spool.
-func NewSink(name, host, boot string, spool *Spool) *Sink {
-	return &Sink{Name: name, enc: Encoder{Host: host, Boot: boot}, spool: spool}
+// NewSink returns a Sink writing to spool; json adds the JSON object to
+// each message (Encoder.JSON).
+func NewSink(name, host, boot string, json bool, spool *Spool) *Sink {
+	return &Sink{Name: name, enc: Encoder{Host: host, Boot: boot, JSON: json}, spool: spool}
 }
 
 // Write spools the event's messages if it is routed to the sink.
