@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/contid/contid/internal/testwait"
 )
 
 func testMsg(i int) Msg {
@@ -193,6 +195,11 @@ func TestSpoolBlock(t *testing.T) {
 		}
 		done <- nil
 	}()
+	// Nothing is read yet: the writer must come to wait at the limit.
+	testwait.Until(t, "Append blocked", func() (bool, any) { return s.Stats().Blocked > 0, s.Stats().Appended })
+	if st := s.Stats(); st.Appended != 20 {
+		t.Fatalf("took %d events beyond the limit", st.Appended)
+	}
 	var got []string
 	for len(got) < 30 {
 		m, pos, err := s.Next(true)
