@@ -106,7 +106,9 @@ func TestHostPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), time.Second) }
+	short := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), time.Second)
+	}
 	c1, x1 := short()
 	if _, err := js.Publish(c1, "contid.b.h", []byte("type=SYSCALL msg=audit(1.000:1): forged\n")); err == nil {
 		t.Fatal("a published under b's name")
