@@ -44,6 +44,7 @@ type searchCmd struct {
 	FleetHost   []string      `name:"fleet-host" sep:"none" placeholder:"HOST" help:"With --fleet, only this host's stream (repeatable; default every host)."`
 	FleetPrefix string        `name:"fleet-prefix" default:"CONTID" help:"With --fleet, the streams' name prefix (fleet.stream_prefix)."`
 	FleetCreds  string        `name:"fleet-creds" type:"path" placeholder:"FILE" help:"With --fleet, a NATS .creds file (user JWT and nkey seed)."`
+	FleetNKey   string        `name:"fleet-nkey" type:"path" placeholder:"FILE" help:"With --fleet, a file holding a user nkey seed."`
 	FleetCA     string        `name:"fleet-tls-ca" type:"path" placeholder:"FILE" help:"With --fleet, the CA of the servers' TLS certificates."`
 	FleetCert   string        `name:"fleet-tls-cert" type:"path" placeholder:"FILE" help:"With --fleet, a TLS client certificate (with --fleet-tls-key)."`
 	FleetKey    string        `name:"fleet-tls-key" type:"path" placeholder:"FILE" help:"With --fleet, the TLS client key."`

@@ -18,7 +18,7 @@ import (
 // local search does.
 func (c *searchCmd) searchFleet(stdio Stdio, q *search.Query, p *search.Printer) error {
 	nc, err := fleet.Connect(fleet.ConnConfig{
-		URLs: c.Fleet, Credentials: c.FleetCreds, TLSCA: c.FleetCA, TLSCert: c.FleetCert, TLSKey: c.FleetKey, Name: "contid search",
+		URLs: c.Fleet, Credentials: c.FleetCreds, NKeySeed: c.FleetNKey, TLSCA: c.FleetCA, TLSCert: c.FleetCert, TLSKey: c.FleetKey, Name: "contid search",
 	}, nats.MaxReconnects(0), nats.RetryOnFailedConnect(false))
 	if err != nil {
 		return &exitError{2, fmt.Errorf("search: %w", err)}

@@ -112,6 +112,7 @@ type Fleet struct {
 	StreamPrefix string `toml:"stream_prefix"`
 	CreateStream bool   `toml:"create_stream"`
 	Credentials  string `toml:"credentials"`
+	NKeySeed     string `toml:"nkey_seed"`
 	TLSCA        string `toml:"tls_ca"`
 	TLSCert      string `toml:"tls_cert"`
 	TLSKey       string `toml:"tls_key"`
@@ -141,7 +142,7 @@ func (f Fleet) validate() error {
 	default:
 		return fmt.Errorf("fleet.spool_action %q must be block, drop_oldest or drop_new", f.SpoolAction)
 	}
-	for k, p := range map[string]string{"fleet.credentials": f.Credentials, "fleet.tls_ca": f.TLSCA, "fleet.tls_cert": f.TLSCert, "fleet.tls_key": f.TLSKey, "fleet.spool_dir": f.SpoolDir} {
+	for k, p := range map[string]string{"fleet.credentials": f.Credentials, "fleet.nkey_seed": f.NKeySeed, "fleet.tls_ca": f.TLSCA, "fleet.tls_cert": f.TLSCert, "fleet.tls_key": f.TLSKey, "fleet.spool_dir": f.SpoolDir} {
 		if (p != "" || k == "fleet.spool_dir") && !filepath.IsAbs(p) {
 			return fmt.Errorf("%s %q must be an absolute path", k, p)
 		}

@@ -61,7 +61,10 @@ func (d *Daemon) openFleet(rs *rules.Set) error {
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
-	nc, err := fleet.Connect(fleet.ConnConfig{URLs: f.URLs, Credentials: f.Credentials, TLSCA: f.TLSCA, TLSCert: f.TLSCert, TLSKey: f.TLSKey, Name: "contid " + host})
+	nc, err := fleet.Connect(fleet.ConnConfig{
+		URLs: f.URLs, Credentials: f.Credentials, NKeySeed: f.NKeySeed, TLSCA: f.TLSCA, TLSCert: f.TLSCert, TLSKey: f.TLSKey,
+		Name: "contid " + host, Host: host,
+	})
 	if err != nil {
 		sp.Close()
 		return fmt.Errorf("daemon: %w", err)
