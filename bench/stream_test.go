@@ -107,7 +107,7 @@ func BenchmarkStreamRoute(b *testing.B) {
 				var pub *fleet.Publisher
 				done := make(chan error, 1)
 				if strings.Contains(bb.rule, "stream") {
-					hostName := "bench" + strconv.Itoa(i)
+					hostName := "bench" + strconv.FormatInt(time.Now().UnixNano(), 36)
 					nc, err := fleet.Connect(fleet.ConnConfig{URLs: url})
 					if err != nil {
 						b.Fatal(err)

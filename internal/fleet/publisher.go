@@ -213,7 +213,15 @@ func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 		}
 		p.stats.published.Add(1)
 		if ack.Duplicate {
+			// Stored before, not at the end (a spool made anew, say): the
+			// sequences expected by those in flight are one too high, so
+			// they will fail; resynchronise after this one.
 			p.stats.duplicates.Add(1)
+			p.cfg.Spool.Ack(e.pos, 1, e.id)
+			dup := fmt.Errorf("fleet: %s already in the stream at %d", e.id, ack.Sequence)
+			failed.CompareAndSwap(nil, &dup)
+			p.cfg.Spool.wake()
+			continue
 		}
 		if ack.Sequence != e.seq {
 			p.stats.reordered.Add(1)
