@@ -97,6 +97,9 @@ func ParseSubject(s string) (host string, c contid.Chain, err error) {
 			}
 			c = append(c, id)
 		}
+		if len(c) == 0 {
+			return "", nil, fmt.Errorf("fleet: subject %q: no contid", s)
+		}
 		return host, c, nil
 	}
 	return "", nil, fmt.Errorf("fleet: subject %q: neither .h nor .c.<chain>.e", s)
