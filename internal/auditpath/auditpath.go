@@ -37,6 +37,9 @@ type Config struct {
 	HostIndex output.Noter
 	Stdin     io.Reader
 	Log       *slog.Logger
+	// Stream and Route are the stream route (auditpipe.Config).
+	Stream string
+	Route  auditpipe.Route
 }
 
 // Path is the audit path; with audit.mode off it has no source or pipe
@@ -95,6 +98,7 @@ func Open(cfg Config, c *core.Core) (_ *Path, err error) {
 		Engine: c.Engine(),
 		Loss:   func(kind string, n uint64) { c.Loss(kind, n) },
 		Log:    p.log,
+		Stream: cfg.Stream, Route: cfg.Route,
 	})
 	if err != nil {
 		return nil, err

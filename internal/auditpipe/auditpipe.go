@@ -42,6 +42,27 @@ type Config struct {
 	// Loss writes a CONTID_LOSS record.
 	Loss func(kind string, n uint64)
 	Log  *slog.Logger
+	// Route, when not nil, is the stream route named Stream in the
+	// filter's stream= actions (the fleet stream); a filter naming any
+	// other stream is refused.
+	Stream string
+	Route  Route
+}
+
+// Route is a destination of routed events beside the logs: the fleet
+// stream (docs/fleet.md). It runs on the core goroutine but Counters.
+type Route interface {
+	// Write is given every event the pipeline writes; it keeps those
+	// routed to it.
+	Write(ev *pipeline.Event)
+	// Commit ends a batch.
+	Commit() error
+	// Dropped is how many messages it dropped since it opened.
+	Dropped() uint64
+	// Close delivers what it can and keeps the rest for the next start.
+	Close()
+	// Counters adds its counters to c; safe from any goroutine.
+	Counters(c map[string]uint64)
 }
 
 // Pipe is the audit records' way to the logs.
@@ -49,6 +70,9 @@ type Pipe struct {
 	pipe    *pipeline.Pipeline
 	out     *output.Output
 	pk      *netpkt.Packets // nil when packet records are not paired
+	route   Route           // nil: no stream route
+	dropped uint64          // the route's drops already written as loss
+	log     *slog.Logger
 	loss    func(kind string, n uint64)
 	pending map[pipeline.Loss]uint64
 	stats   atomic.Pointer[stats]
@@ -73,17 +97,26 @@ func Open(cfg Config) (*Pipe, error) {
 		if err != nil {
 			return nil, fmt.Errorf("daemon: filter: %w", err)
 		}
-		if s := rs.Streams(); len(s) > 0 {
-			return nil, fmt.Errorf("daemon: filter %s: stream %q is not defined (streams are not supported yet)", cfg.Filter, s[0])
+		for _, s := range rs.Streams() {
+			if cfg.Route == nil || s != cfg.Stream {
+				return nil, fmt.Errorf("daemon: filter %s: stream %q is not defined (fleet.route is %q)", cfg.Filter, s, cfg.Stream)
+			}
 		}
 	}
-	p := &Pipe{loss: cfg.Loss, pending: map[pipeline.Loss]uint64{}}
+	p := &Pipe{loss: cfg.Loss, pending: map[pipeline.Loss]uint64{}, route: cfg.Route, log: cfg.Log}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
 	oc := cfg.Output
 	oc.Lost = p.lost
 	p.out = output.New(oc)
-	attr, pk := netpkt.NewPackets(cfg.Mode, live{cfg.Engine}, cfg.Log)
+	attr, pk := netpkt.NewPackets(cfg.Mode, live{cfg.Engine}, p.log)
 	p.pk = pk
-	pc := pipeline.Config{Rules: rs, Attributor: attr, Writer: p.out, Self: int32(os.Getpid())}
+	var w pipeline.Writer = p.out
+	if p.route != nil {
+		w = tee{p.out, p.route}
+	}
+	pc := pipeline.Config{Rules: rs, Attributor: attr, Writer: w, Self: int32(os.Getpid())}
 	pc.Reassembly.Timeout = cfg.Timeout
 	p.pipe = pipeline.New(pc)
 	return p, nil
@@ -108,7 +141,28 @@ func (p *Pipe) Batch(b []records.Raw) {
 	}
 	p.pipe.EndRead()
 	p.out.Commit()
+	p.commitRoute()
 	p.Publish()
+}
+
+// tee writes events to the logs and the stream route.
+type tee struct {
+	*output.Output
+	route Route
+}
+
+func (t tee) Write(ev *pipeline.Event) {
+	t.Output.Write(ev)
+	t.route.Write(ev)
+}
+
+func (p *Pipe) commitRoute() {
+	if p.route == nil {
+		return
+	}
+	if err := p.route.Commit(); err != nil {
+		p.log.Error("stream route", "err", err)
+	}
 }
 
 // Tick advances event time when idle (no batch waits), watches the
@@ -121,6 +175,14 @@ func (p *Pipe) Tick(now time.Time, idle bool) {
 	p.pk.Tick()
 	p.flushLosses()
 	p.out.Commit() // what Advance delivered
+	p.commitRoute()
+	if p.route != nil {
+		if n := p.route.Dropped(); n > p.dropped {
+			p.log.Warn("stream route: messages dropped (spool full)", "messages", n-p.dropped)
+			p.loss("stream", n-p.dropped)
+			p.dropped = n
+		}
+	}
 }
 
 // Close delivers what the pipeline holds and closes the output and the
@@ -129,6 +191,9 @@ func (p *Pipe) Close() {
 	p.pipe.Flush()
 	p.flushLosses()
 	p.out.Close()
+	if p.route != nil {
+		p.route.Close()
+	}
 	p.pk.Close()
 }
 
@@ -185,6 +250,9 @@ func (p *Pipe) Counters(c map[string]uint64) {
 	c["container_logs_retired"] = o.Retired
 	c["container_logs_removed"] = o.RetiredRemoved
 	c["container_logs_retire_errors"] = o.RetireErrors
+	if p.route != nil {
+		p.route.Counters(c)
+	}
 }
 
 // live is the engine as packet pairing sees it.

@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/search"
 )
 
@@ -42,9 +41,7 @@ func (c *reportCmd) Run(stdio Stdio) error {
 		return &exitError{2, err}
 	}
 	if len(q.Contids) > 0 { // the losses of the time range, which name no container
-		lq := q
-		lq.Contids = nil
-		lq.Types = []records.Type{records.ContidLoss}
+		lq := q.Losses()
 		if _, err := search.Search(files, &lq, opt, func(ev *search.Event) error { rep.Add(ev); return nil }); err != nil {
 			return &exitError{2, err}
 		}

@@ -39,15 +39,24 @@ type searchCmd struct {
 	ReadOnly bool     `name:"read-only-index" help:"Use the index but never write it."`
 	Stats    bool     `help:"Print what was read and skipped to standard error."`
 	Follow   bool     `short:"f" help:"Go on printing matches as they are written to the current log (following rotation) until interrupted."`
+
+	Fleet       string        `placeholder:"URL" help:"Search the fleet's NATS JetStream streams instead of logs (comma-separated server URLs; docs/fleet.md)."`
+	FleetHost   []string      `name:"fleet-host" sep:"none" placeholder:"HOST" help:"With --fleet, only this host's stream (repeatable; default every host)."`
+	FleetPrefix string        `name:"fleet-prefix" default:"CONTID" help:"With --fleet, the streams' name prefix (fleet.stream_prefix)."`
+	FleetCreds  string        `name:"fleet-creds" type:"path" placeholder:"FILE" help:"With --fleet, a NATS .creds file (user JWT and nkey seed)."`
+	FleetNKey   string        `name:"fleet-nkey" type:"path" placeholder:"FILE" help:"With --fleet, a file holding a user nkey seed."`
+	FleetCA     string        `name:"fleet-tls-ca" type:"path" placeholder:"FILE" help:"With --fleet, the CA of the servers' TLS certificates."`
+	FleetCert   string        `name:"fleet-tls-cert" type:"path" placeholder:"FILE" help:"With --fleet, a TLS client certificate (with --fleet-tls-key)."`
+	FleetKey    string        `name:"fleet-tls-key" type:"path" placeholder:"FILE" help:"With --fleet, the TLS client key."`
+	FleetSkew   time.Duration `name:"fleet-skew" default:"5m" help:"With --fleet and -ts, how far a host's clock may run ahead of the servers'."`
 }
 
 func (c *searchCmd) Run(stdio Stdio) error {
 	if c.Interp && c.JSON {
 		return &exitError{2, errors.New("search: -i and --json exclude each other")}
 	}
-	files, err := inputFiles(c.Input, c.Config)
-	if err != nil {
-		return &exitError{2, err}
+	if c.Fleet != "" && (c.Follow || c.Input != "" || c.NoIndex || c.ReadOnly) {
+		return &exitError{2, errors.New("search: --fleet reads streams: not with -f, -if, --no-index or --read-only-index")}
 	}
 	crit := search.Criteria{
 		Contids: c.Contid, Exact: c.Exact, Start: c.Start, End: c.End, Types: c.Message,
@@ -70,6 +79,13 @@ func (c *searchCmd) Run(stdio Stdio) error {
 		loc = time.UTC
 	}
 	p := search.NewPrinter(stdio.Out, format, loc)
+	if c.Fleet != "" {
+		return c.searchFleet(stdio, &q, p)
+	}
+	files, err := inputFiles(c.Input, c.Config)
+	if err != nil {
+		return &exitError{2, err}
+	}
 	past := files
 	if c.Follow {
 		past = files[:len(files)-1] // the current log is read by the follower

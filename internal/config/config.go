@@ -43,6 +43,7 @@ type Config struct {
 	Containers            Containers `toml:"containers"`
 
 	Metrics Metrics `toml:"metrics"`
+	Fleet   Fleet   `toml:"fleet"`
 
 	// SearchIndex keeps the host log's search index while writing it.
 	SearchIndex bool `toml:"search_index"`
@@ -101,6 +102,52 @@ func (m Metrics) Endpoint() (network, address string, err error) {
 			"set metrics.allow_remote (--metrics-allow-remote) to serve them beyond this host", m.Listen)
 	}
 	return "tcp", net.JoinHostPort(host, port), nil
+}
+
+// Fleet configures the stream route to NATS JetStream (docs/fleet.md).
+type Fleet struct {
+	Route        string `toml:"route"`
+	URLs         string `toml:"urls"` // comma-separated, as nats.Connect takes them
+	Host         string `toml:"host"`
+	StreamPrefix string `toml:"stream_prefix"`
+	CreateStream bool   `toml:"create_stream"`
+	Credentials  string `toml:"credentials"`
+	NKeySeed     string `toml:"nkey_seed"`
+	TLSCA        string `toml:"tls_ca"`
+	TLSCert      string `toml:"tls_cert"`
+	TLSKey       string `toml:"tls_key"`
+	SpoolDir     string `toml:"spool_dir"`
+	SpoolMax     int64  `toml:"spool_max"` // MiB
+	SpoolAction  string `toml:"spool_action"`
+	SpoolFsync   bool   `toml:"spool_fsync"`
+	JSON         bool   `toml:"json"`
+}
+
+func (f Fleet) validate() error {
+	if f.Route == "" {
+		return nil
+	}
+	switch {
+	case len(f.URLs) == 0:
+		return fmt.Errorf("fleet.urls: the servers of fleet.route %q are missing", f.Route)
+	case f.SpoolMax < 1 || f.SpoolMax > 1<<20:
+		return fmt.Errorf("fleet.spool_max %d must be 1–1048576 MiB", f.SpoolMax)
+	case f.StreamPrefix == "" || strings.ContainsAny(f.StreamPrefix, ".*> \t/\\"):
+		return fmt.Errorf("fleet.stream_prefix %q must be a word without . * > / \\ or spaces", f.StreamPrefix)
+	case (f.TLSCert == "") != (f.TLSKey == ""):
+		return fmt.Errorf("fleet.tls_cert and fleet.tls_key go together")
+	}
+	switch f.SpoolAction {
+	case "block", "drop_oldest", "drop_new":
+	default:
+		return fmt.Errorf("fleet.spool_action %q must be block, drop_oldest or drop_new", f.SpoolAction)
+	}
+	for k, p := range map[string]string{"fleet.credentials": f.Credentials, "fleet.nkey_seed": f.NKeySeed, "fleet.tls_ca": f.TLSCA, "fleet.tls_cert": f.TLSCert, "fleet.tls_key": f.TLSKey, "fleet.spool_dir": f.SpoolDir} {
+		if (p != "" || k == "fleet.spool_dir") && !filepath.IsAbs(p) {
+			return fmt.Errorf("%s %q must be an absolute path", k, p)
+		}
+	}
+	return nil
 }
 
 // Audit configures where kernel audit records come from and what is done
@@ -215,6 +262,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("containers.keep_dropped %d must be 0–1048576", c.Containers.KeepDropped)
 	case c.Containers.KeepDroppedDays < 0 || c.Containers.KeepDroppedDays > 36500:
 		return fmt.Errorf("containers.keep_dropped_days %d must be 0–36500", c.Containers.KeepDroppedDays)
+	}
+	if err := c.Fleet.validate(); err != nil {
+		return err
 	}
 	if err := c.Containers.validate("containers"); err != nil {
 		return err

@@ -126,3 +126,20 @@ func TestDiskFullQueue(t *testing.T) {
 		t.Errorf("container log QueueBytes %d, want 256 KiB", got)
 	}
 }
+
+func TestFleet(t *testing.T) {
+	for _, tc := range []struct{ in, err string }{
+		{"", ""},
+		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\n", ""},
+		{"[fleet]\nroute = \"fleet\"\n", "fleet.urls"},
+		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\nspool_action = \"wait\"\n", "fleet.spool_action"},
+		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\ncredentials = \"host.creds\"\n", "absolute"},
+		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\ntls_cert = \"/etc/c.pem\"\n", "together"},
+		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\nstream_prefix = \"A.B\"\n", "stream_prefix"},
+	} {
+		_, err := Parse([]byte(tc.in), "f")
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: %v, want %q", tc.in, err, tc.err)
+		}
+	}
+}

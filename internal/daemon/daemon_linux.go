@@ -90,9 +90,20 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 		return err
 	}
 	d.core = c
-	if d.audit, err = auditpath.Open(auditpath.Config{
-		Cfg: &d.cfg, Host: d.host.Writer(), HostIndex: d.host.Index(), Stdin: opt.Stdin, Log: log,
-	}, c); err != nil {
+	ac := auditpath.Config{Cfg: &d.cfg, Host: d.host.Writer(), HostIndex: d.host.Index(), Stdin: opt.Stdin, Log: log}
+	if cfg.Audit.Mode != "off" {
+		route, err := openFleet(cfg.Fleet, log)
+		if err != nil {
+			return err
+		}
+		if route != nil {
+			// The pipe closes it at the audit path's stop; this is for
+			// an audit path that failed to open or made no pipe.
+			defer route.Close()
+			ac.Stream, ac.Route = cfg.Fleet.Route, route
+		}
+	}
+	if d.audit, err = auditpath.Open(ac, c); err != nil {
 		return err
 	}
 	d.audit.Attach(func(now time.Time) {

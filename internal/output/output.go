@@ -173,7 +173,7 @@ func (o *Output) Write(ev *pipeline.Event) {
 		o.retire(ev.Container, st.Sec*1e9+int64(st.Msec)*1e6)
 	}
 	if o.cfg.JSON != nil && ev.Routes.Has(rules.Host) {
-		o.json = append(appendEventJSON(o.json, ev), '\n')
+		o.json = append(AppendEventJSON(o.json, ev), '\n')
 		o.json = o.spill(o.cfg.JSON, o.json)
 		o.stats.JSONEvents++
 	}
@@ -383,7 +383,8 @@ func (o *Output) Stats() Stats {
 	return s
 }
 
-// appendEventJSON writes an event as one JSON object:
+// AppendEventJSON writes an event as one JSON object (the form of
+// audit.json and of the fleet stream's messages):
 //
 //	{"contid":[[inner,outer],…],"container":N,"records":[{…},…]}
 //
@@ -391,7 +392,7 @@ func (o *Output) Stats() Stats {
 // container is the contid whose log the event belongs to (absent if none);
 // incomplete and late appear when true. Each record is records.AppendJSON's
 // object, which carries the stamp.
-func appendEventJSON(b []byte, ev *pipeline.Event) []byte {
+func AppendEventJSON(b []byte, ev *pipeline.Event) []byte {
 	b = append(b, `{"contid":`...)
 	b = contid.AppendChainsJSON(b, ev.Chains)
 	if ev.Container != contid.Unset {

@@ -34,6 +34,16 @@ type Query struct {
 	qterms queryTerms
 }
 
+// Losses returns q for contid's loss records (CONTID_LOSS) instead of q's
+// containers and types: loss records name no container, and a report of
+// q's containers must say what may be missing from it.
+func (q Query) Losses() Query {
+	l := q
+	l.Contids = nil
+	l.Types = []records.Type{records.ContidLoss}
+	return l
+}
+
 // Match reports whether ev meets every criterion of q. It parses the
 // event's fields when its stamp and text leave it possible.
 func (q *Query) Match(ev *Event) bool {
@@ -183,6 +193,10 @@ func Chains(ev *Event) []contid.Chain {
 	ev.Parse()
 	return chainsOf(ev.Records)
 }
+
+// RecordChains is Chains for the records of an event that is not read
+// from a log (the fleet stream names its messages by them).
+func RecordChains(recs []records.Record) []contid.Chain { return chainsOf(recs) }
 
 func chainsOf(recs []records.Record) []contid.Chain {
 	var out []contid.Chain
