@@ -11,7 +11,7 @@ set -eu
 cd "$(dirname "$0")/.."
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-go test -run x -bench 'BenchmarkPrimaryCeiling/backlog=8192' -benchtime 1x ./internal/auditnl | tee -a "$out"
+go test -run x -bench 'BenchmarkPrimaryCeiling/backlog=8192' -benchtime 1x ./internal/source/auditnl | tee -a "$out"
 go test -run x -bench BenchmarkPipeline -benchtime 1x -count 3 -cpu 1 ./bench | tee -a "$out"
 awk '
 /BenchmarkPrimaryCeiling/ { for (i = 1; i < NF; i++) if ($(i+1) == "records/s") ceil = $i }

@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/contid/contid/internal/auditlog"
 	"github.com/contid/contid/internal/contid"
-	"github.com/contid/contid/internal/engine"
-	"github.com/contid/contid/internal/output"
+	"github.com/contid/contid/internal/core/engine"
 	"github.com/contid/contid/internal/pipeline"
+	"github.com/contid/contid/internal/sink/auditlog"
+	"github.com/contid/contid/internal/sink/output"
 )
 
 // The event shapes of an exec storm under an execve and exit_group rule,

@@ -22,11 +22,11 @@ if [ -z "$dir" ]; then
 fi
 mkdir -p "$dir"
 cd "$(dirname "$0")/.."
-go test ./internal/search -run '^$' -bench 'OneContainerHour' -benchtime 5x -timeout 60m \
+go test ./internal/sink/search -run '^$' -bench 'OneContainerHour' -benchtime 5x -timeout 60m \
 	-args -search.dir "$dir" -search.bytes "$bytes"
-go test ./internal/search -run '^$' -bench 'OneContainerHour' -benchtime 5x -timeout 60m \
+go test ./internal/sink/search -run '^$' -bench 'OneContainerHour' -benchtime 5x -timeout 60m \
 	-args -search.dir "$dir" -search.cold
-go test ./internal/search -run '^$' -bench 'IndexDesigns' -benchtime 1x -args -search.dir "$dir"
-go test ./internal/search -run '^$' -bench 'LogIndex|IndexWriter' -benchtime 5x -count 5
+go test ./internal/sink/search -run '^$' -bench 'IndexDesigns' -benchtime 1x -args -search.dir "$dir"
+go test ./internal/sink/search -run '^$' -bench 'LogIndex|IndexWriter' -benchtime 5x -count 5
 [ -n "$cleanup" ] && rm -rf "$cleanup"
 true

@@ -15,11 +15,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"golang.org/x/sys/unix"
 
-	"github.com/contid/contid/internal/auditlog"
-	"github.com/contid/contid/internal/fleet"
-	"github.com/contid/contid/internal/output"
 	"github.com/contid/contid/internal/pipeline"
-	"github.com/contid/contid/internal/rules"
+	"github.com/contid/contid/internal/pipeline/rules"
+	"github.com/contid/contid/internal/sink/auditlog"
+	"github.com/contid/contid/internal/sink/fleet"
+	"github.com/contid/contid/internal/sink/output"
 )
 
 // serverEnv makes the test binary a NATS server (JetStream, store in the

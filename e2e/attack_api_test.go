@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contid/contid/internal/api"
-	"github.com/contid/contid/internal/procfs"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/source/procfs"
+	"github.com/contid/contid/internal/surface/api"
 )
 
 // Roles of the test binary run as other users by the tests below. init

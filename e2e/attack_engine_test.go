@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/contid/contid/internal/api"
-	"github.com/contid/contid/internal/auditnl/audittest"
-	"github.com/contid/contid/internal/oci"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/source/auditnl/audittest"
+	"github.com/contid/contid/internal/surface/api"
+	"github.com/contid/contid/internal/surface/oci"
 )
 
 // unshareLoops is how many times the unprivileged user runs each unshare.

@@ -12,10 +12,10 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/contid/contid/internal/auditnl/audittest"
-	"github.com/contid/contid/internal/oci"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/testwait"
+	"github.com/contid/contid/internal/source/auditnl/audittest"
+	"github.com/contid/contid/internal/surface/oci"
+	"github.com/contid/contid/internal/testing/testwait"
 )
 
 // startAudit starts a daemon that is the kernel's audit daemon with the
@@ -675,7 +675,7 @@ func serialGaps(log string) []uint64 {
 // nothing. The storm makes timer ticks late, and the kernel's coarse audit
 // clock with them: records were stamped up to 34 ms before their
 // subject's fork, which the engine's old 20 ms slack left unplaced (see
-// internal/engine/history.go; TestAttribute has the unit case).
+// internal/core/engine/history.go; TestAttribute has the unit case).
 func TestAuditStormPlaced(t *testing.T) {
 	marker := privateTrue(t)
 	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-storm\n-a always,exit -F arch=b64 -S exit_group -F key=contid-storm\n")

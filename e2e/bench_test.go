@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contid/contid/internal/api"
+	"github.com/contid/contid/internal/surface/api"
 )
 
 // BenchmarkRegistration times 1,000 `contid exec --contid N -- true` against

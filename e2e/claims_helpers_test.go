@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contid/contid/internal/api"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/testwait"
+	"github.com/contid/contid/internal/surface/api"
+	"github.com/contid/contid/internal/testing/testwait"
 )
 
 // progressIdle is how long a wait in these tests may see no progress at all

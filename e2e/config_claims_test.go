@@ -13,8 +13,8 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/contid/contid/internal/config"
-	"github.com/contid/contid/internal/oci"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/surface/oci"
 )
 
 // runContid runs the built binary and returns stdout, stderr and the exit code.

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contid/contid/internal/api"
-	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/source/auditnl/audittest"
+	"github.com/contid/contid/internal/surface/api"
 )
 
 // TestLogDiskFull: the daemon, the kernel's audit daemon with an execve

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/testwait"
+	"github.com/contid/contid/internal/testing/testwait"
 )
 
 // TestFleetLive: a live daemon, the kernel's audit daemon, routes every

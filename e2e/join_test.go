@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/contid/contid/internal/oci"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/surface/oci"
 )
 
 // A contained process creating a child with clone3(CLONE_INTO_CGROUP) is

@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/source/auditnl/audittest"
 )
 
 // nlSocket is a netlink socket's queued bytes and drop counter.

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/testwait"
+	"github.com/contid/contid/internal/testing/testwait"
 )
 
 // The tests of this file run a paced exec loop in a container while the

@@ -20,9 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contid/contid/internal/api"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/testwait"
+	"github.com/contid/contid/internal/surface/api"
+	"github.com/contid/contid/internal/testing/testwait"
 )
 
 // contidBin is the contid binary, static so that it also runs inside a

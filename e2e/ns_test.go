@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/contid/contid/internal/api"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/surface/api"
 )
 
 // TestNamespaceRecords: unshare and setns inside a container give NS_*

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/source/auditnl/audittest"
 )
 
 // startPlugin runs `contid audisp` as the plugin of an auditd started for

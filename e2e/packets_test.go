@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/source/auditnl/audittest"
 )
 
 // TestAuditPacketArrivalOrder: a NETFILTER_PKT record, which the kernel

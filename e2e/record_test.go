@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/contid/contid/internal/golden"
+	"github.com/contid/contid/internal/testing/golden"
 )
 
 // TestRecordReplay: a live run recorded with --record replays, with

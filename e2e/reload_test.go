@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/contid/contid/internal/testwait"
+	"github.com/contid/contid/internal/testing/testwait"
 )
 
 // TestReload (kernel audit off): SIGHUP applies a changed configuration

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contid/contid/internal/auditnl/audittest"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/testwait"
+	"github.com/contid/contid/internal/source/auditnl/audittest"
+	"github.com/contid/contid/internal/testing/testwait"
 )
 
 // Kernel audit state that survives a daemon: these tests check what the

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/contid/contid/internal/api"
-	"github.com/contid/contid/internal/oci"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/testwait"
+	"github.com/contid/contid/internal/surface/api"
+	"github.com/contid/contid/internal/surface/oci"
+	"github.com/contid/contid/internal/testing/testwait"
 )
 
 // bundle makes an OCI bundle of a static busybox running script, with

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/contid/contid/internal/search"
+	"github.com/contid/contid/internal/sink/search"
 )
 
 // TestSearchIndexDaemon: the daemon keeps the host log's search index as

@@ -20,10 +20,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/contid/contid/internal/api"
-	"github.com/contid/contid/internal/auditnl/audittest"
-	"github.com/contid/contid/internal/metrics"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/source/auditnl/audittest"
+	"github.com/contid/contid/internal/surface/api"
+	"github.com/contid/contid/internal/surface/metrics"
 )
 
 // scrape reads /metrics over http, from a TCP address or a unix socket
@@ -118,7 +118,7 @@ func TestMetricsAgreeWithStatus(t *testing.T) {
 	sB := d.status()
 	for k, b := range sB.Counters {
 		if !metrics.Described(k) {
-			t.Errorf("status counter %q has no metric name of its own (add it to the table in internal/metrics)", k)
+			t.Errorf("status counter %q has no metric name of its own (add it to the table in internal/surface/metrics)", k)
 		}
 		name := metrics.Series(k)
 		v, ok := got[name]

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/contid/contid/internal/api"
+	"github.com/contid/contid/internal/surface/api"
 )
 
 // waitScript defines registered JOB FILE: it waits until the process

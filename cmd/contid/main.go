@@ -11,7 +11,7 @@ package main
 import (
 	"os"
 
-	"github.com/contid/contid/internal/cli"
+	"github.com/contid/contid/internal/surface/cli"
 )
 
 func main() {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/contid/contid/internal/auditlog"
+	"github.com/contid/contid/internal/sink/auditlog"
 )
 
 //go:embed default.toml

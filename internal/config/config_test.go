@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/contid/contid/internal/auditlog"
+	"github.com/contid/contid/internal/sink/auditlog"
 )
 
 func TestDefaults(t *testing.T) {

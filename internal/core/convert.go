@@ -4,9 +4,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/contid"
-	"github.com/contid/contid/internal/engine"
-	"github.com/contid/contid/internal/procfs"
-	"github.com/contid/contid/internal/taskevent"
+	"github.com/contid/contid/internal/core/engine"
+	"github.com/contid/contid/internal/source/procfs"
+	"github.com/contid/contid/internal/source/taskevent"
 )
 
 // toInput turns a task event into an engine input. offset maps the

@@ -40,12 +40,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/contid/contid/internal/auditlog"
 	"github.com/contid/contid/internal/contid"
-	"github.com/contid/contid/internal/engine"
-	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/core/engine"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/taskevent"
+	"github.com/contid/contid/internal/sink/auditlog"
+	"github.com/contid/contid/internal/source/procfs"
+	"github.com/contid/contid/internal/source/taskevent"
 )
 
 // Config configures New. Source and HostLog are required.

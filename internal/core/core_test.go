@@ -9,10 +9,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/contid/contid/internal/engine"
-	"github.com/contid/contid/internal/procfs"
+	"github.com/contid/contid/internal/core/engine"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/taskevent"
+	"github.com/contid/contid/internal/source/procfs"
+	"github.com/contid/contid/internal/source/taskevent"
 )
 
 // fakeSource is a taskevent.Source fed by the test: Push queues events

@@ -14,10 +14,10 @@ import (
 	"slices"
 
 	"github.com/contid/contid/internal/contid"
-	"github.com/contid/contid/internal/provenance"
-	"github.com/contid/contid/internal/reassembly"
+	"github.com/contid/contid/internal/pipeline/provenance"
+	"github.com/contid/contid/internal/pipeline/reassembly"
+	"github.com/contid/contid/internal/pipeline/rules"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/rules"
 )
 
 // Event is one kept event, ready to write.

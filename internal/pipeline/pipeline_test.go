@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/contid/contid/internal/contid"
-	"github.com/contid/contid/internal/golden"
+	"github.com/contid/contid/internal/pipeline/rules"
 	"github.com/contid/contid/internal/records"
-	"github.com/contid/contid/internal/rules"
+	"github.com/contid/contid/internal/testing/golden"
 )
 
 // fake attributes from a table; pid 999 is unknown.

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"github.com/contid/contid/internal/golden"
+	"github.com/contid/contid/internal/testing/golden"
 	"testing"
 	"time"
 )

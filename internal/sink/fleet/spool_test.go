@@ -1,0 +1,221 @@
+package fleet
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/contid/contid/internal/testing/testwait"
+)
+
+func testMsg(i int) Msg {
+	return Msg{ID: fmt.Sprintf("h:b:%03d.000:%03d", i, i), Subject: "contid.h.h", Data: fmt.Appendf(nil, "event %03d\n", i)}
+}
+
+// readAll reads what is left without waiting and acknowledges it.
+func readAll(t *testing.T, s *Spool, ack bool) []string {
+	t.Helper()
+	var ids []string
+	for {
+		m, pos, err := s.Next(false)
+		if errors.Is(err, ErrEmpty) || errors.Is(err, ErrClosed) {
+			return ids
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var i int
+		if _, err := fmt.Sscanf(string(m.Data), "event %d\n", &i); err != nil || m.ID != testMsg(i).ID {
+			t.Fatalf("record %q holds %q", m.ID, m.Data)
+		}
+		ids = append(ids, m.ID)
+		if ack {
+			s.Ack(pos, 1, m.ID)
+		}
+	}
+}
+
+func ids(from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, testMsg(i).ID)
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSpoolOrderAndRecovery(t *testing.T) {
+	dir := t.TempDir()
+	cfg := SpoolConfig{Dir: dir, MaxBytes: 1 << 20, SegmentBytes: 1024, Action: DropNew}
+	s, err := OpenSpool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		m := testMsg(i)
+		if err := s.Append(&m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readAll(t, s, false); len(got) != 0 {
+		t.Fatalf("read %d records before Flush", len(got))
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Read 60, acknowledge 40: a crash then leaves 60 to read again.
+	var got []string
+	for i := range 60 {
+		m, pos, err := s.Next(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.ID)
+		if i < 40 {
+			s.Ack(pos, 1, m.ID)
+		}
+	}
+	if !equal(got, ids(0, 60)) {
+		t.Fatalf("order: %v", got)
+	}
+	s.Save()
+	if st := s.Stats(); st.Pending != 60 || st.Segments < 2 {
+		t.Fatalf("stats after 40 acks: %+v", st)
+	}
+	// A crash: no Close. Tear the last record of the last segment.
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	last := segs[len(segs)-1]
+	fi, _ := os.Stat(last)
+	if fi.Size() == 0 { // just started
+		last = segs[len(segs)-2]
+		fi, _ = os.Stat(last)
+	}
+	if err := os.Truncate(last, fi.Size()-3); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := OpenSpool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.LastAcked() != testMsg(39).ID {
+		t.Fatalf("last acked %q", s2.LastAcked())
+	}
+	if st := s2.Stats(); st.Torn == 0 || st.Pending != 59 {
+		t.Fatalf("stats after reopen: %+v", st)
+	}
+	got = readAll(t, s2, true)
+	if !equal(got, ids(40, 99)) {
+		t.Fatalf("after reopen read %d: %v", len(got), got)
+	}
+	// Appends go on after the cut, in order.
+	m := testMsg(100)
+	if err := s2.Append(&m); err != nil {
+		t.Fatal(err)
+	}
+	s2.Flush()
+	if got := readAll(t, s2, true); !equal(got, ids(100, 101)) {
+		t.Fatalf("after append: %v", got)
+	}
+	if st := s2.Stats(); st.Pending != 0 || st.Segments != 1 {
+		t.Fatalf("drained: %+v", st)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSpoolFull(t *testing.T) {
+	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
+	for _, tc := range []struct {
+		action  Action
+		wantIDs []string
+		new     uint64
+		old     uint64
+	}{
+		{DropNew, ids(0, 40), 60, 0},
+		// Segments of 10 records: the oldest go 10 at a time.
+		{DropOldest, ids(60, 100), 0, 60},
+	} {
+		t.Run(tc.action.String(), func(t *testing.T) {
+			s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: tc.action})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for i := range 100 {
+				m := testMsg(i)
+				err := s.Append(&m)
+				if err != nil && !errors.Is(err, ErrFull) {
+					t.Fatal(err)
+				}
+				s.Flush()
+			}
+			got := readAll(t, s, true)
+			st := s.Stats()
+			if !equal(got, tc.wantIDs) || st.DroppedNew != tc.new || st.DroppedOld != tc.old {
+				t.Fatalf("read %v, stats %+v", got, st)
+			}
+			if st.Appended+st.DroppedNew != 100 || uint64(len(got))+st.DroppedNew+st.DroppedOld != 100 {
+				t.Fatalf("not every event counted: read %d, %+v", len(got), st)
+			}
+		})
+	}
+}
+
+// Block: Append waits until an acknowledgement frees a segment.
+func TestSpoolBlock(t *testing.T) {
+	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
+	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 20 * size, SegmentBytes: 10 * size, Action: Block})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	done := make(chan error)
+	go func() {
+		for i := range 30 {
+			m := testMsg(i)
+			if err := s.Append(&m); err != nil {
+				done <- err
+				return
+			}
+			s.Flush()
+		}
+		done <- nil
+	}()
+	// Nothing is read yet: the writer must come to wait at the limit.
+	testwait.Until(t, "Append blocked", func() (bool, any) { return s.Stats().Blocked > 0, s.Stats().Appended })
+	if st := s.Stats(); st.Appended != 20 {
+		t.Fatalf("took %d events beyond the limit", st.Appended)
+	}
+	var got []string
+	for len(got) < 30 {
+		m, pos, err := s.Next(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.ID)
+		s.Ack(pos, 1, m.ID)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !equal(got, ids(0, 30)) {
+		t.Fatalf("order: %v", got)
+	}
+	if st := s.Stats(); st.Blocked == 0 || st.DroppedNew+st.DroppedOld != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}

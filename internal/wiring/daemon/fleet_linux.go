@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/contid/contid/internal/config"
+	"github.com/contid/contid/internal/sink/fleet"
+)
+
+// fleetRoute is the fleet stream route (docs/fleet.md): the pipe hands it
+// the events the filter routes to stream=<fleet.route> (auditpipe.Route);
+// its sink spools them on the core goroutine and a publisher of its own
+// sends them.
+type fleetRoute struct {
+	*fleet.Sink // Write and Commit, on the core goroutine
+	spool       *fleet.Spool
+	pub         *fleet.Publisher
+	stop        context.CancelFunc
+	done        chan error
+	closeOnce   sync.Once
+}
+
+// openFleet opens the spool and starts publishing when fleet.route is set;
+// nil when it is not.
+func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
+	if f.Route == "" {
+		return nil, nil
+	}
+	host := f.Host
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("daemon: fleet: %w", err)
+		}
+		host, _, _ = strings.Cut(h, ".")
+	}
+	if err := fleet.CheckHost(host); err != nil {
+		return nil, fmt.Errorf("daemon: fleet.host %q: %w", host, err)
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return nil, fmt.Errorf("daemon: fleet: boot id: %w", err)
+	}
+	action, _ := fleet.ParseAction(f.SpoolAction) // validated with the configuration
+	sp, err := fleet.OpenSpool(fleet.SpoolConfig{Dir: f.SpoolDir, MaxBytes: f.SpoolMax << 20, Action: action, Sync: f.SpoolFsync})
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	nc, err := fleet.Connect(fleet.ConnConfig{
+		URLs: f.URLs, Credentials: f.Credentials, NKeySeed: f.NKeySeed, TLSCA: f.TLSCA, TLSCert: f.TLSCert, TLSKey: f.TLSKey,
+		Name: "contid " + host, Host: host,
+	})
+	if err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	stream := fleet.StreamName(f.StreamPrefix, host)
+	if f.CreateStream {
+		if err := fleet.EnsureStream(nc, stream, host); err != nil {
+			log.Warn("fleet: creating the stream", "stream", stream, "err", err)
+		}
+	}
+	pub, err := fleet.NewPublisher(fleet.PublisherConfig{Conn: nc, Stream: stream, Host: host, Spool: sp, Log: log})
+	if err != nil {
+		nc.Close()
+		sp.Close()
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &fleetRoute{Sink: fleet.NewSink(f.Route, host, strings.TrimSpace(string(boot)), f.JSON, sp), spool: sp, pub: pub, stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- pub.Run(ctx); nc.Close() }()
+	log.Info("fleet stream route", "route", f.Route, "stream", stream, "servers", f.URLs)
+	return r, nil
+}
+
+// Dropped is how many messages the full spool dropped since it opened.
+func (r *fleetRoute) Dropped() uint64 {
+	st := r.spool.Stats()
+	return st.DroppedNew + st.DroppedOld
+}
+
+// Close stops the publisher, giving it a few seconds to send what is
+// spooled; what is left stays in the spool for the next start. Only the
+// first call does anything.
+func (r *fleetRoute) Close() {
+	r.closeOnce.Do(func() {
+		r.Commit()
+		r.spool.Close() // Run returns once the spool is drained …
+		select {
+		case <-r.done:
+		case <-time.After(5 * time.Second): // … or the servers do not answer
+			r.stop()
+			<-r.done
+		}
+		r.stop()
+	})
+}
+
+// Counters adds the fleet's counters; safe from any goroutine.
+func (r *fleetRoute) Counters(c map[string]uint64) {
+	st, ps := r.spool.Stats(), r.pub.Stats()
+	c["fleet_spooled"] = st.Appended
+	c["fleet_pending"] = st.Pending
+	c["fleet_spool_bytes"] = uint64(st.Bytes)
+	c["fleet_dropped"] = st.DroppedNew + st.DroppedOld
+	c["fleet_published"] = ps.Published
+	c["fleet_publish_errors"] = ps.Errors
+	c["fleet_resyncs"] = ps.Resyncs
+	c["fleet_connected"] = 0
+	if ps.Connected {
+		c["fleet_connected"] = 1
+	}
+}
