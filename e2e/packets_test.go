@@ -59,26 +59,9 @@ func TestAuditPacketContainers(t *testing.T) {
 	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
 	tag := fmt.Sprint(os.Getpid())
 	x, y := "contid-e2e-pkx"+tag, "contid-e2e-pky"+tag
-	setup := func(n, mark string) {
-		if _, errOut, code := d.sh(`set -e
-ip netns add ` + n + `
-ip -n ` + n + ` link set lo up
-ip netns exec ` + n + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark ` + mark + `
-ip netns exec ` + n + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
-`); code != 0 {
-			t.Fatalf("setup %s: %s", n, errOut)
-		}
-		t.Cleanup(func() { d.sh("ip netns del " + n) })
-	}
-	setup(x, "0x71")
-	setup(y, "0x72")
-	if _, errOut, code := d.sh(`
-setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 710 -- sleep 60 & ip netns exec ` + x + ` "$C" exec --contid 711 -- sleep 60 & wait' </dev/null >/dev/null 2>&1 &
-echo $! > "` + d.dir + `/pkt-sleepers"
-`); code != 0 {
-		t.Fatalf("containers: %s", errOut)
-	}
-	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`) })
+	auditNetns(t, d, x, "0x71")
+	auditNetns(t, d, y, "0x72")
+	sleepers(t, d, x+":710", x+":711")
 
 	// The namespace is watched once the daemon sees both containers in it;
 	// until then a packet record carries no CONTAINER_ID. Ping until one
@@ -227,20 +210,8 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 func TestAuditPacketUnprivileged(t *testing.T) {
 	d := startAudit(t, "-a always,exit -F arch=b64 -S kill -F key=contid-e2e-pkt\n")
 	x := fmt.Sprint("contid-e2e-pku", os.Getpid())
-	if _, errOut, code := d.sh(`set -e
-ip netns add ` + x + `
-ip -n ` + x + ` link set lo up
-ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x73
-ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
-setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 730 -- sleep 60' </dev/null >/dev/null 2>&1 &
-echo $! > "` + d.dir + `/pkt-sleepers"
-`); code != 0 {
-		t.Fatalf("setup: %s", errOut)
-	}
-	t.Cleanup(func() {
-		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
-		d.sh("ip netns del " + x)
-	})
+	auditNetns(t, d, x, "0x73")
+	sleepers(t, d, x+":730")
 	// The user pings in its own namespace for as long as the test waits.
 	if _, errOut, code := d.sh(`
 setsid setpriv --reuid 65534 --regid 65534 --clear-groups unshare -Urn sh -c "ip link set lo up && nft 'add table inet ev; add chain inet ev in { type filter hook input priority 0; }; add rule inet ev in icmp type echo-request meta mark set 0xee log level audit' && exec busybox ping -q -i 0.05 127.0.0.1" </dev/null >/dev/null 2>&1 &
@@ -326,20 +297,8 @@ func TestAuditPacketListener(t *testing.T) {
 	startAuditd(t, "")
 	d := startDaemon(t, "", "--audit", "listener")
 	x := fmt.Sprint("contid-e2e-pkli", os.Getpid())
-	if _, errOut, code := d.sh(`set -e
-ip netns add ` + x + `
-ip -n ` + x + ` link set lo up
-ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x75
-ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
-setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 750 -- sleep 60' </dev/null >/dev/null 2>&1 &
-echo $! > "` + d.dir + `/pkt-sleepers"
-`); code != 0 {
-		t.Fatalf("setup: %s", errOut)
-	}
-	t.Cleanup(func() {
-		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
-		d.sh("ip netns del " + x)
-	})
+	auditNetns(t, d, x, "0x75")
+	sleepers(t, d, x+":750")
 	pingUntilAttributed(t, d, x, "0x75", "750", "a packet record with the container's contid in listener mode")
 }
 
@@ -447,20 +406,8 @@ func TestAuditPacketPlugin(t *testing.T) {
 	}, "contid audisp's API")
 
 	x := fmt.Sprint("contid-e2e-pkpl", os.Getpid())
-	if _, errOut, code := d.sh(`set -e
-ip netns add ` + x + `
-ip -n ` + x + ` link set lo up
-ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x77
-ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
-setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 770 -- sleep 120 & ip netns exec ` + x + ` "$C" exec --contid 771 -- sleep 120 & wait' </dev/null >/dev/null 2>&1 &
-echo $! > "` + dir + `/pkt-sleepers"
-`); code != 0 {
-		t.Fatalf("setup: %s", errOut)
-	}
-	t.Cleanup(func() {
-		d.sh(`kill -TERM -$(cat "` + dir + `/pkt-sleepers")`)
-		d.sh("ip netns del " + x)
-	})
+	auditNetns(t, d, x, "0x77")
+	sleepers(t, d, x+":770", x+":771")
 	var got string
 	waitFor(t, func() bool {
 		d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null")
@@ -530,4 +477,38 @@ func pluginCounters(t *testing.T, d *daemon) map[string]uint64 {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
 	return st.Counters
+}
+
+// auditNetns adds network namespace n with loopback up and, on loopback,
+// a mangle rule marking echo requests with mark and an iptables AUDIT rule
+// logging them; the namespace is deleted at cleanup.
+func auditNetns(t *testing.T, d *daemon, n, mark string) {
+	t.Helper()
+	if _, errOut, code := d.sh(`set -e
+ip netns add ` + n + `
+ip -n ` + n + ` link set lo up
+ip netns exec ` + n + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark ` + mark + `
+ip netns exec ` + n + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
+`); code != 0 {
+		t.Fatalf("namespace %s: %s", n, errOut)
+	}
+	t.Cleanup(func() { d.sh("ip netns del " + n) })
+}
+
+// sleepers starts a sleeping container for each NETNS:CONTID, in that
+// network namespace, in one background process group that is killed at
+// cleanup (before namespaces added earlier are deleted).
+func sleepers(t *testing.T, d *daemon, inNetns ...string) {
+	t.Helper()
+	var script strings.Builder
+	for _, s := range inNetns {
+		n, id, _ := strings.Cut(s, ":")
+		fmt.Fprintf(&script, `ip netns exec %s "$C" exec --contid %s -- sleep 120 & `, n, id)
+	}
+	pids := filepath.Join(t.TempDir(), "sleepers")
+	if _, errOut, code := d.sh(`setsid sh -c '` + script.String() + `wait' </dev/null >/dev/null 2>&1 &
+echo $! > "` + pids + `"`); code != 0 {
+		t.Fatalf("containers: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + pids + `")`) })
 }
