@@ -224,15 +224,7 @@ func TestPairsVeth(t *testing.T) {
 // datagram from namespace argv[1] to argv[2] (fragmented on the veth), then
 // moves itself into namespace argv[3] and sends a small datagram on its
 // loopback.
-const fragScript = `
-import ctypes, os, socket, sys
-os.sched_setaffinity(0, {0})
-libc = ctypes.CDLL(None, use_errno=True)
-def enter(path):
-    fd = os.open(path, os.O_RDONLY)
-    if libc.setns(fd, 0x40000000) != 0:
-        sys.exit("setns %s: %d" % (path, ctypes.get_errno()))
-    os.close(fd)
+const fragScript = pinnedSetns + `
 enter(sys.argv[1])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(20):
@@ -259,38 +251,7 @@ func TestStolenFragments(t *testing.T) {
 	sh(t, "ip -n "+b+" addr add 10.254.0.1/30 dev pkfv0 && ip -n "+b+" link set pkfv0 up")
 	sh(t, "ip -n "+a+" addr add 10.254.0.2/30 dev pkfv1 && ip -n "+a+" link set pkfv1 up")
 
-	p, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	w, err := p.Watch(fa)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	// The namespace has no audit rule; the programs run at every hook all
-	// the same, so that its traversals push entries the defragmentation
-	// steals.
-	if err := w.watchHooks(AllHooks); err != nil {
-		t.Fatal(err)
-	}
-	audittest.Auditctl(t, "-e", "1")
-	if out, err := exec.Command("python3", "-c", fragScript, "/run/netns/"+b, "10.254.0.2", "/run/netns/"+c).CombinedOutput(); err != nil {
-		t.Fatalf("python3: %v\n%s", err, out)
-	}
-	ch := make(chan Pair, 8)
-	go func() {
-		for {
-			pr, err := p.Read()
-			if err != nil {
-				close(ch)
-				return
-			}
-			ch <- pr
-		}
-	}()
-	pr := nextPairs(t, ch, 1)[0]
+	pr := stolenThenUnwatched(t, fa, fragScript, "/run/netns/"+b, "10.254.0.2", "/run/netns/"+c)
 	if pr.Known {
 		t.Fatalf("the record of the unwatched namespace paired with namespace ino %d: %+v", pr.NetnsIno, pr)
 	}
@@ -407,15 +368,8 @@ func TestWatchConcurrent(t *testing.T) {
 // defragmentation steals each at the output hook, in the task's own
 // context), then moves itself into namespace argv[2] and sends a small
 // datagram on its loopback.
-const stealScript = `
-import ctypes, os, socket, struct, sys
-os.sched_setaffinity(0, {0})
-libc = ctypes.CDLL(None, use_errno=True)
-def enter(path):
-    fd = os.open(path, os.O_RDONLY)
-    if libc.setns(fd, 0x40000000) != 0:
-        sys.exit("setns %s: %d" % (path, ctypes.get_errno()))
-    os.close(fd)
+const stealScript = pinnedSetns + `
+import struct
 enter(sys.argv[1])
 r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 lo = socket.inet_aton("127.0.0.1")
@@ -444,6 +398,34 @@ func TestStolenOutput(t *testing.T) {
 	fa := netns(t, a, "iptables -I OUTPUT -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT")
 	netns(t, b, "iptables -I OUTPUT -o lo -p udp --dport 9999 -j AUDIT --type accept")
 
+	pr := stolenThenUnwatched(t, fa, stealScript, "/run/netns/"+a, "/run/netns/"+b)
+	if pr.Known {
+		t.Fatalf("the record of the unwatched namespace paired with namespace ino %d: %+v", pr.NetnsIno, pr)
+	}
+	t.Logf("pair: %+v", pr)
+}
+
+// pinnedSetns is the start of the stolen-packet scripts: the task pinned
+// to CPU 0 (the entries it leaves are per CPU) and enter(path), a setns
+// into a network namespace.
+const pinnedSetns = `
+import ctypes, os, socket, sys
+os.sched_setaffinity(0, {0})
+libc = ctypes.CDLL(None, use_errno=True)
+def enter(path):
+    fd = os.open(path, os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:
+        sys.exit("setns %s: %d" % (path, ctypes.get_errno()))
+    os.close(fd)
+`
+
+// stolenThenUnwatched watches namespace fa at every hook (it has no audit
+// rule; the programs run there all the same, so its traversals push the
+// entries the script's packets leave when they are stolen), runs the
+// python script with args, and returns the pair of the one record it
+// makes (in an unwatched namespace).
+func stolenThenUnwatched(t *testing.T, fa *os.File, script string, args ...string) Pair {
+	t.Helper()
 	p, err := Load()
 	if err != nil {
 		t.Fatal(err)
@@ -458,7 +440,7 @@ func TestStolenOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	audittest.Auditctl(t, "-e", "1")
-	if out, err := exec.Command("python3", "-c", stealScript, "/run/netns/"+a, "/run/netns/"+b).CombinedOutput(); err != nil {
+	if out, err := exec.Command("python3", append([]string{"-c", script}, args...)...).CombinedOutput(); err != nil {
 		t.Fatalf("python3: %v\n%s", err, out)
 	}
 	ch := make(chan Pair, 8)
@@ -472,9 +454,5 @@ func TestStolenOutput(t *testing.T) {
 			ch <- pr
 		}
 	}()
-	pr := nextPairs(t, ch, 1)[0]
-	if pr.Known {
-		t.Fatalf("the record of the unwatched namespace paired with namespace ino %d: %+v", pr.NetnsIno, pr)
-	}
-	t.Logf("pair: %+v", pr)
+	return nextPairs(t, ch, 1)[0]
 }
