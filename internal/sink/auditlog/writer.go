@@ -318,20 +318,10 @@ func (w *Writer) drainQueue() error {
 			return err
 		}
 	}
-	start := w.size
-	m, err := w.f.Write(w.queue)
-	keep := m
+	keep, lines, err := w.writeWhole(w.queue)
 	if err != nil {
-		w.st.writeErrors.Add(1)
 		err = fmt.Errorf("auditlog: %w", err)
-		keep = w.settle(start, w.queue)
-	} else {
-		w.size += int64(m)
 	}
-	w.appended(start, w.queue[:keep])
-	lines := bytes.Count(w.queue[:keep], []byte{'\n'})
-	w.st.lines.Add(uint64(lines))
-	w.st.bytes.Add(uint64(keep))
 	w.st.queued.Add(-int64(lines))
 	w.queued -= lines
 	w.queue = w.queue[:copy(w.queue, w.queue[keep:])]
@@ -342,6 +332,26 @@ func (w *Writer) drainQueue() error {
 		w.diskSpaceBack()
 	}
 	return err
+}
+
+// writeWhole writes buf with one write(2) and accounts for what reached
+// the file: the bytes kept, which are whole lines (a partial line is cut
+// off again, see settle), and how many lines they are.
+func (w *Writer) writeWhole(buf []byte) (kept, lines int, err error) {
+	start := w.size
+	n, err := w.f.Write(buf)
+	kept = n
+	if err != nil {
+		w.st.writeErrors.Add(1)
+		kept = w.settle(start, buf)
+	} else {
+		w.size += int64(n)
+	}
+	w.appended(start, buf[:kept])
+	lines = bytes.Count(buf[:kept], []byte{'\n'})
+	w.st.lines.Add(uint64(lines))
+	w.st.bytes.Add(uint64(kept))
+	return kept, lines, err
 }
 
 // diskSpaceBack notes that a write succeeded after the disk was full.
@@ -516,19 +526,7 @@ func (w *Writer) flushBuf() error {
 			return err
 		}
 	}
-	start := w.size
-	n, err := w.f.Write(w.buf)
-	kept := n
-	if err != nil {
-		w.st.writeErrors.Add(1)
-		kept = w.settle(start, w.buf)
-	} else {
-		w.size += int64(n)
-	}
-	w.appended(start, w.buf[:kept])
-	lines := bytes.Count(w.buf[:kept], []byte{'\n'})
-	w.st.lines.Add(uint64(lines))
-	w.st.bytes.Add(uint64(kept))
+	kept, lines, err := w.writeWhole(w.buf)
 	w.st.buffered.Add(-int64(lines))
 	w.pending -= lines
 	w.buf = w.buf[:copy(w.buf, w.buf[kept:])]
