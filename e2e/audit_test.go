@@ -288,15 +288,7 @@ kill -TERM -$S
 // from its plugins.d; contid annotates what auditd hands it, and auditd's
 // own log shows contid's registrations as user records.
 func TestAuditPlugin(t *testing.T) {
-	requireRoot(t)
-	audittest.Lock(t)
-	audittest.Restore(t)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	logDir := filepath.Join(dir, "contid")
-	sock := filepath.Join(dir, "contid.sock")
-	pinDir := filepath.Join("/sys/fs/bpf", "contid-e2e-plugin-"+strconv.Itoa(os.Getpid()))
-	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	dir, logDir, sock, pinDir := audispSetup(t, "plugin")
 	write := func(name, text string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
@@ -711,4 +703,20 @@ func TestAuditStormPlaced(t *testing.T) {
 	if missing := serialGaps(read(t, filepath.Join(d.dir, "audit.log"))); len(missing) > 0 {
 		t.Fatalf("kernel serials missing from the log: %v", missing)
 	}
+}
+
+// audispSetup, for a test of `contid audisp` under auditd: takes the audit
+// lock and returns a private directory (mode 0755, so that auditd's plugin
+// reaches it), contid's log directory and socket in it, and a BPF pin
+// directory removed at cleanup.
+func audispSetup(t *testing.T, name string) (dir, logDir, sock, pinDir string) {
+	t.Helper()
+	requireRoot(t)
+	audittest.Lock(t)
+	audittest.Restore(t)
+	dir = t.TempDir()
+	os.Chmod(dir, 0o755)
+	pinDir = filepath.Join("/sys/fs/bpf", "contid-e2e-"+name+"-"+strconv.Itoa(os.Getpid()))
+	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	return dir, filepath.Join(dir, "contid"), filepath.Join(dir, "contid.sock"), pinDir
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -378,15 +377,7 @@ func pingUntilAttributed(t *testing.T, d *daemon, netns, mark, want, what string
 // other hosts' records, whose node names prove nothing, so a packet record
 // gets no CONTAINER_ID and is counted as not local.
 func TestAuditPacketPlugin(t *testing.T) {
-	requireRoot(t)
-	audittest.Lock(t)
-	audittest.Restore(t)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	logDir := filepath.Join(dir, "contid")
-	sock := filepath.Join(dir, "contid.sock")
-	pinDir := filepath.Join("/sys/fs/bpf", "contid-e2e-pkplugin-"+strconv.Itoa(os.Getpid()))
-	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	dir, logDir, sock, pinDir := audispSetup(t, "pkplugin")
 	cfg := filepath.Join(dir, "contid.toml")
 	if err := os.WriteFile(cfg, []byte("log_dir = \""+logDir+"\"\nsocket = \""+sock+"\"\npin_dir = \""+pinDir+"\"\n"), 0o600); err != nil {
 		t.Fatal(err)
