@@ -74,32 +74,7 @@ func TestPairs(t *testing.T) {
 	ns2 := netns(t, "contid-pk2-"+tag, nftAudit)
 	netns(t, "contid-pk3-"+tag, iptAudit) // not watched
 
-	p, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	for _, f := range []*os.File{ns1, ns2} {
-		w, err := p.Watch(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		if err := w.Recheck(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ch := make(chan Pair, 64)
-	go func() {
-		for {
-			pr, err := p.Read()
-			if err != nil {
-				close(ch)
-				return
-			}
-			ch <- pr
-		}
-	}()
+	p, ch := watchPairs(t, ns1, ns2)
 	audittest.Auditctl(t, "-e", "1")
 
 	var last uint32
@@ -174,32 +149,7 @@ func TestPairsVeth(t *testing.T) {
 	sh(t, "ip -n "+a+" addr add 10.251.0.1/30 dev pkveth0 && ip -n "+a+" link set pkveth0 up")
 	sh(t, "ip -n "+b+" addr add 10.251.0.2/30 dev pkveth1 && ip -n "+b+" link set pkveth1 up")
 
-	p, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	for _, f := range []*os.File{fa, fb} {
-		w, err := p.Watch(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		if err := w.Recheck(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ch := make(chan Pair, 64)
-	go func() {
-		for {
-			pr, err := p.Read()
-			if err != nil {
-				close(ch)
-				return
-			}
-			ch <- pr
-		}
-	}()
+	_, ch := watchPairs(t, fa, fb)
 	audittest.Auditctl(t, "-e", "1")
 	for _, tc := range []struct{ from, to, addr string }{{a, b, "10.251.0.2"}, {b, a, "10.251.0.1"}} {
 		id, err := procfs.ReadNSID("/run/netns/" + tc.to)
@@ -443,16 +393,45 @@ func stolenThenUnwatched(t *testing.T, fa *os.File, script string, args ...strin
 	if out, err := exec.Command("python3", append([]string{"-c", script}, args...)...).CombinedOutput(); err != nil {
 		t.Fatalf("python3: %v\n%s", err, out)
 	}
-	ch := make(chan Pair, 8)
+	ch := pairs(p)
+	return nextPairs(t, ch, 1)[0]
+}
+
+// watchPairs loads the programs, watches the namespaces at the hooks
+// their rules name, and returns the probe and the pairs it hands over; all
+// of it is closed at cleanup.
+func watchPairs(t *testing.T, namespaces ...*os.File) (*Probe, <-chan Pair) {
+	t.Helper()
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	for _, f := range namespaces {
+		w, err := p.Watch(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		if err := w.Recheck(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p, pairs(p)
+}
+
+// pairs reads p's pairs into a channel, closed when Read fails (p closed).
+func pairs(p *Probe) <-chan Pair {
+	ch := make(chan Pair, 64)
 	go func() {
+		defer close(ch)
 		for {
 			pr, err := p.Read()
 			if err != nil {
-				close(ch)
 				return
 			}
 			ch <- pr
 		}
 	}()
-	return nextPairs(t, ch, 1)[0]
+	return ch
 }
