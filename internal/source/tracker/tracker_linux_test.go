@@ -774,17 +774,7 @@ func TestTryReadBarrier(t *testing.T) {
 	if err := hs[2].cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	found := false
-	for {
-		ev, ok, err := tr.TryRead()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			break
-		}
-		found = found || ev.Kind == taskevent.KindExit && int(ev.TID) == hs[2].pid()
-	}
+	found := drainForExit(t, tr, hs[2].pid())
 	if !found {
 		t.Errorf("TryRead ran dry before the exit event of %d", hs[2].pid())
 	}
@@ -1046,17 +1036,7 @@ func TestWait(t *testing.T) {
 	if err := testwait.Receive(t, "Wait's return after the exit", waited); err != nil {
 		t.Fatal(err)
 	}
-	found := false
-	for {
-		ev, ok, err := tr.TryRead()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			break
-		}
-		found = found || ev.Kind == taskevent.KindExit && int(ev.TID) == h.pid()
-	}
+	found := drainForExit(t, tr, h.pid())
 	if !found {
 		t.Errorf("TryRead ran dry before the exit event of %d", h.pid())
 	}
@@ -1076,5 +1056,22 @@ func TestWait(t *testing.T) {
 	}
 	if err := testwait.Receive(t, "Wait's return after Close", waited); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Wait = %v, want os.ErrClosed", err)
+	}
+}
+
+// drainForExit reads what tr holds with TryRead until it runs dry and
+// says whether the exit event of pid was among it.
+func drainForExit(t *testing.T, tr *Tracker, pid int) bool {
+	t.Helper()
+	found := false
+	for {
+		ev, ok, err := tr.TryRead()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return found
+		}
+		found = found || ev.Kind == taskevent.KindExit && int(ev.TID) == pid
 	}
 }
