@@ -209,15 +209,7 @@ func TestForkExecExit(t *testing.T) {
 	var shPid atomic.Int32
 	wait := reading(t, c, keepAll(), exitOf(&shPid))
 	mono0, boot0 := clock(t, unix.CLOCK_MONOTONIC), clock(t, unix.CLOCK_BOOTTIME)
-	cmd := exec.Command("sh", "-c", "sleep 0.1 & wait")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sh := int32(cmd.Process.Pid)
-	shPid.Store(sh)
-	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	sh := runSh(t, &shPid, "sleep 0.1 & wait")
 	mono1, boot1 := clock(t, unix.CLOCK_MONOTONIC), clock(t, unix.CLOCK_BOOTTIME)
 	var sleep int32
 	var evs []taskevent.Event
@@ -283,7 +275,7 @@ func TestForkExecExit(t *testing.T) {
 		t.Errorf("exit codes %d %d", evs[4].ExitCode, evs[5].ExitCode)
 	}
 	// A non-zero exit: the wait status as the kernel keeps it.
-	cmd = exec.Command("sh", "-c", "exit 3")
+	cmd := exec.Command("sh", "-c", "exit 3")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -307,15 +299,7 @@ func TestCredentials(t *testing.T) {
 	var shPid atomic.Int32
 	wait := reading(t, c, func(ev taskevent.Event) bool { return ev.Kind == taskevent.KindExec }, exitOf(&shPid))
 	// Setting the loginuid starts a new audit session for this child only.
-	cmd := exec.Command("sh", "-c", "echo 4242 > /proc/self/loginuid && exec setpriv --reuid=65534 sleep 0.1")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sh := int32(cmd.Process.Pid)
-	shPid.Store(sh)
-	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	sh := runSh(t, &shPid, "echo 4242 > /proc/self/loginuid && exec setpriv --reuid=65534 sleep 0.1")
 	ses := procID(t, "sessionid")
 	var comms []string
 	for _, ev := range wait() {
@@ -620,15 +604,7 @@ func burst(t *testing.T, cfg Config, n int) {
 		return progress
 	}, done)
 	start := time.Now()
-	cmd := exec.Command("sh", "-c", fmt.Sprintf("for i in $(seq %d); do /bin/true & done; wait", n))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sh := int32(cmd.Process.Pid)
-	shPid.Store(sh)
-	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	sh := runSh(t, &shPid, fmt.Sprintf("for i in $(seq %d); do /bin/true & done; wait", n))
 	ran := time.Since(start)
 	wait()
 	read := time.Since(start)
@@ -673,4 +649,20 @@ func burst(t *testing.T, cfg Config, n int) {
 
 func cmdDesc(cfg Config) string {
 	return fmt.Sprintf("rcvbuf %d, all events %v, no procfs %v", cfg.RcvBuf, cfg.AllEvents, cfg.NoProcfs)
+}
+
+// runSh runs sh -c script to its end, storing its pid in pid as soon as
+// it is known (the reader's stop condition may name it), and returns it.
+func runSh(t *testing.T, pid *atomic.Int32, script string) int32 {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", script)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sh := int32(cmd.Process.Pid)
+	pid.Store(sh)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return sh
 }
