@@ -187,6 +187,27 @@ func newNotifySocket(t *testing.T) *notifySocket {
 func (n *notifySocket) next(d *daemon) (string, int32) {
 	n.t.Helper()
 	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	if exited, err := n.readable(d); exited {
+		n.t.Fatalf("daemon exited (%v) before notifying:\n%s", err, d.output())
+	}
+	k, oobn, _, _, err := unix.Recvmsg(n.fd, buf, oob, 0)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		n.t.Fatalf("no credentials: %v", err)
+	}
+	cred, err := unix.ParseUnixCredentials(&msgs[0])
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return string(buf[:k]), cred.Pid
+}
+
+// readable waits until a notification can be read, or the daemon has
+// exited (then true and its exit error, put back for others to see).
+func (n *notifySocket) readable(d *daemon) (bool, error) {
 	for {
 		pfd := []unix.PollFd{{Fd: int32(n.fd), Events: unix.POLLIN}}
 		k, err := unix.Poll(pfd, 100)
@@ -196,28 +217,15 @@ func (n *notifySocket) next(d *daemon) (string, int32) {
 		if err != nil {
 			n.t.Fatal(err)
 		}
-		if k == 0 {
-			select {
-			case err := <-d.exited:
-				n.t.Fatalf("daemon exited (%v) before notifying:\n%s", err, d.output())
-			default:
-			}
-			continue
+		if k > 0 {
+			return false, nil
 		}
-		var oobn int
-		k, oobn, _, _, err = unix.Recvmsg(n.fd, buf, oob, 0)
-		if err != nil {
-			n.t.Fatal(err)
+		select {
+		case err := <-d.exited:
+			d.exited <- err
+			return true, err
+		default:
 		}
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err != nil || len(msgs) != 1 {
-			n.t.Fatalf("no credentials: %v", err)
-		}
-		cred, err := unix.ParseUnixCredentials(&msgs[0])
-		if err != nil {
-			n.t.Fatal(err)
-		}
-		return string(buf[:k]), cred.Pid
 	}
 }
 
@@ -518,24 +526,10 @@ func runCapped(t *testing.T, caps []string, sc capScenario) error {
 func (n *notifySocket) ready(d *daemon) (string, bool) {
 	buf := make([]byte, 4096)
 	for {
-		pfd := []unix.PollFd{{Fd: int32(n.fd), Events: unix.POLLIN}}
-		k, err := unix.Poll(pfd, 100)
-		if err == unix.EINTR {
-			continue
+		if exited, err := n.readable(d); exited {
+			return fmt.Sprint(err), false
 		}
-		if err != nil {
-			n.t.Fatal(err)
-		}
-		if k == 0 {
-			select {
-			case err := <-d.exited:
-				d.exited <- err
-				return fmt.Sprint(err), false
-			default:
-			}
-			continue
-		}
-		k, _, err = unix.Recvfrom(n.fd, buf, 0)
+		k, _, err := unix.Recvfrom(n.fd, buf, 0)
 		if err != nil {
 			n.t.Fatal(err)
 		}
