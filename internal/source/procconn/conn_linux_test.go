@@ -542,9 +542,12 @@ func TestOverflowCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	drain()
-	// A gap shows when the CPU's next message arrives.
-	for range 10 {
-		if err := exec.Command("/bin/true").Run(); err != nil {
+	// Sequence numbers are per CPU: a gap shows when that CPU's next
+	// message arrives. An exec pinned to each CPU makes one there (left to
+	// the scheduler, they may all land on one CPU and leave the others'
+	// gaps unseen).
+	for cpu := range runtime.NumCPU() {
+		if err := exec.Command("taskset", "-c", strconv.Itoa(cpu), "/bin/true").Run(); err != nil {
 			t.Fatal(err)
 		}
 		drain()
