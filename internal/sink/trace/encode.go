@@ -369,7 +369,9 @@ func (r *Recorder) Record(in engine.Input, kernel []error, sent []bool) {
 }
 
 // Audit writes how the audit path was opened.
-func (r *Recorder) Audit(a AuditStart) { r.enc.EncodeAudit(a) }
+func (r *Recorder) Audit(mode string, self int32, timeout time.Duration, filter string) {
+	r.enc.EncodeAudit(AuditStart{Time: time.Now().UnixNano(), Mode: mode, Self: self, TimeoutMS: timeout.Milliseconds(), Filter: filter})
+}
 
 // Batch writes a batch of records as the pipeline is given it.
 func (r *Recorder) Batch(b []records.Raw) {
