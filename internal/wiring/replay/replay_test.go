@@ -48,7 +48,7 @@ func TestAuditRun(t *testing.T) {
 		t.Fatalf("%d CONTAINER_OP op=set records, want 1 (the kernel's):\n%s", n, out)
 	}
 	for _, want := range []string{
-		"msg=audit(1796378401.500:10): pid=4242",           // the own record, back from the kernel
+		"msg=audit(1796378401.500:10): pid=4242",            // the own record, back from the kernel
 		"type=UNKNOWN[2901] msg=audit(1796378402.000:11): ", // the execve's CONTAINER_ID
 		"contid=5",
 		fmt.Sprintf("msg=audit(1796378403.000:%d): kind=enobufs count=2 source=primary", records.OwnSerialBase),
@@ -82,7 +82,7 @@ func TestAuditRunErrors(t *testing.T) {
 		name, trace, want string
 	}{
 		{"unknown op", strings.Replace(trace, `{"op":"tick"`, `{"op":"tock"`, 1), `run.trace:9: unknown op "tock"`},
-		{"no audit", strings.Replace(trace, `"op":"audit"`, `"op":"exit","pid":7`, 1), `run.trace:5: trace.Batch: audit inputs need the audit replay`},
+		{"no audit", strings.Replace(trace, `{"op":"audit","time":"2026-12-04T10:00:00Z","mode":"primary","self":4242,"timeout_ms":2000}`, "", 1), `run.trace:6: trace.Batch: audit inputs need the audit replay`},
 		{"two audits", strings.Replace(trace, `{"op":"stop"`, `{"op":"audit","mode":"primary","self":1,"time":"2026-12-04T10:00:06Z"}`+"\n"+`{"op":"stop"`, 1), `a second "audit"`},
 		{"tick after stop", trace + `{"op":"tick","time":"2026-12-04T10:00:07Z","idle":true}` + "\n", `run.trace:11: an audit input outside the audit path`},
 		{"unsent beyond sent", trace + `{"op":"unsent","time":"2026-12-04T10:00:07Z","count":1}` + "\n", `1 own records unsent, but only 0 were sent`},
