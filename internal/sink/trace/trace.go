@@ -1,7 +1,9 @@
 // Package trace writes, reads and replays contid's traces: JSON lines,
 // one engine input per line, so that any run of the engine, a live
 // daemon's included (contid daemon --record), can be reproduced from a
-// file. docs/trace.md describes the format.
+// file. A run with kernel audit on also records the audit path's inputs
+// (audit.go), which package replay runs through the pipeline.
+// docs/trace.md describes the format.
 //
 // Encoding and decoding are pure: the Encoder writes inputs to an
 // io.Writer, the Decoder reads them from an io.Reader; the first
