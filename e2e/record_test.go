@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
 	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/testing/golden"
 )
@@ -65,14 +68,17 @@ wait
 // the trace is what reproduces the log, not the replay's own inventions.
 //
 // A tick shows in the log only when it ends an event that a later batch
-// would not: the daemon's own BPF records at start wait the reassembly
-// timeout (2 s of event time) for records of their stamp, and a 5 s
-// nanosleep's event, stamped when it began, arrives after that timeout
-// but does not advance event time past it. Live, a tick during the sleep
-// delivers the BPF records first; without it they follow the sleep. The
-// rules audit only this test's own binaries, so that other processes'
-// events do not advance event time meanwhile.
+// would not: a BPF record (the test loads a program) waits the
+// reassembly timeout (2 s of event time) for records of its stamp, and a
+// 3.5 s nanosleep's event, begun right after and stamped then, arrives
+// after that timeout but does not advance event time past it. Live, a
+// tick (once a second) during the last 1.5 s of the sleep delivers the
+// BPF record first; without ticks, it follows the sleep. The rules audit
+// only this test's own binaries, but records no rule selects (other
+// processes' BPF loads) also advance event time: of naps rounds, one
+// whose last 1.5 s has none of them is enough.
 func TestRecordReplayAudit(t *testing.T) {
+	const naps = 3
 	trace := filepath.Join(t.TempDir(), "run.trace")
 	tru := privateTrue(t)
 	nap := filepath.Join(filepath.Dir(tru), "nap-"+t.Name())
@@ -86,13 +92,25 @@ for i in $(seq 50); do "$T"; done
 "$C" exec --contid 8 --name inner -- sh -c 'for i in 1 2 3 4 5; do "$T"; done'
 sleep 0.2 & "$C" set $! 10
 wait
-"$N" 5
 `
-	_, errOut, code := d.sh(`exec "$C" exec --contid 7 --name outer -- sh -c '`+strings.ReplaceAll(script, "'", `'"'"'`)+`'`, "T="+tru, "N="+nap)
+	_, errOut, code := d.sh(`exec "$C" exec --contid 7 --name outer -- sh -c '`+strings.ReplaceAll(script, "'", `'"'"'`)+`'`, "T="+tru)
 	if code != 0 {
 		t.Fatalf("scenario: exit %d\n%s", code, errOut)
 	}
 	d.waitRecord(records.ContainerOp, "op=drop", "contid=7")
+	for range naps {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type: ebpf.SocketFilter, License: "GPL",
+			Instructions: asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()},
+		})
+		if err != nil {
+			t.Fatalf("loading a BPF program: %v", err)
+		}
+		if out, err := exec.Command(nap, "3.5").CombinedOutput(); err != nil {
+			t.Fatalf("%s 3.5: %v\n%s", nap, err, out)
+		}
+		prog.Close()
+	}
 	d.stop()
 	host, err := os.ReadFile(filepath.Join(d.dir, "audit.log"))
 	if err != nil {
@@ -138,8 +156,8 @@ wait
 	}
 	// One tick left out is made up for by the next; the nap spans several.
 	if !replayDiffers(without(func(_ int, l string) bool { return strings.HasPrefix(l, `{"op":"tick"`) }), host) {
-		t.Fatalf("the replay without its ticks gives the host log all the same: ticks are not replayed, " +
-			"or records of other processes advanced event time during the nap (see the host log between the BPF records and the nap's)")
+		t.Fatalf("the replay without its ticks gives the host log all the same: ticks are not replayed, "+
+			"or in each of %d naps records of other processes advanced event time (see the host log before each nap's clock_nanosleep)", naps)
 	}
 }
 
