@@ -94,3 +94,19 @@ func TestAuditRunErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRun: no trace makes the replay panic, and a replay that succeeds
+// gives the same bytes twice.
+func FuzzRun(f *testing.F) {
+	f.Add([]byte(strings.Replace(primaryRun, "SENT", `,"sent":[true,true]`, 1)))
+	f.Add([]byte(strings.Replace(primaryRun, "SENT", "", 1)))
+	f.Add([]byte(strings.Replace(primaryRun, "SENT", "", 1) + `{"op":"unsent","time":"2026-12-04T10:00:07Z","count":1}` + "\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var one, two bytes.Buffer
+		_, err1 := Run(bytes.NewReader(b), "f", &one, Options{})
+		_, err2 := Run(bytes.NewReader(b), "f", &two, Options{})
+		if (err1 == nil) != (err2 == nil) || one.String() != two.String() {
+			t.Fatalf("two replays differ: %v %v\n%s\n%s", err1, err2, one.String(), two.String())
+		}
+	})
+}
