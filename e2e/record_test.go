@@ -37,26 +37,25 @@ wait
 		t.Fatalf("scenario: exit %d\n%s", code, errOut)
 	}
 	d.stop()
-	host, err := os.ReadFile(filepath.Join(d.dir, "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
+	host := hostLogHas(t, d,
 		"op=set opid=", "contid=7 old-contid=-1", "contid=8 old-contid=7", // the containers
 		"res=failed errno=EBUSY",   // the refused registration of a process with children
 		"op=drop", "type=UNKNOWN[", // drops, namespace records
-	} {
-		if !bytes.Contains(host, []byte(want)) {
-			t.Fatalf("the host log lacks %q: the scenario did not run as meant\n%s", want, host)
+	)
+	golden.Equal(t, "the host log", replayTrace(t, trace), host)
+}
+
+// hostLogHas returns the daemon's host log, failing unless it holds each
+// of want: the scenario ran as meant.
+func hostLogHas(t *testing.T, d *daemon, want ...string) []byte {
+	t.Helper()
+	host := mustRead(t, filepath.Join(d.dir, "audit.log"))
+	for _, w := range want {
+		if !bytes.Contains(host, []byte(w)) {
+			t.Fatalf("the host log lacks %q: the scenario did not run as meant\n%s", w, host)
 		}
 	}
-	cmd := exec.Command(contidBin, "replay", trace)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("replay: %v\n%s", err, errb.String())
-	}
-	golden.Equal(t, "the host log", out.Bytes(), host)
+	return host
 }
 
 // TestRecordReplayAudit: with kernel audit on, a recorded run replays to
@@ -112,19 +111,11 @@ wait
 		prog.Close()
 	}
 	d.stop()
-	host, err := os.ReadFile(filepath.Join(d.dir, "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
+	host := hostLogHas(t, d,
 		"contid=7 old-contid=-1", "contid=8 old-contid=7", "contid=10 old-contid=7", // the containers
 		"op=drop", "key=\"exec\"", "key=\"nap\"", "type=BPF", // drops, the kernel's events
 		"type=UNKNOWN[2901]", "contid=8,^7", // attributed, nested
-	} {
-		if !bytes.Contains(host, []byte(want)) {
-			t.Fatalf("the host log lacks %q: the scenario did not run as meant\n%s", want, host)
-		}
-	}
+	)
 	if n := len(execs(readEvents(t, filepath.Join(d.dir, "audit.log")), tru)); n != 55 {
 		t.Fatalf("%d execve events of %s in the host log, want 55", n, tru)
 	}
