@@ -3,6 +3,7 @@ package replay
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -109,4 +110,27 @@ func FuzzRun(f *testing.F) {
 			t.Fatalf("two replays differ: %v %v\n%s\n%s", err1, err2, one.String(), two.String())
 		}
 	})
+}
+
+// TestNoLeftovers: the host log a replay writes (every recorded record of
+// the host) does not outlive the replay, even when the trace is bad.
+func TestNoLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	good := strings.Replace(primaryRun, "SENT", "", 1)
+	bad := good + `{"op":"tick","time":"2026-12-04T10:00:07Z","idle":true}` + "\n"
+	for _, trace := range []string{good, bad} {
+		var out bytes.Buffer
+		Run(strings.NewReader(trace), "run.trace", &out, Options{})
+		if out.Len() == 0 {
+			t.Fatal("no output: the test would prove nothing")
+		}
+		left, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) > 0 {
+			t.Fatalf("the replay left %v in %s", left, dir)
+		}
+	}
 }
