@@ -68,7 +68,15 @@ func Run(r io.ReadSeeker, name string, out io.Writer, opt Options) (Result, erro
 	defer os.RemoveAll(dir)
 	host := filepath.Join(dir, "audit.log")
 	res, err := runAudit(r, name, host)
-	if perr := printLog(host, out, opt); perr != nil && err == nil {
+	// The log holds every record of the host: gone before it is printed,
+	// so a reader that stops early (SIGPIPE) leaves nothing behind.
+	f, oerr := os.Open(host)
+	os.RemoveAll(dir)
+	if oerr != nil {
+		return res, errors.Join(err, fmt.Errorf("replay: %w", oerr))
+	}
+	defer f.Close()
+	if perr := printLog(f, out, opt); perr != nil && err == nil {
 		err = perr
 	}
 	return res, err
@@ -266,15 +274,10 @@ func (rn *run) pipeLoss(kind string, n uint64) {
 	}
 }
 
-// printLog writes the host log at path to out in the chosen format.
-func printLog(path string, out io.Writer, opt Options) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	defer f.Close()
+// printLog writes the host log f to out in the chosen format.
+func printLog(f io.Reader, out io.Writer, opt Options) error {
 	if opt.Format == Raw {
-		_, err = io.Copy(out, f)
+		_, err := io.Copy(out, f)
 		return err
 	}
 	loc := opt.Location

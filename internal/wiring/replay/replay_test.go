@@ -133,4 +133,15 @@ func TestNoLeftovers(t *testing.T) {
 			t.Fatalf("the replay left %v in %s", left, dir)
 		}
 	}
+	// A reader that goes away (a closed pipe) leaves nothing either.
+	if _, err := Run(strings.NewReader(good), "run.trace", failWriter{}, Options{}); err == nil {
+		t.Fatal("a failed write went unreported")
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Fatalf("the replay left %v in %s", left, dir)
+	}
 }
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
