@@ -72,11 +72,29 @@ type Config struct {
 	Record Recorder
 }
 
-// Recorder takes the engine's inputs as the core applies them, on the
-// core goroutine (or before Run). kernel holds the results of the calls
-// the engine made to Config.Kernel while it applied in, in order.
+// Recorder takes what the core consumes, in the order it consumes it, on
+// the core goroutine (or before Run): enough to replay a run's host log.
 type Recorder interface {
-	Record(in engine.Input, kernel []error)
+	// Record takes an input the engine applied. kernel holds the results
+	// of the calls the engine made to Config.Kernel meanwhile, in order;
+	// sent, for each own record it wrote meanwhile, whether the record
+	// went into the kernel's stream (it comes back in a later batch)
+	// rather than to the host log.
+	Record(in engine.Input, kernel []error, sent []bool)
+	// Audit takes how the audit path was opened: its mode, the daemon's
+	// pid, the reassembly timeout and the filtering rules' text.
+	Audit(mode string, self int32, timeout time.Duration, filter string)
+	// Batch takes a batch of records as the audit path is given it.
+	Batch(b []records.Raw)
+	// Tick takes the audit path's tick: idle when no batch waited.
+	Tick(now time.Time, idle bool)
+	// Loss takes a CONTID_LOSS record the core wrote: at is its stamp.
+	Loss(at int64, kind string, n uint64, extra []records.Field, sent bool)
+	// Stop takes the audit path's stop (the pipeline delivers what it
+	// holds); Unsent, after it, how many own records still queued for
+	// the kernel were written to the host log instead.
+	Stop()
+	Unsent(n int)
 }
 
 // LineWriter is a log that takes whole lines (auditlog.Writer).
@@ -129,6 +147,8 @@ type Core struct {
 	hooks  Hooks
 	rec    Recorder
 	kerrs  []error // the kernel's answers during the input being applied (rec)
+	sent   []bool  // where the own records of the input being applied went (rec)
+	unsent int     // own records written locally at stop (Unsent)
 
 	events chan []taskevent.Event // batches: one hand-over for many events
 	ringUp chan struct{}          // the waiter woke: drain
@@ -312,6 +332,9 @@ func (c *Core) loop(ctx context.Context) {
 func (c *Core) AuditBatch(b []records.Raw) {
 	c.counters.batches.Add(1)
 	c.Sync()
+	if c.rec != nil {
+		c.rec.Batch(b)
+	}
 	c.hooks.AuditBatch(b)
 }
 
@@ -496,9 +519,14 @@ func (c *Core) record(in engine.Input) {
 	if c.rec == nil {
 		return
 	}
-	c.rec.Record(in, c.kerrs)
+	c.rec.Record(in, c.kerrs, c.sent)
 	c.kerrs = c.kerrs[:0]
+	c.sent = c.sent[:0]
 }
+
+// Recorder is Config.Record: nil when the run is not recorded. Core
+// goroutine only.
+func (c *Core) Recorder() Recorder { return c.rec }
 
 func (c *Core) applyAll(evs []taskevent.Event) {
 	for _, ev := range evs {
@@ -562,13 +590,22 @@ var ErrStopped = errors.New("core: stopping")
 // delivers it, back to contid and to auditd's log); else, or when its
 // queue is full, to the host log directly.
 func (c *Core) Emit(r records.Record) {
+	sent := c.emit(r)
+	if c.rec != nil {
+		c.sent = append(c.sent, sent)
+	}
+}
+
+// emit is Emit; true when r went into the kernel's stream.
+func (c *Core) emit(r records.Record) bool {
 	if c.hooks.Own != nil {
 		if c.hooks.Own.Send(r) {
-			return
+			return true
 		}
 		c.counters.ownQueueFull.Add(1)
 	}
 	c.Local(r)
+	return false
 }
 
 // Local writes an own record to the host log, stamped from contid's own
@@ -596,22 +633,49 @@ func (c *Core) auditOn() bool { return c.hooks.AuditMode != "" && c.hooks.AuditM
 // Loss writes a CONTID_LOSS record of n lost items of kind.
 func (c *Core) Loss(kind string, n uint64, extra ...records.Field) {
 	c.counters.lossRecords.Add(1)
-	source := c.hooks.AuditMode
-	if source == "" {
-		source = "off"
+	at := time.Now().UnixNano()
+	r := LossRecord(c.hooks.AuditMode, at, kind, n, extra...)
+	sent := false
+	if c.hooks.AuditMode == "listener" {
+		c.Local(r)
+	} else {
+		sent = c.emit(r)
 	}
-	emit := c.Emit
-	if source == "listener" {
-		emit = c.Local
+	if c.rec != nil {
+		c.rec.Loss(at, kind, n, extra, sent)
 	}
-	emit(records.Record{
+}
+
+// LossRecord is the CONTID_LOSS record of n lost items of kind, stamped
+// at (unix ns), from the audit path in mode ("" or "off": none).
+func LossRecord(mode string, at int64, kind string, n uint64, extra ...records.Field) records.Record {
+	if mode == "" {
+		mode = "off"
+	}
+	return records.Record{
 		Type:  records.ContidLoss,
-		Stamp: records.StampAt(time.Now().UnixNano(), 0),
+		Stamp: records.StampAt(at, 0),
 		Fields: append([]records.Field{
 			{Key: "kind", Value: kind}, {Key: "count", Value: strconv.FormatUint(n, 10)},
-			{Key: "source", Value: source},
+			{Key: "source", Value: mode},
 		}, extra...),
-	})
+	}
+}
+
+// Unsent writes an own record that was queued for the kernel's stream
+// when the sender stopped to the host log (Local), counting it for the
+// recorder; EndUnsent records the count. Core goroutine, at stop.
+func (c *Core) Unsent(r records.Record) {
+	c.Local(r)
+	c.unsent++
+}
+
+// EndUnsent records how many records Unsent wrote.
+func (c *Core) EndUnsent() {
+	if c.rec != nil && c.unsent > 0 {
+		c.rec.Unsent(c.unsent)
+	}
+	c.unsent = 0
 }
 
 // DiskFullLoss records the lines a log dropped while its disk was full,

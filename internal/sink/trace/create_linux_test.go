@@ -45,7 +45,7 @@ func TestCreateRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Record(engine.Exit{Time: 1, PID: 5}, nil)
+	r.Record(engine.Exit{Time: 1, PID: 5}, nil, nil)
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}

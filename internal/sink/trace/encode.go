@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/core/engine"
 	"github.com/contid/contid/internal/ns"
+	"github.com/contid/contid/internal/records"
 )
 
 // KernelResult is one answer of the kernel (engine.Kernel) while the
@@ -67,7 +69,12 @@ func (e *Encoder) Comment(text string) {
 }
 
 // Encode writes in, with the kernel's answers while it was applied.
-func (e *Encoder) Encode(in engine.Input, kernel []KernelResult) {
+func (e *Encoder) Encode(in engine.Input, kernel []KernelResult) { e.EncodeSent(in, kernel, nil) }
+
+// EncodeSent is Encode with, for each own record the engine wrote while
+// applying in, whether it went into the kernel's stream (written only when
+// one did).
+func (e *Encoder) EncodeSent(in engine.Input, kernel []KernelResult, sent []bool) {
 	b := e.b[:0]
 	switch v := in.(type) {
 	case engine.SeedTask:
@@ -173,6 +180,23 @@ func (e *Encoder) Encode(in engine.Input, kernel []KernelResult) {
 	if len(kernel) > 0 {
 		k, _ := json.Marshal(kernel)
 		b = append(append(b, `,"kernel":`...), k...)
+	}
+	if slices.Contains(sent, true) {
+		k, _ := json.Marshal(sent)
+		b = append(append(b, `,"sent":`...), k...)
+	}
+	b = append(b, '}')
+	e.b = b
+	e.write(b)
+}
+
+// EncodeAudit writes one of the audit path's items (AuditStart, Batch,
+// Tick, Loss, Stop, Unsent).
+func (e *Encoder) EncodeAudit(it any) {
+	b, ok := encodeAudit(e.b[:0], it)
+	if !ok {
+		e.Comment(fmt.Sprintf("item %T not encoded", it))
+		return
 	}
 	b = append(b, '}')
 	e.b = b
@@ -334,13 +358,42 @@ func Create(path string) (*Recorder, error) {
 	return r, nil
 }
 
-// Record writes in and the kernel's answers while it was applied.
-func (r *Recorder) Record(in engine.Input, kernel []error) {
+// Record writes in, the kernel's answers while it was applied and where
+// each own record it made went (sent: into the kernel's stream).
+func (r *Recorder) Record(in engine.Input, kernel []error, sent []bool) {
 	r.ks = r.ks[:0]
 	for _, err := range kernel {
 		r.ks = append(r.ks, ResultOf(err))
 	}
-	r.enc.Encode(in, r.ks)
+	r.enc.EncodeSent(in, r.ks, sent)
+}
+
+// Audit writes how the audit path was opened.
+func (r *Recorder) Audit(mode string, self int32, timeout time.Duration, filter string) {
+	r.enc.EncodeAudit(AuditStart{Time: time.Now().UnixNano(), Mode: mode, Self: self, TimeoutMS: timeout.Milliseconds(), Filter: filter})
+}
+
+// Batch writes a batch of records as the pipeline is given it.
+func (r *Recorder) Batch(b []records.Raw) {
+	r.enc.EncodeAudit(Batch{Time: time.Now().UnixNano(), Records: b})
+}
+
+// Tick writes a tick of the audit path.
+func (r *Recorder) Tick(now time.Time, idle bool) {
+	r.enc.EncodeAudit(Tick{Time: now.UnixNano(), Idle: idle})
+}
+
+// Loss writes a loss record the core wrote (at: its stamp).
+func (r *Recorder) Loss(at int64, kind string, n uint64, extra []records.Field, sent bool) {
+	r.enc.EncodeAudit(Loss{Time: at, Kind: kind, Count: n, Extra: extra, Sent: sent})
+}
+
+// Stop writes the audit path's stop.
+func (r *Recorder) Stop() { r.enc.EncodeAudit(Stop{Time: time.Now().UnixNano()}) }
+
+// Unsent writes how many queued own records were written locally at stop.
+func (r *Recorder) Unsent(n int) {
+	r.enc.EncodeAudit(Unsent{Time: time.Now().UnixNano(), Count: n})
 }
 
 // Close writes what is buffered and closes the file.

@@ -74,7 +74,7 @@ func Run(r io.Reader, name string, out io.Writer, opt Options) (Result, error) {
 	}
 	w := &writer{w: bufio.NewWriter(out), opt: opt}
 	dec := NewDecoder(r, name)
-	k := &replayKernel{dec: dec}
+	k := NewKernel(dec)
 	e := engine.New(engine.Config{Sink: w, Kernel: k})
 	var res Result
 	var err error
@@ -85,7 +85,7 @@ func Run(r io.Reader, name string, out io.Writer, opt Options) (Result, error) {
 			break
 		}
 		res.Inputs++
-		k.next = 0
+		k.Reset()
 		if aerr := e.Apply(in); aerr != nil {
 			var refused *engine.Error
 			if !errors.As(aerr, &refused) {
@@ -105,15 +105,21 @@ func Run(r io.Reader, name string, out io.Writer, opt Options) (Result, error) {
 	return res, err
 }
 
-// replayKernel answers as the kernel answered when the trace was
+// Kernel answers the engine as the kernel answered when the trace was
 // recorded (the line's "kernel" field), and with success where the trace
-// says nothing.
-type replayKernel struct {
+// says nothing. Reset it before applying each input.
+type Kernel struct {
 	dec  *Decoder
 	next int
 }
 
-func (k *replayKernel) answer() error {
+// NewKernel answers from the lines dec reads.
+func NewKernel(dec *Decoder) *Kernel { return &Kernel{dec: dec} }
+
+// Reset starts on the answers of the line read last.
+func (k *Kernel) Reset() { k.next = 0 }
+
+func (k *Kernel) answer() error {
 	rs := k.dec.Kernel()
 	if k.next >= len(rs) {
 		return nil
@@ -122,6 +128,6 @@ func (k *replayKernel) answer() error {
 	return rs[k.next-1].Err()
 }
 
-func (k *replayKernel) Tag(engine.TaskRef, contid.ID) error { return k.answer() }
-func (k *replayKernel) Keep(engine.ContainerInfo) error     { return k.answer() }
-func (k *replayKernel) Forget(contid.ID) error              { return k.answer() }
+func (k *Kernel) Tag(engine.TaskRef, contid.ID) error { return k.answer() }
+func (k *Kernel) Keep(engine.ContainerInfo) error     { return k.answer() }
+func (k *Kernel) Forget(contid.ID) error              { return k.answer() }

@@ -1,7 +1,9 @@
 // Package trace writes, reads and replays contid's traces: JSON lines,
 // one engine input per line, so that any run of the engine, a live
 // daemon's included (contid daemon --record), can be reproduced from a
-// file. docs/trace.md describes the format.
+// file. A run with kernel audit on also records the audit path's inputs
+// (audit.go), which package replay runs through the pipeline.
+// docs/trace.md describes the format.
 //
 // Encoding and decoding are pure: the Encoder writes inputs to an
 // io.Writer, the Decoder reads them from an io.Reader; the first
@@ -34,6 +36,7 @@ type Decoder struct {
 	name   string
 	line   int
 	kernel []KernelResult
+	sent   []bool
 }
 
 // NewDecoder reads the trace r; name is used in error messages.
@@ -50,20 +53,41 @@ func (d *Decoder) Line() int { return d.line }
 // (its "kernel" field), in the order the engine asked.
 func (d *Decoder) Kernel() []KernelResult { return d.kernel }
 
-// Next returns the next input, or io.EOF after the last one.
+// Sent returns, for the last input read, whether each own record the
+// engine wrote while applying it went into the kernel's stream (its
+// "sent" field); records beyond the list were written locally.
+func (d *Decoder) Sent() []bool { return d.sent }
+
+// Next returns the next input, or io.EOF after the last one. A line of
+// the audit path (see NextItem) is an error.
 func (d *Decoder) Next() (engine.Input, error) {
+	it, err := d.NextItem()
+	if err != nil {
+		return nil, err
+	}
+	in, ok := it.(engine.Input)
+	if !ok {
+		return nil, fmt.Errorf("%s:%d: %T: audit inputs need the audit replay", d.name, d.line, it)
+	}
+	return in, nil
+}
+
+// NextItem returns the next line's item: an engine.Input, or one of the
+// audit path's AuditStart, Batch, Tick, Loss, Stop and Unsent; io.EOF
+// after the last one.
+func (d *Decoder) NextItem() (any, error) {
 	for d.sc.Scan() {
 		d.line++
 		b := bytes.TrimSpace(d.sc.Bytes())
 		if len(b) == 0 || b[0] == '#' {
 			continue
 		}
-		in, kernel, err := decode(b)
-		d.kernel = kernel
+		it, kernel, sent, err := decode(b)
+		d.kernel, d.sent = kernel, sent
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", d.name, d.line, err)
 		}
-		return in, nil
+		return it, nil
 	}
 	if err := d.sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -87,48 +111,62 @@ var allowed = map[string][]string{
 	"set":       {"caller", "caller_start", "for_parent", "cap", "target", "contid", "name", "uid", "auid", "ses", "comm", "exe"},
 	"capcontid": {"caller", "caller_start", "for_parent", "cap", "target", "value", "uid", "auid", "ses", "comm", "exe"},
 	"join":      {"pid", "contid", "mover", "tagged"},
+	"audit":     {"mode", "self", "timeout_ms", "filter"},
+	"batch":     {"records"},
+	"tick":      {"idle"},
+	"loss":      {"kind", "count", "extra", "sent"},
+	"stop":      {},
+	"unsent":    {"count"},
 }
 
 // line holds a decoded line's raw fields.
 type line map[string]json.RawMessage
 
-// Decode parses one trace line.
-func Decode(b []byte) (engine.Input, error) {
-	in, _, err := decode(b)
-	return in, err
+// Decode parses one trace line: an engine.Input or an audit path item.
+func Decode(b []byte) (any, error) {
+	it, _, _, err := decode(b)
+	return it, err
 }
 
-func decode(b []byte) (engine.Input, []KernelResult, error) {
-	l, kernel, err := parseLine(b)
+func decode(b []byte) (any, []KernelResult, []bool, error) {
+	l, kernel, sent, err := parseLine(b)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	in, err := l.input()
-	return in, kernel, err
+	it, err := l.input()
+	return it, kernel, sent, err
 }
 
-// parseLine reads the JSON object of a line and its "kernel" field.
-func parseLine(b []byte) (line, []KernelResult, error) {
+// parseLine reads the JSON object of a line and its "kernel" and (a list)
+// "sent" fields.
+func parseLine(b []byte) (line, []KernelResult, []bool, error) {
 	var l line
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&l); err != nil {
-		return nil, nil, fmt.Errorf("not a JSON object: %v", err)
+		return nil, nil, nil, fmt.Errorf("not a JSON object: %v", err)
 	}
 	if dec.More() {
-		return nil, nil, fmt.Errorf("trailing data after the JSON object")
+		return nil, nil, nil, fmt.Errorf("trailing data after the JSON object")
 	}
 	var kernel []KernelResult
 	if raw, ok := l["kernel"]; ok {
 		if err := json.Unmarshal(raw, &kernel); err != nil {
-			return nil, nil, fmt.Errorf("\"kernel\" must be a list of {\"errno\":N,\"msg\":\"…\"}")
+			return nil, nil, nil, fmt.Errorf("\"kernel\" must be a list of {\"errno\":N,\"msg\":\"…\"}")
 		}
 		delete(l, "kernel")
 	}
-	return l, kernel, nil
+	var sent []bool
+	if raw, ok := l["sent"]; ok && len(raw) > 0 && raw[0] == '[' {
+		if err := json.Unmarshal(raw, &sent); err != nil {
+			return nil, nil, nil, fmt.Errorf("\"sent\" must be a list of true or false")
+		}
+		delete(l, "sent")
+	}
+	return l, kernel, sent, nil
 }
 
-func (l line) input() (engine.Input, error) {
+func (l line) input() (any, error) {
 	op, err := l.str("op", true)
 	if err != nil {
 		return nil, err
@@ -175,6 +213,19 @@ func (l line) input() (engine.Input, error) {
 		return l.capcontid(now)
 	case "join":
 		return l.join(now)
+	case "audit":
+		return l.auditStart(now)
+	case "batch":
+		return l.batch(now)
+	case "tick":
+		idle, err := l.bool("idle")
+		return Tick{Time: now, Idle: idle}, err
+	case "loss":
+		return l.loss(now)
+	case "stop":
+		return Stop{Time: now}, nil
+	case "unsent":
+		return l.count(now)
 	}
 	panic("unreachable: op in allowed but not decoded: " + op)
 }

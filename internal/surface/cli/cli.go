@@ -28,7 +28,7 @@ type root struct {
 	Capcontid  capcontidCmd  `cmd:"" help:"Grant (1) or revoke (0) the right to register (SPEC §3.2)."`
 	Status     statusCmd     `cmd:"" help:"Show the daemon's counters."`
 	OCIHook    ociHookCmd    `cmd:"" name:"oci-hook" help:"OCI runtime hook: register a container's process (state JSON on stdin)."`
-	Replay     replayCmd     `cmd:"" help:"Apply a trace of engine inputs and print the records it produces."`
+	Replay     replayCmd     `cmd:"" help:"Replay a trace (contid daemon --record) and print the records it produces: the host log, with kernel audit."`
 	Search     searchCmd     `cmd:"" help:"Find events in the logs by container, time, type, process, key (ausearch's flags)."`
 	Index      indexCmd      `cmd:"" help:"Rebuild the search index of the logs."`
 	Report     reportCmd     `cmd:"" help:"Summarise the logs per container, like aureport."`

@@ -1,12 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
-	"github.com/contid/contid/internal/sink/trace"
+	"github.com/contid/contid/internal/wiring/replay"
 )
 
 type replayCmd struct {
@@ -20,19 +21,25 @@ func (c *replayCmd) Run(stdio Stdio) error {
 	if c.Interpret && c.JSON {
 		return fmt.Errorf("replay: -i and --json exclude each other")
 	}
-	opt := trace.Options{Location: time.Local}
+	opt := replay.Options{Location: time.Local}
 	switch {
 	case c.Interpret:
-		opt.Format = trace.Interpreted
+		opt.Format = replay.Interpreted
 	case c.JSON:
-		opt.Format = trace.JSON
+		opt.Format = replay.JSON
 	}
 	if c.UTC {
 		opt.Location = time.UTC
 	}
-	var in io.Reader = stdio.In
+	var in io.ReadSeeker
 	name := "stdin"
-	if c.Trace != "-" {
+	if c.Trace == "-" {
+		b, err := io.ReadAll(stdio.In) // read twice: is it a run with kernel audit?
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		in = bytes.NewReader(b)
+	} else {
 		f, err := os.Open(c.Trace)
 		if err != nil {
 			return fmt.Errorf("replay: %w", err)
@@ -40,7 +47,7 @@ func (c *replayCmd) Run(stdio Stdio) error {
 		defer f.Close()
 		in, name = f, c.Trace
 	}
-	res, err := trace.Run(in, name, stdio.Out, opt)
+	res, err := replay.Run(in, name, stdio.Out, opt)
 	if err != nil {
 		return fmt.Errorf("replay: %w (%d inputs applied before it)", err, res.Inputs)
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -85,9 +86,22 @@ func Open(cfg Config, c *core.Core) (_ *Path, err error) {
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
 	}
+	timeout := time.Duration(dc.Audit.TimeoutMS) * time.Millisecond
+	var filterText string
+	if rec := c.Recorder(); rec != nil {
+		// The trace keeps the rules' text: a replay needs no file.
+		if dc.Audit.Filter != "" {
+			b, err := os.ReadFile(dc.Audit.Filter)
+			if err != nil {
+				return nil, fmt.Errorf("daemon: filter: %w", err)
+			}
+			filterText = string(b)
+		}
+		rec.Audit(p.src.Mode(), int32(os.Getpid()), timeout, filterText)
+	}
 	p.pipe, err = auditpipe.Open(auditpipe.Config{
-		Mode: p.src.Mode(), Filter: dc.Audit.Filter,
-		Timeout: time.Duration(dc.Audit.TimeoutMS) * time.Millisecond,
+		Mode: p.src.Mode(), Filter: dc.Audit.Filter, FilterText: filterText,
+		Timeout: timeout,
 		Output: output.Config{
 			Host: cfg.Host, JSON: p.json, MaxOpen: dc.Audit.MaxOpen, Log: p.log,
 			Container: func(id contid.ID) auditlog.Config { return p.cfg.ContainerLog(uint64(id)) },
@@ -148,6 +162,9 @@ func (p *Path) Tick(now time.Time) {
 		return
 	}
 	batches, _, _, _ := p.src.Queues()
+	if rec := p.c.Recorder(); rec != nil {
+		rec.Tick(now, batches == 0)
+	}
 	p.pipe.Tick(now, batches == 0)
 	p.src.Tick(func(kind string, n uint64) { p.c.Loss(kind, n) })
 	out := p.pipe.Output()
@@ -184,8 +201,12 @@ func (p *Path) Stop() {
 		return
 	}
 	p.src.Stop(p.c.AuditBatch)
+	if rec := p.c.Recorder(); rec != nil {
+		rec.Stop()
+	}
 	p.pipe.Close()
-	p.src.Close(p.c.Local)
+	p.src.Close(p.c.Unsent)
+	p.c.EndUnsent()
 	if p.json != nil {
 		p.json.Close()
 	}

@@ -12,8 +12,10 @@ package auditpipe
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,7 +35,13 @@ type Config struct {
 	Mode string
 	// Filter is the path of the filtering and routing rules; "": keep
 	// everything with the default routes.
-	Filter  string
+	Filter string
+	// FilterText, when not "", is the rules' text (a replay's recorded
+	// copy): Filter only names it.
+	FilterText string
+	// Self is the pid whose own records the pipeline trusts; 0: this
+	// process (a replay gives the recorded daemon's).
+	Self    int32
 	Timeout time.Duration // reassembly
 	// Output is the output's configuration but for Lost, which the pipe
 	// sets.
@@ -87,13 +95,18 @@ type stats struct {
 // Open reads the filter and builds the pipe.
 func Open(cfg Config) (*Pipe, error) {
 	var rs *rules.Set
-	if cfg.Filter != "" {
-		f, err := os.Open(cfg.Filter)
-		if err != nil {
-			return nil, fmt.Errorf("daemon: filter: %w", err)
+	if cfg.Filter != "" || cfg.FilterText != "" {
+		var r io.Reader = strings.NewReader(cfg.FilterText)
+		if cfg.FilterText == "" {
+			f, err := os.Open(cfg.Filter)
+			if err != nil {
+				return nil, fmt.Errorf("daemon: filter: %w", err)
+			}
+			defer f.Close()
+			r = f
 		}
-		rs, err = rules.Parse(f, cfg.Filter)
-		f.Close()
+		var err error
+		rs, err = rules.Parse(r, cfg.Filter)
 		if err != nil {
 			return nil, fmt.Errorf("daemon: filter: %w", err)
 		}
@@ -116,7 +129,10 @@ func Open(cfg Config) (*Pipe, error) {
 	if p.route != nil {
 		w = tee{p.out, p.route}
 	}
-	pc := pipeline.Config{Rules: rs, Attributor: attr, Writer: w, Self: int32(os.Getpid())}
+	if cfg.Self == 0 {
+		cfg.Self = int32(os.Getpid())
+	}
+	pc := pipeline.Config{Rules: rs, Attributor: attr, Writer: w, Self: cfg.Self}
 	pc.Reassembly.Timeout = cfg.Timeout
 	p.pipe = pipeline.New(pc)
 	return p, nil
