@@ -266,34 +266,44 @@ func waitSaid(t *testing.T, d *daemon, from int, s string) {
 	waitProgress(t, d, "daemon-*.log", fmt.Sprintf("the daemon to say %q", s), func() bool { return strings.Contains(d.output()[from:], s) })
 }
 
-// fdFlags returns the open flags of the daemon's descriptor of path.
+// fdFlags returns the open flags of the daemon's descriptor of path. A
+// log being rotated has a moment with no descriptor of its name (renamed,
+// the new file not yet open): it waits for one while the daemon's
+// descriptors keep changing.
 func (d *daemon) fdFlags(t *testing.T, path string) int {
 	t.Helper()
 	pid := strconv.Itoa(d.cmd.Process.Pid)
-	fds, err := os.ReadDir("/proc/" + pid + "/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, fd := range fds {
-		if target, _ := os.Readlink("/proc/" + pid + "/fd/" + fd.Name()); target != path {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + pid + "/fdinfo/" + fd.Name())
+	flags := -1
+	awaitProgress(t, "a descriptor of "+path+" in the daemon", func() (string, bool) {
+		fds, err := os.ReadDir("/proc/" + pid + "/fd")
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "flags:"); ok {
-				n, err := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
-				if err != nil {
-					t.Fatal(err)
+		var seen []string
+		for _, fd := range fds {
+			target, _ := os.Readlink("/proc/" + pid + "/fd/" + fd.Name())
+			seen = append(seen, target)
+			if target != path {
+				continue
+			}
+			b, err := os.ReadFile("/proc/" + pid + "/fdinfo/" + fd.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "flags:"); ok {
+					n, err := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
+					if err != nil {
+						t.Fatal(err)
+					}
+					flags = int(n)
+					return "", true
 				}
-				return int(n)
 			}
 		}
-	}
-	t.Fatalf("the daemon has no descriptor of %s open", path)
-	return 0
+		return strings.Join(seen, " "), false
+	})
+	return flags
 }
 
 // startLogDaemon starts a primary-mode daemon with an execve rule, the
