@@ -403,6 +403,15 @@ func (l line) start(k string, now int64) (uint64, error) {
 	return v, err
 }
 
+// tgid is the line's "tgid", or pid when it has none (a process's main
+// thread).
+func (l line) tgid(pid int32) (int32, error) {
+	if _, ok := l["tgid"]; !ok {
+		return pid, nil
+	}
+	return l.pid("tgid", true)
+}
+
 func (l line) task(now int64) (engine.Input, error) {
 	var ev engine.SeedTask
 	var err error
@@ -410,11 +419,8 @@ func (l line) task(now int64) (engine.Input, error) {
 	if ev.PID, err = l.pid("pid", true); err != nil {
 		return nil, err
 	}
-	ev.TGID = ev.PID
-	if _, ok := l["tgid"]; ok {
-		if ev.TGID, err = l.pid("tgid", true); err != nil {
-			return nil, err
-		}
+	if ev.TGID, err = l.tgid(ev.PID); err != nil {
+		return nil, err
 	}
 	if ev.PPID, err = l.pid("ppid", false); err != nil {
 		return nil, err
@@ -477,11 +483,8 @@ func (l line) fork(now int64) (engine.Input, error) {
 	if ev.Child, err = l.pid("child", true); err != nil {
 		return nil, err
 	}
-	ev.ChildTGID = ev.Child
-	if _, ok := l["tgid"]; ok {
-		if ev.ChildTGID, err = l.pid("tgid", true); err != nil {
-			return nil, err
-		}
+	if ev.ChildTGID, err = l.tgid(ev.Child); err != nil {
+		return nil, err
 	}
 	if ev.Start, err = l.start("start", now); err != nil {
 		return nil, err
