@@ -274,17 +274,18 @@ func trustedOwner(fi os.FileInfo) bool {
 
 // writeSidecar writes ix atomically (a temporary file renamed over the
 // old one) in the index directory beside the log, creating it when
-// missing, and, with prune, removes the sidecars of files that are gone.
+// missing, and, with prune, tries to remove the sidecars of files that
+// are gone (see pruneSidecars).
 func writeSidecar(logPath string, ix *Index, prune bool) error {
 	d, err := openIndexDir(logPath, true)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
 	dfd := int(d.Fd())
 	tmp := fmt.Sprintf(".tmp-%d-%d", os.Getpid(), time.Now().UnixNano())
 	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
+		d.Close()
 		return fmt.Errorf("search: create sidecar: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), tmp)
@@ -297,38 +298,81 @@ func writeSidecar(logPath string, ix *Index, prune bool) error {
 	}
 	if err != nil {
 		unix.Unlinkat(dfd, tmp, 0)
+	}
+	d.Close()
+	if err != nil {
 		return fmt.Errorf("search: write sidecar: %w", err)
 	}
 	if prune {
-		pruneSidecars(filepath.Dir(logPath), d)
+		pruneSidecars(logPath)
 	}
 	return nil
 }
 
-// pruneSidecars removes the sidecars of logs no longer in logDir.
-func pruneSidecars(logDir string, d *os.File) {
-	live := map[string]bool{}
-	ents, err := os.ReadDir(logDir)
+// quietFor is how long the log directory must have been left unchanged
+// before a listing of it is trusted to hold every log: more than the
+// coarse clock step the kernel stamps a directory's ctime with.
+var quietFor = 100 * time.Millisecond
+
+// pruneSidecars removes the sidecars of the logs no longer beside logPath
+// and says whether it could look. A log is renamed under it (logrotate,
+// the writer's own rotation), and a listing taken while a log is renamed
+// can miss it, which would take the sidecar of a live log. So it trusts
+// only a listing of a directory that was not changed while it was listed
+// and had not been for quietFor before: every rename, link and unlink in
+// a directory moves its ctime. When the directory is busy it removes
+// nothing: the garbage waits for the next try.
+func pruneSidecars(logPath string) bool {
+	logDir := filepath.Dir(logPath)
+	ld, err := os.Open(logDir)
 	if err != nil {
-		return
+		return false
+	}
+	defer ld.Close()
+	changed := func() (unix.Timespec, bool) {
+		var st unix.Stat_t
+		if unix.Fstat(int(ld.Fd()), &st) != nil {
+			return unix.Timespec{}, false
+		}
+		return st.Ctim, true
+	}
+	before, ok := changed()
+	if !ok || time.Since(time.Unix(before.Unix())) < quietFor {
+		return false
+	}
+	live := map[string]bool{}
+	ents, err := ld.ReadDir(-1)
+	if err != nil {
+		return false
 	}
 	for _, e := range ents {
 		if !e.Type().IsRegular() {
 			continue
 		}
-		if fi, err := e.Info(); err == nil {
-			live[sidecarName(fileID(fi))] = true
+		fi, err := e.Info()
+		if err != nil {
+			return false // renamed or removed while listed
 		}
+		live[sidecarName(fileID(fi))] = true
 	}
+	if after, ok := changed(); !ok || after != before {
+		return false
+	}
+	d, err := openIndexDir(logPath, false)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
 	names, err := d.Readdirnames(-1)
 	if err != nil {
-		return
+		return false
 	}
 	for _, n := range names {
 		if strings.HasSuffix(n, ".idx") && !live[n] {
 			unix.Unlinkat(int(d.Fd()), n, 0)
 		}
 	}
+	return true
 }
 
 // Rebuild discards and rebuilds the sidecars of files, and returns how

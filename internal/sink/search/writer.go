@@ -132,7 +132,7 @@ func (x *fileIndex) finish() error {
 		return fmt.Errorf("search: index %s: %w", x.path, err)
 	}
 	if fi.Size() != x.off {
-		return x.sync(true)
+		return x.sync(false)
 	}
 	x.b.end(x.off, x.g)
 	x.g.Flush()
@@ -144,7 +144,7 @@ func (x *fileIndex) finish() error {
 	if ix.headHash, ix.tailHash, err = hashes(x.f, ix.covered); err != nil {
 		return fmt.Errorf("search: index %s: %w", x.path, err)
 	}
-	if err := writeSidecar(x.path, ix, true); err != nil {
+	if err := writeSidecar(x.path, ix, false); err != nil {
 		return fmt.Errorf("search: index %s: %w", x.path, err)
 	}
 	return nil
@@ -207,6 +207,7 @@ type LogIndex struct {
 	blockSize int64
 	cur       *fileIndex
 	skip      *os.File // a file not indexed (see MaxCatchUp)
+	prune     string   // a log beside which sidecars are to be pruned
 
 	// Noted since the last Block, and for the block in flight: segments
 	// (an event's lines and terms) over one arena of hashes.
@@ -389,14 +390,20 @@ func (x *LogIndex) retire() {
 	} else {
 		x.stats.Syncs++
 	}
+	// A rotation just renamed the logs: the sidecars of those it removed
+	// are pruned once the directory is quiet (Sync tries).
+	x.prune = x.cur.path
 	x.cur = nil
 }
 
 // Sync writes the sidecar of the file being written, if it grew since the
-// last.
+// last, and prunes the sidecars of removed logs after a rotation.
 func (x *LogIndex) Sync() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.prune != "" && pruneSidecars(x.prune) {
+		x.prune = ""
+	}
 	if x.cur == nil || x.cur.synced == x.cur.off {
 		return nil
 	}
