@@ -91,8 +91,8 @@ func appendRaw(b []byte, r records.Raw) []byte {
 	return append(b, j...)
 }
 
-func (l line) batch(now int64) (any, error) {
-	raw, ok := l["records"]
+func (f *fields) batch(now int64) (any, error) {
+	raw, ok := f.l["records"]
 	if !ok {
 		return nil, fmt.Errorf("missing \"records\"")
 	}
@@ -119,54 +119,29 @@ func (l line) batch(now int64) (any, error) {
 	return b, nil
 }
 
-func (l line) loss(now int64) (any, error) {
-	kind, err := l.str("kind", true)
-	if err != nil {
-		return nil, err
-	}
-	n, ok, err := l.uint("count", 64)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("missing \"count\"")
-	}
-	ls := Loss{Time: now, Kind: kind, Count: n}
-	if raw, ok := l["extra"]; ok {
+func (f *fields) loss(now int64) (any, error) {
+	ls := Loss{Time: now, Kind: f.str("kind", true), Count: f.required("count", 64)}
+	if raw, ok := f.l["extra"]; ok && f.err == nil {
 		var kv [][2]string
 		if err := json.Unmarshal(raw, &kv); err != nil {
 			return nil, fmt.Errorf("\"extra\" must be a list of [\"key\",\"value\"]")
 		}
-		for _, f := range kv {
-			ls.Extra = append(ls.Extra, records.Field{Key: f[0], Value: f[1]})
+		for _, e := range kv {
+			ls.Extra = append(ls.Extra, records.Field{Key: e[0], Value: e[1]})
 		}
 	}
-	ls.Sent, err = l.bool("sent")
-	return ls, err
+	ls.Sent = f.bool("sent")
+	return done(ls, f)
 }
 
-func (l line) auditStart(now int64) (any, error) {
-	a := AuditStart{Time: now}
-	var err error
-	if a.Mode, err = l.str("mode", true); err != nil {
-		return nil, err
-	}
-	if a.Self, err = l.pid("self", true); err != nil {
-		return nil, err
-	}
-	if a.TimeoutMS, err = l.int("timeout_ms"); err != nil {
-		return nil, err
-	}
-	a.Filter, err = l.str("filter", false)
-	return a, err
-}
-
-func (l line) count(now int64) (any, error) {
-	n, ok, err := l.uint("count", 31)
-	if err == nil && !ok {
-		err = fmt.Errorf("missing \"count\"")
-	}
-	return Unsent{Time: now, Count: int(n)}, err
+func (f *fields) auditStart(now int64) (any, error) {
+	return done(AuditStart{
+		Time:      now,
+		Mode:      f.str("mode", true),
+		Self:      f.pid("self", true),
+		TimeoutMS: f.int("timeout_ms"),
+		Filter:    f.str("filter", false),
+	}, f)
 }
 
 // encodeAudit writes the audit path's items; false for another type.

@@ -166,10 +166,34 @@ func parseLine(b []byte) (line, []KernelResult, []bool, error) {
 	return l, kernel, sent, nil
 }
 
+// fields reads a line's fields and keeps the first error: a decoder
+// reads each field it needs, in order, and looks at err once.
+type fields struct {
+	l   line
+	err error
+}
+
+func (f *fields) fail(err error) {
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *fields) failf(format string, a ...any) { f.fail(fmt.Errorf(format, a...)) }
+
+// done returns it, or the first error.
+func done[T any](it T, f *fields) (any, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return it, nil
+}
+
 func (l line) input() (any, error) {
-	op, err := l.str("op", true)
-	if err != nil {
-		return nil, err
+	f := &fields{l: l}
+	op := f.str("op", true)
+	if f.err != nil {
+		return nil, f.err
 	}
 	keys, ok := allowed[op]
 	if !ok {
@@ -180,9 +204,9 @@ func (l line) input() (any, error) {
 			return nil, fmt.Errorf("op %q has no field %q", op, k)
 		}
 	}
-	ts, err := l.str("time", true)
-	if err != nil {
-		return nil, err
+	ts := f.str("time", true)
+	if f.err != nil {
+		return nil, f.err
 	}
 	tm, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
@@ -191,41 +215,35 @@ func (l line) input() (any, error) {
 	now := tm.UnixNano()
 	switch op {
 	case "task":
-		return l.task(now)
+		return f.task(now)
 	case "container":
-		return l.container(now)
+		return f.container(now)
 	case "fork":
-		return l.fork(now)
+		return f.fork(now)
 	case "exec":
-		return l.exec(now)
+		return f.exec(now)
 	case "exit":
-		pid, err := l.pid("pid", true)
-		if err != nil {
-			return nil, err
-		}
-		set, err := l.ns()
-		return engine.Exit{Time: now, PID: pid, NS: set}, err
+		return done(engine.Exit{Time: now, PID: f.pid("pid", true), NS: f.ns()}, f)
 	case "unshare", "setns", "observe":
-		return l.nschange(now, op)
+		return f.nschange(now, op)
 	case "set":
-		return l.set(now)
+		return f.set(now)
 	case "capcontid":
-		return l.capcontid(now)
+		return f.capcontid(now)
 	case "join":
-		return l.join(now)
+		return f.join(now)
 	case "audit":
-		return l.auditStart(now)
+		return f.auditStart(now)
 	case "batch":
-		return l.batch(now)
+		return f.batch(now)
 	case "tick":
-		idle, err := l.bool("idle")
-		return Tick{Time: now, Idle: idle}, err
+		return done(Tick{Time: now, Idle: f.bool("idle")}, f)
 	case "loss":
-		return l.loss(now)
+		return f.loss(now)
 	case "stop":
 		return Stop{Time: now}, nil
 	case "unsent":
-		return l.count(now)
+		return done(Unsent{Time: now, Count: int(f.required("count", 31))}, f)
 	}
 	panic("unreachable: op in allowed but not decoded: " + op)
 }
@@ -239,83 +257,92 @@ func contains(s []string, k string) bool {
 	return false
 }
 
-func (l line) str(k string, required bool) (string, error) {
-	raw, ok := l[k]
+func (f *fields) str(k string, required bool) string {
+	raw, ok := f.l[k]
 	if !ok {
 		if required {
-			return "", fmt.Errorf("missing %q", k)
+			f.failf("missing %q", k)
 		}
-		return "", nil
+		return ""
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", fmt.Errorf("%q must be a string", k)
+		f.failf("%q must be a string", k)
 	}
-	return s, nil
+	return s
 }
 
-func (l line) uint(k string, bits int) (uint64, bool, error) {
-	raw, ok := l[k]
+// uint reads an unsigned field of bits bits; ok says it is present.
+func (f *fields) uint(k string, bits int) (v uint64, ok bool) {
+	raw, ok := f.l[k]
 	if !ok {
-		return 0, false, nil
+		return 0, false
 	}
 	v, err := strconv.ParseUint(string(raw), 10, bits)
 	if err != nil {
-		return 0, true, fmt.Errorf("%q must be an unsigned %d-bit integer, not %s", k, bits, raw)
+		f.failf("%q must be an unsigned %d-bit integer, not %s", k, bits, raw)
 	}
-	return v, true, nil
+	return v, true
 }
 
-func (l line) pid(k string, required bool) (int32, error) {
-	v, ok, err := l.uint(k, 32)
-	switch {
-	case err != nil:
-		return 0, err
-	case !ok && required:
-		return 0, fmt.Errorf("missing %q", k)
-	case ok && (v == 0 || v > math.MaxInt32):
-		return 0, fmt.Errorf("%q must be a pid between 1 and %d", k, math.MaxInt32)
-	}
-	return int32(v), nil
-}
-
-func (l line) int(k string) (int64, error) {
-	raw, ok := l[k]
+// required reads an unsigned field that must be present.
+func (f *fields) required(k string, bits int) uint64 {
+	v, ok := f.uint(k, bits)
 	if !ok {
-		return 0, nil
+		f.failf("missing %q", k)
+	}
+	return v
+}
+
+func (f *fields) pid(k string, required bool) int32 {
+	v, ok := f.uint(k, 32)
+	switch {
+	case !ok && required:
+		f.failf("missing %q", k)
+	case ok && (v == 0 || v > math.MaxInt32):
+		f.failf("%q must be a pid between 1 and %d", k, math.MaxInt32)
+	}
+	return int32(v)
+}
+
+func (f *fields) int(k string) int64 {
+	raw, ok := f.l[k]
+	if !ok {
+		return 0
 	}
 	v, err := strconv.ParseInt(string(raw), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%q must be a signed 64-bit integer, not %s", k, raw)
+		f.failf("%q must be a signed 64-bit integer, not %s", k, raw)
 	}
-	return v, nil
+	return v
 }
 
-func (l line) bool(k string) (bool, error) {
-	raw, ok := l[k]
+func (f *fields) bool(k string) bool {
+	raw, ok := f.l[k]
 	if !ok {
-		return false, nil
+		return false
 	}
 	var b bool
 	if err := json.Unmarshal(raw, &b); err != nil {
-		return false, fmt.Errorf("%q must be true or false", k)
+		f.failf("%q must be true or false", k)
 	}
-	return b, nil
+	return b
 }
 
 // text returns a string or a number field as written.
-func (l line) text(k string) (string, error) {
-	raw, ok := l[k]
-	if !ok {
-		return "", fmt.Errorf("missing %q", k)
-	}
-	if len(raw) > 0 && raw[0] == '"' {
-		return l.str(k, true)
+func (f *fields) text(k string) string {
+	raw, ok := f.l[k]
+	switch {
+	case !ok:
+		f.failf("missing %q", k)
+		return ""
+	case len(raw) > 0 && raw[0] == '"':
+		return f.str(k, true)
 	}
 	if _, err := strconv.ParseFloat(string(raw), 64); err != nil && !isDigits(string(raw)) {
-		return "", fmt.Errorf("%q must be a string or a number", k)
+		f.failf("%q must be a string or a number", k)
 	}
-	return string(raw), nil
+	return string(raw)
 }
 
 func isDigits(s string) bool {
@@ -327,219 +354,154 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-func (l line) kernelContid() (bool, contid.ID, error) {
-	raw, ok := l["contid"]
+func (f *fields) kernelContid() (bool, contid.ID) {
+	raw, ok := f.l["contid"]
 	if !ok {
-		return false, 0, nil
+		return false, 0
 	}
 	if string(raw) == "-1" || string(raw) == "null" {
-		return true, contid.Unset, nil
+		return true, contid.Unset
 	}
 	v, err := strconv.ParseUint(string(raw), 10, 64)
 	if err != nil {
-		return false, 0, fmt.Errorf("\"contid\" must be a 64-bit unsigned number or -1, not %s", raw)
+		f.failf("\"contid\" must be a 64-bit unsigned number or -1, not %s", raw)
+		return false, 0
 	}
-	return true, contid.ID(v), nil
+	return true, contid.ID(v)
 }
 
-func (l line) ns() (ns.Set, error) {
+func (f *fields) ns() ns.Set {
 	var set ns.Set
-	raw, ok := l["ns"]
+	raw, ok := f.l["ns"]
 	if !ok {
-		return set, nil
+		return set
 	}
 	var m map[string]string
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return set, fmt.Errorf("\"ns\" must map namespace types to \"dev:inode\" strings")
+		f.failf("\"ns\" must map namespace types to \"dev:inode\" strings")
+		return set
 	}
 	for k, v := range m {
 		typ, err := ns.ParseType(k)
-		if err != nil {
-			return set, err
+		if err == nil {
+			set[typ], err = ns.ParseID(v)
 		}
-		if set[typ], err = ns.ParseID(v); err != nil {
-			return set, err
+		if err != nil {
+			f.fail(err)
+			return set
 		}
 	}
-	return set, nil
+	return set
 }
 
 // subject reads uid auid ses comm exe; ok is false when none is present.
-func (l line) subject() (engine.Subject, bool, error) {
-	s := engine.Subject{AUID: engine.UnsetID, Ses: engine.UnsetID}
-	any := false
-	for _, f := range []struct {
+func (f *fields) subject() (s engine.Subject, ok bool) {
+	s = engine.Subject{AUID: engine.UnsetID, Ses: engine.UnsetID}
+	for _, n := range []struct {
 		k string
 		p *uint32
 	}{{"uid", &s.UID}, {"auid", &s.AUID}, {"ses", &s.Ses}} {
-		v, ok, err := l.uint(f.k, 32)
-		if err != nil {
-			return s, false, err
-		}
-		if ok {
-			*f.p, any = uint32(v), true
+		if v, has := f.uint(n.k, 32); has {
+			*n.p, ok = uint32(v), true
 		}
 	}
-	for _, f := range []struct {
+	for _, n := range []struct {
 		k string
 		p *string
 	}{{"comm", &s.Comm}, {"exe", &s.Exe}} {
-		v, err := l.str(f.k, false)
-		if err != nil {
-			return s, false, err
-		}
-		if _, ok := l[f.k]; ok {
-			*f.p, any = v, true
+		if _, has := f.l[n.k]; has {
+			*n.p, ok = f.str(n.k, false), true
 		}
 	}
-	return s, any, nil
+	return s, ok
 }
 
-func (l line) start(k string, now int64) (uint64, error) {
-	v, ok, err := l.uint(k, 64)
-	if !ok && err == nil {
-		return uint64(now), nil
+// subjectRef is subject as a pointer, nil when none is present.
+func (f *fields) subjectRef() *engine.Subject {
+	if s, ok := f.subject(); ok {
+		return &s
 	}
-	return v, err
+	return nil
+}
+
+// start reads a start time, now when absent.
+func (f *fields) start(k string, now int64) uint64 {
+	if v, ok := f.uint(k, 64); ok {
+		return v
+	}
+	return uint64(now)
 }
 
 // tgid is the line's "tgid", or pid when it has none (a process's main
 // thread).
-func (l line) tgid(pid int32) (int32, error) {
-	if _, ok := l["tgid"]; !ok {
-		return pid, nil
+func (f *fields) tgid(pid int32) int32 {
+	if _, ok := f.l["tgid"]; !ok {
+		return pid
 	}
-	return l.pid("tgid", true)
+	return f.pid("tgid", true)
 }
 
-func (l line) task(now int64) (engine.Input, error) {
-	var ev engine.SeedTask
-	var err error
-	ev.Time = now
-	if ev.PID, err = l.pid("pid", true); err != nil {
-		return nil, err
-	}
-	if ev.TGID, err = l.tgid(ev.PID); err != nil {
-		return nil, err
-	}
-	if ev.PPID, err = l.pid("ppid", false); err != nil {
-		return nil, err
-	}
-	if ev.Start, err = l.start("start", now); err != nil {
-		return nil, err
-	}
-	v, _, err := l.uint("parent_start", 64)
-	if err != nil {
-		return nil, err
-	}
-	ev.ParentStart = v
-	if ev.Born, err = l.int("born"); err != nil {
-		return nil, err
-	}
-	if ev.NS, err = l.ns(); err != nil {
-		return nil, err
-	}
-	if ev.Subject, _, err = l.subject(); err != nil {
-		return nil, err
-	}
-	if ev.HasContid, ev.Contid, err = l.kernelContid(); err != nil {
-		return nil, err
-	}
-	ev.Capcontid, err = l.bool("capcontid")
-	return ev, err
+func (f *fields) task(now int64) (any, error) {
+	ev := engine.SeedTask{Time: now, PID: f.pid("pid", true)}
+	ev.TGID = f.tgid(ev.PID)
+	ev.PPID = f.pid("ppid", false)
+	ev.Start = f.start("start", now)
+	ev.ParentStart, _ = f.uint("parent_start", 64)
+	ev.Born = f.int("born")
+	ev.NS = f.ns()
+	ev.Subject, _ = f.subject()
+	ev.HasContid, ev.Contid = f.kernelContid()
+	ev.Capcontid = f.bool("capcontid")
+	return done(ev, f)
 }
 
-func (l line) container(now int64) (engine.Input, error) {
-	ev := engine.SeedContainer{Time: now, Parent: contid.Unset}
-	v, ok, err := l.uint("id", 64)
-	if err != nil {
-		return nil, err
+func (f *fields) container(now int64) (any, error) {
+	ev := engine.SeedContainer{
+		Time:  now,
+		ID:    contid.ID(f.required("id", 64)),
+		Owner: engine.TaskRef{PID: f.pid("owner", false)},
 	}
-	if !ok {
-		return nil, fmt.Errorf("missing \"id\"")
-	}
-	ev.ID = contid.ID(v)
-	if ev.Owner.PID, err = l.pid("owner", false); err != nil {
-		return nil, err
-	}
-	if ev.Owner.Start, _, err = l.uint("owner_start", 64); err != nil {
-		return nil, err
-	}
-	if v, ok, err = l.uint("parent", 64); err != nil {
-		return nil, err
-	} else if ok {
+	ev.Owner.Start, _ = f.uint("owner_start", 64)
+	ev.Parent = contid.Unset
+	if v, ok := f.uint("parent", 64); ok {
 		ev.Parent = contid.ID(v)
 	}
-	ev.Name, err = l.str("name", false)
-	return ev, err
+	ev.Name = f.str("name", false)
+	return done(ev, f)
 }
 
-func (l line) fork(now int64) (engine.Input, error) {
-	ev := engine.Fork{Time: now}
-	var err error
-	if ev.Parent, err = l.pid("parent", true); err != nil {
-		return nil, err
-	}
-	if ev.Child, err = l.pid("child", true); err != nil {
-		return nil, err
-	}
-	if ev.ChildTGID, err = l.tgid(ev.Child); err != nil {
-		return nil, err
-	}
-	if ev.Start, err = l.start("start", now); err != nil {
-		return nil, err
-	}
-	if ev.NS, err = l.ns(); err != nil {
-		return nil, err
-	}
-	if ev.HasContid, ev.Contid, err = l.kernelContid(); err != nil {
-		return nil, err
-	}
-	if v, ok, err := l.uint("clone_flags", 64); err != nil {
-		return nil, err
-	} else if ok {
-		ev.HasCloneFlags, ev.CloneFlags = true, v
-	}
-	if ev.CloneParent, err = l.bool("clone_parent"); err != nil {
-		return nil, err
-	}
-	s, ok, err := l.subject()
-	if ok {
-		ev.Subject = &s
-	}
-	return ev, err
+func (f *fields) fork(now int64) (any, error) {
+	ev := engine.Fork{Time: now, Parent: f.pid("parent", true), Child: f.pid("child", true)}
+	ev.ChildTGID = f.tgid(ev.Child)
+	ev.Start = f.start("start", now)
+	ev.NS = f.ns()
+	ev.HasContid, ev.Contid = f.kernelContid()
+	ev.CloneFlags, ev.HasCloneFlags = f.uint("clone_flags", 64)
+	ev.CloneParent = f.bool("clone_parent")
+	ev.Subject = f.subjectRef()
+	return done(ev, f)
 }
 
-func (l line) exec(now int64) (engine.Input, error) {
-	ev := engine.Exec{Time: now}
-	var err error
-	if ev.PID, err = l.pid("pid", true); err != nil {
-		return nil, err
+func (f *fields) exec(now int64) (any, error) {
+	ev := engine.Exec{
+		Time:   now,
+		PID:    f.pid("pid", true),
+		OldTID: f.pid("old_tid", false),
+		Comm:   f.str("comm", false),
+		Exe:    f.str("exe", false),
+		NS:     f.ns(),
 	}
-	if ev.OldTID, err = l.pid("old_tid", false); err != nil {
-		return nil, err
-	}
-	if ev.Comm, err = l.str("comm", false); err != nil {
-		return nil, err
-	}
-	if ev.Exe, err = l.str("exe", false); err != nil {
-		return nil, err
-	}
-	if ev.NS, err = l.ns(); err != nil {
-		return nil, err
-	}
-	s, ok, err := l.subject()
-	if ok {
+	if s, ok := f.subject(); ok {
 		ev.UID, ev.AUID, ev.Ses = s.UID, s.AUID, s.Ses
-		_, u := l["uid"]
-		_, a := l["auid"]
-		_, se := l["ses"]
+		_, u := f.l["uid"]
+		_, a := f.l["auid"]
+		_, se := f.l["ses"]
 		ev.HasCreds = u || a || se
 	}
-	return ev, err
+	return done(ev, f)
 }
 
-func (l line) nschange(now int64, op string) (engine.Input, error) {
+func (f *fields) nschange(now int64, op string) (any, error) {
 	ev := engine.NSChange{Time: now, Op: engine.Setns}
 	switch op {
 	case "unshare":
@@ -547,88 +509,51 @@ func (l line) nschange(now int64, op string) (engine.Input, error) {
 	case "observe":
 		ev.Op = engine.Observed
 	}
-	var err error
-	if ev.PID, err = l.pid("pid", true); err != nil {
-		return nil, err
+	ev.PID = f.pid("pid", true)
+	if _, ok := f.l["ns"]; !ok {
+		f.failf("missing \"ns\"")
 	}
-	if _, ok := l["ns"]; !ok {
-		return nil, fmt.Errorf("missing \"ns\"")
-	}
-	ev.NS, err = l.ns()
-	return ev, err
+	ev.NS = f.ns()
+	return done(ev, f)
 }
 
 // request reads the fields set and capcontid share.
-func (l line) request() (caller engine.TaskRef, forParent, capable bool, target int32, subj *engine.Subject, err error) {
-	if caller.PID, err = l.pid("caller", true); err != nil {
-		return
-	}
-	if caller.Start, _, err = l.uint("caller_start", 64); err != nil {
-		return
-	}
-	if forParent, err = l.bool("for_parent"); err != nil {
-		return
-	}
-	if capable, err = l.bool("cap"); err != nil {
-		return
-	}
-	if target, err = l.pid("target", true); err != nil {
-		return
-	}
-	s, ok, err := l.subject()
-	if ok {
-		subj = &s
-	}
-	return
+func (f *fields) request() (caller engine.TaskRef, forParent, capable bool, target int32, subj *engine.Subject) {
+	caller.PID = f.pid("caller", true)
+	caller.Start, _ = f.uint("caller_start", 64)
+	return caller, f.bool("for_parent"), f.bool("cap"), f.pid("target", true), f.subjectRef()
 }
 
-func (l line) set(now int64) (engine.Input, error) {
+func (f *fields) set(now int64) (any, error) {
 	ev := engine.SetContid{Time: now}
-	var err error
-	if ev.Caller, ev.ForParent, ev.CallerCap, ev.Target, ev.Subject, err = l.request(); err != nil {
-		return nil, err
-	}
-	if ev.Value, err = l.text("contid"); err != nil {
-		return nil, err
-	}
-	ev.Name, err = l.str("name", false)
-	return ev, err
+	ev.Caller, ev.ForParent, ev.CallerCap, ev.Target, ev.Subject = f.request()
+	ev.Value = f.text("contid")
+	ev.Name = f.str("name", false)
+	return done(ev, f)
 }
 
-func (l line) capcontid(now int64) (engine.Input, error) {
+func (f *fields) capcontid(now int64) (any, error) {
 	ev := engine.SetCapcontid{Time: now}
-	var err error
-	if ev.Caller, ev.ForParent, ev.CallerCap, ev.Target, ev.Subject, err = l.request(); err != nil {
-		return nil, err
-	}
-	ev.Value, err = l.text("value")
-	return ev, err
+	ev.Caller, ev.ForParent, ev.CallerCap, ev.Target, ev.Subject = f.request()
+	ev.Value = f.text("value")
+	return done(ev, f)
 }
 
 // join: a process moved into a cgroup bound to a container.
-func (l line) join(now int64) (engine.Input, error) {
-	ev := engine.Join{Time: now, Tagged: true}
-	var err error
-	if ev.PID, err = l.pid("pid", true); err != nil {
-		return nil, err
+func (f *fields) join(now int64) (any, error) {
+	ev := engine.Join{Time: now, PID: f.pid("pid", true), Mover: f.pid("mover", true)}
+	v, ok := f.uint("contid", 64)
+	switch {
+	case f.err != nil:
+	case !ok:
+		f.failf("join needs contid")
+	case contid.ID(v) == contid.Unset:
+		f.failf("join: contid %d is the unset value", v)
 	}
-	if ev.Mover, err = l.pid("mover", true); err != nil {
-		return nil, err
+	ev.Contid = contid.ID(v)
+	ev.Tagged = true
+	if _, ok := f.l["tagged"]; ok {
+		ev.Tagged = f.bool("tagged")
 	}
-	v, ok, err := l.uint("contid", 64)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("join needs contid")
-	}
-	if ev.Contid = contid.ID(v); ev.Contid == contid.Unset {
-		return nil, fmt.Errorf("join: contid %d is the unset value", v)
-	}
-	if _, ok := l["tagged"]; ok {
-		if ev.Tagged, err = l.bool("tagged"); err != nil {
-			return nil, err
-		}
-	}
-	return ev, nil
+	return done(ev, f)
 }
