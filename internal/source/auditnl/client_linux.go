@@ -490,64 +490,96 @@ func (c *Client) restore() error {
 // roundTrip sends one request with NLM_F_ACK on k and waits for the ack
 // and, if reply is not 0, for a reply of that type (the kernel sends
 // AUDIT_GET replies from a thread of their own, so they may follow the
-// ack). Answers to other sequence numbers (to a request that timed out)
-// are skipped. Callers hold reqMu (or own the Client, in Open).
+// ack). Callers hold reqMu (or own the Client, in Open).
 func (c *Client) roundTrip(k *conn, typ uint16, payload []byte, reply uint16) ([]byte, error) {
+	var got []byte
+	err := c.exchange(k, typ, payload, reply, false, func(data []byte) error {
+		got = bytes.Clone(data)
+		return nil
+	})
+	return got, err
+}
+
+// exchange sends one request with NLM_F_ACK on k and reads its answer,
+// handing each payload of type want (when not 0) to each: until the ack
+// and a first such payload, or with dump, until the ack and NLMSG_DONE.
+// Answers to other sequence numbers (to a request that timed out)
+// are skipped; an error ack ends it with its errno. A request answered by
+// no message at all for requestTimeout fails; a long answer does not.
+// ENOBUFS (an answer may be gone) fails a dump, whose messages must all
+// arrive; a single reply is waited for. Callers hold reqMu.
+func (c *Client) exchange(k *conn, typ uint16, payload []byte, want uint16, dump bool, each func([]byte) error) error {
 	c.seq++
 	seq := c.seq
 	msg := appendMessage(nil, Header{Type: typ, Flags: unix.NLM_F_REQUEST | unix.NLM_F_ACK, Seq: seq}, payload)
 	if err := k.send(msg); err != nil {
-		return nil, fmt.Errorf("send type %d: %w", typ, err)
-	}
-	if err := k.f.SetReadDeadline(time.Now().Add(requestTimeout)); err != nil {
-		return nil, err
+		return fmt.Errorf("send type %d: %w", typ, err)
 	}
 	defer k.f.SetReadDeadline(time.Time{})
-	var (
-		got   []byte
-		acked bool
-	)
-	for !acked || (reply != 0 && got == nil) {
+	var a answer
+	for !a.acked || (dump && !a.done) || (!dump && want != 0 && !a.seen) {
+		if err := k.f.SetReadDeadline(time.Now().Add(requestTimeout)); err != nil {
+			return err
+		}
 		n, err := k.recv(c.reqBuf, true)
 		switch {
 		case errors.Is(err, errForeign):
 			c.stats.foreign.Add(1)
 			continue
-		case err == unix.ENOBUFS:
+		case err == unix.ENOBUFS && !dump:
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, fmt.Errorf("no answer to type %d within %v: %w", typ, requestTimeout, err)
+			return fmt.Errorf("no answer to type %d within %v: %w", typ, requestTimeout, err)
 		case err != nil:
-			return nil, fmt.Errorf("receive answer to type %d: %w", typ, err)
+			return fmt.Errorf("receive answer to type %d: %w", typ, err)
 		case n > len(c.reqBuf):
-			return nil, fmt.Errorf("answer to type %d: %w: %d-byte datagram", typ, ErrTruncated, n)
+			return fmt.Errorf("answer to type %d: %w: %d-byte datagram", typ, ErrTruncated, n)
 		}
-		msgs, derr := Decode(c.reqBuf[:n])
-		for _, m := range msgs {
-			if m.Header.Seq != seq {
-				continue
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_ERROR:
-				ack, err := ParseAck(m.Data)
-				if err != nil {
-					return nil, fmt.Errorf("answer to type %d: %w", typ, err)
-				}
-				if ack.Errno != 0 {
-					return nil, ack.Errno
-				}
-				acked = true
-			case reply:
-				if reply != 0 {
-					got = bytes.Clone(m.Data)
-				}
-			}
-		}
+		d, derr := answerMessages(c.reqBuf[:n], seq, want, each)
+		a.acked, a.done, a.seen = a.acked || d.acked, a.done || d.done, a.seen || d.seen
 		if derr != nil {
-			return nil, fmt.Errorf("answer to type %d: %w", typ, derr)
+			return fmt.Errorf("answer to type %d: %w", typ, derr)
 		}
 	}
-	return got, nil
+	return nil
+}
+
+// answer is what a request's answer has brought so far.
+type answer struct{ acked, done, seen bool }
+
+// answerMessages handles one datagram of a request's answer (pure, for
+// tests): payloads of type want (not 0) with sequence seq go to each; an
+// error ack ends it.
+func answerMessages(b []byte, seq uint32, want uint16, each func([]byte) error) (answer, error) {
+	var a answer
+	msgs, derr := Decode(b)
+	for _, m := range msgs {
+		if m.Header.Seq != seq {
+			continue
+		}
+		switch m.Header.Type {
+		case unix.NLMSG_ERROR:
+			ack, err := ParseAck(m.Data)
+			if err != nil {
+				return a, err
+			}
+			if ack.Errno != 0 {
+				return a, ack.Errno
+			}
+			a.acked = true
+		case unix.NLMSG_DONE:
+			a.done = true
+		case want:
+			if want == 0 {
+				continue
+			}
+			if err := each(m.Data); err != nil {
+				return a, err
+			}
+			a.seen = true
+		}
+	}
+	return a, derr
 }
 
 // status is AUDIT_GET on the request socket. Callers hold reqMu.

@@ -1,10 +1,8 @@
 package auditnl
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -58,75 +56,9 @@ func (c *Client) ListRules() ([]Rule, error) {
 }
 
 // dump sends a request whose answer is a series of messages of type typ
-// ended by NLMSG_DONE (the kernel sends them from a thread of its own, so
+// ended by NLMSG_DONE (the kernel sends them from a thread of their own, so
 // the ack may come before, between or after them) and hands each payload
-// to each. A request answered by no message at all for requestTimeout
-// fails; a long answer does not. Callers hold reqMu.
+// to each. Callers hold reqMu.
 func (c *Client) dump(k *conn, typ uint16, each func([]byte) error) error {
-	c.seq++
-	seq := c.seq
-	msg := appendMessage(nil, Header{Type: typ, Flags: unix.NLM_F_REQUEST | unix.NLM_F_ACK, Seq: seq}, nil)
-	if err := k.send(msg); err != nil {
-		return fmt.Errorf("send type %d: %w", typ, err)
-	}
-	defer k.f.SetReadDeadline(time.Time{})
-	var acked, done bool
-	for !acked || !done {
-		if err := k.f.SetReadDeadline(time.Now().Add(requestTimeout)); err != nil {
-			return err
-		}
-		n, err := k.recv(c.reqBuf, true)
-		switch {
-		case errors.Is(err, errForeign):
-			c.stats.foreign.Add(1)
-			continue
-		case err == unix.ENOBUFS:
-			return fmt.Errorf("answer to type %d: %w", typ, err)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return fmt.Errorf("no answer to type %d within %v: %w", typ, requestTimeout, err)
-		case err != nil:
-			return fmt.Errorf("receive answer to type %d: %w", typ, err)
-		case n > len(c.reqBuf):
-			return fmt.Errorf("answer to type %d: %w: %d-byte datagram", typ, ErrTruncated, n)
-		}
-		d, derr := dumpMessages(c.reqBuf[:n], seq, typ, each)
-		acked = acked || d.acked
-		done = done || d.done
-		if derr != nil {
-			return fmt.Errorf("answer to type %d: %w", typ, derr)
-		}
-	}
-	return nil
-}
-
-type dumpState struct{ acked, done bool }
-
-// dumpMessages handles one datagram of a dump's answer (pure, for tests):
-// payloads of type typ with sequence seq go to each; an error ack ends it.
-func dumpMessages(b []byte, seq uint32, typ uint16, each func([]byte) error) (dumpState, error) {
-	var d dumpState
-	msgs, derr := Decode(b)
-	for _, m := range msgs {
-		if m.Header.Seq != seq {
-			continue
-		}
-		switch m.Header.Type {
-		case unix.NLMSG_ERROR:
-			ack, err := ParseAck(m.Data)
-			if err != nil {
-				return d, err
-			}
-			if ack.Errno != 0 {
-				return d, ack.Errno
-			}
-			d.acked = true
-		case unix.NLMSG_DONE:
-			d.done = true
-		case typ:
-			if err := each(m.Data); err != nil {
-				return d, err
-			}
-		}
-	}
-	return d, derr
+	return c.exchange(k, typ, nil, typ, true, each)
 }

@@ -112,10 +112,10 @@ func TestDecodeRulesCaptured(t *testing.T) {
 
 	// The dump: datagrams in the order the kernel sent them.
 	var got []Rule
-	var st dumpState
+	var st answer
 	kinds := []string{"list-ack", "list-execve", "list-watch", "list-exclude", "list-done"}
 	for _, kind := range kinds {
-		d, err := dumpMessages(dg[kind], 7, unix.AUDIT_LIST_RULES, func(b []byte) error {
+		d, err := answerMessages(dg[kind], 7, unix.AUDIT_LIST_RULES, func(b []byte) error {
 			r, err := ParseRule(b)
 			got = append(got, r)
 			return err
@@ -129,7 +129,7 @@ func TestDecodeRulesCaptured(t *testing.T) {
 		t.Fatalf("dump: %+v, %d rules", st, len(got))
 	}
 	// Another request's answers are skipped.
-	if d, _ := dumpMessages(dg["list-done"], 8, unix.AUDIT_LIST_RULES, nil); d.done {
+	if d, _ := answerMessages(dg["list-done"], 8, unix.AUDIT_LIST_RULES, nil); d.done {
 		t.Error("done of another sequence number taken")
 	}
 	// The refused duplicate: EEXIST, ending a dump too.
@@ -137,7 +137,7 @@ func TestDecodeRulesCaptured(t *testing.T) {
 	if err != nil || ack.Errno != unix.EEXIST || ack.Request.Type != unix.AUDIT_ADD_RULE {
 		t.Fatalf("add-eexist: %+v, %v", ack, err)
 	}
-	if _, err := dumpMessages(dg["add-eexist"], 8, unix.AUDIT_ADD_RULE, nil); !errors.Is(err, unix.EEXIST) {
+	if _, err := answerMessages(dg["add-eexist"], 8, unix.AUDIT_ADD_RULE, nil); !errors.Is(err, unix.EEXIST) {
 		t.Errorf("dump of an error ack: %v", err)
 	}
 }
