@@ -61,30 +61,29 @@ type Writer interface {
 	Lost(n uint64, why Loss)
 }
 
-// Loss names what was lost; its String is the kind= of a CONTID_LOSS record.
+// Loss names what was lost; its String is the kind= of a CONTID_LOSS
+// record. The reassembler's kinds keep their values.
 type Loss uint8
 
 const (
-	// Gap: kernel serials never received (reassembly.Gap).
-	Gap Loss = iota + 1
-	// Incomplete: an event delivered without its end (reassembly.Incomplete).
-	Incomplete
-	// Late: records that came after their event (reassembly.Late); they
-	// are still written, as a part of their own.
-	Late
-	// Discontinuity: the kernel's serial counter jumped (reassembly).
-	Discontinuity
+	// Gap: kernel serials never received.
+	Gap = Loss(reassembly.Gap)
+	// Incomplete: an event delivered without its end.
+	Incomplete = Loss(reassembly.Incomplete)
+	// Late: records that came after their event; they are still written,
+	// as a part of their own.
+	Late = Loss(reassembly.Late)
+	// Discontinuity: the kernel's serial counter jumped.
+	Discontinuity = Loss(reassembly.Discontinuity)
 	// Malformed: records that could not be parsed; skipped.
-	Malformed
+	Malformed = Discontinuity + 1
 )
 
-var lossNames = [...]string{Gap: "gap", Incomplete: "incomplete", Late: "late", Discontinuity: "discontinuity", Malformed: "malformed"}
-
 func (l Loss) String() string {
-	if int(l) < len(lossNames) && lossNames[l] != "" {
-		return lossNames[l]
+	if l == Malformed {
+		return "malformed"
 	}
-	return "unknown"
+	return reassembly.Loss(l).String()
 }
 
 // Config configures a Pipeline.
@@ -195,20 +194,7 @@ type sink struct{ p *Pipeline }
 
 func (s sink) Event(e reassembly.Event) { s.p.event(e) }
 
-func (s sink) Lost(n uint64, why reassembly.Loss) {
-	var l Loss
-	switch why {
-	case reassembly.Gap:
-		l = Gap
-	case reassembly.Incomplete:
-		l = Incomplete
-	case reassembly.Late:
-		l = Late
-	default:
-		l = Discontinuity
-	}
-	s.p.cfg.Writer.Lost(n, l)
-}
+func (s sink) Lost(n uint64, why reassembly.Loss) { s.p.cfg.Writer.Lost(n, Loss(why)) }
 
 func (p *Pipeline) event(e reassembly.Event) {
 	p.stats.Events++

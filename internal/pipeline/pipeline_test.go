@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/contid/contid/internal/contid"
+	"github.com/contid/contid/internal/pipeline/reassembly"
 	"github.com/contid/contid/internal/pipeline/rules"
 	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/testing/golden"
@@ -34,7 +35,7 @@ func (w *text) Write(ev *Event) {
 		c = ev.Container.String()
 	}
 	fmt.Fprintf(&w.Builder, "event routes=%s container=%s chains=%v incomplete=%v late=%v",
-		routes(ev.Routes), c, ev.Chains, ev.Incomplete, ev.Late)
+		ev.Routes, c, ev.Chains, ev.Incomplete, ev.Late)
 	switch ev.Life {
 	case Registered:
 		w.WriteString(" life=registered")
@@ -49,17 +50,6 @@ func (w *text) Write(ev *Event) {
 }
 
 func (w *text) Lost(n uint64, why Loss) { fmt.Fprintf(&w.Builder, "lost %d %s\n", n, why) }
-
-func routes(r rules.Routes) string {
-	var s []string
-	if r.Has(rules.Host) {
-		s = append(s, "host")
-	}
-	if r.Has(rules.Container) {
-		s = append(s, "container")
-	}
-	return strings.Join(append(s, r.Streams...), ",")
-}
 
 func run(t *testing.T, rs *rules.Set) (string, Stats) {
 	t.Helper()
@@ -199,3 +189,19 @@ type writerFunc func(*Event)
 
 func (f writerFunc) Write(ev *Event) { f(ev) }
 func (writerFunc) Lost(uint64, Loss) {}
+
+// TestLossKinds: the reassembler's kinds keep their names through the
+// pipeline (they become kind= of CONTID_LOSS records), and the pipeline's
+// own kind has a name of its own.
+func TestLossKinds(t *testing.T) {
+	seen := map[string]bool{}
+	for _, k := range []reassembly.Loss{reassembly.Gap, reassembly.Incomplete, reassembly.Late, reassembly.Discontinuity} {
+		if got := Loss(k).String(); got != k.String() || got == "unknown" {
+			t.Errorf("reassembly kind %v is %q in the pipeline", k, got)
+		}
+		seen[k.String()] = true
+	}
+	if m := Malformed.String(); m != "malformed" || seen[m] {
+		t.Errorf("Malformed is %q", m)
+	}
+}

@@ -120,16 +120,7 @@ func decision(s *Set, d Decision) string {
 	if d.Drop {
 		b.WriteString("drop")
 	} else {
-		b.WriteString("keep")
-		if d.Routes.Has(Host) {
-			b.WriteString(" host")
-		}
-		if d.Routes.Has(Container) {
-			b.WriteString(" container")
-		}
-		for _, st := range d.Routes.Streams {
-			b.WriteString(" stream=" + st)
-		}
+		b.WriteString("keep " + d.Routes.String())
 	}
 	if d.Rule < 0 {
 		b.WriteString(" (no rule: default)")

@@ -29,6 +29,22 @@ type Routes struct {
 // Has reports whether the fixed destination d is among the routes.
 func (r Routes) Has(d Route) bool { return r.Dest&d != 0 }
 
+// String returns the routes as a keep action lists them:
+// "host,container,stream=NAME…", empty for none.
+func (r Routes) String() string {
+	var s []string
+	if r.Has(Host) {
+		s = append(s, "host")
+	}
+	if r.Has(Container) {
+		s = append(s, "container")
+	}
+	for _, st := range r.Streams {
+		s = append(s, "stream="+st)
+	}
+	return strings.Join(s, ",")
+}
+
 // Decision is what the rules decide for an event.
 type Decision struct {
 	// Drop means the event is written nowhere. Routes is then empty.
@@ -299,15 +315,8 @@ func (r *rule) appendTo(b *strings.Builder) {
 		b.WriteString("drop")
 	} else {
 		b.WriteString("keep")
-		if r.routes.Has(Host) {
-			b.WriteString(",host")
-		}
-		if r.routes.Has(Container) {
-			b.WriteString(",container")
-		}
-		for _, s := range r.routes.Streams {
-			b.WriteString(",stream=")
-			b.WriteString(s)
+		if s := r.routes.String(); s != "" {
+			b.WriteString("," + s)
 		}
 	}
 	for i := range r.conds {
