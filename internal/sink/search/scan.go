@@ -141,27 +141,7 @@ type scan struct {
 func (s *scan) run(from, to int64, open []Phantom, b *Builder) error {
 	g := NewGrouper(open)
 	lr := s.reader(from)
-	drain := func() error {
-		for {
-			ev, ok := g.Next()
-			if !ok {
-				return nil
-			}
-			if b != nil {
-				b.event(ev)
-			}
-			if ev.First >= to {
-				continue
-			}
-			s.st.Events++
-			if s.q.Match(ev) {
-				s.st.Matched++
-				if err := s.emit(ev); err != nil {
-					return err
-				}
-			}
-		}
-	}
+	drain := func() error { return s.drain(g, to, b) }
 	defer func() {
 		s.st.BytesRead += lr.off - from
 		if s.countSkips || b != nil {
@@ -209,6 +189,27 @@ func (s *scan) run(from, to int64, open []Phantom, b *Builder) error {
 	return nil
 }
 
+// drain takes the events g has ended, hands each to b when not nil, and
+// emits those that match and begin before to.
+func (s *scan) drain(g *Grouper, to int64, b *Builder) error {
+	for ev, ok := g.Next(); ok; ev, ok = g.Next() {
+		if b != nil {
+			b.event(ev)
+		}
+		if ev.First >= to {
+			continue
+		}
+		s.st.Events++
+		if s.q.Match(ev) {
+			s.st.Matched++
+			if err := s.emit(ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // reader returns a line reader from offset from, reusing one buffer for
 // the ranges of a file.
 func (s *scan) reader(from int64) *lineReader {
@@ -231,24 +232,7 @@ func (s *scan) reader(from int64) *lineReader {
 func (s *scan) runTails(from, to int64, open []Phantom, tails []tailLine) error {
 	sort.Slice(tails, func(i, j int) bool { return tails[i].off < tails[j].off })
 	g := NewGrouper(open)
-	drain := func() error {
-		for {
-			ev, ok := g.Next()
-			if !ok {
-				return nil
-			}
-			if ev.First >= to {
-				continue
-			}
-			s.st.Events++
-			if s.q.Match(ev) {
-				s.st.Matched++
-				if err := s.emit(ev); err != nil {
-					return err
-				}
-			}
-		}
-	}
+	drain := func() error { return s.drain(g, to, nil) }
 	err := s.eachLine(from, to, func(off int64, line string, long bool) error {
 		if long {
 			g.Skip()
