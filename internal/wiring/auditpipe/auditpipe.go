@@ -55,6 +55,10 @@ type Config struct {
 	// other stream is refused.
 	Stream string
 	Route  Route
+	// AnyStream takes every stream= action with no route (a replay: the
+	// streams are not what it reproduces; their events still reach the
+	// logs their other routes name).
+	AnyStream bool
 }
 
 // Route is a destination of routed events beside the logs: the fleet
@@ -111,7 +115,7 @@ func Open(cfg Config) (*Pipe, error) {
 			return nil, fmt.Errorf("daemon: filter: %w", err)
 		}
 		for _, s := range rs.Streams() {
-			if cfg.Route == nil || s != cfg.Stream {
+			if !cfg.AnyStream && (cfg.Route == nil || s != cfg.Stream) {
 				return nil, fmt.Errorf("daemon: filter %s: stream %q is not defined (fleet.route is %q)", cfg.Filter, s, cfg.Stream)
 			}
 		}

@@ -209,6 +209,8 @@ func (rn *run) open(a trace.AuditStart, e *engine.Engine) error {
 		Output:  output.Config{Host: rn.host},
 		Engine:  e,
 		Loss:    rn.pipeLoss,
+		// The daemon's stream route is not recorded, and not replayed.
+		AnyStream: true,
 	})
 	if err != nil {
 		return fmt.Errorf("%s:%d: %w", rn.name, rn.dec.Line(), err)

@@ -145,3 +145,20 @@ func TestNoLeftovers(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+// TestAuditRunStream: a daemon whose filter routes to the fleet stream
+// recorded its filter; the replay takes the stream= action without a
+// stream, and writes the host log as the daemon did: the event the rule
+// also routes to the host is there.
+func TestAuditRunStream(t *testing.T) {
+	filter := `"filter":"-a keep,host,container,stream=fleet -F key=exec\n"`
+	trace := strings.Replace(primaryRun, `"timeout_ms":2000}`, `"timeout_ms":2000,`+filter+`}`, 1)
+	trace = strings.Replace(trace, "SENT", `,"sent":[true,true]`, 1)
+	if trace == strings.Replace(primaryRun, "SENT", `,"sent":[true,true]`, 1) {
+		t.Fatal("the filter was not put in the trace")
+	}
+	out := replayed(t, trace, Options{})
+	if !strings.Contains(out, `key="exec"`) || !strings.Contains(out, "contid=5") {
+		t.Fatalf("the routed execve is not in the replay:\n%s", out)
+	}
+}
