@@ -215,6 +215,14 @@ const (
 	ctxEnriched             // after 0x1D
 )
 
+// wordEnd returns the index of the first space in s from i, or len(s).
+func wordEnd(s string, i int) int {
+	if end := strings.IndexByte(s[i:], ' '); end >= 0 {
+		return i + end
+	}
+	return len(s)
+}
+
 func parseFields(dst []Field, t Type, s string, c pctx) ([]Field, error) {
 	for i := 0; i < len(s); {
 		if s[i] == ' ' {
@@ -227,12 +235,7 @@ func parseFields(dst []Field, t Type, s string, c pctx) ([]Field, error) {
 			j++
 		}
 		if j == len(s) || s[j] == ' ' || j == start {
-			end := strings.IndexByte(s[start:], ' ')
-			if end < 0 {
-				end = len(s)
-			} else {
-				end += start
-			}
+			end := wordEnd(s, start)
 			tok := s[start:end]
 			if hasControl(tok) {
 				return dst, syntaxf("control byte in %q", excerpt(tok))
@@ -285,12 +288,7 @@ func parseFields(dst []Field, t Type, s string, c pctx) ([]Field, error) {
 			dst = append(dst, f)
 			continue
 		default:
-			end := strings.IndexByte(s[v:], ' ')
-			if end < 0 {
-				end = len(s)
-			} else {
-				end += v
-			}
+			end := wordEnd(s, v)
 			val := s[v:end]
 			if hasControl(val) {
 				return dst, syntaxf("field %q: control byte in value", excerpt(key))
