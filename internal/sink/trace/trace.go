@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -98,25 +99,41 @@ func (d *Decoder) NextItem() (any, error) {
 	return nil, io.EOF
 }
 
-// allowed lists each op's fields beyond op and time.
-var allowed = map[string][]string{
-	"task":      {"pid", "tgid", "ppid", "start", "parent_start", "born", "ns", "uid", "auid", "ses", "comm", "exe", "contid", "capcontid"},
-	"container": {"id", "owner", "owner_start", "parent", "name"},
-	"fork":      {"parent", "child", "tgid", "start", "ns", "contid", "uid", "auid", "ses", "comm", "exe", "clone_flags", "clone_parent"},
-	"exec":      {"pid", "old_tid", "comm", "exe", "uid", "auid", "ses", "ns"},
-	"exit":      {"pid", "ns"},
-	"unshare":   {"pid", "ns"},
-	"setns":     {"pid", "ns"},
-	"observe":   {"pid", "ns"},
-	"set":       {"caller", "caller_start", "for_parent", "cap", "target", "contid", "name", "uid", "auid", "ses", "comm", "exe"},
-	"capcontid": {"caller", "caller_start", "for_parent", "cap", "target", "value", "uid", "auid", "ses", "comm", "exe"},
-	"join":      {"pid", "contid", "mover", "tagged"},
-	"audit":     {"mode", "self", "timeout_ms", "filter"},
-	"batch":     {"records"},
-	"tick":      {"idle"},
-	"loss":      {"kind", "count", "extra", "sent"},
-	"stop":      {},
-	"unsent":    {"count"},
+// op is one kind of trace line: its fields beyond op and time, and its
+// decoder.
+type op struct {
+	fields []string
+	decode func(f *fields, now int64) (any, error)
+}
+
+func nschange(o engine.NSOp) func(*fields, int64) (any, error) {
+	return func(f *fields, now int64) (any, error) { return f.nschange(now, o) }
+}
+
+var ops = map[string]op{
+	"task":      {[]string{"pid", "tgid", "ppid", "start", "parent_start", "born", "ns", "uid", "auid", "ses", "comm", "exe", "contid", "capcontid"}, (*fields).task},
+	"container": {[]string{"id", "owner", "owner_start", "parent", "name"}, (*fields).container},
+	"fork":      {[]string{"parent", "child", "tgid", "start", "ns", "contid", "uid", "auid", "ses", "comm", "exe", "clone_flags", "clone_parent"}, (*fields).fork},
+	"exec":      {[]string{"pid", "old_tid", "comm", "exe", "uid", "auid", "ses", "ns"}, (*fields).exec},
+	"exit": {[]string{"pid", "ns"}, func(f *fields, now int64) (any, error) {
+		return done(engine.Exit{Time: now, PID: f.pid("pid", true), NS: f.ns()}, f)
+	}},
+	"unshare":   {[]string{"pid", "ns"}, nschange(engine.Unshare)},
+	"setns":     {[]string{"pid", "ns"}, nschange(engine.Setns)},
+	"observe":   {[]string{"pid", "ns"}, nschange(engine.Observed)},
+	"set":       {[]string{"caller", "caller_start", "for_parent", "cap", "target", "contid", "name", "uid", "auid", "ses", "comm", "exe"}, (*fields).set},
+	"capcontid": {[]string{"caller", "caller_start", "for_parent", "cap", "target", "value", "uid", "auid", "ses", "comm", "exe"}, (*fields).capcontid},
+	"join":      {[]string{"pid", "contid", "mover", "tagged"}, (*fields).join},
+	"audit":     {[]string{"mode", "self", "timeout_ms", "filter"}, (*fields).auditStart},
+	"batch":     {[]string{"records"}, (*fields).batch},
+	"tick": {[]string{"idle"}, func(f *fields, now int64) (any, error) {
+		return done(Tick{Time: now, Idle: f.bool("idle")}, f)
+	}},
+	"loss": {[]string{"kind", "count", "extra", "sent"}, (*fields).loss},
+	"stop": {nil, func(_ *fields, now int64) (any, error) { return Stop{Time: now}, nil }},
+	"unsent": {[]string{"count"}, func(f *fields, now int64) (any, error) {
+		return done(Unsent{Time: now, Count: int(f.required("count", 31))}, f)
+	}},
 }
 
 // line holds a decoded line's raw fields.
@@ -191,17 +208,17 @@ func done[T any](it T, f *fields) (any, error) {
 
 func (l line) input() (any, error) {
 	f := &fields{l: l}
-	op := f.str("op", true)
+	name := f.str("op", true)
 	if f.err != nil {
 		return nil, f.err
 	}
-	keys, ok := allowed[op]
+	o, ok := ops[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown op %q", op)
+		return nil, fmt.Errorf("unknown op %q", name)
 	}
 	for k := range l {
-		if k != "op" && k != "time" && !contains(keys, k) {
-			return nil, fmt.Errorf("op %q has no field %q", op, k)
+		if k != "op" && k != "time" && !slices.Contains(o.fields, k) {
+			return nil, fmt.Errorf("op %q has no field %q", name, k)
 		}
 	}
 	ts := f.str("time", true)
@@ -212,50 +229,9 @@ func (l line) input() (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("time %q is not RFC 3339", ts)
 	}
-	now := tm.UnixNano()
-	switch op {
-	case "task":
-		return f.task(now)
-	case "container":
-		return f.container(now)
-	case "fork":
-		return f.fork(now)
-	case "exec":
-		return f.exec(now)
-	case "exit":
-		return done(engine.Exit{Time: now, PID: f.pid("pid", true), NS: f.ns()}, f)
-	case "unshare", "setns", "observe":
-		return f.nschange(now, op)
-	case "set":
-		return f.set(now)
-	case "capcontid":
-		return f.capcontid(now)
-	case "join":
-		return f.join(now)
-	case "audit":
-		return f.auditStart(now)
-	case "batch":
-		return f.batch(now)
-	case "tick":
-		return done(Tick{Time: now, Idle: f.bool("idle")}, f)
-	case "loss":
-		return f.loss(now)
-	case "stop":
-		return Stop{Time: now}, nil
-	case "unsent":
-		return done(Unsent{Time: now, Count: int(f.required("count", 31))}, f)
-	}
-	panic("unreachable: op in allowed but not decoded: " + op)
+	return o.decode(f, tm.UnixNano())
 }
 
-func contains(s []string, k string) bool {
-	for _, x := range s {
-		if x == k {
-			return true
-		}
-	}
-	return false
-}
 
 func (f *fields) str(k string, required bool) string {
 	raw, ok := f.l[k]
@@ -501,14 +477,8 @@ func (f *fields) exec(now int64) (any, error) {
 	return done(ev, f)
 }
 
-func (f *fields) nschange(now int64, op string) (any, error) {
-	ev := engine.NSChange{Time: now, Op: engine.Setns}
-	switch op {
-	case "unshare":
-		ev.Op = engine.Unshare
-	case "observe":
-		ev.Op = engine.Observed
-	}
+func (f *fields) nschange(now int64, o engine.NSOp) (any, error) {
+	ev := engine.NSChange{Time: now, Op: o}
 	ev.PID = f.pid("pid", true)
 	if _, ok := f.l["ns"]; !ok {
 		f.failf("missing \"ns\"")
