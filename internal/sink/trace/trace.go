@@ -232,7 +232,6 @@ func (l line) input() (any, error) {
 	return o.decode(f, tm.UnixNano())
 }
 
-
 func (f *fields) str(k string, required bool) string {
 	raw, ok := f.l[k]
 	if !ok {
