@@ -114,20 +114,12 @@ var flushNames = [...]string{
 }
 
 // String returns the policy's auditd.conf name ("incremental_async").
-func (p FlushPolicy) String() string {
-	if int(p) < len(flushNames) {
-		return flushNames[p]
-	}
-	return fmt.Sprintf("FlushPolicy(%d)", uint8(p))
-}
+func (p FlushPolicy) String() string { return nameOf(flushNames[:], p, "FlushPolicy") }
 
 // UnmarshalText parses an auditd.conf flush= value, in any case.
 func (p *FlushPolicy) UnmarshalText(b []byte) error {
-	for i, n := range flushNames {
-		if strings.EqualFold(string(b), n) {
-			*p = FlushPolicy(i)
-			return nil
-		}
+	if parseName(flushNames[:], b, p) {
+		return nil
 	}
 	return fmt.Errorf("auditlog: unknown flush policy %q (want none, incremental, incremental_async, data or sync)", b)
 }
@@ -169,12 +161,7 @@ var actionNames = [...]string{
 }
 
 // String returns the action's auditd.conf name ("keep_logs").
-func (a Action) String() string {
-	if int(a) < len(actionNames) {
-		return actionNames[a]
-	}
-	return fmt.Sprintf("Action(%d)", uint8(a))
-}
+func (a Action) String() string { return nameOf(actionNames[:], a, "Action") }
 
 // UnmarshalText parses an auditd.conf max_log_file_action= value, in any
 // case; "syslog" is taken as Ignore (the warning is always logged).
@@ -183,13 +170,31 @@ func (a *Action) UnmarshalText(b []byte) error {
 		*a = Ignore
 		return nil
 	}
-	for i, n := range actionNames {
-		if strings.EqualFold(string(b), n) {
-			*a = Action(i)
-			return nil
-		}
+	if parseName(actionNames[:], b, a) {
+		return nil
 	}
 	return fmt.Errorf("auditlog: unknown max size action %q (want rotate, keep_logs, ignore, syslog or suspend)", b)
+}
+
+// nameOf returns v's name in names (auditd.conf's word for it), or
+// typ(v) for a value without one.
+func nameOf[T ~uint8](names []string, v T, typ string) string {
+	if int(v) < len(names) {
+		return names[v]
+	}
+	return fmt.Sprintf("%s(%d)", typ, uint8(v))
+}
+
+// parseName sets *v to the value named b in names, in any case, and says
+// whether there was one.
+func parseName[T ~uint8](names []string, b []byte, v *T) bool {
+	for i, n := range names {
+		if strings.EqualFold(string(b), n) {
+			*v = T(i)
+			return true
+		}
+	}
+	return false
 }
 
 const (
