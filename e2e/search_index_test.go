@@ -45,6 +45,11 @@ func TestSearchIndexDaemon(t *testing.T) {
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitSaid(t, d, before, "reloaded configuration")
 	l.waitTicks(l.ticks() + 20)
+	// The index reports its work: lines taken in, a sidecar at least at
+	// each rotation, no error.
+	if c := apiStatus(t, d.socket).Counters; c["search_index_lines"] == 0 || c["search_index_sidecars"] < 2 || c["search_index_errors"] != 0 {
+		t.Errorf("search index counters: lines %d, sidecars %d, errors %d", c["search_index_lines"], c["search_index_sidecars"], c["search_index_errors"])
+	}
 
 	d.kill() // in the middle of the loop's records
 	indexedSearches(t, d, "after SIGKILL", 1)

@@ -80,6 +80,19 @@ func (l *Log) Tick(flush auditlog.FlushPolicy, loss func(log string, n uint64)) 
 // Stats are the writer's counters; safe from any goroutine.
 func (l *Log) Stats() auditlog.Stats { return l.w.Stats() }
 
+// Counters adds the search index's counters to c, when it is kept; safe
+// from any goroutine.
+func (l *Log) Counters(c map[string]uint64) {
+	if l.ix == nil {
+		return
+	}
+	st := l.ix.Stats()
+	c["search_index_lines"] = st.Lines
+	c["search_index_sidecars"] = st.Syncs
+	c["search_index_errors"] = st.Errors
+	c["search_index_files_skipped"] = st.FilesSkipped
+}
+
 // Flush hands what is buffered to the kernel.
 func (l *Log) Flush() { l.w.Flush() }
 

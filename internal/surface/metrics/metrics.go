@@ -74,7 +74,8 @@ var (
 	writeErrors = newFamily("contid_write_errors_total",
 		"Failed writes, by what was written: audit (event writes to the host, container or JSON log that failed, "+
 			"and container logs that could not be opened), own (contid's own records the host log refused), log (failed write(2) calls of the logs, a full disk included), retire (dropped "+
-			"containers' logs that could not be moved aside or removed).",
+			"containers' logs that could not be moved aside or removed), search_index (search index sidecars not written or logs not read: "+
+			"searches scan those logs instead).",
 		prometheus.CounterValue, "records")
 	anomalies = newFamily("contid_engine_anomalies_total",
 		"Task events the engine could not place as they came, by kind: unknown_parent (fork of a task never seen), "+
@@ -190,6 +191,10 @@ var counters = map[string]series{
 	"packets_not_local":            {packetPairs, "not_local"},
 	"packets_stack_overflow":       {packetPairs, "stack_overflow"},
 	"packets_ring_full":            {packetPairs, "ring_full"},
+	"search_index_lines":           single("contid_search_index_lines_total", "Host log lines the search index took in as they were written."),
+	"search_index_sidecars":        single("contid_search_index_sidecars_total", "Search index sidecars written beside the host logs."),
+	"search_index_errors":          {writeErrors, "search_index"},
+	"search_index_files_skipped":   single("contid_search_index_files_skipped_total", "Host logs found without a sound sidecar and too much to read at once: left to the first search."),
 	"audit_forged":                 single("contid_audit_forged_total", "Records claiming to be contid's own that another process sent; kept but never trusted or routed."),
 }
 

@@ -26,6 +26,7 @@ var statusKeys = []string{
 	"audit_received", "audit_malformed", "audit_events", "audit_dropped_by_rule", "audit_gaps", "audit_incomplete",
 	"audit_late", "audit_discontinuities", "audit_contained", "audit_unknown_subject", "audit_forged",
 	"written_host", "written_container", "written_json", "write_errors",
+	"search_index_lines", "search_index_sidecars", "search_index_errors", "search_index_files_skipped",
 }
 
 func fullSnapshot() Snapshot {

@@ -236,6 +236,7 @@ func (d *daemon) Status() api.Status {
 	d.tasks.Counters(s.Counters)
 	ls := d.host.Stats()
 	s.Counters["log_dropped"] = ls.Dropped.Total()
+	d.host.Counters(s.Counters)
 	d.audit.Counters(s.Counters)
 	// Full disk: over the host log and, with kernel audit, the JSON and
 	// container logs.
