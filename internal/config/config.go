@@ -151,7 +151,7 @@ func (f Fleet) validate() error {
 }
 
 // Audit configures where kernel audit records come from and what is done
-// with them (SPEC §5.3, §6).
+// with them (spec §5.3, §6).
 type Audit struct {
 	Mode            string `toml:"mode"`
 	Takeover        bool   `toml:"takeover"`

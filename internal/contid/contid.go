@@ -1,5 +1,5 @@
 // Package contid holds the audit container identifier and its chain form
-// (SPEC §2): a contid is an unsigned 64-bit value, 2^64−1 means unset, and a
+// (spec §2): a contid is an unsigned 64-bit value, 2^64−1 means unset, and a
 // chain lists a task's contid followed by its ancestors' ("4,^2,^1").
 //
 // The package is pure: no I/O, no state; all functions are safe for
@@ -96,7 +96,7 @@ func AppendChainsJSON(b []byte, chains []Chain) []byte {
 	return append(b, ']')
 }
 
-// Contains reports whether id is any element of the chain (SPEC §6: a parent
+// Contains reports whether id is any element of the chain (spec §6: a parent
 // ID selects its nested children).
 func (c Chain) Contains(id ID) bool {
 	for _, x := range c {

@@ -1,4 +1,4 @@
-// Package pipeline is contid's audit record path (SPEC §5–§6, §8): records
+// Package pipeline is contid's audit record path (spec §5–§6, §8): records
 // of the kernel's stream in, grouped into events (reassembly), given their
 // container provenance (provenance), filtered and routed (rules), out to a
 // Writer — with every loss on the way reported, never dropped silently.

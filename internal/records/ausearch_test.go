@@ -26,7 +26,7 @@ func requireAusearch(t *testing.T) string {
 	return ""
 }
 
-// TestAusearchGroupsContainerID checks SPEC §5 against the real ausearch:
+// TestAusearchGroupsContainerID checks spec §5 against the real ausearch:
 // a CONTAINER_ID record written by AppendRaw right after the record it
 // describes is found by -m 2901 and by -a SERIAL, in the same event as the
 // SYSCALL it follows.

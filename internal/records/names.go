@@ -227,7 +227,7 @@ var laterNames = [...]typeName{
 	{1424, "LANDLOCK_DOMAIN"},
 }
 
-// contidNames are contid's own types (SPEC §5). Stock tools do not know
+// contidNames are contid's own types (spec §5). Stock tools do not know
 // them; raw logs write them as UNKNOWN[n].
 var contidNames = [...]typeName{
 	{ContainerOp, "CONTAINER_OP"},

@@ -97,7 +97,7 @@ func TestTypeTables(t *testing.T) {
 		}
 	}
 	for _, n := range contidNames {
-		// SPEC §5: the "future user space" range, away from 1334–1336.
+		// spec §5: the "future user space" range, away from 1334–1336.
 		if n.t < 2600 || n.t > 2999 {
 			t.Errorf("%s = %d outside 2600–2999", n.name, n.t)
 		}

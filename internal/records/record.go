@@ -34,7 +34,7 @@ package records
 // Type is an audit record type number (the netlink message type).
 type Type uint16
 
-// contid's record types (SPEC §5). They lie in the user-space range that
+// contid's record types (spec §5). They lie in the user-space range that
 // libaudit keeps for future use, so the kernel accepts them as user records
 // and stock tools print them as UNKNOWN[n].
 const (

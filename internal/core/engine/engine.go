@@ -1,4 +1,4 @@
-// Package engine is contid's pure core: the state of SPEC §2–§4 (tasks,
+// Package engine is contid's pure core: the state of spec §2–§4 (tasks,
 // container objects, capcontid flags, namespaces) and the records of SPEC
 // §5.1 that follow from events applied to it.
 //
@@ -141,7 +141,7 @@ type nsSet struct {
 }
 
 // nsRef is one live namespace: how many live sets hold it, and whether a
-// contained task has used it (a container's namespace, SPEC §5.1). The
+// contained task has used it (a container's namespace, spec §5.1). The
 // mark lasts while the namespace is held, so the state is bounded by the
 // live tasks' namespaces, whoever made them.
 type nsRef struct {
@@ -624,7 +624,7 @@ func (e *Engine) containers(typ ns.Type, id ns.ID) bool {
 }
 
 // involved reports whether a change of t's namespace of type typ, from old
-// to id, concerns a container (SPEC §5.1): t is contained, or t enters a
+// to id, concerns a container (spec §5.1): t is contained, or t enters a
 // container's namespace, or t leaves one after it crossed into one.
 //
 // Leaving a container's namespace counts only for a task that crossed:

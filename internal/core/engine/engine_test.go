@@ -128,7 +128,7 @@ func wantErrno(t *testing.T, err error, want unix.Errno) {
 	}
 }
 
-// TestSetRules checks every rule of SPEC §3 in order, from a fresh world
+// TestSetRules checks every rule of spec §3 in order, from a fresh world
 // each time, and that each attempt is logged.
 func TestSetRules(t *testing.T) {
 	tests := []struct {
@@ -456,7 +456,7 @@ func (w *world) nsRecords(n int) []string {
 	return got
 }
 
-// TestNamespaceRecordsNeedAContainer checks SPEC §5.1's scope: namespace
+// TestNamespaceRecordsNeedAContainer checks spec §5.1's scope: namespace
 // records are written where a container is involved, and a namespace only
 // uncontained tasks use writes none, even while a container shares the
 // host's namespaces (which makes those a container's too).

@@ -4,7 +4,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Error is a refused request: the errno SPEC §3 assigns and a sentence for
+// Error is a refused request: the errno spec §3 assigns and a sentence for
 // humans. errors.Is(err, unix.EEXIST) holds for an *Error carrying EEXIST.
 type Error struct {
 	Errno  unix.Errno

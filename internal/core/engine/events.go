@@ -58,7 +58,7 @@ type Fork struct {
 	CloneParent bool
 }
 
-// Exec is a successful execve by a process; it keeps its contid (SPEC §4).
+// Exec is a successful execve by a process; it keeps its contid (spec §4).
 type Exec struct {
 	Time int64
 	PID  int32 // tgid after exec
@@ -120,13 +120,13 @@ type NSChange struct {
 	NS   ns.Set
 }
 
-// SetContid is a registration request (SPEC §3). The API layer fills the
+// SetContid is a registration request (spec §3). The API layer fills the
 // caller from the socket's peer credentials, never from the request body.
 type SetContid struct {
 	Time   int64
 	Caller TaskRef
 	// ForParent makes the caller act for its parent process, the
-	// orchestrator (SPEC §3.1); otherwise the caller is the orchestrator.
+	// orchestrator (spec §3.1); otherwise the caller is the orchestrator.
 	ForParent bool
 	// CallerCap: the caller has CAP_AUDIT_CONTROL in the initial user namespace.
 	CallerCap bool
@@ -139,7 +139,7 @@ type SetContid struct {
 	Subject *Subject
 }
 
-// SetCapcontid grants (Value "1") or revokes ("0") the capcontid flag (SPEC §3.2).
+// SetCapcontid grants (Value "1") or revokes ("0") the capcontid flag (spec §3.2).
 type SetCapcontid struct {
 	Time      int64
 	Caller    TaskRef
@@ -177,7 +177,7 @@ type SeedTask struct {
 }
 
 // Join is a process moved into a cgroup bound to a container (contid's
-// extension of SPEC §3 for exec into a running container, documented in
+// extension of spec §3 for exec into a running container, documented in
 // docs/registration.md). The kernel has already given it the contid if it
 // had none (Tagged); a process in another container keeps its own.
 type Join struct {

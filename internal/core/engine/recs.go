@@ -8,7 +8,7 @@ import (
 	"github.com/contid/contid/internal/records"
 )
 
-// The field order of every record is SPEC §5.1's; fields contid adds
+// The field order of every record is spec §5.1's; fields contid adds
 // (name=, errno=, the *-nsid= unique namespace ids, the subject of
 // SET_CAPCONTID) come where the comments say.
 

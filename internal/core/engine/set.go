@@ -10,7 +10,7 @@ import (
 	"github.com/contid/contid/internal/ns"
 )
 
-// SetContid applies a registration request with the checks of SPEC §3 in
+// SetContid applies a registration request with the checks of spec §3 in
 // their order; the first failure wins. Every attempt writes CONTAINER_OP;
 // a success also writes NS_INFO. It returns the target's new chain.
 //

@@ -1,5 +1,5 @@
 // Package provenance attaches container provenance to kernel audit events
-// (SPEC §5.1–§5.2): after each record that describes a process with a
+// (spec §5.1–§5.2): after each record that describes a process with a
 // contid it inserts a CONTAINER_ID record of the same event:
 // `record=<index> contid=<chain>`.
 //

@@ -2,7 +2,7 @@
 // share a stamp msg=audit(SEC.MSEC:SERIAL), from the kernel's stream as
 // contid receives it (netlink, or auditd's plugin feed), in which events
 // of different CPUs interleave and arrive slightly out of serial order and
-// records may be lost. It detects that loss from serial gaps (SPEC §8) and
+// records may be lost. It detects that loss from serial gaps (spec §8) and
 // reports it to its Sink; nothing is dropped silently.
 //
 // # Contract

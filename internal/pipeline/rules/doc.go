@@ -1,4 +1,4 @@
-// Package rules holds contid's filtering and routing rules (SPEC §6): which
+// Package rules holds contid's filtering and routing rules (spec §6): which
 // events are dropped, and where kept events are written.
 //
 // # Syntax

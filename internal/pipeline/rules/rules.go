@@ -78,7 +78,7 @@ type View struct {
 	// Types are the types of the event's records (repeats allowed).
 	Types []records.Type
 	// Chains are the contid chains attached to the event: one per process
-	// the event describes (SPEC §5.1), innermost contid first.
+	// the event describes (spec §5.1), innermost contid first.
 	Chains []contid.Chain
 	// Keys is the audit key of the event as the kernel writes it: the keys
 	// separated by 0x01; "" when the event has none.

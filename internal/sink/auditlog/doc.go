@@ -1,6 +1,6 @@
 // Package auditlog writes line-oriented audit logs the way auditd writes
 // /var/log/audit/audit.log: contid's host log DIR/audit.log and its
-// per-container logs DIR/containers/<contid>/audit.log (SPEC §8).
+// per-container logs DIR/containers/<contid>/audit.log (spec §8).
 //
 // Contract:
 //

@@ -19,7 +19,7 @@ import (
 	"github.com/contid/contid/internal/source/procfs"
 )
 
-// Mode says how a Client gets the kernel's records (SPEC §5.3).
+// Mode says how a Client gets the kernel's records (spec §5.3).
 type Mode int
 
 const (

@@ -1,8 +1,8 @@
 // Package auditnl is contid's client of kernel audit over netlink
 // (NETLINK_AUDIT): it receives the kernel's audit records, reads and sets
 // the audit status, and sends user-space records (CONTAINER_OP and the
-// other contid types, SPEC §5.1) into the kernel's audit stream. It is the
-// "primary" and "listener" sources of SPEC §5.3.
+// other contid types, spec §5.1) into the kernel's audit stream. It is the
+// "primary" and "listener" sources of spec §5.3.
 //
 // The package has two layers. Decode, ParseAck, ParseStatus and
 // ParseStamp are pure: they parse received datagrams, never panic, are

@@ -1,4 +1,4 @@
-// Package tracker is the kernel side of contid's task tracking (SPEC §4):
+// Package tracker is the kernel side of contid's task tracking (spec §4):
 // BPF programs that keep each task's contid in BPF task storage, copy it to
 // every task the task creates, and report fork, exec, exit and namespace
 // changes through a ring buffer. decode.go is pure and decodes the ring
@@ -7,7 +7,7 @@
 // # Inheritance is race-free
 //
 // The contid lives in a BPF_MAP_TYPE_TASK_STORAGE map. A task's contid is its
-// own value, or else its thread group leader's (SPEC §3: a TID names its
+// own value, or else its thread group leader's (spec §3: a TID names its
 // thread group). The program "inherit" runs at tracepoint task_newtask, at the
 // end of copy_process and before the new task is first woken, for every new
 // task: fork, vfork, clone, clone3, new threads, and tasks that bypass

@@ -125,7 +125,7 @@ const storeTries = 10
 const maxGroupPasses = 64
 
 // SetGroup gives every thread of the thread group pid belongs to (any tid
-// names its group, SPEC §3) the contid id. See SetGroupFD.
+// names its group, spec §3) the contid id. See SetGroupFD.
 //
 // start, when not 0, is the start time of the group's leader that the
 // caller checked (clock ticks since boot, /proc/PID/stat field 22): the

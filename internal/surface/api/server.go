@@ -400,7 +400,7 @@ func (s *Server) change(r *http.Request, c *caller, pid int32, f func(*engine.En
 }
 
 // visible reports whether a caller may see a chain: a contained caller
-// sees only its own container and those nested in it (SPEC §8: no reading
+// sees only its own container and those nested in it (spec §8: no reading
 // other containers through contid); an uncontained one sees all, as /proc
 // shows it all processes (in its pid namespace: present).
 func visible(callerChain, chain contid.Chain) bool {

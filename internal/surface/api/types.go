@@ -27,7 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SetRequest asks to set a contid (SPEC §3). Contid is a string so that
+// SetRequest asks to set a contid (spec §3). Contid is a string so that
 // every value a caller sends, valid or not, is logged as sent.
 type SetRequest struct {
 	PID       int32  `json:"pid"`
@@ -36,7 +36,7 @@ type SetRequest struct {
 	Name      string `json:"name,omitempty"`
 }
 
-// CapRequest grants or revokes capcontid (SPEC §3.2).
+// CapRequest grants or revokes capcontid (spec §3.2).
 type CapRequest struct {
 	PID       int32  `json:"pid"`
 	Value     string `json:"value"`
@@ -79,7 +79,7 @@ type Status struct {
 	Counters map[string]uint64 `json:"counters"`
 }
 
-// Error is a refusal: the errno SPEC §3 names and a sentence.
+// Error is a refusal: the errno spec §3 names and a sentence.
 type Error struct {
 	Errno   string `json:"errno"`
 	Code    int    `json:"code"` // the errno's number

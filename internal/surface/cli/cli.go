@@ -25,7 +25,7 @@ type root struct {
 	Exec       execCmd       `cmd:"" help:"Run a command in a new container: registered before it execs."`
 	Ps         psCmd         `cmd:"" help:"Show the process tree with contid chains."`
 	Containers containersCmd `cmd:"" help:"List live containers."`
-	Capcontid  capcontidCmd  `cmd:"" help:"Grant (1) or revoke (0) the right to register (SPEC §3.2)."`
+	Capcontid  capcontidCmd  `cmd:"" help:"Grant (1) or revoke (0) the right to register (spec §3.2)."`
 	Status     statusCmd     `cmd:"" help:"Show the daemon's counters."`
 	OCIHook    ociHookCmd    `cmd:"" name:"oci-hook" help:"OCI runtime hook: register a container's process (state JSON on stdin)."`
 	Replay     replayCmd     `cmd:"" help:"Replay a trace (contid daemon --record) and print the records it produces: the host log, with kernel audit."`

@@ -19,7 +19,7 @@ import (
 const Annotation = "org.contid.contid"
 
 // CapAnnotation "1" asks the hook to grant the container's process
-// capcontid (SPEC §3.2), so that an orchestrator running inside the
+// capcontid (spec §3.2), so that an orchestrator running inside the
 // container without CAP_AUDIT_CONTROL can register nested containers.
 const CapAnnotation = "org.contid.capcontid"
 

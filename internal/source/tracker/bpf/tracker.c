@@ -162,7 +162,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } contid_task SEC(".maps");
 
-/* Cgroups bound to containers (contid's extension of SPEC §3, exec into a
+/* Cgroups bound to containers (contid's extension of spec §3, exec into a
  * running container): a process moved into, or created in, one of them
  * without a contid of its own joins the container. Filled by the daemon at
  * registration, for cgroups that hold the registered process alone. */
@@ -262,7 +262,7 @@ static __always_inline struct task_val *own_contid(struct task_struct *t)
 
 /*
  * A task's contid: its own value, or else its thread group leader's. A
- * thread group has one contid (SPEC §3: a TID names its thread group), held
+ * thread group has one contid (spec §3: a TID names its thread group), held
  * by the leader; a thread has storage of its own only where it was tagged
  * one by one (registration, join) or created without threads_share. The
  * leader's storage lives as long as its task_struct: a leader that exited
