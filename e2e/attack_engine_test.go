@@ -125,17 +125,10 @@ func countByType(recs []records.Record) map[records.Type]int {
 // counter reads one of `contid status` counters.
 func counter(t *testing.T, d *daemon, name string) uint64 {
 	t.Helper()
-	out, errOut, code := d.sh(`"$C" status --json`)
-	if code != 0 {
-		t.Fatalf("status: exit %d: %s", code, errOut)
-	}
-	var st api.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("status: %v: %s", err, out)
-	}
-	v, ok := st.Counters[name]
+	c := d.status().Counters
+	v, ok := c[name]
 	if !ok {
-		t.Fatalf("status has no counter %s: %s", name, out)
+		t.Fatalf("status has no counter %s: %v", name, c)
 	}
 	return v
 }

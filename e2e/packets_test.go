@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -129,15 +128,7 @@ func TestAuditPacketContainers(t *testing.T) {
 
 	// Status counts both kinds: placed with containers, and not placed
 	// (the namespace without containers is not watched).
-	out, errOut, code := d.sh(`"$C" status --json`)
-	if code != 0 {
-		t.Fatal(errOut)
-	}
-	var st struct{ Counters map[string]uint64 }
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("status: %v\n%s", err, out)
-	}
-	c := st.Counters
+	c := d.status().Counters
 	if c["packets_contained"] < 1 || c["packets_unattributed"] < 1 || c["packets_netns_watched"] < 1 ||
 		c["packets"] != c["packets_contained"]+c["packets_uncontained"]+c["packets_unattributed"] {
 		t.Errorf("packet counters: %v", c)
@@ -263,22 +254,11 @@ echo $! > "` + d.dir + `/pkt-sleepers"
 		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
 		d.sh("ip netns del " + x)
 	})
-	status := func() map[string]uint64 {
-		out, errOut, code := d.sh(`"$C" status --json`)
-		if code != 0 {
-			t.Fatal(errOut)
-		}
-		var st struct{ Counters map[string]uint64 }
-		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			t.Fatalf("status: %v\n%s", err, out)
-		}
-		return st.Counters
-	}
 	// Status is published after each batch of records: a user record makes
 	// one.
 	d.until(func() bool {
 		d.sh("auditctl -m contid-e2e-nudge")
-		return status()["packets_netns_watched"] >= 1
+		return d.status().Counters["packets_netns_watched"] >= 1
 	}, "the container's namespace watched")
 	if _, errOut, code := d.sh("ip netns exec " + x + ` nft 'add table inet pkl; add chain inet pkl in { type filter hook input priority 0; }; add rule inet pkl in icmp type echo-request meta mark set 0x74 log level audit'`); code != 0 {
 		t.Fatalf("rule: %s", errOut)
@@ -386,15 +366,7 @@ func TestAuditPacketPlugin(t *testing.T) {
 	const node = "contid-e2e-node"
 	auditd := startAuditdConf(t, plugin, "name_format = user\nname = "+node+"\n")
 	d := &daemon{t: t, dir: logDir, socket: sock}
-	waitFor(t, func() bool {
-		select {
-		case <-auditd.done:
-			t.Fatalf("auditd exited")
-		default:
-		}
-		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
-		return code == 0
-	}, "contid audisp's API")
+	d.awaitAudisp(auditd)
 
 	x := fmt.Sprint("contid-e2e-pkpl", os.Getpid())
 	auditNetns(t, d, x, "0x77")
@@ -436,9 +408,9 @@ func TestAuditPacketPlugin(t *testing.T) {
 	}, "auditd listening for remote logging")
 	waitFor(t, func() bool {
 		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
-		return code == 0 && pluginCounters(t, d)["packets_netns_watched"] >= 1
+		return code == 0 && d.status().Counters["packets_netns_watched"] >= 1
 	}, "the new contid audisp watching the containers' namespace")
-	before := pluginCounters(t, d)["packets_not_local"]
+	before := d.status().Counters["packets_not_local"]
 	if _, errOut, code := d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null && auditctl -m contid-e2e-after-listen"); code != 0 {
 		t.Fatal(errOut)
 	}
@@ -452,22 +424,9 @@ func TestAuditPacketPlugin(t *testing.T) {
 	if last != "" {
 		t.Errorf("a packet record read while auditd listened for other hosts carries contid=%s", last)
 	}
-	if after := pluginCounters(t, d)["packets_not_local"]; after <= before {
+	if after := d.status().Counters["packets_not_local"]; after <= before {
 		t.Errorf("packets_not_local %d → %d, want an increase", before, after)
 	}
-}
-
-func pluginCounters(t *testing.T, d *daemon) map[string]uint64 {
-	t.Helper()
-	out, errOut, code := d.sh(`"$C" status --json`)
-	if code != 0 {
-		t.Fatal(errOut)
-	}
-	var st struct{ Counters map[string]uint64 }
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("status: %v\n%s", err, out)
-	}
-	return st.Counters
 }
 
 // auditNetns adds network namespace n with loopback up and, on loopback,

@@ -257,23 +257,7 @@ func TestNestedThroughRuntime(t *testing.T) {
 	rt := runtimes[0]
 	id := "contid-e2e-nest-" + strconv.Itoa(os.Getpid())
 	dir := bundle(t, d, "", map[string]string{oci.Annotation: "500", oci.CapAnnotation: "1"})
-	b, _ := os.ReadFile(contidBin)
-	os.WriteFile(filepath.Join(dir, "rootfs", "bin", "contid"), b, 0o755)
-	var cfg map[string]any
-	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-	json.Unmarshal(raw, &cfg)
-	proc := cfg["process"].(map[string]any)
-	proc["args"] = []string{"contid", "exec", "--contid", "501", "--", "sh", "-c", "sleep 600"}
-	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
-	// The hook grants capcontid only to the containers its owner names.
-	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
-		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "contid-e2e-nest-*"},
-	}}}
-	cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
-		"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
-	})
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	contidInside(t, d, dir, "contid", "exec", "--contid", "501", "--", "sh", "-c", "sleep 600")
 
 	logf, _ := os.Create(filepath.Join(dir, "runc.log"))
 	defer logf.Close()
@@ -310,24 +294,9 @@ contid set 1 6; echo rc-init=$?
 contid exec --contid 7 -- true; echo rc-exec=$?
 ls /sys/fs/bpf/ 2>&1 | head -1; echo done`
 	dir := bundle(t, d, script, map[string]string{oci.Annotation: "600"})
-	b, _ := os.ReadFile(contidBin)
-	os.WriteFile(filepath.Join(dir, "rootfs", "bin", "contid"), b, 0o755)
 	os.Symlink("busybox", filepath.Join(dir, "rootfs", "bin", "ls"))
 	os.Symlink("busybox", filepath.Join(dir, "rootfs", "bin", "head"))
-	var cfg map[string]any
-	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-	json.Unmarshal(raw, &cfg)
-	proc := cfg["process"].(map[string]any)
-	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
-	// The hook grants capcontid only to the containers its owner names.
-	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
-		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "contid-e2e-nest-*"},
-	}}}
-	cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
-		"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
-	})
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	contidInside(t, d, dir)
 	out, err := rt.cmd("run", "--bundle", dir, id).CombinedOutput()
 	rt.cmd("delete", "-f", id).Run()
 	if err != nil {
@@ -346,5 +315,47 @@ ls /sys/fs/bpf/ 2>&1 | head -1; echo done`
 		if res, _ := r.Get("res"); res != "failed" {
 			t.Fatalf("contid %s: %v", c, r.Fields)
 		}
+	}
+}
+
+// contidInside puts this build's contid into bundle dir's rootfs and d's
+// socket directory at /run/contid, with CONTID_SOCKET naming the socket
+// there, and sets the hook, which grants capcontid only to the containers
+// its owner names (contid-e2e-nest-*). args, when given, replace the
+// process's.
+func contidInside(t *testing.T, d *daemon, dir string, args ...string) {
+	t.Helper()
+	b, err := os.ReadFile(contidBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rootfs", "bin", "contid"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	proc := cfg["process"].(map[string]any)
+	if len(args) > 0 {
+		proc["args"] = args
+	}
+	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
+	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
+		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "contid-e2e-nest-*"},
+	}}}
+	cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
+		"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
+	})
+	if raw, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
