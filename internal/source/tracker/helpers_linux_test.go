@@ -353,6 +353,25 @@ func start(t testing.TB, cmd *exec.Cmd) *held {
 	return h
 }
 
+// startHelper starts the test binary as the helper named role (see
+// TestMain).
+func startHelper(t testing.TB, role string) *held {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+role)
+	return start(t, cmd)
+}
+
+// startThreads starts the threads helper and waits until it is ready.
+func startThreads(t testing.TB) *held {
+	t.Helper()
+	h := startHelper(t, "threads")
+	if got := h.line(t); got != "ready" {
+		t.Fatalf("helper says %q", got)
+	}
+	return h
+}
+
 func (h *held) pid() int { return h.cmd.Process.Pid }
 
 func (h *held) release(t testing.TB) {

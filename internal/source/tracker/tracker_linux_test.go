@@ -224,12 +224,7 @@ func TestInherit(t *testing.T) {
 // inherit.
 func TestSetGroup(t *testing.T) {
 	tr, _ := openTest(t, Config{})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=threads")
-	h := start(t, cmd)
-	if got := h.line(t); got != "ready" {
-		t.Fatalf("helper says %q", got)
-	}
+	h := startThreads(t)
 	wantUntagged(t, tr, h.pid())
 	const id contid.ID = 77
 
@@ -295,12 +290,7 @@ func TestSetGroup(t *testing.T) {
 // done, so everything the helper creates must inherit through it.
 func TestGroupFallback(t *testing.T) {
 	tr, _ := openTest(t, Config{})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=threads")
-	h := start(t, cmd)
-	if got := h.line(t); got != "ready" {
-		t.Fatalf("helper says %q", got)
-	}
+	h := startThreads(t)
 	const id contid.ID = 78
 	leader, err := unix.PidfdOpen(h.pid(), 0)
 	if err != nil {
@@ -576,12 +566,7 @@ func TestNSSyscalls(t *testing.T) {
 func TestNSScan(t *testing.T) {
 	tr, _ := openTest(t, Config{NSScan: -1}) // scans driven by the test
 	c := collect(t, tr)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=threads")
-	h := start(t, cmd)
-	if got := h.line(t); got != "ready" {
-		t.Fatalf("helper says %q", got)
-	}
+	h := startThreads(t)
 	if _, err := fmt.Fprintln(h.stdin, "unshare"); err != nil {
 		t.Fatal(err)
 	}
@@ -940,9 +925,7 @@ func TestThreadExec(t *testing.T) {
 // tid of its thread T.
 func startExecThread(t *testing.T) (*held, int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=exec-thread")
-	h := start(t, cmd)
+	h := startHelper(t, "exec-thread")
 	var tid int
 	if line := h.line(t); !scan(line, "ready %d", &tid) {
 		t.Fatalf("helper says %q", line)
@@ -986,12 +969,7 @@ func TestZombieLeaderUntagged(t *testing.T) {
 // thread's tid alike.
 func TestSetGroupChecksStart(t *testing.T) {
 	tr, _ := openTest(t, Config{})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=threads")
-	h := start(t, cmd)
-	if got := h.line(t); got != "ready" {
-		t.Fatalf("helper says %q", got)
-	}
+	h := startThreads(t)
 	st, err := procfs.Host.Stat(int32(h.pid()))
 	if err != nil || st.StartTime == 0 {
 		t.Fatalf("stat of %d: %+v, %v", h.pid(), st, err)
