@@ -176,11 +176,7 @@ func TestReconfigureOpenFails(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
 	w := mustOpen(t, Config{Path: path, Flush: FlushNone})
-	for seq := range 3 {
-		if err := w.WriteLine(fixedLine(seq)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFixed(t, w, 0, 3)
 	if err := os.Rename(path, path+".moved"); err != nil {
 		t.Fatal(err)
 	}
