@@ -150,12 +150,9 @@ func TestAttackCapcontidAnnotation(t *testing.T) {
 		if tc.allowUnregistered {
 			args = append(args, "--allow-unregistered")
 		}
-		var cfg map[string]any
-		raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-		json.Unmarshal(raw, &cfg)
-		cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{"path": contidBin, "args": args}}}
-		raw, _ = json.Marshal(cfg)
-		os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+		editJSON(t, filepath.Join(dir, "config.json"), func(cfg map[string]any) {
+			cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{"path": contidBin, "args": args}}}
+		})
 
 		// A file, not a pipe: a detached container keeps its stdio open.
 		logf, err := os.Create(filepath.Join(dir, "runc.log"))

@@ -158,13 +158,7 @@ ip netns exec ` + b + ` nft 'add table inet pk; add chain inet pk in { type filt
 		t.Fatalf("setup: %s", errOut)
 	}
 	t.Cleanup(func() { d.sh("ip netns del " + a + "; ip netns del " + b) })
-	if _, errOut, code := d.sh(`
-setsid sh -c 'ip netns exec ` + a + ` "$C" exec --contid 720 -- sleep 60 & ip netns exec ` + b + ` "$C" exec --contid 721 -- sleep 60 & wait' </dev/null >/dev/null 2>&1 &
-echo $! > "` + d.dir + `/pkt-sleepers"
-`); code != 0 {
-		t.Fatalf("containers: %s", errOut)
-	}
-	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`) })
+	d.containers(t, `ip netns exec `+a+` "$C" exec --contid 720 -- sleep 60 & ip netns exec `+b+` "$C" exec --contid 721 -- sleep 60 & wait`)
 
 	// mark → the only contid its records may carry.
 	want := map[string]string{"mark=0xa1": "720", "mark=0xb1": "721"}
@@ -245,15 +239,11 @@ func TestAuditPacketRuleLater(t *testing.T) {
 	if _, errOut, code := d.sh(`set -e
 ip netns add ` + x + `
 ip -n ` + x + ` link set lo up
-setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 740 -- sleep 60' </dev/null >/dev/null 2>&1 &
-echo $! > "` + d.dir + `/pkt-sleepers"
 `); code != 0 {
 		t.Fatalf("setup: %s", errOut)
 	}
-	t.Cleanup(func() {
-		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
-		d.sh("ip netns del " + x)
-	})
+	t.Cleanup(func() { d.sh("ip netns del " + x) })
+	d.containers(t, `ip netns exec `+x+` "$C" exec --contid 740 -- sleep 60`)
 	// Status is published after each batch of records: a user record makes
 	// one.
 	d.until(func() bool {
@@ -307,15 +297,11 @@ ip -n ` + x + ` link set lo up
 ip -n ` + y + ` link set lo up
 ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x76
 ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
-setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 760 -- sleep 120 & ip netns exec ` + y + ` "$C" exec --contid 761 -- sh -c "nft -f ` + rules + ` && while :; do nft add table inet churn && nft delete table inet churn; done" & wait' </dev/null >/dev/null 2>&1 &
-echo $! > "` + d.dir + `/pkt-sleepers"
 `); code != 0 {
 		t.Fatalf("setup: %s", errOut)
 	}
-	t.Cleanup(func() {
-		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
-		d.sh("ip netns del " + x + "; ip netns del " + y)
-	})
+	t.Cleanup(func() { d.sh("ip netns del " + x + "; ip netns del " + y) })
+	d.containers(t, `ip netns exec `+x+` "$C" exec --contid 760 -- sleep 120 & ip netns exec `+y+` "$C" exec --contid 761 -- sh -c "nft -f `+rules+` && while :; do nft add table inet churn && nft delete table inet churn; done" & wait`)
 	churned := func() int { return countIn([]string{d.dir + "/audit.log"}, "type=NETFILTER_CFG") }
 	d.until(func() bool { return churned() > 200 }, "the container's table changes in the log")
 	pingUntilAttributed(t, d, x, "0x76", "760", "a packet record with its container's contid while another container churns its rules")
@@ -457,6 +443,19 @@ func sleepers(t *testing.T, d *daemon, inNetns ...string) {
 	}
 	pids := filepath.Join(t.TempDir(), "sleepers")
 	if _, errOut, code := d.sh(`setsid sh -c '` + script.String() + `wait' </dev/null >/dev/null 2>&1 &
+echo $! > "` + pids + `"`); code != 0 {
+		t.Fatalf("containers: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + pids + `")`) })
+}
+
+// containers runs script (no single quotes in it), which starts a test's
+// containers, in a session of its own with its output discarded; a
+// cleanup, run before those registered earlier, ends the session.
+func (d *daemon) containers(t *testing.T, script string) {
+	t.Helper()
+	pids := filepath.Join(d.dir, "pkt-sleepers")
+	if _, errOut, code := d.sh(`setsid sh -c '` + script + `' </dev/null >/dev/null 2>&1 &
 echo $! > "` + pids + `"`); code != 0 {
 		t.Fatalf("containers: %s", errOut)
 	}

@@ -43,19 +43,43 @@ func bundle(t testing.TB, d *daemon, script string, annotations map[string]strin
 	if out, err := spec.CombinedOutput(); err != nil {
 		t.Fatalf("runc spec: %v: %s", err, out)
 	}
-	var cfg map[string]any
-	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-	json.Unmarshal(raw, &cfg)
-	proc := cfg["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"sh", "-c", script}
-	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
-		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket},
-	}}}
-	cfg["annotations"] = annotations
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	editJSON(t, filepath.Join(dir, "config.json"), func(cfg map[string]any) {
+		proc := cfg["process"].(map[string]any)
+		proc["terminal"] = false
+		proc["args"] = []string{"sh", "-c", script}
+		cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
+			"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket},
+		}}}
+		cfg["annotations"] = annotations
+	})
 	return dir
+}
+
+// editJSON rewrites the JSON object in the file at path as edit changes it.
+func editJSON(t testing.TB, path string, edit func(map[string]any)) {
+	t.Helper()
+	copyJSON(t, path, path, edit)
+}
+
+// copyJSON writes the JSON object in the file at src, as edit changes it,
+// to the file at dst.
+func copyJSON(t testing.TB, src, dst string, edit func(map[string]any)) {
+	t.Helper()
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	edit(m)
+	if raw, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // ociRuntime is an OCI runtime as the tests run it.
@@ -214,21 +238,13 @@ func TestPodmanHooksDir(t *testing.T) {
 	}
 	d := startDaemon(t, "")
 	dir := t.TempDir()
-	raw, err := os.ReadFile("../contrib/hooks.d/contid.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hook map[string]any
-	if err := json.Unmarshal(raw, &hook); err != nil {
-		t.Fatal(err)
-	}
-	h := hook["hook"].(map[string]any)
-	h["path"] = contidBin
-	h["args"] = []string{"contid", "oci-hook", "--socket", d.socket}
 	hooks := filepath.Join(dir, "hooks.d")
 	os.Mkdir(hooks, 0o755)
-	raw, _ = json.Marshal(hook)
-	os.WriteFile(filepath.Join(hooks, "contid.json"), raw, 0o644)
+	copyJSON(t, "../contrib/hooks.d/contid.json", filepath.Join(hooks, "contid.json"), func(hook map[string]any) {
+		h := hook["hook"].(map[string]any)
+		h["path"] = contidBin
+		h["args"] = []string{"contid", "oci-hook", "--socket", d.socket}
+	})
 	conf := filepath.Join(dir, "containers.conf")
 	os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n"), 0o644)
 	rootfs := filepath.Join(bundle(t, d, "true", nil), "rootfs")
@@ -332,30 +348,17 @@ func contidInside(t *testing.T, d *daemon, dir string, args ...string) {
 	if err := os.WriteFile(filepath.Join(dir, "rootfs", "bin", "contid"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "config.json")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	proc := cfg["process"].(map[string]any)
-	if len(args) > 0 {
-		proc["args"] = args
-	}
-	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
-	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
-		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "contid-e2e-nest-*"},
-	}}}
-	cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
-		"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
+	editJSON(t, filepath.Join(dir, "config.json"), func(cfg map[string]any) {
+		proc := cfg["process"].(map[string]any)
+		if len(args) > 0 {
+			proc["args"] = args
+		}
+		proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
+		cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
+			"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "contid-e2e-nest-*"},
+		}}}
+		cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
+			"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
+		})
 	})
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

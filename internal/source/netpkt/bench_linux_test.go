@@ -47,9 +47,7 @@ func BenchmarkUDPVeth(b *testing.B) {
 	rule := "iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept"
 	fa := netns(b, an, rule)
 	fb := netns(b, bn, rule)
-	sh(b, "ip -n "+an+" link add pkbv0 type veth peer name pkbv1 netns "+bn)
-	sh(b, "ip -n "+an+" addr add 10.252.0.1/30 dev pkbv0 && ip -n "+an+" link set pkbv0 up")
-	sh(b, "ip -n "+bn+" addr add 10.252.0.2/30 dev pkbv1 && ip -n "+bn+" link set pkbv1 up")
+	veth(b, an, bn, "pkbv", "10.252.0")
 
 	// The receiver reads every datagram on a thread of its own on another
 	// CPU (its time is not counted): delivered packets, as most are, not

@@ -31,6 +31,15 @@ func netns(t testing.TB, name string, setup ...string) *os.File {
 	return f
 }
 
+// veth links namespaces a and b with a veth pair: dev+"0" in a with
+// address net.1/30, dev+"1" in b with net.2/30, both up.
+func veth(t testing.TB, a, b, dev, net string) {
+	t.Helper()
+	sh(t, "ip -n "+a+" link add "+dev+"0 type veth peer name "+dev+"1 netns "+b)
+	sh(t, "ip -n "+a+" addr add "+net+".1/30 dev "+dev+"0 && ip -n "+a+" link set "+dev+"0 up")
+	sh(t, "ip -n "+b+" addr add "+net+".2/30 dev "+dev+"1 && ip -n "+b+" link set "+dev+"1 up")
+}
+
 func sh(t testing.TB, cmd string) {
 	t.Helper()
 	if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
@@ -143,9 +152,7 @@ func TestPairsVeth(t *testing.T) {
 	rule := "iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept"
 	fa := netns(t, a, rule)
 	fb := netns(t, b, rule)
-	sh(t, "ip -n "+a+" link add pkveth0 type veth peer name pkveth1 netns "+b)
-	sh(t, "ip -n "+a+" addr add 10.251.0.1/30 dev pkveth0 && ip -n "+a+" link set pkveth0 up")
-	sh(t, "ip -n "+b+" addr add 10.251.0.2/30 dev pkveth1 && ip -n "+b+" link set pkveth1 up")
+	veth(t, a, b, "pkveth", "10.251.0")
 
 	_, ch := watchPairs(t, fa, fb)
 	audittest.Auditctl(t, "-e", "1")
@@ -193,9 +200,7 @@ func TestStolenFragments(t *testing.T) {
 	fa := netns(t, a, "iptables -I INPUT -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT")
 	netns(t, b)
 	netns(t, c, "iptables -I INPUT -i lo -p udp --dport 9999 -j AUDIT --type accept")
-	sh(t, "ip -n "+b+" link add pkfv0 type veth peer name pkfv1 netns "+a)
-	sh(t, "ip -n "+b+" addr add 10.254.0.1/30 dev pkfv0 && ip -n "+b+" link set pkfv0 up")
-	sh(t, "ip -n "+a+" addr add 10.254.0.2/30 dev pkfv1 && ip -n "+a+" link set pkfv1 up")
+	veth(t, b, a, "pkfv", "10.254.0")
 
 	stolenThenUnwatched(t, fa, fragScript, "/run/netns/"+b, "10.254.0.2", "/run/netns/"+c)
 }
