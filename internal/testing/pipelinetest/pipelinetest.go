@@ -13,7 +13,7 @@ import (
 )
 
 // Events reads the log at path and groups adjacent lines with one stamp
-// into an event. It stands in for the reassembler, so the log must hold
+// and node into an event. It stands in for the reassembler, so the log must hold
 // whole events in order; a line that does not parse fails t.
 func Events(t testing.TB, path string) [][]records.Record {
 	t.Helper()
@@ -29,7 +29,7 @@ func Events(t testing.TB, path string) [][]records.Record {
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		if n := len(evs); n > 0 && evs[n-1][0].Stamp == r.Stamp {
+		if n := len(evs); n > 0 && evs[n-1][0].Stamp == r.Stamp && evs[n-1][0].Node == r.Node {
 			evs[n-1] = append(evs[n-1], r)
 			continue
 		}

@@ -9,7 +9,8 @@ import (
 	"github.com/contid/contid/internal/contid"
 )
 
-// TestEvents: adjacent lines with one stamp make one event, in order.
+// TestEvents: adjacent lines with one stamp and node make one event, in
+// order.
 func TestEvents(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	log := `type=SYSCALL msg=audit(1.000:1): pid=1
@@ -18,6 +19,7 @@ type=USER msg=audit(1.000:2): pid=2
 type=SYSCALL msg=audit(1.001:3): pid=3
 type=PATH msg=audit(1.001:3): item=0
 type=PROCTITLE msg=audit(1.001:3): proctitle=6C73
+node=b type=PROCTITLE msg=audit(1.001:3): proctitle=6C73
 `
 	if err := os.WriteFile(path, []byte(log), 0o600); err != nil {
 		t.Fatal(err)
@@ -26,7 +28,7 @@ type=PROCTITLE msg=audit(1.001:3): proctitle=6C73
 	for _, ev := range Events(t, path) {
 		sizes = append(sizes, len(ev))
 	}
-	if want := []int{2, 1, 3}; !slices.Equal(sizes, want) {
+	if want := []int{2, 1, 3, 1}; !slices.Equal(sizes, want) {
 		t.Fatalf("event sizes %v, want %v", sizes, want)
 	}
 }
