@@ -328,6 +328,16 @@ func startHeld(t testing.TB, script string) *held {
 	return start(t, exec.Command("sh", "-c", "read x; "+script))
 }
 
+// startTagged is startHeld with the held shell given contid id.
+func startTagged(t testing.TB, tr *Tracker, id contid.ID, script string) *held {
+	t.Helper()
+	h := startHeld(t, script)
+	if err := tr.SetContid(h.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func start(t testing.TB, cmd *exec.Cmd) *held {
 	t.Helper()
 	stdin, err := cmd.StdinPipe()

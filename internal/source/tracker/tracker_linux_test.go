@@ -360,10 +360,7 @@ func TestBurst(t *testing.T) {
 	c := collect(t, tr)
 	const id contid.ID = 2000
 	const n = 2000
-	h := startHeld(t, fmt.Sprintf("i=0; while [ $i -lt %d ]; do /bin/true & i=$((i+1)); done; wait", n))
-	if err := tr.SetContid(h.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	h := startTagged(t, tr, id, fmt.Sprintf("i=0; while [ $i -lt %d ]; do /bin/true & i=$((i+1)); done; wait", n))
 	tagged := monotonic(t)
 	shell := int32(h.pid())
 	h.release(t)
@@ -429,10 +426,7 @@ func TestExecKeeps(t *testing.T) {
 	tr, _ := openTest(t, Config{})
 	c := collect(t, tr)
 	const id contid.ID = 5
-	h := startHeld(t, "exec sleep "+helperLife)
-	if err := tr.SetContid(h.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	h := startTagged(t, tr, id, "exec sleep "+helperLife)
 	h.release(t)
 	evs := c.wait(t, "exec event", func(evs []taskevent.Event) bool {
 		for _, e := range evs {
@@ -490,10 +484,7 @@ func TestNSSyscalls(t *testing.T) {
 	c := collect(t, tr)
 	const id contid.ID = 9
 
-	un := startHeld(t, "exec unshare -n sleep "+helperLife)
-	if err := tr.SetContid(un.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	un := startTagged(t, tr, id, "exec unshare -n sleep "+helperLife)
 	un.release(t)
 	find := func(pid int, op taskevent.NSOp) func([]taskevent.Event) bool {
 		return func(evs []taskevent.Event) bool {
@@ -516,10 +507,7 @@ func TestNSSyscalls(t *testing.T) {
 		return false
 	})
 
-	en := startHeld(t, fmt.Sprintf("exec nsenter -t %d -n sleep %s", un.pid(), helperLife))
-	if err := tr.SetContid(en.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	en := startTagged(t, tr, id, fmt.Sprintf("exec nsenter -t %d -n sleep %s", un.pid(), helperLife))
 	en.release(t)
 	c.wait(t, "setns event", find(en.pid(), taskevent.NSSetns))
 
@@ -723,10 +711,7 @@ func TestTryReadBarrier(t *testing.T) {
 	const id contid.ID = 14
 	var hs [3]*held
 	for i := range hs {
-		hs[i] = startHeld(t, "exit 0")
-		if err := tr.SetContid(hs[i].pid(), id); err != nil {
-			t.Fatal(err)
-		}
+		hs[i] = startTagged(t, tr, id, "exit 0")
 	}
 	readExit := func(h *held) {
 		t.Helper()
@@ -775,10 +760,7 @@ func TestRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	const id contid.ID = 31337
-	h := startHeld(t, "sleep "+helperLife+" & wait")
-	if err := tr.SetContid(h.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	h := startTagged(t, tr, id, "sleep "+helperLife+" & wait")
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -1002,10 +984,7 @@ func TestWait(t *testing.T) {
 	const batch = 300 * time.Millisecond
 	tr, _ := openTest(t, Config{Batch: batch, OnlyTagged: true, NSScan: -1})
 	const id contid.ID = 15
-	h := startHeld(t, "exit 0")
-	if err := tr.SetContid(h.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	h := startTagged(t, tr, id, "exit 0")
 	goQuiet(t, tr) // the next event wakes the readers
 	waited := make(chan error, 1)
 	go func() { waited <- tr.Wait(context.Background()) }()
