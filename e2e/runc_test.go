@@ -55,6 +55,35 @@ func bundle(t testing.TB, d *daemon, script string, annotations map[string]strin
 	return dir
 }
 
+// podmanEnv runs podman as these tests do: runc, cgroupfs, rlimits within
+// this host's hard limits (see TestPodmanHooksDir), and the hooks
+// directory holding only hookFile, which the test writes.
+type podmanEnv struct{ hooks, hookFile, conf string }
+
+func newPodman(t *testing.T) podmanEnv {
+	t.Helper()
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Fatalf("podman is required (scripts/test installs it): %v", err)
+	}
+	dir := t.TempDir()
+	p := podmanEnv{hooks: filepath.Join(dir, "hooks.d"), conf: filepath.Join(dir, "containers.conf")}
+	p.hookFile = filepath.Join(p.hooks, "contid.json")
+	if err := os.Mkdir(p.hooks, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.conf, []byte("[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// cmd is podman with args.
+func (p podmanEnv) cmd(args ...string) *exec.Cmd {
+	cmd := exec.Command("podman", append([]string{"--cgroup-manager", "cgroupfs", "--runtime", "runc", "--hooks-dir", p.hooks}, args...)...)
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+p.conf)
+	return cmd
+}
+
 // editJSON rewrites the JSON object in the file at path as edit changes it.
 func editJSON(t testing.TB, path string, edit func(map[string]any)) {
 	t.Helper()
@@ -233,25 +262,15 @@ func TestRuncHookRefusal(t *testing.T) {
 // rlimits (nofile, nproc 1048576) cannot be set: containers.conf keeps them
 // within the hard limits. A host with CAP_SYS_RESOURCE needs no such file.
 func TestPodmanHooksDir(t *testing.T) {
-	if _, err := exec.LookPath("podman"); err != nil {
-		t.Fatalf("podman is required (scripts/test installs it): %v", err)
-	}
+	pm := newPodman(t)
 	d := startDaemon(t, "")
-	dir := t.TempDir()
-	hooks := filepath.Join(dir, "hooks.d")
-	os.Mkdir(hooks, 0o755)
-	copyJSON(t, "../contrib/hooks.d/contid.json", filepath.Join(hooks, "contid.json"), func(hook map[string]any) {
+	copyJSON(t, "../contrib/hooks.d/contid.json", pm.hookFile, func(hook map[string]any) {
 		h := hook["hook"].(map[string]any)
 		h["path"] = contidBin
 		h["args"] = []string{"contid", "oci-hook", "--socket", d.socket}
 	})
-	conf := filepath.Join(dir, "containers.conf")
-	os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n"), 0o644)
 	rootfs := filepath.Join(bundle(t, d, "true", nil), "rootfs")
-	cmd := exec.Command("podman", "--cgroup-manager", "cgroupfs", "--runtime", "runc", "--hooks-dir", hooks,
-		"run", "--rm", "--annotation", "org.contid.name=webby", "--rootfs", rootfs, "sh", "-c", "echo inside")
-	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
-	out, err := cmd.CombinedOutput()
+	out, err := pm.cmd("run", "--rm", "--annotation", "org.contid.name=webby", "--rootfs", rootfs, "sh", "-c", "echo inside").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "inside") {
 		t.Fatalf("podman run: %v\n%s", err, out)
 	}

@@ -42,12 +42,7 @@ func BenchmarkUDPVeth(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Fatal("needs root")
 	}
-	tag := fmt.Sprint(os.Getpid())
-	an, bn := "contid-pkbench-a-"+tag, "contid-pkbench-b-"+tag
-	rule := "iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept"
-	fa := netns(b, an, rule)
-	fb := netns(b, bn, rule)
-	veth(b, an, bn, "pkbv", "10.252.0")
+	_, _, fa, fb := auditedVeth(b, "contid-pkbench-", "pkbv", "10.252.0")
 
 	// The receiver reads every datagram on a thread of its own on another
 	// CPU (its time is not counted): delivered packets, as most are, not

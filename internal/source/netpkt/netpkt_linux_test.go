@@ -40,6 +40,19 @@ func veth(t testing.TB, a, b, dev, net string) {
 	sh(t, "ip -n "+b+" addr add "+net+".2/30 dev "+dev+"1 && ip -n "+b+" link set "+dev+"1 up")
 }
 
+// auditedVeth makes namespaces a and b (prefix+"a-PID", prefix+"b-PID"),
+// each with an iptables AUDIT rule on echo requests arriving, linked by
+// veth(t, a, b, dev, net); fa and fb are the namespaces open.
+func auditedVeth(t testing.TB, prefix, dev, net string) (a, b string, fa, fb *os.File) {
+	t.Helper()
+	tag := fmt.Sprint(os.Getpid())
+	a, b = prefix+"a-"+tag, prefix+"b-"+tag
+	rule := "iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept"
+	fa, fb = netns(t, a, rule), netns(t, b, rule)
+	veth(t, a, b, dev, net)
+	return a, b, fa, fb
+}
+
 func sh(t testing.TB, cmd string) {
 	t.Helper()
 	if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
@@ -147,12 +160,7 @@ func TestPairsVeth(t *testing.T) {
 	audittest.RequireRoot(t)
 	audittest.Lock(t)
 	audittest.Restore(t)
-	tag := fmt.Sprint(os.Getpid())
-	a, b := "contid-pka-"+tag, "contid-pkb-"+tag
-	rule := "iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept"
-	fa := netns(t, a, rule)
-	fb := netns(t, b, rule)
-	veth(t, a, b, "pkveth", "10.251.0")
+	a, b, fa, fb := auditedVeth(t, "contid-pk", "pkveth", "10.251.0")
 
 	_, ch := watchPairs(t, fa, fb)
 	audittest.Auditctl(t, "-e", "1")
