@@ -125,17 +125,10 @@ func countByType(recs []records.Record) map[records.Type]int {
 // counter reads one of `contid status` counters.
 func counter(t *testing.T, d *daemon, name string) uint64 {
 	t.Helper()
-	out, errOut, code := d.sh(`"$C" status --json`)
-	if code != 0 {
-		t.Fatalf("status: exit %d: %s", code, errOut)
-	}
-	var st api.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("status: %v: %s", err, out)
-	}
-	v, ok := st.Counters[name]
+	c := d.status().Counters
+	v, ok := c[name]
 	if !ok {
-		t.Fatalf("status has no counter %s: %s", name, out)
+		t.Fatalf("status has no counter %s: %v", name, c)
 	}
 	return v
 }
@@ -157,12 +150,9 @@ func TestAttackCapcontidAnnotation(t *testing.T) {
 		if tc.allowUnregistered {
 			args = append(args, "--allow-unregistered")
 		}
-		var cfg map[string]any
-		raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-		json.Unmarshal(raw, &cfg)
-		cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{"path": contidBin, "args": args}}}
-		raw, _ = json.Marshal(cfg)
-		os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+		editJSON(t, filepath.Join(dir, "config.json"), func(cfg map[string]any) {
+			cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{"path": contidBin, "args": args}}}
+		})
 
 		// A file, not a pipe: a detached container keeps its stdio open.
 		logf, err := os.Create(filepath.Join(dir, "runc.log"))

@@ -297,28 +297,10 @@ func TestAuditPlugin(t *testing.T) {
 		return p
 	}
 	cfg := write("contid.toml", "log_dir = \""+logDir+"\"\nsocket = \""+sock+"\"\npin_dir = \""+pinDir+"\"\nlog_level = \"debug\"\n")
-	// The shipped conf, with this build's path and configuration.
-	conf, err := os.ReadFile("../contrib/plugins.d/contid.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := strings.Replace(string(conf), "\npath = /usr/local/bin/contid\n", "\npath = "+contidBin+"\n", 1)
-	c = strings.Replace(c, "\nargs = audisp\n", "\nargs = audisp --config="+cfg+"\n", 1)
-	if c == string(conf) {
-		t.Fatal("contrib/plugins.d/contid.conf: path or args line not found")
-	}
-	auditd := startAuditd(t, c)
+	auditd := startAuditd(t, shippedPluginConf(t, cfg))
 	auditdLog := auditd.log
 	d := &daemon{t: t, dir: logDir, socket: sock}
-	waitFor(t, func() bool {
-		select {
-		case <-auditd.done:
-			t.Fatalf("auditd exited")
-		default:
-		}
-		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
-		return code == 0
-	}, "contid audisp's API")
+	d.awaitAudisp(auditd)
 	audittest.Auditctl(t, "-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-F", "key=contid-plugin")
 	tru := privateTrue(t)
 	if _, errOut, code := d.sh(`"$C" exec --contid 88 -- sh -c 'for i in $(seq 20); do "$T"; done'`, "T="+tru); code != 0 {
@@ -453,7 +435,7 @@ func TestAuditHostileFeed(t *testing.T) {
 	if exitErr != nil {
 		t.Fatalf("daemon: %v", exitErr)
 	}
-	host := read(t, filepath.Join(d.dir, "audit.log"))
+	host := string(mustRead(t, filepath.Join(d.dir, "audit.log")))
 	// The forged registration is written marked: CONTID_FORGED (2908),
 	// forged-type=2900 first, so ausearch -m 2900 does not find it.
 	for _, want := range []string{`key="hostile"`, "op=set opid=1 contid=5", "type=UNKNOWN[2908] msg=audit(", "): forged-type=2900 pid="} {
@@ -476,15 +458,6 @@ func TestAuditHostileFeed(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(d.dir, "containers", "5")); !os.IsNotExist(err) {
 		t.Error("a registration record in the feed that contid did not send opened container 5's log")
 	}
-}
-
-func read(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // TestAuditPIDReuse: a contained process exits and an uncontained one is
@@ -616,7 +589,7 @@ func TestAuditStopUnderLoad(t *testing.T) {
 	if err := load.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Fatalf("the load ended before the daemon stopped: %v", err)
 	}
-	log := read(t, filepath.Join(d.dir, "audit.log"))
+	log := string(mustRead(t, filepath.Join(d.dir, "audit.log")))
 	if !strings.Contains(log, `key="contid-stop"`) {
 		t.Fatal("no record of the load in the log")
 	}
@@ -700,7 +673,7 @@ func TestAuditStormPlaced(t *testing.T) {
 	// A record that stood alone (contid's own BPF program loads, say) is
 	// held for the reassembly timeout; the stop delivers it.
 	d.stop()
-	if missing := serialGaps(read(t, filepath.Join(d.dir, "audit.log"))); len(missing) > 0 {
+	if missing := serialGaps(string(mustRead(t, filepath.Join(d.dir, "audit.log")))); len(missing) > 0 {
 		t.Fatalf("kernel serials missing from the log: %v", missing)
 	}
 }
@@ -719,4 +692,35 @@ func audispSetup(t *testing.T, name string) (dir, logDir, sock, pinDir string) {
 	pinDir = filepath.Join("/sys/fs/bpf", "contid-e2e-"+name+"-"+strconv.Itoa(os.Getpid()))
 	t.Cleanup(func() { os.RemoveAll(pinDir) })
 	return dir, filepath.Join(dir, "contid"), filepath.Join(dir, "contid.sock"), pinDir
+}
+
+// shippedPluginConf returns the shipped contrib/plugins.d/contid.conf with
+// this build's path and `--config=cfg` in its args.
+func shippedPluginConf(t *testing.T, cfg string) string {
+	t.Helper()
+	conf, err := os.ReadFile("../contrib/plugins.d/contid.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := strings.Replace(string(conf), "\npath = /usr/local/bin/contid\n", "\npath = "+contidBin+"\n", 1)
+	c = strings.Replace(c, "\nargs = audisp\n", "\nargs = audisp --config="+cfg+"\n", 1)
+	if c == string(conf) {
+		t.Fatal("contrib/plugins.d/contid.conf: path or args line not found")
+	}
+	return c
+}
+
+// awaitAudisp waits until the `contid audisp` that auditd a runs answers on
+// d's socket; auditd exiting fails the test at once.
+func (d *daemon) awaitAudisp(a *auditdProc) {
+	d.t.Helper()
+	testwait.For(d.t, "contid audisp's API", func() bool {
+		select {
+		case <-a.done:
+			d.t.Fatalf("auditd exited")
+		default:
+		}
+		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
+		return code == 0
+	})
 }

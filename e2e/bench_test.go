@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -112,14 +111,5 @@ func BenchmarkRuncHook(b *testing.B) {
 }
 
 func stripHooks(b *testing.B, dir string) {
-	path := filepath.Join(dir, "config.json")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var cfg map[string]any
-	json.Unmarshal(raw, &cfg)
-	delete(cfg, "hooks")
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(path, raw, 0o644)
+	editJSON(b, filepath.Join(dir, "config.json"), func(cfg map[string]any) { delete(cfg, "hooks") })
 }

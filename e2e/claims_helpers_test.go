@@ -191,17 +191,7 @@ func (a *auditdProc) stop(t *testing.T) {
 // runcBundleHooks replaces a bundle's hooks with the given "hooks" object.
 func runcBundleHooks(t *testing.T, dir string, hooks any) {
 	t.Helper()
-	var cfg map[string]any
-	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	json.Unmarshal(raw, &cfg)
-	cfg["hooks"] = hooks
-	raw, _ = json.Marshal(cfg)
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editJSON(t, filepath.Join(dir, "config.json"), func(cfg map[string]any) { cfg["hooks"] = hooks })
 }
 
 // runcCmd runs runc with args and returns its combined output and error; the

@@ -22,16 +22,7 @@ func runContid(t *testing.T, stdin string, args ...string) (string, string, int)
 	t.Helper()
 	cmd := exec.Command(contidBin, args...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return runCmd(t, cmd)
 }
 
 // TestDaemonPrintConfig: `contid daemon --print-config` prints the

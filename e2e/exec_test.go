@@ -102,7 +102,7 @@ CONTID_E2E_VAR='a b' "$C" exec --contid 5 -- sh -c 'echo "$CONTID_E2E_VAR|$0|$1"
 	if want := "a b|x y|-n\n"; out != want {
 		t.Errorf("CMD printed %q, want %q", out, want)
 	}
-	caller, cmd := read(t, filepath.Join(dir, "caller")), read(t, filepath.Join(dir, "cmd"))
+	caller, cmd := string(mustRead(t, filepath.Join(dir, "caller"))), string(mustRead(t, filepath.Join(dir, "cmd")))
 	for _, fd := range strings.Fields(cmd) {
 		if !slices.Contains(strings.Fields(caller), fd) {
 			t.Errorf("CMD has fd %s, which its caller had not (caller: %q, CMD: %q)", fd, caller, cmd)

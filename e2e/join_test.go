@@ -171,24 +171,17 @@ echo $! > "$CG/cgroup.procs" && "$C" set $! 4242 >/dev/null && echo $!`, "CG="+b
 // --print-config hooks.d` prints. Podman runs as TestPodmanHooksDir says:
 // runc, cgroupfs, and rlimits within this host's hard limits.
 func TestPodmanExec(t *testing.T) {
-	if _, err := exec.LookPath("podman"); err != nil {
-		t.Fatalf("podman is required (scripts/test installs it): %v", err)
-	}
+	pm := newPodman(t)
 	d := startDaemon(t, "")
-	dir := t.TempDir()
-	hooks := filepath.Join(dir, "hooks.d")
-	os.Mkdir(hooks, 0o755)
 	hook, errOut, code := runContid(t, "", "oci-hook", "--print-config", "hooks.d", "--path", contidBin, "--socket", d.socket)
 	if code != 0 {
 		t.Fatalf("oci-hook --print-config hooks.d: %s", errOut)
 	}
-	os.WriteFile(filepath.Join(hooks, "contid.json"), []byte(hook), 0o644)
-	conf := filepath.Join(dir, "containers.conf")
-	os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n"), 0o644)
+	if err := os.WriteFile(pm.hookFile, []byte(hook), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	podman := func(args ...string) (string, error) {
-		cmd := exec.Command("podman", append([]string{"--cgroup-manager", "cgroupfs", "--runtime", "runc", "--hooks-dir", hooks}, args...)...)
-		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
-		out, err := cmd.Output()
+		out, err := pm.cmd(args...).Output()
 		if ee, ok := err.(*exec.ExitError); ok {
 			return string(out) + string(ee.Stderr), err
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testing/fdinfo"
 	"github.com/contid/contid/internal/testing/testwait"
 )
 
@@ -273,35 +274,11 @@ func waitSaid(t *testing.T, d *daemon, from int, s string) {
 func (d *daemon) fdFlags(t *testing.T, path string) int {
 	t.Helper()
 	pid := strconv.Itoa(d.cmd.Process.Pid)
-	flags := -1
+	var flags int
 	awaitProgress(t, "a descriptor of "+path+" in the daemon", func() (string, bool) {
-		fds, err := os.ReadDir("/proc/" + pid + "/fd")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var seen []string
-		for _, fd := range fds {
-			target, _ := os.Readlink("/proc/" + pid + "/fd/" + fd.Name())
-			seen = append(seen, target)
-			if target != path {
-				continue
-			}
-			b, err := os.ReadFile("/proc/" + pid + "/fdinfo/" + fd.Name())
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, l := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(l, "flags:"); ok {
-					n, err := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
-					if err != nil {
-						t.Fatal(err)
-					}
-					flags = int(n)
-					return "", true
-				}
-			}
-		}
-		return strings.Join(seen, " "), false
+		f, targets, ok := fdinfo.Flags(t, pid, path)
+		flags = f
+		return strings.Join(targets, " "), ok
 	})
 	return flags
 }

@@ -138,10 +138,6 @@ func startDaemon(t testing.TB, pinDir string, extra ...string) *daemon {
 
 func (d *daemon) start() {
 	t := d.t
-	var err error
-	if d.stderr, err = os.CreateTemp(d.dir, "daemon-*.log"); err != nil {
-		t.Fatal(err)
-	}
 	args := []string{"daemon", "--log-dir", d.logs(), "--socket", d.socket, "--pin-dir", d.pinDir, "--log-level", "debug"}
 	if d.config != "" {
 		args = append(args, "--config", d.config)
@@ -151,16 +147,11 @@ func (d *daemon) start() {
 		args = append(args, "--audit", "off")
 	}
 	args = append(args, d.extra...)
-	d.cmd = exec.Command(daemonBin, args...)
-	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
+	cmd := exec.Command(daemonBin, args...)
 	// Should this test binary die without its cleanups (a panic, the
 	// -timeout), the daemon stops too and puts kernel audit back.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d.exited = make(chan error, 1)
-	go func() { d.exited <- d.cmd.Wait() }()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	d.launch(cmd)
 	cl := api.NewClient(d.socket)
 	testwait.Until(t, "the daemon's API", func() (bool, any) {
 		ctx, cancel := context.WithTimeout(context.Background(), testwait.Idle())
@@ -281,14 +272,37 @@ func (d *daemon) sh(script string, env ...string) (string, string, int) {
 	self, _ := os.Executable()
 	cmd.Env = append(os.Environ(), "CONTID_SOCKET="+d.socket, "C="+contidBin, "E2E="+self)
 	cmd.Env = append(cmd.Env, env...)
+	return runCmd(d.t, cmd)
+}
+
+// launch starts cmd as d's daemon: its output goes to a new file in d.dir,
+// and d.exited receives what its Wait returns.
+func (d *daemon) launch(cmd *exec.Cmd) {
+	d.t.Helper()
+	var err error
+	if d.stderr, err = os.CreateTemp(d.dir, "daemon-*.log"); err != nil {
+		d.t.Fatal(err)
+	}
+	d.cmd = cmd
+	cmd.Stdout, cmd.Stderr = d.stderr, d.stderr
+	if err := cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.exited = make(chan error, 1)
+	go func() { d.exited <- cmd.Wait() }()
+}
+
+// runCmd runs cmd and returns its stdout, stderr and exit code; a command that
+// could not run fails t.
+func runCmd(t testing.TB, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		d.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return out.String(), errb.String(), code
 }

@@ -25,20 +25,8 @@ func startPlugin(t *testing.T) (*daemon, *auditdProc) {
 	if err := os.WriteFile(cfg, []byte("log_dir = \""+d.dir+"\"\nsocket = \""+d.socket+"\"\npin_dir = \""+d.pinDir+"\"\nlog_level = \"debug\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	conf, err := os.ReadFile("../contrib/plugins.d/contid.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := strings.Replace(string(conf), "\npath = /usr/local/bin/contid\n", "\npath = "+contidBin+"\n", 1)
-	c = strings.Replace(c, "\nargs = audisp\n", "\nargs = audisp --config="+cfg+"\n", 1)
-	if c == string(conf) {
-		t.Fatal("contrib/plugins.d/contid.conf: path or args line not found")
-	}
-	a := startAuditd(t, c)
-	awaitProgress(t, "contid audisp's API", func() (string, bool) {
-		_, errOut, code := d.sh(`"$C" status`)
-		return errOut, code == 0
-	})
+	a := startAuditd(t, shippedPluginConf(t, cfg))
+	d.awaitAudisp(a)
 	return d, a
 }
 

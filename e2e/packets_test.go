@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -129,15 +128,7 @@ func TestAuditPacketContainers(t *testing.T) {
 
 	// Status counts both kinds: placed with containers, and not placed
 	// (the namespace without containers is not watched).
-	out, errOut, code := d.sh(`"$C" status --json`)
-	if code != 0 {
-		t.Fatal(errOut)
-	}
-	var st struct{ Counters map[string]uint64 }
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("status: %v\n%s", err, out)
-	}
-	c := st.Counters
+	c := d.status().Counters
 	if c["packets_contained"] < 1 || c["packets_unattributed"] < 1 || c["packets_netns_watched"] < 1 ||
 		c["packets"] != c["packets_contained"]+c["packets_uncontained"]+c["packets_unattributed"] {
 		t.Errorf("packet counters: %v", c)
@@ -167,13 +158,7 @@ ip netns exec ` + b + ` nft 'add table inet pk; add chain inet pk in { type filt
 		t.Fatalf("setup: %s", errOut)
 	}
 	t.Cleanup(func() { d.sh("ip netns del " + a + "; ip netns del " + b) })
-	if _, errOut, code := d.sh(`
-setsid sh -c 'ip netns exec ` + a + ` "$C" exec --contid 720 -- sleep 60 & ip netns exec ` + b + ` "$C" exec --contid 721 -- sleep 60 & wait' </dev/null >/dev/null 2>&1 &
-echo $! > "` + d.dir + `/pkt-sleepers"
-`); code != 0 {
-		t.Fatalf("containers: %s", errOut)
-	}
-	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`) })
+	d.containers(t, `ip netns exec `+a+` "$C" exec --contid 720 -- sleep 60 & ip netns exec `+b+` "$C" exec --contid 721 -- sleep 60 & wait`)
 
 	// mark → the only contid its records may carry.
 	want := map[string]string{"mark=0xa1": "720", "mark=0xb1": "721"}
@@ -254,31 +239,16 @@ func TestAuditPacketRuleLater(t *testing.T) {
 	if _, errOut, code := d.sh(`set -e
 ip netns add ` + x + `
 ip -n ` + x + ` link set lo up
-setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 740 -- sleep 60' </dev/null >/dev/null 2>&1 &
-echo $! > "` + d.dir + `/pkt-sleepers"
 `); code != 0 {
 		t.Fatalf("setup: %s", errOut)
 	}
-	t.Cleanup(func() {
-		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
-		d.sh("ip netns del " + x)
-	})
-	status := func() map[string]uint64 {
-		out, errOut, code := d.sh(`"$C" status --json`)
-		if code != 0 {
-			t.Fatal(errOut)
-		}
-		var st struct{ Counters map[string]uint64 }
-		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			t.Fatalf("status: %v\n%s", err, out)
-		}
-		return st.Counters
-	}
+	t.Cleanup(func() { d.sh("ip netns del " + x) })
+	d.containers(t, `ip netns exec `+x+` "$C" exec --contid 740 -- sleep 60`)
 	// Status is published after each batch of records: a user record makes
 	// one.
 	d.until(func() bool {
 		d.sh("auditctl -m contid-e2e-nudge")
-		return status()["packets_netns_watched"] >= 1
+		return d.status().Counters["packets_netns_watched"] >= 1
 	}, "the container's namespace watched")
 	if _, errOut, code := d.sh("ip netns exec " + x + ` nft 'add table inet pkl; add chain inet pkl in { type filter hook input priority 0; }; add rule inet pkl in icmp type echo-request meta mark set 0x74 log level audit'`); code != 0 {
 		t.Fatalf("rule: %s", errOut)
@@ -327,15 +297,11 @@ ip -n ` + x + ` link set lo up
 ip -n ` + y + ` link set lo up
 ip netns exec ` + x + ` iptables -t mangle -I OUTPUT -o lo -p icmp --icmp-type echo-request -j MARK --set-mark 0x76
 ip netns exec ` + x + ` iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept
-setsid sh -c 'ip netns exec ` + x + ` "$C" exec --contid 760 -- sleep 120 & ip netns exec ` + y + ` "$C" exec --contid 761 -- sh -c "nft -f ` + rules + ` && while :; do nft add table inet churn && nft delete table inet churn; done" & wait' </dev/null >/dev/null 2>&1 &
-echo $! > "` + d.dir + `/pkt-sleepers"
 `); code != 0 {
 		t.Fatalf("setup: %s", errOut)
 	}
-	t.Cleanup(func() {
-		d.sh(`kill -TERM -$(cat "` + d.dir + `/pkt-sleepers")`)
-		d.sh("ip netns del " + x + "; ip netns del " + y)
-	})
+	t.Cleanup(func() { d.sh("ip netns del " + x + "; ip netns del " + y) })
+	d.containers(t, `ip netns exec `+x+` "$C" exec --contid 760 -- sleep 120 & ip netns exec `+y+` "$C" exec --contid 761 -- sh -c "nft -f `+rules+` && while :; do nft add table inet churn && nft delete table inet churn; done" & wait`)
 	churned := func() int { return countIn([]string{d.dir + "/audit.log"}, "type=NETFILTER_CFG") }
 	d.until(func() bool { return churned() > 200 }, "the container's table changes in the log")
 	pingUntilAttributed(t, d, x, "0x76", "760", "a packet record with its container's contid while another container churns its rules")
@@ -386,15 +352,7 @@ func TestAuditPacketPlugin(t *testing.T) {
 	const node = "contid-e2e-node"
 	auditd := startAuditdConf(t, plugin, "name_format = user\nname = "+node+"\n")
 	d := &daemon{t: t, dir: logDir, socket: sock}
-	waitFor(t, func() bool {
-		select {
-		case <-auditd.done:
-			t.Fatalf("auditd exited")
-		default:
-		}
-		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
-		return code == 0
-	}, "contid audisp's API")
+	d.awaitAudisp(auditd)
 
 	x := fmt.Sprint("contid-e2e-pkpl", os.Getpid())
 	auditNetns(t, d, x, "0x77")
@@ -436,9 +394,9 @@ func TestAuditPacketPlugin(t *testing.T) {
 	}, "auditd listening for remote logging")
 	waitFor(t, func() bool {
 		_, _, code := d.sh(`"$C" status >/dev/null 2>&1`)
-		return code == 0 && pluginCounters(t, d)["packets_netns_watched"] >= 1
+		return code == 0 && d.status().Counters["packets_netns_watched"] >= 1
 	}, "the new contid audisp watching the containers' namespace")
-	before := pluginCounters(t, d)["packets_not_local"]
+	before := d.status().Counters["packets_not_local"]
 	if _, errOut, code := d.sh("ip netns exec " + x + " busybox ping -q -c 1 127.0.0.1 >/dev/null && auditctl -m contid-e2e-after-listen"); code != 0 {
 		t.Fatal(errOut)
 	}
@@ -452,22 +410,9 @@ func TestAuditPacketPlugin(t *testing.T) {
 	if last != "" {
 		t.Errorf("a packet record read while auditd listened for other hosts carries contid=%s", last)
 	}
-	if after := pluginCounters(t, d)["packets_not_local"]; after <= before {
+	if after := d.status().Counters["packets_not_local"]; after <= before {
 		t.Errorf("packets_not_local %d → %d, want an increase", before, after)
 	}
-}
-
-func pluginCounters(t *testing.T, d *daemon) map[string]uint64 {
-	t.Helper()
-	out, errOut, code := d.sh(`"$C" status --json`)
-	if code != 0 {
-		t.Fatal(errOut)
-	}
-	var st struct{ Counters map[string]uint64 }
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("status: %v\n%s", err, out)
-	}
-	return st.Counters
 }
 
 // auditNetns adds network namespace n with loopback up and, on loopback,
@@ -498,6 +443,19 @@ func sleepers(t *testing.T, d *daemon, inNetns ...string) {
 	}
 	pids := filepath.Join(t.TempDir(), "sleepers")
 	if _, errOut, code := d.sh(`setsid sh -c '` + script.String() + `wait' </dev/null >/dev/null 2>&1 &
+echo $! > "` + pids + `"`); code != 0 {
+		t.Fatalf("containers: %s", errOut)
+	}
+	t.Cleanup(func() { d.sh(`kill -TERM -$(cat "` + pids + `")`) })
+}
+
+// containers runs script (no single quotes in it), which starts a test's
+// containers, in a session of its own with its output discarded; a
+// cleanup, run before those registered earlier, ends the session.
+func (d *daemon) containers(t *testing.T, script string) {
+	t.Helper()
+	pids := filepath.Join(d.dir, "pkt-sleepers")
+	if _, errOut, code := d.sh(`setsid sh -c '` + script + `' </dev/null >/dev/null 2>&1 &
 echo $! > "` + pids + `"`); code != 0 {
 		t.Fatalf("containers: %s", errOut)
 	}

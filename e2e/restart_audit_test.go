@@ -365,19 +365,9 @@ func TestAuditRulesKilledMidway(t *testing.T) {
 // startExpectKill starts the daemon as start does, without waiting for it
 // to be ready: it is to die on the way.
 func (d *daemon) startExpectKill() {
-	t := d.t
-	var err error
-	if d.stderr, err = os.CreateTemp(d.dir, "daemon-*.log"); err != nil {
-		t.Fatal(err)
-	}
+	d.t.Helper()
 	args := append([]string{"daemon", "--log-dir", d.dir, "--socket", d.socket, "--pin-dir", d.pinDir, "--log-level", "debug"}, d.extra...)
-	d.cmd = exec.Command(contidBin, args...)
-	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d.exited = make(chan error, 1)
-	go func() { d.exited <- d.cmd.Wait() }()
+	d.launch(exec.Command(contidBin, args...))
 }
 
 func killed(err error) bool {

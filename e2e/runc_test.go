@@ -43,19 +43,72 @@ func bundle(t testing.TB, d *daemon, script string, annotations map[string]strin
 	if out, err := spec.CombinedOutput(); err != nil {
 		t.Fatalf("runc spec: %v: %s", err, out)
 	}
-	var cfg map[string]any
-	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-	json.Unmarshal(raw, &cfg)
-	proc := cfg["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"sh", "-c", script}
-	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
-		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket},
-	}}}
-	cfg["annotations"] = annotations
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	editJSON(t, filepath.Join(dir, "config.json"), func(cfg map[string]any) {
+		proc := cfg["process"].(map[string]any)
+		proc["terminal"] = false
+		proc["args"] = []string{"sh", "-c", script}
+		cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
+			"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket},
+		}}}
+		cfg["annotations"] = annotations
+	})
 	return dir
+}
+
+// podmanEnv runs podman as these tests do: runc, cgroupfs, rlimits within
+// this host's hard limits (see TestPodmanHooksDir), and the hooks
+// directory holding only hookFile, which the test writes.
+type podmanEnv struct{ hooks, hookFile, conf string }
+
+func newPodman(t *testing.T) podmanEnv {
+	t.Helper()
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Fatalf("podman is required (scripts/test installs it): %v", err)
+	}
+	dir := t.TempDir()
+	p := podmanEnv{hooks: filepath.Join(dir, "hooks.d"), conf: filepath.Join(dir, "containers.conf")}
+	p.hookFile = filepath.Join(p.hooks, "contid.json")
+	if err := os.Mkdir(p.hooks, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.conf, []byte("[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// cmd is podman with args.
+func (p podmanEnv) cmd(args ...string) *exec.Cmd {
+	cmd := exec.Command("podman", append([]string{"--cgroup-manager", "cgroupfs", "--runtime", "runc", "--hooks-dir", p.hooks}, args...)...)
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+p.conf)
+	return cmd
+}
+
+// editJSON rewrites the JSON object in the file at path as edit changes it.
+func editJSON(t testing.TB, path string, edit func(map[string]any)) {
+	t.Helper()
+	copyJSON(t, path, path, edit)
+}
+
+// copyJSON writes the JSON object in the file at src, as edit changes it,
+// to the file at dst.
+func copyJSON(t testing.TB, src, dst string, edit func(map[string]any)) {
+	t.Helper()
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	edit(m)
+	if raw, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // ociRuntime is an OCI runtime as the tests run it.
@@ -209,33 +262,15 @@ func TestRuncHookRefusal(t *testing.T) {
 // rlimits (nofile, nproc 1048576) cannot be set: containers.conf keeps them
 // within the hard limits. A host with CAP_SYS_RESOURCE needs no such file.
 func TestPodmanHooksDir(t *testing.T) {
-	if _, err := exec.LookPath("podman"); err != nil {
-		t.Fatalf("podman is required (scripts/test installs it): %v", err)
-	}
+	pm := newPodman(t)
 	d := startDaemon(t, "")
-	dir := t.TempDir()
-	raw, err := os.ReadFile("../contrib/hooks.d/contid.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hook map[string]any
-	if err := json.Unmarshal(raw, &hook); err != nil {
-		t.Fatal(err)
-	}
-	h := hook["hook"].(map[string]any)
-	h["path"] = contidBin
-	h["args"] = []string{"contid", "oci-hook", "--socket", d.socket}
-	hooks := filepath.Join(dir, "hooks.d")
-	os.Mkdir(hooks, 0o755)
-	raw, _ = json.Marshal(hook)
-	os.WriteFile(filepath.Join(hooks, "contid.json"), raw, 0o644)
-	conf := filepath.Join(dir, "containers.conf")
-	os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n"), 0o644)
+	copyJSON(t, "../contrib/hooks.d/contid.json", pm.hookFile, func(hook map[string]any) {
+		h := hook["hook"].(map[string]any)
+		h["path"] = contidBin
+		h["args"] = []string{"contid", "oci-hook", "--socket", d.socket}
+	})
 	rootfs := filepath.Join(bundle(t, d, "true", nil), "rootfs")
-	cmd := exec.Command("podman", "--cgroup-manager", "cgroupfs", "--runtime", "runc", "--hooks-dir", hooks,
-		"run", "--rm", "--annotation", "org.contid.name=webby", "--rootfs", rootfs, "sh", "-c", "echo inside")
-	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
-	out, err := cmd.CombinedOutput()
+	out, err := pm.cmd("run", "--rm", "--annotation", "org.contid.name=webby", "--rootfs", rootfs, "sh", "-c", "echo inside").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "inside") {
 		t.Fatalf("podman run: %v\n%s", err, out)
 	}
@@ -257,23 +292,7 @@ func TestNestedThroughRuntime(t *testing.T) {
 	rt := runtimes[0]
 	id := "contid-e2e-nest-" + strconv.Itoa(os.Getpid())
 	dir := bundle(t, d, "", map[string]string{oci.Annotation: "500", oci.CapAnnotation: "1"})
-	b, _ := os.ReadFile(contidBin)
-	os.WriteFile(filepath.Join(dir, "rootfs", "bin", "contid"), b, 0o755)
-	var cfg map[string]any
-	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-	json.Unmarshal(raw, &cfg)
-	proc := cfg["process"].(map[string]any)
-	proc["args"] = []string{"contid", "exec", "--contid", "501", "--", "sh", "-c", "sleep 600"}
-	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
-	// The hook grants capcontid only to the containers its owner names.
-	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
-		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "contid-e2e-nest-*"},
-	}}}
-	cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
-		"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
-	})
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	contidInside(t, d, dir, "contid", "exec", "--contid", "501", "--", "sh", "-c", "sleep 600")
 
 	logf, _ := os.Create(filepath.Join(dir, "runc.log"))
 	defer logf.Close()
@@ -310,24 +329,9 @@ contid set 1 6; echo rc-init=$?
 contid exec --contid 7 -- true; echo rc-exec=$?
 ls /sys/fs/bpf/ 2>&1 | head -1; echo done`
 	dir := bundle(t, d, script, map[string]string{oci.Annotation: "600"})
-	b, _ := os.ReadFile(contidBin)
-	os.WriteFile(filepath.Join(dir, "rootfs", "bin", "contid"), b, 0o755)
 	os.Symlink("busybox", filepath.Join(dir, "rootfs", "bin", "ls"))
 	os.Symlink("busybox", filepath.Join(dir, "rootfs", "bin", "head"))
-	var cfg map[string]any
-	raw, _ := os.ReadFile(filepath.Join(dir, "config.json"))
-	json.Unmarshal(raw, &cfg)
-	proc := cfg["process"].(map[string]any)
-	proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
-	// The hook grants capcontid only to the containers its owner names.
-	cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
-		"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "contid-e2e-nest-*"},
-	}}}
-	cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
-		"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
-	})
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644)
+	contidInside(t, d, dir)
 	out, err := rt.cmd("run", "--bundle", dir, id).CombinedOutput()
 	rt.cmd("delete", "-f", id).Run()
 	if err != nil {
@@ -347,4 +351,33 @@ ls /sys/fs/bpf/ 2>&1 | head -1; echo done`
 			t.Fatalf("contid %s: %v", c, r.Fields)
 		}
 	}
+}
+
+// contidInside puts this build's contid into bundle dir's rootfs and d's
+// socket directory at /run/contid, with CONTID_SOCKET naming the socket
+// there, and sets the hook, which grants capcontid only to the containers
+// its owner names (contid-e2e-nest-*). args, when given, replace the
+// process's.
+func contidInside(t *testing.T, d *daemon, dir string, args ...string) {
+	t.Helper()
+	b, err := os.ReadFile(contidBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rootfs", "bin", "contid"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	editJSON(t, filepath.Join(dir, "config.json"), func(cfg map[string]any) {
+		proc := cfg["process"].(map[string]any)
+		if len(args) > 0 {
+			proc["args"] = args
+		}
+		proc["env"] = append(proc["env"].([]any), "CONTID_SOCKET=/run/contid/contid.sock")
+		cfg["hooks"] = map[string]any{"createRuntime": []any{map[string]any{
+			"path": contidBin, "args": []string{"contid", "oci-hook", "--socket", d.socket, "--capcontid-allow", "contid-e2e-nest-*"},
+		}}}
+		cfg["mounts"] = append(cfg["mounts"].([]any), map[string]any{
+			"destination": "/run/contid", "type": "bind", "source": d.dir, "options": []string{"bind"},
+		})
+	})
 }

@@ -79,16 +79,7 @@ func indexedSearches(t *testing.T, d *daemon, when string, unindexed int) {
 		run := func(mode string) (string, string, int) {
 			args := append([]string{"search", "-if", d.dir, mode, "--stats"}, c...)
 			cmd := exec.Command(contidBin, args...)
-			var out, errb strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			err := cmd.Run()
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			return out.String(), errb.String(), code
+			return runCmd(t, cmd)
 		}
 		got, stats, code := run("--read-only-index")
 		want, _, wantCode := run("--no-index")

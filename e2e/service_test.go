@@ -254,18 +254,10 @@ func TestServiceNotify(t *testing.T) {
 	cfg := filepath.Join(dir, "contid.toml")
 	os.WriteFile(cfg, []byte("[log]\nflush = \"incremental\"\n"), 0o600)
 	msock := filepath.Join(dir, "metrics.sock")
-	if d.stderr, err = os.CreateTemp(dir, "daemon-*.log"); err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(contidBin, "daemon", "--config", cfg, "--log-dir", dir, "--socket", d.socket, "--pin-dir", d.pinDir,
+	cmd := exec.Command(contidBin, "daemon", "--config", cfg, "--log-dir", dir, "--socket", d.socket, "--pin-dir", d.pinDir,
 		"--audit", "off", "--log-level", "debug", "--metrics-listen", msock)
-	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path)
-	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d.exited = make(chan error, 1)
-	go func() { d.exited <- d.cmd.Wait() }()
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path)
+	d.launch(cmd)
 	t.Cleanup(d.stop)
 	pid := int32(d.cmd.Process.Pid)
 
@@ -498,19 +490,11 @@ func runCapped(t *testing.T, caps []string, sc capScenario) error {
 	for _, c := range caps {
 		set += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
 	}
-	if d.stderr, err = os.CreateTemp(dir, "daemon-*.log"); err != nil {
-		t.Fatal(err)
-	}
 	args := append([]string{"--bounding-set", set, "--inh-caps", "-all", "--no-new-privs", contidBin, "daemon",
 		"--log-dir", dir, "--socket", d.socket, "--pin-dir", d.pinDir}, sc.args...)
-	d.cmd = exec.Command("setpriv", args...)
-	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path)
-	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d.exited = make(chan error, 1)
-	go func() { d.exited <- d.cmd.Wait() }()
+	cmd := exec.Command("setpriv", args...)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path)
+	d.launch(cmd)
 	if msg, ok := ns.ready(d); !ok {
 		return fmt.Errorf("daemon did not start (%s): %s", msg, lastLine(d.output()))
 	}

@@ -169,6 +169,20 @@ func startCtx(t *testing.T, src taskevent.Source, h Hooks) (*Core, context.Cance
 
 func known(e *engine.Engine, tid int32) bool { _, ok := e.Task(tid); return ok }
 
+// wantKnown fails t with why unless task tid is known to the engine when a
+// request to the core runs.
+func wantKnown(t *testing.T, c *Core, tid int32, why string) {
+	t.Helper()
+	if err := c.Do(context.Background(), func(e *engine.Engine) error {
+		if !known(e, tid) {
+			return errors.New(why)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestBarrier: every event the source buffered before a request is
 // applied when the request runs, whether the reader has it in hand,
 // has handed it over, or it still waits in the source; and the reader
@@ -298,14 +312,7 @@ func TestReaderGone(t *testing.T) {
 	<-c.readerGone
 	f.Push(fork(5000))
 	for range 3 {
-		if err := c.Do(context.Background(), func(e *engine.Engine) error {
-			if !known(e, 5000) {
-				return errors.New("the barrier did not drain the source")
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		wantKnown(t, c, 5000, "the barrier did not drain the source")
 	}
 }
 
@@ -317,14 +324,7 @@ func TestMalformedCounted(t *testing.T) {
 	bad := fmt.Errorf("fake: %w", taskevent.ErrMalformed)
 	f.PushErr(bad)
 	f.Push(fork(6000))
-	if err := c.Do(context.Background(), func(e *engine.Engine) error {
-		if !known(e, 6000) {
-			return errors.New("the event after a malformed one was lost")
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	wantKnown(t, c, 6000, "the event after a malformed one was lost")
 	m := map[string]uint64{}
 	c.Counters(m)
 	if m["bad_events"] != 1 {

@@ -12,19 +12,11 @@ import (
 	"github.com/contid/contid/internal/pipeline/rules"
 	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/testing/golden"
+	"github.com/contid/contid/internal/testing/pipelinetest"
 )
 
-// fake attributes from a table; pid 999 is unknown.
-type fake map[int32]contid.Chain
-
-func (f fake) Attribute(pid int32, at int64, ppid int32) (contid.Chain, bool) {
-	if pid == 999 {
-		return nil, false
-	}
-	return f[pid], true
-}
-
-var world = fake{201: {4, 2, 1}, 300: {7}, 301: {4, 2, 1}}
+// world places pid 999 (pipelinetest.Unknown) nowhere.
+var world = pipelinetest.Table{201: {4, 2, 1}, 300: {7}, 301: {4, 2, 1}}
 
 // text records what reaches the Writer, in order.
 type text struct{ strings.Builder }
@@ -163,7 +155,7 @@ func (c *counter) Lost(n uint64, why Loss) {}
 // pktWorld also places packet records: each in a namespace with these
 // containers' chains.
 type pktWorld struct {
-	fake
+	pipelinetest.Table
 	chains []contid.Chain
 }
 

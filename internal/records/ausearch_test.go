@@ -8,30 +8,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// requireAusearch returns ausearch's path. A missing ausearch skips the
-// test on a developer machine but fails it where it is required: in CI
-// (CI set) and when running as root, which is how CI runs.
-func requireAusearch(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("ausearch")
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" || os.Geteuid() == 0 {
-		t.Fatalf("ausearch is required here (CI or root) and missing: %v (apt-get install auditd)", err)
-	}
-	t.Skipf("ausearch not installed: %v", err)
-	return ""
-}
+	"github.com/contid/contid/internal/source/auditnl/audittest"
+)
 
 // TestAusearchGroupsContainerID checks spec §5 against the real ausearch:
 // a CONTAINER_ID record written by AppendRaw right after the record it
 // describes is found by -m 2901 and by -a SERIAL, in the same event as the
 // SYSCALL it follows.
 func TestAusearchGroupsContainerID(t *testing.T) {
-	ausearch := requireAusearch(t)
+	ausearch := audittest.Ausearch(t)
 	st := Stamp{Sec: 1700000000, Msec: 123, Serial: 4242}
 	recs := []Record{
 		{Type: 1300, Stamp: st, Fields: []Field{

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/contid/contid/internal/source/auditnl/audittest"
 )
 
 func TestMarkForged(t *testing.T) {
@@ -63,7 +65,7 @@ func mustGet(t *testing.T, r *Record, k string) string {
 // TestAusearchForged: stock ausearch finds a marked record by its new type
 // and by its sender's pid, and not by the type it was forged as.
 func TestAusearchForged(t *testing.T) {
-	ausearch := requireAusearch(t)
+	ausearch := audittest.Ausearch(t)
 	r, err := ParseMessage(ContainerOp, []byte("audit(1700000000.123:4242): pid=4321 uid=0 auid=4294967295 ses=4294967295 subj=unconfined msg='op=set opid=5 contid=77 old-contid=-1 res=success'"))
 	if err != nil {
 		t.Fatal(err)

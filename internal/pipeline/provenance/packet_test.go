@@ -6,12 +6,13 @@ import (
 
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testing/pipelinetest"
 )
 
 // netFake also places packet records: by serial, a list of chains; a
 // serial not listed is a record whose namespace is unknown.
 type netFake struct {
-	fake
+	pipelinetest.Table
 	pkts map[uint64][]contid.Chain
 }
 
@@ -30,7 +31,7 @@ func pktEvent(t *testing.T, serial string) []records.Record {
 }
 
 func TestPacket(t *testing.T) {
-	a := netFake{fake: world, pkts: map[uint64][]contid.Chain{
+	a := netFake{Table: world, pkts: map[uint64][]contid.Chain{
 		10: {{5, 2}, {4, 2}}, // two containers in the namespace, newest first
 		11: {},               // a namespace without containers
 	}}

@@ -1,7 +1,6 @@
 package provenance
 
 import (
-	"bufio"
 	"github.com/contid/contid/internal/testing/golden"
 	"os"
 	"os/exec"
@@ -9,51 +8,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testing/pipelinetest"
 )
 
-// fake attributes from a table; pid 999 is unknown.
-type fake map[int32]contid.Chain
-
-func (f fake) Attribute(pid int32, at int64, ppid int32) (contid.Chain, bool) {
-	if pid == 999 {
-		return nil, false
-	}
-	return f[pid], true
-}
-
-var world = fake{201: {4, 2, 1}, 300: {7}, 301: {4, 2, 1}, 150: nil, 100: nil}
-
-// events reads a log and groups it by serial (the reassembler's job; the
-// test log has complete, ordered events).
-func events(t *testing.T, path string) [][]records.Record {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var evs [][]records.Record
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		r, err := records.ParseLine(sc.Text())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := len(evs); n > 0 && evs[n-1][0].Stamp == r.Stamp {
-			evs[n-1] = append(evs[n-1], r)
-			continue
-		}
-		evs = append(evs, []records.Record{r})
-	}
-	return evs
-}
+// world places pid 999 (pipelinetest.Unknown) nowhere.
+var world = pipelinetest.Table{201: {4, 2, 1}, 300: {7}, 301: {4, 2, 1}, 150: nil, 100: nil}
 
 func annotate(t *testing.T) string {
 	an := New(world)
 	var b strings.Builder
-	for _, ev := range events(t, "testdata/handwritten-events.log") {
+	for _, ev := range pipelinetest.Events(t, "testdata/handwritten-events.log") {
 		out, _ := an.Annotate(ev)
 		for i := range out {
 			b.Write(records.AppendRaw(nil, &out[i]))
@@ -95,7 +60,7 @@ func TestAnnotate(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	an := New(world)
-	for _, ev := range events(t, "testdata/handwritten-events.log") {
+	for _, ev := range pipelinetest.Events(t, "testdata/handwritten-events.log") {
 		an.Annotate(ev)
 	}
 	st := an.Stats()

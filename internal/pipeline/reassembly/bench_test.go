@@ -1,11 +1,10 @@
 package reassembly
 
 import (
-	"bufio"
-	"os"
 	"testing"
 
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testing/pipelinetest"
 )
 
 type nopSink struct{ events, lost uint64 }
@@ -19,23 +18,7 @@ func (s *nopSink) Lost(n uint64, why Loss) { s.lost += n }
 func BenchmarkPush(b *testing.B) {
 	var evs [][]records.Record
 	for _, path := range []string{"testdata/normal.log", "testdata/interleaved.log"} {
-		f, err := os.Open(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			r, err := records.ParseLine(sc.Text())
-			if err != nil {
-				b.Fatal(err)
-			}
-			if n := len(evs); n > 0 && evs[n-1][0].Stamp == r.Stamp && evs[n-1][0].Node == r.Node {
-				evs[n-1] = append(evs[n-1], r)
-			} else {
-				evs = append(evs, []records.Record{r})
-			}
-		}
-		f.Close()
+		evs = append(evs, pipelinetest.Events(b, path)...)
 	}
 	// Interleave pairs of events record by record, as two CPUs would.
 	var stream []records.Record

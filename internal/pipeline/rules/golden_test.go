@@ -1,17 +1,16 @@
 package rules
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"github.com/contid/contid/internal/testing/golden"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/records"
+	"github.com/contid/contid/internal/testing/golden"
+	"github.com/contid/contid/internal/testing/pipelinetest"
 )
 
 // TestGoldenExample parses testdata/example.rules (the documented example)
@@ -25,7 +24,7 @@ func TestGoldenExample(t *testing.T) {
 	b.WriteString(set.String())
 	fmt.Fprintf(&b, "streams: %s\n\n", strings.Join(set.Streams(), " "))
 	var v View
-	for _, ev := range readEvents(t, "testdata/events.log") {
+	for _, ev := range pipelinetest.Events(t, "testdata/events.log") {
 		var chains []contid.Chain
 		for _, r := range ev {
 			if r.Type != records.ContainerID {
@@ -142,28 +141,4 @@ func parseFile(t testing.TB, path string) *Set {
 		t.Fatal(err)
 	}
 	return set
-}
-
-// readEvents groups adjacent lines with one stamp (the log has whole,
-// ordered events, so this stands in for the reassembler).
-func readEvents(t testing.TB, path string) [][]records.Record {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var evs [][]records.Record
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		r, err := records.ParseLine(sc.Text())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := len(evs); n > 0 && evs[n-1][0].Stamp == r.Stamp {
-			evs[n-1] = append(evs[n-1], r)
-			continue
-		}
-		evs = append(evs, []records.Record{r})
-	}
-	return evs
 }

@@ -31,6 +31,19 @@ func mountTiny(t *testing.T, size string) string {
 	return dir
 }
 
+// tinyDisk mounts a tmpfs of size (see mountTiny) and fills it with a
+// ballast file of ballast bytes; it returns where the log goes and the
+// ballast's path, whose removal brings the space back.
+func tinyDisk(t *testing.T, size string, ballast int) (path, ballastPath string) {
+	t.Helper()
+	dir := mountTiny(t, size)
+	ballastPath = filepath.Join(dir, "ballast")
+	if err := os.WriteFile(ballastPath, make([]byte, ballast), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "audit.log"), ballastPath
+}
+
 // TestDiskFull fills a real 64 KiB file system without a queue
 // (QueueBytes < 0): the error is returned with its errno and counted, the
 // lines written before stay whole (a line cut off by ENOSPC in mid-write is
@@ -38,12 +51,7 @@ func mountTiny(t *testing.T, size string) string {
 func TestDiskFull(t *testing.T) {
 	for _, p := range allPolicies {
 		t.Run(p.String(), func(t *testing.T) {
-			dir := mountTiny(t, "64k")
-			ballast := filepath.Join(dir, "ballast")
-			if err := os.WriteFile(ballast, make([]byte, 12<<10), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(dir, "audit.log")
+			path, ballast := tinyDisk(t, "64k", 12<<10)
 			var logged bytes.Buffer
 			w, err := Open(Config{Path: path, Flush: p, Freq: 5, QueueBytes: -1}, slog.New(slog.NewTextHandler(&logged, nil)))
 			if err != nil {
@@ -174,12 +182,7 @@ func TestDiskFullQueue(t *testing.T) {
 			if p == FlushNone {
 				size, room = "256k", 160<<10 // room for the buffer in the queue
 			}
-			dir := mountTiny(t, size)
-			ballast := filepath.Join(dir, "ballast")
-			if err := os.WriteFile(ballast, make([]byte, room), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(dir, "audit.log")
+			path, ballast := tinyDisk(t, size, room)
 			var logged bytes.Buffer
 			queue := int64(8 << 10)
 			if p == FlushNone {
@@ -306,12 +309,7 @@ func TestDiskFullCloseDropsQueue(t *testing.T) {
 func TestDiskFullCloseWritesQueue(t *testing.T) {
 	for _, p := range allPolicies {
 		t.Run(p.String(), func(t *testing.T) {
-			dir := mountTiny(t, "256k")
-			ballast := filepath.Join(dir, "ballast")
-			if err := os.WriteFile(ballast, make([]byte, 160<<10), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(dir, "audit.log")
+			path, ballast := tinyDisk(t, "256k", 160<<10)
 			w, err := Open(Config{Path: path, Flush: p, Freq: 1}, nil)
 			if err != nil {
 				t.Fatal(err)

@@ -89,6 +89,30 @@ func checkSeqs(t *testing.T, name string, lines []string, from int, gen func(int
 	return from
 }
 
+// writeFixed writes fixedLine(from) … fixedLine(to-1) to w; an error fails t.
+func writeFixed(t *testing.T, w *Writer, from, to int) {
+	t.Helper()
+	for seq := from; seq < to; seq++ {
+		if err := w.WriteLine(fixedLine(seq)); err != nil {
+			t.Fatalf("line %d: %v", seq, err)
+		}
+	}
+}
+
+// closeAndCheckSplit closes w and checks that fixedLine's lines run from 0
+// in the file at old (named name), through line split-1, and on in the
+// file at path.
+func closeAndCheckSplit(t *testing.T, w *Writer, name, old, path string, split int) {
+	t.Helper()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if next := checkSeqs(t, name, readLines(t, old), 0, fixedLine); next != split {
+		t.Errorf("%s ends at line %d, want %d", name, next-1, split-1)
+	}
+	checkSeqs(t, "audit.log", readLines(t, path), split, fixedLine)
+}
+
 func mustOpen(t *testing.T, cfg Config) *Writer {
 	t.Helper()
 	w, err := Open(cfg, nil)

@@ -6,40 +6,21 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/contid/contid/internal/testing/fdinfo"
 )
 
-// fdFlags returns the open flags of this process's descriptor of path,
-// from /proc/self/fdinfo.
+// fdFlags returns the open flags of this process's descriptor of path.
 func fdFlags(t *testing.T, path string) int {
 	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
+	flags, targets, ok := fdinfo.Flags(t, "self", path)
+	if !ok {
+		t.Fatalf("no descriptor of %s open (open: %q)", path, targets)
 	}
-	for _, fd := range fds {
-		if target, _ := os.Readlink("/proc/self/fd/" + fd.Name()); target != path {
-			continue
-		}
-		b, err := os.ReadFile("/proc/self/fdinfo/" + fd.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "flags:"); ok {
-				n, err := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return int(n)
-			}
-		}
-	}
-	t.Fatalf("no descriptor of %s open", path)
-	return 0
+	return flags
 }
 
 // TestReconfigure: the logrotate way (rename, then Reconfigure) and a
@@ -195,11 +176,7 @@ func TestReconfigureOpenFails(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
 	w := mustOpen(t, Config{Path: path, Flush: FlushNone})
-	for seq := range 3 {
-		if err := w.WriteLine(fixedLine(seq)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFixed(t, w, 0, 3)
 	if err := os.Rename(path, path+".moved"); err != nil {
 		t.Fatal(err)
 	}

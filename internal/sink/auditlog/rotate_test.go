@@ -246,11 +246,7 @@ func TestRotationFailureKeepsTheLine(t *testing.T) {
 				t.Fatal(err)
 			}
 			w := mustOpen(t, Config{Path: path, MaxBytes: 1000, NumLogs: 2, Flush: p})
-			for seq := range 10 {
-				if err := w.WriteLine(fixedLine(seq)); err != nil {
-					t.Fatal(err)
-				}
-			}
+			writeFixed(t, w, 0, 10)
 			err := w.WriteLine(fixedLine(10))
 			if !errors.Is(err, ErrRotate) || errors.Is(err, ErrDropped) {
 				t.Fatalf("WriteLine at max size = %v, want ErrRotate and not ErrDropped", err)
@@ -267,14 +263,7 @@ func TestRotationFailureKeepsTheLine(t *testing.T) {
 			if err := w.WriteLine(fixedLine(12)); err != nil {
 				t.Fatalf("after clearing the way: %v", err)
 			}
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
-			next := checkSeqs(t, ".1", readLines(t, blocker), 0, fixedLine)
-			if next != 12 {
-				t.Errorf("rotated file ends at line %d, want 11", next-1)
-			}
-			checkSeqs(t, "audit.log", readLines(t, path), next, fixedLine)
+			closeAndCheckSplit(t, w, ".1", blocker, path, 12)
 			if st := w.Stats(); st.RotateErrors != 2 || st.Rotations != 1 || st.Lines != 13 {
 				t.Errorf("stats %+v", st)
 			}

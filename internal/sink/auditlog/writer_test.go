@@ -307,11 +307,7 @@ func TestReopen(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "audit.log")
 			w := mustOpen(t, Config{Path: path, Flush: p})
-			for seq := range 10 {
-				if err := w.WriteLine(fixedLine(seq)); err != nil {
-					t.Fatal(err)
-				}
-			}
+			writeFixed(t, w, 0, 10)
 			if err := w.Flush(); err != nil {
 				t.Fatal(err)
 			}
@@ -411,11 +407,7 @@ func TestReopenFailureKeepsWriting(t *testing.T) {
 	path := filepath.Join(dir, "audit.log")
 	moved := filepath.Join(dir, "moved")
 	w := mustOpen(t, Config{Path: path, Flush: FlushIncremental})
-	for seq := range 2 {
-		if err := w.WriteLine(fixedLine(seq)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFixed(t, w, 0, 2)
 	if err := os.Rename(path, moved); err != nil {
 		t.Fatal(err)
 	}
@@ -436,14 +428,7 @@ func TestReopenFailureKeepsWriting(t *testing.T) {
 	if err := w.WriteLine(fixedLine(3)); err != nil {
 		t.Fatalf("WriteLine once the path is free: %v", err)
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	next := checkSeqs(t, "moved", readLines(t, moved), 0, fixedLine)
-	if next != 3 {
-		t.Errorf("old file ends at line %d, want 2", next-1)
-	}
-	checkSeqs(t, "audit.log", readLines(t, path), next, fixedLine)
+	closeAndCheckSplit(t, w, "moved", moved, path, 3)
 	if st := w.Stats(); st.RotateErrors != 2 || st.Lines != 4 {
 		t.Errorf("stats %+v", st)
 	}

@@ -11,26 +11,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/contid/contid/internal/source/auditnl/audittest"
 )
 
 func TestMain(m *testing.M) {
 	// Dates on the command line and in -i output are local time: pin it.
 	time.Local = time.UTC
 	os.Exit(m.Run())
-}
-
-// requireAusearch returns ausearch's path; it is required as root (CI).
-func requireAusearch(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("ausearch")
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" || os.Geteuid() == 0 {
-		t.Fatalf("ausearch is required here (CI or root) and missing: %v (apt-get install auditd)", err)
-	}
-	t.Skipf("ausearch not installed: %v", err)
-	return ""
 }
 
 func ausearch(t *testing.T, bin string, args ...string) string {
@@ -69,7 +57,7 @@ func serials(s string) []string {
 // pipes contid search's raw output into ausearch, which must read every
 // line of it back.
 func TestAusearchAgrees(t *testing.T) {
-	bin := requireAusearch(t)
+	bin := audittest.Ausearch(t)
 	dir := t.TempDir()
 	var log bytes.Buffer
 	for _, f := range []string{"host/audit.log.2", "host/audit.log.1", "host/audit.log", "auditd/audit.log"} {

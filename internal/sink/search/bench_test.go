@@ -40,9 +40,7 @@ func BenchmarkOneContainerHour(b *testing.B) {
 	files, err := Files(dir)
 	if err != nil {
 		b.Logf("generating %d MiB of logs in %s", *benchBytes>>20, dir)
-		if _, err := genLogs(genConfig{Dir: dir, Containers: 1000, Bytes: *benchBytes, Rotations: 10, Start: start, Span: span, Seed: 1, Interleave: 0.02}); err != nil {
-			b.Fatal(err)
-		}
+		mustGenLogs(b, genConfig{Dir: dir, Containers: 1000, Bytes: *benchBytes, Rotations: 10, Start: start, Span: span, Seed: 1, Interleave: 0.02})
 		if files, err = Files(dir); err != nil {
 			b.Fatal(err)
 		}
@@ -179,18 +177,22 @@ func BenchmarkIndexedQuery(b *testing.B) {
 	}
 }
 
-// BenchmarkIndexWriter measures what keeping the sidecar costs a log
-// writer: IndexWriter.Write over 16 MiB of generated log, per event.
-func BenchmarkIndexWriter(b *testing.B) {
-	dir := b.TempDir()
-	info, err := genLogs(genConfig{Dir: dir, Containers: 1000, Bytes: 16 << 20, Start: 1795687200, Span: 3600, Seed: 2, Interleave: 0.02})
-	if err != nil {
-		b.Fatal(err)
-	}
+// benchLog generates the 16 MiB log the sidecar benchmarks feed, in a
+// directory of b's, and returns its contents.
+func benchLog(b *testing.B) (dir string, info genInfo, data []byte) {
+	dir = b.TempDir()
+	info = mustGenLogs(b, genConfig{Dir: dir, Containers: 1000, Bytes: 16 << 20, Start: 1795687200, Span: 3600, Seed: 2, Interleave: 0.02})
 	data, err := os.ReadFile(info.Files[0])
 	if err != nil {
 		b.Fatal(err)
 	}
+	return dir, info, data
+}
+
+// BenchmarkIndexWriter measures what keeping the sidecar costs a log
+// writer: IndexWriter.Write over 16 MiB of generated log, per event.
+func BenchmarkIndexWriter(b *testing.B) {
+	dir, info, data := benchLog(b)
 	path := filepath.Join(dir, "empty.log")
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		b.Fatal(err)
@@ -217,15 +219,7 @@ func BenchmarkIndexWriter(b *testing.B) {
 // it (the records of each event noted, blocks of about 64 KiB), and, for
 // comparison, the same lines unnoted (parsed by the index), per event.
 func BenchmarkLogIndex(b *testing.B) {
-	dir := b.TempDir()
-	info, err := genLogs(genConfig{Dir: dir, Containers: 1000, Bytes: 16 << 20, Start: 1795687200, Span: 3600, Seed: 2, Interleave: 0.02})
-	if err != nil {
-		b.Fatal(err)
-	}
-	data, err := os.ReadFile(info.Files[0])
-	if err != nil {
-		b.Fatal(err)
-	}
+	dir, info, data := benchLog(b)
 	// The daemon's events: runs of lines of one stamp, parsed.
 	type event struct {
 		lines []byte

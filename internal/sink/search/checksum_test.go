@@ -15,10 +15,7 @@ import (
 // only then.
 func TestSidecarChecksums(t *testing.T) {
 	src := t.TempDir()
-	info, err := genLogs(genConfig{Dir: src, Containers: 30, Bytes: 200 << 10, Start: 1795687200, Span: 3600, Seed: 9, Interleave: 0.1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := mustGenLogs(t, genConfig{Dir: src, Containers: 30, Bytes: 200 << 10, Start: 1795687200, Span: 3600, Seed: 9, Interleave: 0.1})
 	path := info.Files[0]
 	if _, err := Rebuild([]string{path}, 1024); err != nil {
 		t.Fatal(err)

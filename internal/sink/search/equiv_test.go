@@ -36,8 +36,15 @@ func checkEquivalent(t *testing.T, log []byte, qs []Query) {
 
 func collect(t *testing.T, files []string, q *Query, opt Options) string {
 	t.Helper()
+	out, _ := collectStats(t, files, q, opt)
+	return out
+}
+
+// collectStats is collect with the search's Stats.
+func collectStats(t *testing.T, files []string, q *Query, opt Options) (string, Stats) {
+	t.Helper()
 	var out []byte
-	_, err := Search(files, q, opt, func(ev *Event) error {
+	st, err := Search(files, q, opt, func(ev *Event) error {
 		for _, l := range ev.Lines {
 			out = append(out, l...)
 		}
@@ -47,7 +54,7 @@ func collect(t *testing.T, files []string, q *Query, opt Options) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(out)
+	return string(out), st
 }
 
 // TestLongAndTornLines: a line over records.MaxLineLen is skipped without

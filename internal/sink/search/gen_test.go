@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // genConfig describes generated logs: contid's host log with rotations,
@@ -29,6 +30,16 @@ type genInfo struct {
 	Files   []string
 	Parents map[int]int // container → parent (0: none)
 	Events  int
+}
+
+// mustGenLogs is genLogs for a test: an error fails it.
+func mustGenLogs(t testing.TB, c genConfig) genInfo {
+	t.Helper()
+	info, err := genLogs(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }
 
 func genLogs(c genConfig) (genInfo, error) {

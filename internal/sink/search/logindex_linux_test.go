@@ -19,10 +19,7 @@ func TestLogIndexDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a tmpfs needs root (CI runs as root)")
 	}
-	info, err := genLogs(genConfig{Dir: t.TempDir(), Containers: 30, Bytes: 1 << 20, Start: 1795687200, Span: 3600, Seed: 7, Interleave: 0.1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := mustGenLogs(t, genConfig{Dir: t.TempDir(), Containers: 30, Bytes: 1 << 20, Start: 1795687200, Span: 3600, Seed: 7, Interleave: 0.1})
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "size=512k,mode=0700"); err != nil {
 		t.Fatalf("mount tmpfs on %s as root: %v", dir, err)

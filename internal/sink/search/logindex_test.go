@@ -96,18 +96,9 @@ func checkLogs(t *testing.T, rng *rand.Rand, info genInfo, dir string, n int) St
 			q = Query{}
 		}
 		want := collect(t, files, &q, Options{NoIndex: true})
-		var got []byte
-		st, err = Search(files, &q, Options{ReadOnly: true}, func(ev *Event) error {
-			for _, l := range ev.Lines {
-				got = append(got, l...)
-			}
-			got = append(got, "--\n"...)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != want {
+		var got string
+		got, st = collectStats(t, files, &q, Options{ReadOnly: true})
+		if got != want {
 			t.Fatalf("query %+v: indexed %d bytes, scan %d", q, len(got), len(want))
 		}
 	}
@@ -121,10 +112,7 @@ func checkLogs(t *testing.T, rng *rand.Rand, info genInfo, dir string, n int) St
 // writer is closed every file's sidecar is used and the searches read a
 // small part of the logs.
 func TestLogIndex(t *testing.T) {
-	info, err := genLogs(genConfig{Dir: t.TempDir(), Containers: 30, Bytes: 600 << 10, Start: 1795687200, Span: 3600, Seed: 5, Interleave: 0.1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := mustGenLogs(t, genConfig{Dir: t.TempDir(), Containers: 30, Bytes: 600 << 10, Start: 1795687200, Span: 3600, Seed: 5, Interleave: 0.1})
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
 	lf := newLogFeed(t, 1, info)
@@ -174,7 +162,7 @@ func TestLogIndex(t *testing.T) {
 		t.Errorf("lines indexed %d, noted %d, errors %d: want noted and parsed lines, no errors", s.Lines, s.NotedLines, s.Errors)
 	}
 	q := Query{Contids: []contid.ID{5}, Exact: true}
-	st, err = Search(files, &q, Options{ReadOnly: true}, func(*Event) error { return nil })
+	st, err := Search(files, &q, Options{ReadOnly: true}, func(*Event) error { return nil })
 	if err != nil || st.BytesRead > st.Bytes/2 {
 		t.Errorf("one container's search read %d of %d bytes (%v)", st.BytesRead, st.Bytes, err)
 	}
@@ -187,10 +175,7 @@ func TestLogIndex(t *testing.T) {
 // the sidecar, or from the log's start when it is torn, and leaves a
 // sidecar that covers everything.
 func TestLogIndexCrash(t *testing.T) {
-	info, err := genLogs(genConfig{Dir: t.TempDir(), Containers: 30, Bytes: 1 << 20, Start: 1795687200, Span: 3600, Seed: 6, Interleave: 0.1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := mustGenLogs(t, genConfig{Dir: t.TempDir(), Containers: 30, Bytes: 1 << 20, Start: 1795687200, Span: 3600, Seed: 6, Interleave: 0.1})
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
 	cfg := auditlog.Config{Path: path, Flush: auditlog.FlushIncremental, Freq: 10}

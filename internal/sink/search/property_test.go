@@ -60,10 +60,7 @@ func TestIndexEquivalence(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	dir := t.TempDir()
 	const start, span = 1795687200, 7200
-	info, err := genLogs(genConfig{Dir: dir, Containers: 40, Bytes: 160 << 10, Rotations: 3, Start: start, Span: span, Seed: 7, Interleave: 0.1, Torn: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := mustGenLogs(t, genConfig{Dir: dir, Containers: 40, Bytes: 160 << 10, Rotations: 3, Start: start, Span: span, Seed: 7, Interleave: 0.1, Torn: true})
 	opt := Options{BlockSize: 1024}
 	check := func(phase string, n int) {
 		t.Helper()
@@ -77,8 +74,8 @@ func TestIndexEquivalence(t *testing.T) {
 		}
 	}
 	// The first search builds the sidecars; the rest use them.
-	var st Stats
-	if st, err = Search(info.Files, &Query{}, opt, func(*Event) error { return nil }); err != nil {
+	st, err := Search(info.Files, &Query{}, opt, func(*Event) error { return nil })
+	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Rebuilt != len(info.Files) {

@@ -96,10 +96,7 @@ func TestPruneWhileRenamed(t *testing.T) {
 // LogIndex's next Sync after a rotation removes that log's sidecar and
 // keeps those of the logs left.
 func TestLogIndexPrunes(t *testing.T) {
-	info, err := genLogs(genConfig{Dir: t.TempDir(), Containers: 5, Bytes: 300 << 10, Start: 1795687200, Span: 3600, Seed: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := mustGenLogs(t, genConfig{Dir: t.TempDir(), Containers: 5, Bytes: 300 << 10, Start: 1795687200, Span: 3600, Seed: 7})
 	dir := t.TempDir()
 	old := filepath.Join(dir, "audit.log.9")
 	if err := os.WriteFile(old, []byte("type=DAEMON_START msg=audit(1795687100.000:1): op=start\n"), 0o600); err != nil {

@@ -21,10 +21,7 @@ func TestForgedSidecarIgnored(t *testing.T) {
 		t.Skip("needs root to chown files")
 	}
 	dir := t.TempDir()
-	info, err := genLogs(genConfig{Dir: dir, Containers: 20, Bytes: 64 << 10, Start: 1795687200, Span: 600, Seed: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := mustGenLogs(t, genConfig{Dir: dir, Containers: 20, Bytes: 64 << 10, Start: 1795687200, Span: 600, Seed: 5})
 	q := Query{Contids: []contid.ID{3}}
 	want := collect(t, info.Files, &q, Options{NoIndex: true})
 	if want == "" {

@@ -15,10 +15,7 @@ import (
 // must equal the scan, and read little of the file.
 func TestIndexWriter(t *testing.T) {
 	src := t.TempDir()
-	info, err := genLogs(genConfig{Dir: src, Containers: 30, Bytes: 200 << 10, Start: 1795687200, Span: 3600, Seed: 3, Interleave: 0.1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := mustGenLogs(t, genConfig{Dir: src, Containers: 30, Bytes: 200 << 10, Start: 1795687200, Span: 3600, Seed: 3, Interleave: 0.1})
 	data, err := os.ReadFile(info.Files[0])
 	if err != nil {
 		t.Fatal(err)
@@ -71,18 +68,8 @@ func checkIndexed(t *testing.T, rng *rand.Rand, info genInfo, path string) Stats
 	for i := 0; i < 50; i++ {
 		q := randomQuery(rng, info, 1795687200, 3600)
 		want := collect(t, []string{path}, &q, Options{NoIndex: true})
-		var got []byte
-		st, err := Search([]string{path}, &q, Options{ReadOnly: true}, func(ev *Event) error {
-			for _, l := range ev.Lines {
-				got = append(got, l...)
-			}
-			got = append(got, "--\n"...)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != want {
+		got, st := collectStats(t, []string{path}, &q, Options{ReadOnly: true})
+		if got != want {
 			t.Fatalf("query %+v: indexed %d bytes, scan %d", q, len(got), len(want))
 		}
 		last = st

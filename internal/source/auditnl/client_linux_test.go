@@ -638,7 +638,7 @@ func TestListenerOverflow(t *testing.T) {
 	lis := open(t, Config{Mode: Listener, RcvBuf: 4096})
 	addExecRule(t)
 	// A burst while the listener does not read.
-	out, err := exec.Command("sh", "-c", "i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done").CombinedOutput()
+	out, err := exec.Command("sh", "-c", burstScript(300)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("burst: %v %s", err, out)
 	}
@@ -690,7 +690,7 @@ func TestListenerOverflow(t *testing.T) {
 	got2 := drain(t, lis2)
 	seen := len(pe.pidOf)
 	first := pe.pidOf
-	out, err = exec.Command("sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done").CombinedOutput()
+	out, err = exec.Command("sh", "-c", burstScript(1000)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("burst: %v %s", err, out)
 	}
@@ -746,16 +746,7 @@ func TestCloseWhileKernelWaits(t *testing.T) {
 	// The producer runs until killed (bounded, so a kernel that never
 	// fills the backlog fails the test instead of hanging it): how soon the
 	// backlog fills depends on the machine's speed and its other load.
-	burst := exec.Command("sh", "-c", "i=0; while [ $i -lt 100000 ]; do /bin/true; i=$((i+1)); done")
-	if err := burst.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- burst.Wait() }()
-	t.Cleanup(func() {
-		burst.Process.Kill()
-		<-waited
-	})
+	burst, waited := startBurst(t, 100000)
 	child := func() string {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", burst.Process.Pid, burst.Process.Pid))
 		return string(b)
@@ -768,7 +759,6 @@ func TestCloseWhileKernelWaits(t *testing.T) {
 		}
 		select {
 		case err := <-waited:
-			waited <- err
 			t.Fatalf("the producer ended (%v) and the backlog was never seen full: last status %+v, auditctl -s:\n%s\nauditctl -l:\n%s",
 				err, st, audittest.Auditctl(t, "-s"), audittest.Auditctl(t, "-l"))
 		default:
@@ -813,12 +803,7 @@ func TestPrimaryStall(t *testing.T) {
 			before := setup(t)
 			c := open(t, Config{Enable: true, RcvBuf: 4096})
 			addExecRule(t)
-			burst := exec.Command("sh", "-c", "i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done")
-			if err := burst.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- burst.Wait() }()
+			burst, done := startBurst(t, 300)
 			time.Sleep(stall) // not reading
 			e := newEvents()
 			ppid := strconv.Itoa(burst.Process.Pid)
@@ -883,4 +868,26 @@ func TestPrimaryStall(t *testing.T) {
 			}
 		})
 	}
+}
+
+// burstScript is a shell script that runs /bin/true n times.
+func burstScript(n int) string {
+	return fmt.Sprintf("i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done", n)
+}
+
+// startBurst starts burstScript(n); done receives what its Wait returns. A
+// cleanup kills it, if it still runs, and reaps it.
+func startBurst(t *testing.T, n int) (burst *exec.Cmd, done <-chan error) {
+	t.Helper()
+	burst = exec.Command("sh", "-c", burstScript(n))
+	if err := burst.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited, reaped := make(chan error, 1), make(chan struct{})
+	go func() { waited <- burst.Wait(); close(reaped) }()
+	t.Cleanup(func() {
+		burst.Process.Kill()
+		<-reaped
+	})
+	return burst, waited
 }

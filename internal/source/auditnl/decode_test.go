@@ -14,12 +14,16 @@ import (
 // captured returns the datagrams in testdata/captured by file name.
 func captured(t testing.TB) map[string][]byte {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(capturedDir, "*.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatalf("no captured datagrams in %s (recapture with: go test -run TestCaptureSeeds -update, as root)", capturedDir)
+	return readCaptured(t, capturedDir, "go test -run TestCaptureSeeds -update, as root")
+}
+
+// readCaptured returns the datagrams dir/*.bin by file name; finding none
+// fails t, naming the command (recapture) that captures them again.
+func readCaptured(t testing.TB, dir, recapture string) map[string][]byte {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.bin"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no captured datagrams in %s (recapture with: %s): %v", dir, recapture, err)
 	}
 	m := map[string][]byte{}
 	for _, f := range files {

@@ -3,8 +3,6 @@ package auditnl
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -18,17 +16,9 @@ import (
 // (the file name without linux-RELEASE- and .bin).
 func ruleCaptured(t testing.TB) map[string][]byte {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(ruleCapturedDir, "*.bin"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no captured datagrams in %s (recapture as root: go test -run TestCaptureRuleSeeds -args -update): %v", ruleCapturedDir, err)
-	}
 	m := map[string][]byte{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kind := strings.TrimSuffix(filepath.Base(f), ".bin")
+	for name, b := range readCaptured(t, ruleCapturedDir, "go test -run TestCaptureRuleSeeds -args -update, as root") {
+		kind := strings.TrimSuffix(name, ".bin")
 		if _, rest, ok := strings.Cut(strings.TrimPrefix(kind, "linux-"), "-"); ok {
 			kind = rest
 		}

@@ -42,26 +42,13 @@ func BenchmarkUDPVeth(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Fatal("needs root")
 	}
-	tag := fmt.Sprint(os.Getpid())
-	an, bn := "contid-pkbench-a-"+tag, "contid-pkbench-b-"+tag
-	rule := "iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept"
-	fa := benchNetns(b, an, rule)
-	fb := benchNetns(b, bn, rule)
-	benchSh(b, "ip -n "+an+" link add pkbv0 type veth peer name pkbv1 netns "+bn)
-	benchSh(b, "ip -n "+an+" addr add 10.252.0.1/30 dev pkbv0 && ip -n "+an+" link set pkbv0 up")
-	benchSh(b, "ip -n "+bn+" addr add 10.252.0.2/30 dev pkbv1 && ip -n "+bn+" link set pkbv1 up")
+	_, _, fa, fb := auditedVeth(b, "contid-pkbench-", "pkbv", "10.252.0")
 
 	// The receiver reads every datagram on a thread of its own on another
 	// CPU (its time is not counted): delivered packets, as most are, not
 	// drops (a drop also runs the kfree_skb program).
 	dst := &unix.SockaddrInet4{Port: 9999, Addr: [4]byte{10, 252, 0, 2}}
-	rcv := inNetns(b, fb, func() (int, error) {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err == nil {
-			err = unix.Bind(fd, dst)
-		}
-		return fd, err
-	})
+	rcv := udpIn(b, fb, unix.Bind, dst)
 	defer unix.Close(rcv)
 	received := make(chan struct{})
 	go func() {
@@ -78,13 +65,7 @@ func BenchmarkUDPVeth(b *testing.B) {
 		}
 	}()
 	defer func() { unix.Shutdown(rcv, unix.SHUT_RD); <-received }()
-	snd := inNetns(b, fa, func() (int, error) {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err == nil {
-			err = unix.Connect(fd, dst)
-		}
-		return fd, err
-	})
+	snd := udpIn(b, fa, unix.Connect, dst)
 	defer unix.Close(snd)
 
 	p, err := Load()
@@ -251,21 +232,14 @@ func inNetns(b *testing.B, f *os.File, fn func() (int, error)) int {
 	return v
 }
 
-func benchNetns(b *testing.B, name, rule string) *os.File {
-	benchSh(b, "ip netns add "+name)
-	b.Cleanup(func() { benchSh(b, "ip netns del "+name) })
-	benchSh(b, "ip -n "+name+" link set lo up")
-	benchSh(b, "ip netns exec "+name+" "+rule)
-	f, err := os.Open("/run/netns/" + name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { f.Close() })
-	return f
-}
-
-func benchSh(b *testing.B, cmd string) {
-	if out, err := execSh(cmd); err != nil {
-		b.Fatalf("%s: %v\n%s", cmd, err, out)
-	}
+// udpIn opens a UDP socket in namespace ns and binds or connects it (op)
+// to dst.
+func udpIn(b *testing.B, ns *os.File, op func(int, unix.Sockaddr) error, dst unix.Sockaddr) int {
+	return inNetns(b, ns, func() (int, error) {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			err = op(fd, dst)
+		}
+		return fd, err
+	})
 }

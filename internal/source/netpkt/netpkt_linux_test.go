@@ -15,7 +15,7 @@ import (
 
 // netns creates a network namespace with loopback up and the given setup
 // commands run inside it; it is deleted when the test ends.
-func netns(t *testing.T, name string, setup ...string) *os.File {
+func netns(t testing.TB, name string, setup ...string) *os.File {
 	t.Helper()
 	sh(t, "ip netns add "+name)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
@@ -31,14 +31,34 @@ func netns(t *testing.T, name string, setup ...string) *os.File {
 	return f
 }
 
-func sh(t *testing.T, cmd string) {
+// veth links namespaces a and b with a veth pair: dev+"0" in a with
+// address net.1/30, dev+"1" in b with net.2/30, both up.
+func veth(t testing.TB, a, b, dev, net string) {
 	t.Helper()
-	if out, err := execSh(cmd); err != nil {
+	sh(t, "ip -n "+a+" link add "+dev+"0 type veth peer name "+dev+"1 netns "+b)
+	sh(t, "ip -n "+a+" addr add "+net+".1/30 dev "+dev+"0 && ip -n "+a+" link set "+dev+"0 up")
+	sh(t, "ip -n "+b+" addr add "+net+".2/30 dev "+dev+"1 && ip -n "+b+" link set "+dev+"1 up")
+}
+
+// auditedVeth makes namespaces a and b (prefix+"a-PID", prefix+"b-PID"),
+// each with an iptables AUDIT rule on echo requests arriving, linked by
+// veth(t, a, b, dev, net); fa and fb are the namespaces open.
+func auditedVeth(t testing.TB, prefix, dev, net string) (a, b string, fa, fb *os.File) {
+	t.Helper()
+	tag := fmt.Sprint(os.Getpid())
+	a, b = prefix+"a-"+tag, prefix+"b-"+tag
+	rule := "iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept"
+	fa, fb = netns(t, a, rule), netns(t, b, rule)
+	veth(t, a, b, dev, net)
+	return a, b, fa, fb
+}
+
+func sh(t testing.TB, cmd string) {
+	t.Helper()
+	if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", cmd, err, out)
 	}
 }
-
-func execSh(cmd string) ([]byte, error) { return exec.Command("sh", "-c", cmd).CombinedOutput() }
 
 const (
 	iptAudit = "iptables -I INPUT -i lo -p icmp --icmp-type echo-request -j AUDIT --type accept"
@@ -140,14 +160,7 @@ func TestPairsVeth(t *testing.T) {
 	audittest.RequireRoot(t)
 	audittest.Lock(t)
 	audittest.Restore(t)
-	tag := fmt.Sprint(os.Getpid())
-	a, b := "contid-pka-"+tag, "contid-pkb-"+tag
-	rule := "iptables -I INPUT -p icmp --icmp-type echo-request -j AUDIT --type accept"
-	fa := netns(t, a, rule)
-	fb := netns(t, b, rule)
-	sh(t, "ip -n "+a+" link add pkveth0 type veth peer name pkveth1 netns "+b)
-	sh(t, "ip -n "+a+" addr add 10.251.0.1/30 dev pkveth0 && ip -n "+a+" link set pkveth0 up")
-	sh(t, "ip -n "+b+" addr add 10.251.0.2/30 dev pkveth1 && ip -n "+b+" link set pkveth1 up")
+	a, b, fa, fb := auditedVeth(t, "contid-pk", "pkveth", "10.251.0")
 
 	_, ch := watchPairs(t, fa, fb)
 	audittest.Auditctl(t, "-e", "1")
@@ -179,9 +192,7 @@ enter(sys.argv[1])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(20):
     s.sendto(b"x" * 3000, (sys.argv[2], 9999))
-enter(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.sendto(b"y", ("127.0.0.1", 9999))
+send_unwatched(sys.argv[3])
 `
 
 // TestStolenFragments: fragments that conntrack's defragmentation takes
@@ -197,14 +208,9 @@ func TestStolenFragments(t *testing.T) {
 	fa := netns(t, a, "iptables -I INPUT -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT")
 	netns(t, b)
 	netns(t, c, "iptables -I INPUT -i lo -p udp --dport 9999 -j AUDIT --type accept")
-	sh(t, "ip -n "+b+" link add pkfv0 type veth peer name pkfv1 netns "+a)
-	sh(t, "ip -n "+b+" addr add 10.254.0.1/30 dev pkfv0 && ip -n "+b+" link set pkfv0 up")
-	sh(t, "ip -n "+a+" addr add 10.254.0.2/30 dev pkfv1 && ip -n "+a+" link set pkfv1 up")
+	veth(t, b, a, "pkfv", "10.254.0")
 
-	pr := stolenThenUnwatched(t, fa, fragScript, "/run/netns/"+b, "10.254.0.2", "/run/netns/"+c)
-	if pr.Known {
-		t.Fatalf("the record of the unwatched namespace paired with namespace ino %d: %+v", pr.NetnsIno, pr)
-	}
+	stolenThenUnwatched(t, fa, fragScript, "/run/netns/"+b, "10.254.0.2", "/run/netns/"+c)
 }
 
 // TestWatchRules: a watch runs the programs exactly at the hooks where the
@@ -327,9 +333,7 @@ for i in range(20):
     body = b"\0" * 16
     # IPv4, more fragments follow, offset 0: held until the rest comes
     r.sendto(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0x4000 + i, 0x2000, 64, 17, 0, lo, lo) + body, ("127.0.0.1", 0))
-enter(sys.argv[2])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.sendto(b"y", ("127.0.0.1", 9999))
+send_unwatched(sys.argv[2])
 `
 
 // TestStolenOutput: packets stolen at a watched namespace's output hook,
@@ -348,16 +352,13 @@ func TestStolenOutput(t *testing.T) {
 	fa := netns(t, a, "iptables -I OUTPUT -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT")
 	netns(t, b, "iptables -I OUTPUT -o lo -p udp --dport 9999 -j AUDIT --type accept")
 
-	pr := stolenThenUnwatched(t, fa, stealScript, "/run/netns/"+a, "/run/netns/"+b)
-	if pr.Known {
-		t.Fatalf("the record of the unwatched namespace paired with namespace ino %d: %+v", pr.NetnsIno, pr)
-	}
-	t.Logf("pair: %+v", pr)
+	stolenThenUnwatched(t, fa, stealScript, "/run/netns/"+a, "/run/netns/"+b)
 }
 
 // pinnedSetns is the start of the stolen-packet scripts: the task pinned
-// to CPU 0 (the entries it leaves are per CPU) and enter(path), a setns
-// into a network namespace.
+// to CPU 0 (the entries it leaves are per CPU), enter(path), a setns into
+// a network namespace, and send_unwatched(path), which enters one and
+// sends a small datagram on its loopback: the record to pair.
 const pinnedSetns = `
 import ctypes, os, socket, sys
 os.sched_setaffinity(0, {0})
@@ -367,14 +368,18 @@ def enter(path):
     if libc.setns(fd, 0x40000000) != 0:
         sys.exit("setns %s: %d" % (path, ctypes.get_errno()))
     os.close(fd)
+def send_unwatched(path):
+    enter(path)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"y", ("127.0.0.1", 9999))
 `
 
 // stolenThenUnwatched watches namespace fa at every hook (it has no audit
 // rule; the programs run there all the same, so its traversals push the
 // entries the script's packets leave when they are stolen), runs the
-// python script with args, and returns the pair of the one record it
-// makes (in an unwatched namespace).
-func stolenThenUnwatched(t *testing.T, fa *os.File, script string, args ...string) Pair {
+// python script with args, and fails unless the one record it makes (in
+// an unwatched namespace) pairs with no namespace.
+func stolenThenUnwatched(t *testing.T, fa *os.File, script string, args ...string) {
 	t.Helper()
 	p, err := Load()
 	if err != nil {
@@ -393,8 +398,11 @@ func stolenThenUnwatched(t *testing.T, fa *os.File, script string, args ...strin
 	if out, err := exec.Command("python3", append([]string{"-c", script}, args...)...).CombinedOutput(); err != nil {
 		t.Fatalf("python3: %v\n%s", err, out)
 	}
-	ch := pairs(p)
-	return nextPairs(t, ch, 1)[0]
+	pr := nextPairs(t, pairs(p), 1)[0]
+	if pr.Known {
+		t.Fatalf("the record of the unwatched namespace paired with namespace ino %d: %+v", pr.NetnsIno, pr)
+	}
+	t.Logf("pair: %+v", pr)
 }
 
 // watchPairs loads the programs, watches the namespaces at the hooks

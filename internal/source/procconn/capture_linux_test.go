@@ -71,12 +71,7 @@ func TestCapture(t *testing.T) {
 	shPid := int32(sh.Process.Pid)
 
 	// Threads.
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	helper := exec.Command(exe)
-	helper.Env = append(os.Environ(), helperEnv+"=threads")
+	helper := threadsCmd(t)
 	if err := helper.Run(); err != nil {
 		t.Fatal(err)
 	}

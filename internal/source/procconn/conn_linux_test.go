@@ -38,6 +38,18 @@ func TestMain(m *testing.M) {
 	}
 }
 
+// threadsCmd is the test binary run as threadsHelper.
+func threadsCmd(t *testing.T) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), helperEnv+"=threads")
+	return cmd
+}
+
 // threadsHelper holds four goroutines on OS threads of their own at once,
 // so the runtime must have created at least four threads besides the main
 // one, and prints the tid of each.
@@ -323,12 +335,7 @@ func TestCredentials(t *testing.T) {
 // as parent, though the kernel names the process's own parent in them.
 func TestThread(t *testing.T) {
 	c := open(t, Config{})
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), helperEnv+"=threads")
+	cmd := threadsCmd(t)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
@@ -379,12 +386,7 @@ func TestThread(t *testing.T) {
 // the creating thread; child_tgid is the creator's process.
 func TestThreadParentRaw(t *testing.T) {
 	c := open(t, Config{})
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), helperEnv+"=threads")
+	cmd := threadsCmd(t)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -273,10 +273,7 @@ func BenchmarkBatchLatency(b *testing.B) {
 	tr, _ := openTest(b, Config{Batch: batch, OnlyTagged: true, NSScan: -1})
 	var first, tail time.Duration
 	for i := range b.N {
-		h := startHeld(b, "i=0; while [ $i -lt 20 ]; do /bin/true & i=$((i+1)); done; wait; exec sleep "+helperLife)
-		if err := tr.SetContid(h.pid(), contid.ID(100+i)); err != nil {
-			b.Fatal(err)
-		}
+		h := startTagged(b, tr, contid.ID(100+i), "i=0; while [ $i -lt 20 ]; do /bin/true & i=$((i+1)); done; wait; exec sleep "+helperLife)
 		goQuiet(b, tr)
 		c := collect(b, tr)
 		h.release(b)

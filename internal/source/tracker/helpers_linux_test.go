@@ -328,6 +328,16 @@ func startHeld(t testing.TB, script string) *held {
 	return start(t, exec.Command("sh", "-c", "read x; "+script))
 }
 
+// startTagged is startHeld with the held shell given contid id.
+func startTagged(t testing.TB, tr *Tracker, id contid.ID, script string) *held {
+	t.Helper()
+	h := startHeld(t, script)
+	if err := tr.SetContid(h.pid(), id); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func start(t testing.TB, cmd *exec.Cmd) *held {
 	t.Helper()
 	stdin, err := cmd.StdinPipe()
@@ -350,6 +360,25 @@ func start(t testing.TB, cmd *exec.Cmd) *held {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
+	return h
+}
+
+// startHelper starts the test binary as the helper named role (see
+// TestMain).
+func startHelper(t testing.TB, role string) *held {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+role)
+	return start(t, cmd)
+}
+
+// startThreads starts the threads helper and waits until it is ready.
+func startThreads(t testing.TB) *held {
+	t.Helper()
+	h := startHelper(t, "threads")
+	if got := h.line(t); got != "ready" {
+		t.Fatalf("helper says %q", got)
+	}
 	return h
 }
 

@@ -28,10 +28,7 @@ func TestRecord(t *testing.T) {
 		return // a tool, not a test: run with -record to record samples from this kernel
 	}
 	tr, _ := openTest(t, Config{OnlyTagged: true, NSSyscalls: true})
-	h := startHeld(t, `/bin/true; unshare -n true; nsenter --net=/proc/$$/ns/net true; sh -c 'exit 3'; exit 0`)
-	if err := tr.SetContid(h.pid(), 4242); err != nil {
-		t.Fatal(err)
-	}
+	h := startTagged(t, tr, 4242, `/bin/true; unshare -n true; nsenter --net=/proc/$$/ns/net true; sh -c 'exit 3'; exit 0`)
 	h.release(t)
 
 	w := testwait.NewWatch(context.Background(), "the tagged shell's events")

@@ -224,12 +224,7 @@ func TestInherit(t *testing.T) {
 // inherit.
 func TestSetGroup(t *testing.T) {
 	tr, _ := openTest(t, Config{})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=threads")
-	h := start(t, cmd)
-	if got := h.line(t); got != "ready" {
-		t.Fatalf("helper says %q", got)
-	}
+	h := startThreads(t)
 	wantUntagged(t, tr, h.pid())
 	const id contid.ID = 77
 
@@ -295,12 +290,7 @@ func TestSetGroup(t *testing.T) {
 // done, so everything the helper creates must inherit through it.
 func TestGroupFallback(t *testing.T) {
 	tr, _ := openTest(t, Config{})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=threads")
-	h := start(t, cmd)
-	if got := h.line(t); got != "ready" {
-		t.Fatalf("helper says %q", got)
-	}
+	h := startThreads(t)
 	const id contid.ID = 78
 	leader, err := unix.PidfdOpen(h.pid(), 0)
 	if err != nil {
@@ -370,10 +360,7 @@ func TestBurst(t *testing.T) {
 	c := collect(t, tr)
 	const id contid.ID = 2000
 	const n = 2000
-	h := startHeld(t, fmt.Sprintf("i=0; while [ $i -lt %d ]; do /bin/true & i=$((i+1)); done; wait", n))
-	if err := tr.SetContid(h.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	h := startTagged(t, tr, id, fmt.Sprintf("i=0; while [ $i -lt %d ]; do /bin/true & i=$((i+1)); done; wait", n))
 	tagged := monotonic(t)
 	shell := int32(h.pid())
 	h.release(t)
@@ -439,10 +426,7 @@ func TestExecKeeps(t *testing.T) {
 	tr, _ := openTest(t, Config{})
 	c := collect(t, tr)
 	const id contid.ID = 5
-	h := startHeld(t, "exec sleep "+helperLife)
-	if err := tr.SetContid(h.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	h := startTagged(t, tr, id, "exec sleep "+helperLife)
 	h.release(t)
 	evs := c.wait(t, "exec event", func(evs []taskevent.Event) bool {
 		for _, e := range evs {
@@ -500,10 +484,7 @@ func TestNSSyscalls(t *testing.T) {
 	c := collect(t, tr)
 	const id contid.ID = 9
 
-	un := startHeld(t, "exec unshare -n sleep "+helperLife)
-	if err := tr.SetContid(un.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	un := startTagged(t, tr, id, "exec unshare -n sleep "+helperLife)
 	un.release(t)
 	find := func(pid int, op taskevent.NSOp) func([]taskevent.Event) bool {
 		return func(evs []taskevent.Event) bool {
@@ -526,10 +507,7 @@ func TestNSSyscalls(t *testing.T) {
 		return false
 	})
 
-	en := startHeld(t, fmt.Sprintf("exec nsenter -t %d -n sleep %s", un.pid(), helperLife))
-	if err := tr.SetContid(en.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	en := startTagged(t, tr, id, fmt.Sprintf("exec nsenter -t %d -n sleep %s", un.pid(), helperLife))
 	en.release(t)
 	c.wait(t, "setns event", find(en.pid(), taskevent.NSSetns))
 
@@ -576,12 +554,7 @@ func TestNSSyscalls(t *testing.T) {
 func TestNSScan(t *testing.T) {
 	tr, _ := openTest(t, Config{NSScan: -1}) // scans driven by the test
 	c := collect(t, tr)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=threads")
-	h := start(t, cmd)
-	if got := h.line(t); got != "ready" {
-		t.Fatalf("helper says %q", got)
-	}
+	h := startThreads(t)
 	if _, err := fmt.Fprintln(h.stdin, "unshare"); err != nil {
 		t.Fatal(err)
 	}
@@ -738,10 +711,7 @@ func TestTryReadBarrier(t *testing.T) {
 	const id contid.ID = 14
 	var hs [3]*held
 	for i := range hs {
-		hs[i] = startHeld(t, "exit 0")
-		if err := tr.SetContid(hs[i].pid(), id); err != nil {
-			t.Fatal(err)
-		}
+		hs[i] = startTagged(t, tr, id, "exit 0")
 	}
 	readExit := func(h *held) {
 		t.Helper()
@@ -790,10 +760,7 @@ func TestRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	const id contid.ID = 31337
-	h := startHeld(t, "sleep "+helperLife+" & wait")
-	if err := tr.SetContid(h.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	h := startTagged(t, tr, id, "sleep "+helperLife+" & wait")
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -940,9 +907,7 @@ func TestThreadExec(t *testing.T) {
 // tid of its thread T.
 func startExecThread(t *testing.T) (*held, int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=exec-thread")
-	h := start(t, cmd)
+	h := startHelper(t, "exec-thread")
 	var tid int
 	if line := h.line(t); !scan(line, "ready %d", &tid) {
 		t.Fatalf("helper says %q", line)
@@ -986,12 +951,7 @@ func TestZombieLeaderUntagged(t *testing.T) {
 // thread's tid alike.
 func TestSetGroupChecksStart(t *testing.T) {
 	tr, _ := openTest(t, Config{})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=threads")
-	h := start(t, cmd)
-	if got := h.line(t); got != "ready" {
-		t.Fatalf("helper says %q", got)
-	}
+	h := startThreads(t)
 	st, err := procfs.Host.Stat(int32(h.pid()))
 	if err != nil || st.StartTime == 0 {
 		t.Fatalf("stat of %d: %+v, %v", h.pid(), st, err)
@@ -1024,10 +984,7 @@ func TestWait(t *testing.T) {
 	const batch = 300 * time.Millisecond
 	tr, _ := openTest(t, Config{Batch: batch, OnlyTagged: true, NSScan: -1})
 	const id contid.ID = 15
-	h := startHeld(t, "exit 0")
-	if err := tr.SetContid(h.pid(), id); err != nil {
-		t.Fatal(err)
-	}
+	h := startTagged(t, tr, id, "exit 0")
 	goQuiet(t, tr) // the next event wakes the readers
 	waited := make(chan error, 1)
 	go func() { waited <- tr.Wait(context.Background()) }()

@@ -13,7 +13,8 @@
 // tests of different packages (which go test runs in parallel processes)
 // take turns. Restore records `auditctl -s` and `auditctl -l` and puts
 // them back at cleanup. Both need root; the auditctl they run comes from
-// Debian's auditd package.
+// Debian's auditd package, as does the ausearch that Ausearch finds for
+// tests that read contid's logs with it.
 package audittest
 
 import (
