@@ -143,6 +143,22 @@ func createStream(t testing.TB, nc *nats.Conn, host string, replicas int) {
 // message ids in stream order.
 func streamIDs(t testing.TB, nc *nats.Conn, stream string) []string {
 	t.Helper()
+	var ids []string
+	for _, m := range streamMsgs(t, nc, stream) {
+		ids = append(ids, m.id)
+	}
+	return ids
+}
+
+type storedMsg struct {
+	id   string
+	data []byte
+}
+
+// streamMsgs reads a host's stream from the start and returns its
+// messages in stream order.
+func streamMsgs(t testing.TB, nc *nats.Conn, stream string) []storedMsg {
+	t.Helper()
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
 	var (
@@ -159,7 +175,7 @@ func streamIDs(t testing.TB, nc *nats.Conn, stream string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
+	var ids []storedMsg
 	if info.State.Msgs == 0 {
 		return ids
 	}
@@ -174,7 +190,7 @@ func streamIDs(t testing.TB, nc *nats.Conn, stream string) []string {
 		}
 		got := 0
 		for m := range batch.Messages() {
-			ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
+			ids = append(ids, storedMsg{m.Headers().Get(jetstream.MsgIDHeader), m.Data()})
 			got++
 		}
 		if got == 0 {
@@ -183,7 +199,7 @@ func streamIDs(t testing.TB, nc *nats.Conn, stream string) []string {
 				t.Fatal(err)
 			}
 			for m := range b.Messages() {
-				ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
+				ids = append(ids, storedMsg{m.Headers().Get(jetstream.MsgIDHeader), m.Data()})
 			}
 		}
 	}

@@ -23,7 +23,7 @@ type PublisherConfig struct {
 	Host   string
 	Spool  *Spool
 	// Window bounds the messages published and not yet acknowledged
-	// (default 4096).
+	// (default 256: with messages of up to DefaultMaxMsg, 32 MiB).
 	Window int
 	// AckWait is how long an acknowledgement may take before the
 	// message is taken as lost and the publisher resynchronises
@@ -35,6 +35,7 @@ type PublisherConfig struct {
 // PublisherStats counts what the publisher did.
 type PublisherStats struct {
 	Published  uint64 // messages acknowledged as stored
+	Events     uint64 // events in them
 	Duplicates uint64 // … of which the stream already held (a resend)
 	Resyncs    uint64 // times the publisher asked the stream where it stands
 	Errors     uint64 // publishes that failed or were not acknowledged
@@ -72,7 +73,7 @@ type Publisher struct {
 	js    jetstream.JetStream
 	next  uint64 // stream sequence the next message sent gets
 	stats struct {
-		published, duplicates, resyncs, errors, skipped, reordered atomic.Uint64
+		published, events, duplicates, resyncs, errors, skipped, reordered atomic.Uint64
 		inflight                                                   atomic.Int64
 	}
 }
@@ -80,6 +81,7 @@ type Publisher struct {
 type inflight struct {
 	f   jetstream.PubAckFuture
 	pos Pos
+	n   uint64 // events
 	seq uint64 // the stream sequence it must get
 	id  string
 	err error // publish failed at once
@@ -88,7 +90,7 @@ type inflight struct {
 // NewPublisher returns a Publisher; Run sends.
 func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.Window <= 0 {
-		cfg.Window = 4096
+		cfg.Window = 256
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 5 * time.Second
@@ -108,7 +110,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 // Stats returns the counters (from any goroutine).
 func (p *Publisher) Stats() PublisherStats {
 	return PublisherStats{
-		Published: p.stats.published.Load(), Duplicates: p.stats.duplicates.Load(),
+		Published: p.stats.published.Load(), Events: p.stats.events.Load(), Duplicates: p.stats.duplicates.Load(),
 		Resyncs: p.stats.resyncs.Load(), Errors: p.stats.errors.Load(),
 		Skipped: p.stats.skipped.Load(), Reordered: p.stats.reordered.Load(),
 		InFlight:  p.stats.inflight.Load(),
@@ -167,7 +169,7 @@ func (p *Publisher) send(ctx context.Context) error {
 		f, perr := p.js.PublishMsgAsync(msg, noRetry)
 		p.next++
 		p.stats.inflight.Add(1)
-		q <- inflight{f: f, pos: pos, seq: p.next - 1, id: m.ID, err: perr}
+		q <- inflight{f: f, pos: pos, n: m.N, seq: p.next - 1, id: m.ID, err: perr}
 		if perr != nil {
 			err = perr
 			break
@@ -212,6 +214,7 @@ func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 			continue // after a failure: sent again from it
 		}
 		p.stats.published.Add(1)
+		p.stats.events.Add(e.n)
 		if ack.Duplicate {
 			// Stored before, not at the end (a spool made anew, say): the
 			// sequences expected by those in flight are one too high, so
@@ -228,7 +231,7 @@ func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 			p.cfg.Log.Warn("fleet: message stored out of sequence", "stream", p.cfg.Stream, "id", e.id, "seq", ack.Sequence, "want", e.seq)
 		}
 		p.cfg.Spool.Ack(e.pos, 1, e.id)
-		if n++; n%4096 == 0 || len(q) == 0 {
+		if n++; n%256 == 0 || len(q) == 0 {
 			p.cfg.Spool.Save()
 		}
 	}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,10 +30,10 @@ type SearchOptions struct {
 type SearchStats struct {
 	Streams    int
 	Messages   uint64 // messages the servers delivered
-	Events     uint64 // distinct events among them
+	Events     uint64 // distinct events in them
 	Matched    uint64
-	Malformed  uint64 // messages whose lines did not make one event
-	Duplicates uint64 // further copies of an event (one per chain)
+	Malformed  uint64 // messages not in the batch form, events whose lines did not make one event
+	Duplicates uint64 // further copies of an event (one per chain, or spooled anew)
 }
 
 // Search answers q from the hosts' streams, host by host (in name order)
@@ -114,30 +115,61 @@ func searchHost(ctx context.Context, js jetstream.JetStream, host string, q *sea
 	}
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	seen := map[string]bool{}
-	for _, s := range seqs {
-		m := msgs[s]
-		st.Messages++
-		id := EventOf(m.Headers().Get(jetstream.MsgIDHeader))
-		if seen[id] {
-			st.Duplicates++
-			continue
+	var (
+		batch  string  // the batch being gathered
+		frames []Frame // its events read so far
+	)
+	flush := func() error {
+		// The batch's events in the host's order; copies of an event
+		// (one per chain) once.
+		slices.SortStableFunc(frames, func(a, b Frame) int { return cmp.Compare(a.Index, b.Index) })
+		for i := range frames {
+			f := &frames[i]
+			if seen[f.ID] {
+				st.Duplicates++
+				continue
+			}
+			seen[f.ID] = true
+			ev, ok := EventOfMsg(f.Body)
+			if !ok {
+				st.Malformed++
+				continue
+			}
+			st.Events++
+			if !q.Match(ev) {
+				continue
+			}
+			st.Matched++
+			if err := emit(host, ev); err != nil {
+				return err
+			}
 		}
-		seen[id] = true
-		ev, ok := EventOfMsg(m.Data())
+		frames = frames[:0]
+		return nil
+	}
+	for _, s := range seqs {
+		st.Messages++
+		// A batch's messages are stored one after the other, so those of
+		// one batch come together in any subset of the stream.
+		n := len(frames)
+		b, fr, ok := ParseBatch(msgs[s].Data(), frames)
 		if !ok {
 			st.Malformed++
+			frames = fr[:n]
 			continue
 		}
-		st.Events++
-		if !q.Match(ev) {
-			continue
+		if b != batch && n > 0 {
+			// A new batch: the frames before it are the last one's.
+			next := slices.Clone(fr[n:])
+			frames = fr[:n]
+			if err := flush(); err != nil {
+				return err
+			}
+			fr = append(frames, next...)
 		}
-		st.Matched++
-		if err := emit(host, ev); err != nil {
-			return err
-		}
+		frames, batch = fr, b
 	}
-	return nil
+	return flush()
 }
 
 // readFilter reads every message of the filter stored up to now (since

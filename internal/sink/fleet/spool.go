@@ -14,7 +14,7 @@ import (
 	"sync"
 )
 
-// Action is what the spool does with an event when it is full, as
+// Action is what the spool does with a message when it is full, as
 // auditd's disk_full_action.
 type Action uint8
 
@@ -24,9 +24,10 @@ const (
 	// waits.
 	Block Action = iota + 1
 	// DropOldest removes the oldest segment not yet published, counting
-	// its events as lost: the newest events are kept.
+	// the events of its messages as lost: the newest events are kept.
 	DropOldest
-	// DropNew refuses the event, counting it as lost: the oldest are kept.
+	// DropNew refuses the message, counting its events as lost: the
+	// oldest are kept.
 	DropNew
 )
 
@@ -55,9 +56,9 @@ func (a Action) String() string {
 	return "unknown"
 }
 
-// ErrFull is returned by Append for an event the full spool refused
+// ErrFull is returned by Append for a message the full spool refused
 // (DropNew), or that a closed spool no longer takes.
-var ErrFull = errors.New("fleet: spool full: event dropped")
+var ErrFull = errors.New("fleet: spool full: message dropped")
 
 // ErrClosed is returned by Next once the spool is closed.
 var ErrClosed = errors.New("fleet: spool closed")
@@ -79,15 +80,18 @@ type SpoolConfig struct {
 	Sync bool
 }
 
-// SpoolStats counts what the spool did.
+// SpoolStats counts what the spool did. A message (a record) holds the
+// events of one subject in one pipeline batch (Msg.N); losses count
+// events.
 type SpoolStats struct {
-	Appended    uint64 // events taken
-	DroppedNew  uint64 // events refused when full (DropNew, or closed)
-	DroppedOld  uint64 // events removed unpublished when full (DropOldest)
+	Appended    uint64 // messages taken
+	Events      uint64 // events in them
+	DroppedNew  uint64 // events in messages refused when full (DropNew, or closed)
+	DroppedOld  uint64 // events in messages removed unpublished when full (DropOldest)
 	Blocked     uint64 // Appends that waited for space (Block)
 	Torn        uint64 // bytes cut off a torn segment end at open
 	Bytes       int64  // on disk and waiting to be written
-	Pending     uint64 // events not yet acknowledged
+	Pending     uint64 // messages not yet acknowledged
 	Segments    int
 	WriteErrors uint64
 }
@@ -107,7 +111,7 @@ type Spool struct {
 	segs   []*segment // oldest first; the last is written
 	w      *os.File   // the last segment
 	wbuf   []byte     // appended, not yet written
-	wcount uint64     // events in wbuf
+	wcount uint64     // records in wbuf
 	closed bool
 	woken  bool // wake was called: a waiting Next returns ErrEmpty
 
@@ -128,10 +132,10 @@ type Spool struct {
 }
 
 type segment struct {
-	first  uint64 // name: the spool-wide number of its first event
-	size   int64  // bytes written
-	events uint64 // records written
-	acked  uint64 // records acknowledged (the first segment only)
+	first uint64 // name: the spool-wide number of its first record
+	size  int64  // bytes written
+	recs  uint64 // records written
+	acked uint64 // records acknowledged (the first segment only)
 }
 
 func (s *segment) path(dir string) string {
@@ -190,7 +194,7 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	s.rseg, s.roff = s.aseg, s.aoff
 	for _, g := range s.segs {
 		s.stats.Bytes += g.size
-		s.stats.Pending += g.events
+		s.stats.Pending += g.recs
 	}
 	s.stats.Pending -= s.segs[0].acked
 	s.stats.Segments = len(s.segs)
@@ -211,7 +215,7 @@ func (s *Spool) recover(seg *segment) error {
 			break
 		}
 		off += n
-		seg.events++
+		seg.recs++
 	}
 	if off < len(b) {
 		s.stats.Torn += uint64(len(b) - off)
@@ -239,6 +243,25 @@ func (s *Spool) countTo(seg *segment, off int64) uint64 {
 		n++
 	}
 	return n
+}
+
+// eventsFrom counts the events of seg's messages from off on.
+func (s *Spool) eventsFrom(seg *segment, off int64) uint64 {
+	b, err := os.ReadFile(seg.path(s.cfg.Dir))
+	if err != nil || off > int64(len(b)) {
+		return 0
+	}
+	var n uint64
+	for b = b[off:]; ; {
+		msg, k, ok := frame(b)
+		if !ok {
+			return n
+		}
+		if m, ok := decode(msg); ok {
+			n += m.N
+		}
+		b = b[k:]
+	}
 }
 
 // frame returns the message of the record at the start of b and the
@@ -305,7 +328,7 @@ func (s *Spool) Append(m *Msg) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || !s.room(int64(n)) {
-		s.stats.DroppedNew++
+		s.stats.DroppedNew += m.N
 		return ErrFull
 	}
 	start := len(s.wbuf)
@@ -320,6 +343,7 @@ func (s *Spool) Append(m *Msg) error {
 	binary.LittleEndian.PutUint32(s.wbuf[start+4:], crc32.Checksum(msg, castagnoli))
 	s.wcount++
 	s.stats.Appended++
+	s.stats.Events += m.N
 	s.stats.Pending++
 	s.stats.Bytes += int64(n)
 	if len(s.wbuf) >= 256<<10 {
@@ -360,8 +384,12 @@ func (s *Spool) dropOldest() bool {
 		}
 	}
 	g := s.segs[0]
-	lost := g.events - g.acked
-	s.stats.DroppedOld += lost
+	lost := g.recs - g.acked
+	from := int64(0)
+	if g.first == s.aseg {
+		from = s.aoff
+	}
+	s.stats.DroppedOld += s.eventsFrom(g, from)
 	s.stats.Pending -= lost
 	s.removeFirst()
 	next := s.segs[0].first
@@ -410,7 +438,7 @@ func (s *Spool) flush() error {
 				break
 			}
 			whole += k
-			last.events++
+			last.recs++
 			s.wcount--
 		}
 		if whole < n {
@@ -422,11 +450,11 @@ func (s *Spool) flush() error {
 		return fmt.Errorf("fleet: spool write: %w", err)
 	}
 	last.size += int64(n)
-	last.events += s.wcount
+	last.recs += s.wcount
 	s.wcount = 0
 	s.wbuf = s.wbuf[:0]
 	if last.size >= s.cfg.SegmentBytes {
-		next := &segment{first: last.first + last.events}
+		next := &segment{first: last.first + last.recs}
 		f, err := os.OpenFile(next.path(s.cfg.Dir), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			s.stats.WriteErrors++
@@ -546,6 +574,7 @@ func decode(b []byte) (Msg, bool) {
 	}
 	m.Subject = string(b[2 : 2+l])
 	m.Data = b[2+l:]
+	m.N = batchEvents(m.Data)
 	return m, true
 }
 
@@ -569,8 +598,8 @@ func (s *Spool) Ack(p Pos, n uint64, id string) {
 	s.dirty = true
 	for s.segs[0].first < p.Seg {
 		g := s.segs[0]
-		s.stats.Pending -= g.events - g.acked
-		n -= min(n, g.events-g.acked)
+		s.stats.Pending -= g.recs - g.acked
+		n -= min(n, g.recs-g.acked)
 		s.saveCursor()
 		s.removeFirst()
 		s.cond.Broadcast()
@@ -580,7 +609,7 @@ func (s *Spool) Ack(p Pos, n uint64, id string) {
 	if g := s.segs[0]; len(s.segs) > 1 && s.aoff == g.size {
 		// Wholly published: move the cursor on and remove it.
 		s.aseg, s.aoff = s.segs[1].first, 0
-		s.stats.Pending -= g.events - g.acked
+		s.stats.Pending -= g.recs - g.acked
 		s.saveCursor()
 		s.removeFirst()
 		s.cond.Broadcast()

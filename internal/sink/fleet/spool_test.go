@@ -10,8 +10,11 @@ import (
 	"github.com/contid/contid/internal/testing/testwait"
 )
 
+// testMsg is a message of two events, all of one size.
 func testMsg(i int) Msg {
-	return Msg{ID: fmt.Sprintf("h:b:%03d.000:%03d", i, i), Subject: "contid.h.h", Data: fmt.Appendf(nil, "event %03d\n", i)}
+	id := fmt.Sprintf("h:b:%03d.000:%03d", i, i)
+	return Msg{ID: id + "/0+2", Subject: "contid.h.h", N: 2,
+		Data: fmt.Appendf(nil, "contid-batch 1 %s+2 2\n0 %s 2\na\n1 %s:1 2\nb\n", id, id, id)}
 }
 
 // readAll reads what is left without waiting and acknowledges it.
@@ -27,7 +30,7 @@ func readAll(t *testing.T, s *Spool, ack bool) []string {
 			t.Fatal(err)
 		}
 		var i int
-		if _, err := fmt.Sscanf(string(m.Data), "event %d\n", &i); err != nil || m.ID != testMsg(i).ID {
+		if _, err := fmt.Sscanf(string(m.Data), "contid-batch 1 h:b:%d.", &i); err != nil || m.ID != testMsg(i).ID || string(m.Data) != string(testMsg(i).Data) || m.N != 2 {
 			t.Fatalf("record %q holds %q", m.ID, m.Data)
 		}
 		ids = append(ids, m.ID)
@@ -145,9 +148,9 @@ func TestSpoolFull(t *testing.T) {
 		new     uint64
 		old     uint64
 	}{
-		{DropNew, ids(0, 40), 60, 0},
+		{DropNew, ids(0, 40), 120, 0},
 		// Segments of 10 records: the oldest go 10 at a time.
-		{DropOldest, ids(60, 100), 0, 60},
+		{DropOldest, ids(60, 100), 0, 120},
 	} {
 		t.Run(tc.action.String(), func(t *testing.T) {
 			s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: tc.action})
@@ -168,8 +171,8 @@ func TestSpoolFull(t *testing.T) {
 			if !equal(got, tc.wantIDs) || st.DroppedNew != tc.new || st.DroppedOld != tc.old {
 				t.Fatalf("read %v, stats %+v", got, st)
 			}
-			if st.Appended+st.DroppedNew != 100 || uint64(len(got))+st.DroppedNew+st.DroppedOld != 100 {
-				t.Fatalf("not every event counted: read %d, %+v", len(got), st)
+			if st.Events != 2*st.Appended || st.Appended+st.DroppedNew/2 != 100 || uint64(len(got))+(st.DroppedNew+st.DroppedOld)/2 != 100 {
+				t.Fatalf("not every event counted: read %d messages, %+v", len(got), st)
 			}
 		})
 	}

@@ -79,7 +79,7 @@ func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
 	return r, nil
 }
 
-// Dropped is how many messages the full spool dropped since it opened.
+// Dropped is how many events the full spool dropped since it opened.
 func (r *fleetRoute) Dropped() uint64 {
 	st := r.spool.Stats()
 	return st.DroppedNew + st.DroppedOld
@@ -105,11 +105,12 @@ func (r *fleetRoute) Close() {
 // Counters adds the fleet's counters; safe from any goroutine.
 func (r *fleetRoute) Counters(c map[string]uint64) {
 	st, ps := r.spool.Stats(), r.pub.Stats()
-	c["fleet_spooled"] = st.Appended
+	c["fleet_spooled"] = st.Events
 	c["fleet_pending"] = st.Pending
 	c["fleet_spool_bytes"] = uint64(st.Bytes)
 	c["fleet_dropped"] = st.DroppedNew + st.DroppedOld
-	c["fleet_published"] = ps.Published
+	c["fleet_published"] = ps.Events
+	c["fleet_messages"] = ps.Published
 	c["fleet_publish_errors"] = ps.Errors
 	c["fleet_resyncs"] = ps.Resyncs
 	c["fleet_connected"] = 0
