@@ -131,6 +131,8 @@ type Encoder struct {
 	buf    []byte // the event's body
 	subj   []byte
 	id     []byte         // the event's identity
+	out    []byte         // the data of Flush's messages
+	ends   []int          // where each ends in out
 	parts  []*part        // of the batch, in the order opened
 	open   map[string]int // subject → its open part
 	free   []*part
@@ -222,19 +224,32 @@ func (e *Encoder) part(subject string, chain int, first []byte) *part {
 func (e *Encoder) Events() uint64 { return e.n }
 
 // Flush appends the batch's messages to msgs, in the order their subjects
-// first appeared, and starts a new batch.
+// first appeared, and starts a new batch. The messages' Data is valid
+// until the next Flush.
 func (e *Encoder) Flush(msgs []Msg) []Msg {
 	if e.n == 0 {
 		return msgs
 	}
 	batch := string(e.first) + "+" + strconv.FormatUint(e.n, 10)
+	// The messages' data one after the other in one buffer, kept for the
+	// next batch: the spool copies it.
+	e.out, e.ends = e.out[:0], e.ends[:0]
+	from := len(msgs)
 	for _, p := range e.parts {
-		data := make([]byte, 0, len(batchMagic)+len(batch)+12+len(p.frames))
-		data = append(AppendBatchHead(data, batch, p.n), p.frames...)
-		msgs = append(msgs, Msg{ID: MsgID(p.first, p.chain, p.n), Subject: p.subject, Data: data, N: p.n})
+		e.out = append(AppendBatchHead(e.out, batch, p.n), p.frames...)
+		e.ends = append(e.ends, len(e.out))
+		msgs = append(msgs, Msg{ID: MsgID(p.first, p.chain, p.n), Subject: p.subject, N: p.n})
 		if cap(p.frames) <= 4*e.MaxMsg {
 			e.free = append(e.free, p)
 		}
+	}
+	off := 0
+	for i, end := range e.ends { // e.out has stopped moving
+		msgs[from+i].Data = e.out[off:end:end]
+		off = end
+	}
+	if cap(e.out) > 64*e.MaxMsg {
+		e.out = nil // a batch far above the usual: not kept
 	}
 	e.parts = e.parts[:0]
 	clear(e.open)

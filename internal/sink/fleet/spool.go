@@ -91,6 +91,7 @@ type SpoolStats struct {
 	Blocked     uint64 // Appends that waited for space (Block)
 	Torn        uint64 // bytes cut off a torn segment end at open
 	Bytes       int64  // on disk and waiting to be written
+	Written     uint64 // bytes written since open
 	Pending     uint64 // messages not yet acknowledged
 	Segments    int
 	WriteErrors uint64
@@ -112,8 +113,13 @@ type Spool struct {
 	w      *os.File   // the last segment
 	wbuf   []byte     // appended, not yet written
 	wcount uint64     // records in wbuf
-	closed bool
-	woken  bool // wake was called: a waiting Next returns ErrEmpty
+	// The last write: tail holds the bytes of segment tailSeg from
+	// tailOff; spare is the buffer wbuf is swapped with.
+	tail, spare []byte
+	tailSeg     uint64
+	tailOff     int64
+	closed      bool
+	woken       bool // wake was called: a waiting Next returns ErrEmpty
 
 	// Read position: the next record Next returns.
 	rseg  uint64
@@ -449,10 +455,15 @@ func (s *Spool) flush() error {
 		s.cond.Broadcast()
 		return fmt.Errorf("fleet: spool write: %w", err)
 	}
+	// The bytes just written stay in memory for the reader, which is
+	// most often just behind (the buffers swap; nothing is copied).
+	s.tail, s.tailSeg, s.tailOff = s.wbuf, last.first, last.size
+	s.wbuf = s.spare[:0]
+	s.spare = s.tail
 	last.size += int64(n)
+	s.stats.Written += uint64(n)
 	last.recs += s.wcount
 	s.wcount = 0
-	s.wbuf = s.wbuf[:0]
 	if last.size >= s.cfg.SegmentBytes {
 		next := &segment{first: last.first + last.recs}
 		f, err := os.OpenFile(next.path(s.cfg.Dir), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -517,6 +528,25 @@ func (s *Spool) Next(wait bool) (Msg, Pos, error) {
 	}
 }
 
+// More reports whether a record is there to read without waiting.
+func (s *Spool) More() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.index(s.rseg)
+	if i < 0 {
+		return true // Next moves on to the oldest kept
+	}
+	if s.roff < s.segs[i].size {
+		return true
+	}
+	for _, g := range s.segs[i+1:] {
+		if g.size > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // read decodes the record at the read position of segment g.
 func (s *Spool) read(g *segment) (Msg, int, error) {
 	if s.rf == nil {
@@ -549,7 +579,14 @@ func (s *Spool) read(g *segment) (Msg, int, error) {
 		if int64(cap(s.rbuf)) < want {
 			s.rbuf = slices.Grow(s.rbuf, int(want)-len(s.rbuf))
 		}
-		k, err := s.rf.ReadAt(s.rbuf[len(s.rbuf):want], s.rbase+int64(len(s.rbuf)))
+		at := s.rbase + int64(len(s.rbuf))
+		if i := at - s.tailOff; s.tailSeg == g.first && i >= 0 && i < int64(len(s.tail)) {
+			// Written last: still in memory.
+			k := copy(s.rbuf[len(s.rbuf):want], s.tail[i:])
+			s.rbuf = s.rbuf[:len(s.rbuf)+k]
+			continue
+		}
+		k, err := s.rf.ReadAt(s.rbuf[len(s.rbuf):want], at)
 		s.rbuf = s.rbuf[:len(s.rbuf)+k]
 		if k == 0 && err != nil && err != io.EOF {
 			return Msg{}, 0, fmt.Errorf("fleet: spool read: %w", err)
