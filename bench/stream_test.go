@@ -154,7 +154,7 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 			b.Fatal(err)
 		}
 		name := fleet.StreamName("CONTID", hostName)
-		if err := fleet.EnsureStream(nc, name, hostName); err != nil {
+		if err := fleet.EnsureStream(nc, name, hostName, 1); err != nil {
 			b.Fatal(err)
 		}
 		sp, err = fleet.OpenSpool(fleet.SpoolConfig{Dir: filepath.Join(dir, "spool"), MaxBytes: 4 << 30, Action: fleet.Block})

@@ -205,3 +205,39 @@ func streamMsgs(t testing.TB, nc *nats.Conn, stream string) []storedMsg {
 	}
 	return ids
 }
+
+// EnsureStream makes the stream with the replicas asked for, on as many
+// servers, and leaves an existing stream as it is.
+func TestEnsureStreamReplicas(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	nc := connect(t, c.urls())
+	name := StreamName("CONTID", "r")
+	var err error
+	testwait.Until(t, "stream created", func() (bool, any) {
+		err = EnsureStream(nc, name, "r", 3)
+		return err == nil, err
+	})
+	js, _ := jetstream.New(nc)
+	check := func() {
+		t.Helper()
+		var info *jetstream.StreamInfo
+		testwait.Until(t, "the stream's replicas", func() (bool, any) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				return false, err
+			}
+			info, err = st.Info(ctx)
+			return err == nil && info.Cluster != nil && len(info.Cluster.Replicas) == 2, info
+		})
+		if info.Config.Replicas != 3 || info.Config.Subjects[0] != "contid.r.>" || info.Config.Duplicates != 10*time.Minute {
+			t.Fatalf("stream %+v", info.Config)
+		}
+	}
+	check()
+	if err := EnsureStream(nc, name, "r", 1); err != nil {
+		t.Fatal(err)
+	}
+	check()
+}

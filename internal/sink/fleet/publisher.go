@@ -359,9 +359,9 @@ func StreamConfig(name, host string) jetstream.StreamConfig {
 	}
 }
 
-// EnsureStream creates host's stream (StreamConfig, one replica) unless
-// it exists.
-func EnsureStream(nc *nats.Conn, name, host string) error {
+// EnsureStream creates host's stream (StreamConfig, with replicas copies)
+// unless it exists.
+func EnsureStream(nc *nats.Conn, name, host string, replicas int) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("fleet: %w", err)
@@ -371,7 +371,9 @@ func EnsureStream(nc *nats.Conn, name, host string) error {
 	if _, err := js.Stream(ctx, name); err == nil {
 		return nil
 	}
-	if _, err := js.CreateStream(ctx, StreamConfig(name, host)); err != nil {
+	cfg := StreamConfig(name, host)
+	cfg.Replicas = replicas
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("fleet: create stream %s: %w", name, err)
 	}
 	return nil

@@ -62,7 +62,7 @@ func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
 	}
 	stream := fleet.StreamName(f.StreamPrefix, host)
 	if f.CreateStream {
-		if err := fleet.EnsureStream(nc, stream, host); err != nil {
+		if err := fleet.EnsureStream(nc, stream, host, f.Replicas); err != nil {
 			log.Warn("fleet: creating the stream", "stream", stream, "err", err)
 		}
 	}
