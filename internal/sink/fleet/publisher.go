@@ -268,7 +268,7 @@ func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 			// sequences expected by those in flight are one too high, so
 			// they will fail; resynchronise after this one.
 			p.stats.duplicates.Add(1)
-			p.cfg.Spool.Ack(e.pos, uint64(e.msgs), e.id)
+			p.cfg.Spool.Ack(e.pos, e.id)
 			dup := fmt.Errorf("fleet: %s already in the stream at %d", e.id, ack.Sequence)
 			failed.CompareAndSwap(nil, &dup)
 			p.cfg.Spool.wake()
@@ -279,7 +279,7 @@ func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 			p.cfg.Log.Warn("fleet: message stored out of sequence", "stream", p.cfg.Stream, "id", e.id, "seq", ack.Sequence, "want", e.seq)
 		}
 		p.careful.Store(false)
-		p.cfg.Spool.Ack(e.pos, uint64(e.msgs), e.id)
+		p.cfg.Spool.Ack(e.pos, e.id)
 		// The cursor on disk may lag (the resync finds the stream's last
 		// message in the spool): saved every 256 messages, or 100 ms.
 		if n++; n%256 == 0 || len(q) == 0 && time.Since(saved) >= 100*time.Millisecond {

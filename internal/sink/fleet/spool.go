@@ -121,9 +121,11 @@ type Spool struct {
 	closed      bool
 	woken       bool // wake was called: a waiting Next returns ErrEmpty
 
-	// Read position: the next record Next returns.
+	// Read position: the next record Next returns, and the number of
+	// records of segment rseg before it.
 	rseg  uint64
 	roff  int64
+	ridx  uint64
 	rf    *os.File // open segment rseg
 	rbuf  []byte   // bytes of rf from rbase
 	rbase int64
@@ -197,7 +199,10 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	if s.w, err = os.OpenFile(last.path(cfg.Dir), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 		return nil, fmt.Errorf("fleet: spool: %w", err)
 	}
-	s.rseg, s.roff = s.aseg, s.aoff
+	s.rseg, s.roff, s.ridx = s.aseg, s.aoff, s.segs[0].acked
+	if s.segs[0].first != s.aseg { // a crash after a cursor save, before a removal
+		s.ridx = s.countTo(s.segs[s.index(s.aseg)], s.aoff)
+	}
 	for _, g := range s.segs {
 		s.stats.Bytes += g.size
 		s.stats.Pending += g.recs
@@ -402,7 +407,7 @@ func (s *Spool) dropOldest() bool {
 	s.aseg, s.aoff = next, 0
 	if s.rseg == g.first {
 		s.closeReader()
-		s.rseg, s.roff = next, 0
+		s.rseg, s.roff, s.ridx = next, 0, 0
 	}
 	s.dirty = true
 	return true
@@ -484,6 +489,7 @@ func (s *Spool) flush() error {
 type Pos struct {
 	Seg uint64
 	Off int64
+	Rec uint64 // records of segment Seg up to Off
 }
 
 // ErrEmpty is returned by Next without wait when nothing is left to read.
@@ -500,7 +506,7 @@ func (s *Spool) Next(wait bool) (Msg, Pos, error) {
 		i := s.index(s.rseg)
 		if i < 0 { // removed under the reader (DropOldest)
 			s.closeReader()
-			s.rseg, s.roff = s.segs[0].first, 0
+			s.rseg, s.roff, s.ridx = s.segs[0].first, 0, 0
 			continue
 		}
 		g := s.segs[i]
@@ -510,11 +516,12 @@ func (s *Spool) Next(wait bool) (Msg, Pos, error) {
 				return Msg{}, Pos{}, err
 			}
 			s.roff += int64(n)
-			return m, Pos{s.rseg, s.roff}, nil
+			s.ridx++
+			return m, Pos{s.rseg, s.roff, s.ridx}, nil
 		}
 		if i+1 < len(s.segs) {
 			s.closeReader()
-			s.rseg, s.roff = s.segs[i+1].first, 0
+			s.rseg, s.roff, s.ridx = s.segs[i+1].first, 0, 0
 			continue
 		}
 		if s.closed {
@@ -625,7 +632,11 @@ func (s *Spool) closeReader() {
 
 // Ack marks everything up to p as published; id is the last message's.
 // Segments wholly acknowledged are removed (the cursor saved first).
-func (s *Spool) Ack(p Pos, n uint64, id string) {
+//
+// What is acknowledged is counted from p (the records of its segment up
+// to it), not from how many were sent: those of a segment DropOldest
+// removed meanwhile were counted then.
+func (s *Spool) Ack(p Pos, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.index(p.Seg) < 0 {
@@ -636,13 +647,14 @@ func (s *Spool) Ack(p Pos, n uint64, id string) {
 	for s.segs[0].first < p.Seg {
 		g := s.segs[0]
 		s.stats.Pending -= g.recs - g.acked
-		n -= min(n, g.recs-g.acked)
 		s.saveCursor()
 		s.removeFirst()
 		s.cond.Broadcast()
 	}
-	s.segs[0].acked += n
-	s.stats.Pending -= n
+	if g := s.segs[0]; p.Rec > g.acked {
+		s.stats.Pending -= p.Rec - g.acked
+		g.acked = p.Rec
+	}
 	if g := s.segs[0]; len(s.segs) > 1 && s.aoff == g.size {
 		// Wholly published: move the cursor on and remove it.
 		s.aseg, s.aoff = s.segs[1].first, 0
@@ -660,7 +672,10 @@ func (s *Spool) Rewind() {
 	if s.rseg != s.aseg {
 		s.closeReader()
 	}
-	s.rseg, s.roff = s.aseg, s.aoff
+	s.rseg, s.roff, s.ridx = s.aseg, s.aoff, 0
+	if i := s.index(s.aseg); i >= 0 {
+		s.ridx = s.segs[i].acked
+	}
 }
 
 // Save writes the cursor if it moved.
@@ -740,7 +755,7 @@ func (s *Spool) Seek(id string) (uint64, bool) {
 		}
 		n++
 		if m.ID == id {
-			s.Ack(pos, n, id)
+			s.Ack(pos, id)
 			return n, true
 		}
 	}

@@ -35,7 +35,7 @@ func readAll(t *testing.T, s *Spool, ack bool) []string {
 		}
 		ids = append(ids, m.ID)
 		if ack {
-			s.Ack(pos, 1, m.ID)
+			s.Ack(pos, m.ID)
 		}
 	}
 }
@@ -88,7 +88,7 @@ func TestSpoolOrderAndRecovery(t *testing.T) {
 		}
 		got = append(got, m.ID)
 		if i < 40 {
-			s.Ack(pos, 1, m.ID)
+			s.Ack(pos, m.ID)
 		}
 	}
 	if !equal(got, ids(0, 60)) {
@@ -210,7 +210,7 @@ func TestSpoolBlock(t *testing.T) {
 			t.Fatal(err)
 		}
 		got = append(got, m.ID)
-		s.Ack(pos, 1, m.ID)
+		s.Ack(pos, m.ID)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -220,5 +220,50 @@ func TestSpoolBlock(t *testing.T) {
 	}
 	if st := s.Stats(); st.Blocked == 0 || st.DroppedNew+st.DroppedOld != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// An acknowledgement that stands for messages of a segment DropOldest
+// removed meanwhile counts only those still pending: every message is
+// counted once, as acknowledged, dropped or pending.
+func TestSpoolAckAfterDrop(t *testing.T) {
+	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
+	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: DropOldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 40 {
+		m := testMsg(i)
+		if err := s.Append(&m); err != nil {
+			t.Fatal(err)
+		}
+		s.Flush()
+	}
+	var pos Pos
+	for range 25 { // sent, not yet acknowledged
+		_, p, err := s.Next(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos = p
+	}
+	m := testMsg(40)
+	if err := s.Append(&m); err != nil { // full: the oldest segment goes
+		t.Fatal(err)
+	}
+	s.Flush()
+	if st := s.Stats(); st.DroppedOld != 20 || st.Pending != 31 {
+		t.Fatalf("after the drop: %+v", st)
+	}
+	s.Ack(pos, testMsg(24).ID) // one acknowledgement for the 25
+	if st := s.Stats(); st.Pending != 16 {
+		t.Fatalf("after the acknowledgement: %d pending, want 41-10-15: %+v", st.Pending, st)
+	}
+	if got := readAll(t, s, true); !equal(got, ids(25, 41)) {
+		t.Fatalf("left: %v", got)
+	}
+	if st := s.Stats(); st.Pending != 0 {
+		t.Fatalf("drained: %+v", st)
 	}
 }
