@@ -161,7 +161,7 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 		if err != nil {
 			b.Fatal(err)
 		}
-		sink = fleet.NewSink("fleet", hostName, "boot", false, sp)
+		sink = fleet.NewSink("fleet", hostName, "boot", withJSON, sp)
 		pub, err = fleet.NewPublisher(fleet.PublisherConfig{Conn: nc, Stream: name, Host: hostName, Spool: sp})
 		if err != nil {
 			b.Fatal(err)
@@ -224,4 +224,9 @@ type tee struct {
 
 func (t tee) Write(ev *pipeline.Event) { t.Output.Write(ev); t.sink.Write(ev) }
 
-var commitEvery = 512
+// commitEvery (COMMIT_EVERY=N) is how many records go into a batch;
+// withJSON (FLEET_JSON=1) puts each event's JSON object in the messages.
+var (
+	commitEvery = 512
+	withJSON    = os.Getenv("FLEET_JSON") == "1"
+)
