@@ -112,6 +112,7 @@ type Fleet struct {
 	StreamPrefix string `toml:"stream_prefix"`
 	CreateStream bool   `toml:"create_stream"`
 	Replicas     int    `toml:"replicas"` // of the stream create_stream makes
+	Registry     bool   `toml:"registry"` // keep the host's containers in the registry bucket
 	Credentials  string `toml:"credentials"`
 	NKeySeed     string `toml:"nkey_seed"`
 	TLSCA        string `toml:"tls_ca"`

@@ -359,6 +359,25 @@ func StreamConfig(name, host string) jetstream.StreamConfig {
 	}
 }
 
+// EnsureRegistry creates the registry's bucket (RegistryBucket, with
+// replicas copies, a history of 5 values a key) unless it exists.
+func EnsureRegistry(nc *nats.Conn, prefix string, replicas int) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bucket := RegistryBucket(prefix)
+	if _, err := js.KeyValue(ctx, bucket); err == nil {
+		return nil
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 5, Replicas: replicas, Storage: jetstream.FileStorage}); err != nil {
+		return fmt.Errorf("fleet: create bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
 // EnsureStream creates host's stream (StreamConfig, with replicas copies)
 // unless it exists.
 func EnsureStream(nc *nats.Conn, name, host string, replicas int) error {

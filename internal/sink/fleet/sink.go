@@ -14,10 +14,13 @@ import (
 type Sink struct {
 	// Name is the route's name in the rules (stream=NAME): Write takes
 	// only events routed there. "" takes every event.
-	Name  string
-	enc   Encoder
-	spool *Spool
-	msgs  []Msg // the last Commit's
+	Name string
+	// Registry, when set, notes the events that register and drop
+	// containers, routed here or not.
+	Registry *Registry
+	enc      Encoder
+	spool    *Spool
+	msgs     []Msg // the last Commit's
 	// Events counts the events given; Refused the events in messages the
 	// full spool refused (also in the spool's DroppedNew).
 	Events, Refused uint64
@@ -32,6 +35,9 @@ func NewSink(name, host, boot string, json bool, spool *Spool) *Sink {
 
 // Write adds the event to the batch if it is routed to the sink.
 func (s *Sink) Write(ev *pipeline.Event) {
+	if s.Registry != nil && ev.Life != 0 && len(ev.Records) > 0 {
+		s.Registry.Note(ev, s.enc.EventID(ev))
+	}
 	if s.Name != "" && !slices.Contains(ev.Routes.Streams, s.Name) {
 		return
 	}

@@ -21,6 +21,7 @@ type fleetRoute struct {
 	*fleet.Sink // Write and Commit, on the core goroutine
 	spool       *fleet.Spool
 	pub         *fleet.Publisher
+	reg         *fleet.Registry // nil without fleet.registry
 	stop        context.CancelFunc
 	done        chan error
 	closeOnce   sync.Once
@@ -74,6 +75,16 @@ func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &fleetRoute{Sink: fleet.NewSink(f.Route, host, strings.TrimSpace(string(boot)), f.JSON, sp), spool: sp, pub: pub, stop: cancel, done: make(chan error, 1)}
+	if f.Registry {
+		if f.CreateStream {
+			if err := fleet.EnsureRegistry(nc, f.StreamPrefix, f.Replicas); err != nil {
+				log.Warn("fleet: creating the registry", "err", err)
+			}
+		}
+		r.reg = fleet.NewRegistry(host, log)
+		r.Sink.Registry = r.reg
+		go r.reg.Run(ctx, nc, fleet.RegistryBucket(f.StreamPrefix))
+	}
 	go func() { r.done <- pub.Run(ctx); nc.Close() }()
 	log.Info("fleet stream route", "route", f.Route, "stream", stream, "servers", f.URLs)
 	return r, nil
@@ -113,6 +124,9 @@ func (r *fleetRoute) Counters(c map[string]uint64) {
 	c["fleet_messages"] = ps.Published
 	c["fleet_publish_errors"] = ps.Errors
 	c["fleet_resyncs"] = ps.Resyncs
+	if r.reg != nil {
+		c["fleet_registry_puts"], c["fleet_registry_errors"] = r.reg.Stats()
+	}
 	c["fleet_connected"] = 0
 	if ps.Connected {
 		c["fleet_connected"] = 1
