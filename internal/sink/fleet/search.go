@@ -177,8 +177,16 @@ func (r *hostReader) add(data []byte) error {
 		fr = append(r.frames, next...)
 	}
 	r.frames, r.batch = fr, b
+	if len(r.frames) > maxBatchFrames {
+		// Far beyond a batch of the daemon's (512 records): a host that
+		// never ends its batch is not kept in memory for good.
+		return r.flush()
+	}
 	return nil
 }
+
+// maxBatchFrames bounds the events a reader gathers of one batch.
+const maxBatchFrames = 1 << 16
 
 // next tells the reader that a message of batch b came that it does not
 // read: the batch gathered so far is whole if b is another.
