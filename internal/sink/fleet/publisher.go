@@ -206,7 +206,7 @@ func (p *Publisher) send(ctx context.Context) error {
 			// Not acknowledged: the next acknowledged one stands for it.
 			if perr := p.cfg.Conn.PublishMsg(msg); perr != nil {
 				q <- inflight{msgs: group, err: perr}
-				err = perr
+				group, err = 0, perr
 				break
 			}
 			continue
@@ -219,6 +219,9 @@ func (p *Publisher) send(ctx context.Context) error {
 			break
 		}
 	}
+	// Sent with no acknowledgement asked since the last one: not counted
+	// in flight any more (the resync finds what the stream has of them).
+	p.stats.inflight.Add(-int64(group))
 	close(q)
 	wg.Wait()
 	if e := failed.Load(); e != nil && (err == nil || errors.Is(err, ErrClosed)) {
