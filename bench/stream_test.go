@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/pipeline"
@@ -29,6 +30,9 @@ import (
 const serverEnv = "CONTID_BENCH_NATS_STORE"
 
 func TestMain(m *testing.M) {
+	if v, err := strconv.Atoi(os.Getenv("COMMIT_EVERY")); err == nil {
+		commitEvery = v
+	}
 	if dir := os.Getenv(serverEnv); dir != "" {
 		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
 		if err != nil {
@@ -72,106 +76,145 @@ func cpuNow() time.Duration {
 }
 
 // BenchmarkStreamRoute: the log of BenchmarkPipeline through the whole
-// record path on one goroutine, as in the daemon, with the rules
-// "-a keep,host" (host-log) and "-a keep,host,stream=fleet" (host-log+stream):
-// every event also encoded, spooled and published by the publisher's
-// goroutines to a JetStream server in another process, until the stream
-// has acknowledged the last one. cpu-ns/event is this process's CPU time
-// (all its threads, getrusage) per event; events/s is wall time to the
-// last acknowledgement.
+// record path on one goroutine, as in the daemon, committing every 512
+// records, twice in each iteration, side by side on the same events: with
+// the rule "-a keep,host" (host-log) and with "-a keep,host,stream=fleet"
+// (stream), every event then also gathered into the batch's messages,
+// spooled and published by the publisher's goroutines to a JetStream
+// server in another process, until the stream has acknowledged the last.
+// cpu-ns/event is this process's CPU time (all its threads, getrusage)
+// per event; events/s is wall time to the last acknowledgement; ratio is
+// stream CPU over host-log CPU. publish-events/s is the publisher alone:
+// the same events spooled first, then sent until the last is
+// acknowledged.
 func BenchmarkStreamRoute(b *testing.B) {
 	path, _ := logFile(b, records)
 	defer os.Remove(path)
 	url := natsServer(b)
-	for _, bb := range []struct{ name, rule string }{
-		{"host-log", "-a keep,host\n"},
-		{"host-log+stream", "-a keep,host,stream=fleet\n"},
-	} {
-		b.Run(bb.name, func(b *testing.B) {
-			rs, err := rules.Parse(strings.NewReader(bb.rule), "bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			var events uint64
-			var cpu time.Duration
-			for i := 0; i < b.N; i++ {
-				dir := b.TempDir()
-				host, err := auditlog.Open(auditlog.Config{Path: filepath.Join(dir, "audit.log")}, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				out := output.New(output.Config{Host: host, MaxOpen: 1})
-				var w pipeline.Writer = out
-				var sink *fleet.Sink
-				var sp *fleet.Spool
-				var pub *fleet.Publisher
-				done := make(chan error, 1)
-				if strings.Contains(bb.rule, "stream") {
-					hostName := "bench" + strconv.FormatInt(time.Now().UnixNano(), 36)
-					nc, err := fleet.Connect(fleet.ConnConfig{URLs: url})
-					if err != nil {
-						b.Fatal(err)
-					}
-					stream := fleet.StreamName("CONTID", hostName)
-					if err := fleet.EnsureStream(nc, stream, hostName); err != nil {
-						b.Fatal(err)
-					}
-					sp, err = fleet.OpenSpool(fleet.SpoolConfig{Dir: filepath.Join(dir, "spool"), MaxBytes: 4 << 30, Action: fleet.Block})
-					if err != nil {
-						b.Fatal(err)
-					}
-					sink = fleet.NewSink("fleet", hostName, "boot", false, sp)
-					pub, err = fleet.NewPublisher(fleet.PublisherConfig{Conn: nc, Stream: stream, Host: hostName, Spool: sp})
-					if err != nil {
-						b.Fatal(err)
-					}
-					go func() { done <- pub.Run(context.Background()); nc.Close() }()
-					w = tee{out, sink}
-				}
-				p := pipeline.New(pipeline.Config{Attributor: world(b), Writer: w, Rules: rs})
-				f, err := os.Open(path)
-				if err != nil {
-					b.Fatal(err)
-				}
-				c0, t0 := cpuNow(), time.Now()
-				b.StartTimer()
-				sc := bufio.NewScanner(f)
-				for n := 1; sc.Scan(); n++ {
-					p.PushLine(sc.Text())
-					if n%512 == 0 {
-						out.Commit()
-						if sink != nil {
-							sink.Commit()
-						}
-					}
-				}
-				p.Flush()
-				out.Commit()
-				if sink != nil {
-					sink.Commit()
-					sp.Close() // the publisher returns once it has sent everything
-					if err := <-done; err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.StopTimer()
-				cpu += cpuNow() - c0
-				wall := time.Since(t0)
-				f.Close()
-				st := p.Stats()
-				events += st.Kept
-				if sink != nil {
-					if ps := pub.Stats(); ps.Published != sp.Stats().Appended || ps.Reordered != 0 {
-						b.Fatalf("published %+v of %+v", ps, sp.Stats())
-					}
-				}
-				out.Close()
-				host.Close()
-				b.ReportMetric(float64(st.Kept)/wall.Seconds(), "events/s")
-			}
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(events), "cpu-ns/event")
-		})
+	var host, stream, pub run
+	for i := 0; i < b.N; i++ {
+		host.add(routeRun(b, path, url, false, true))
+		stream.add(routeRun(b, path, url, true, true))
+		pub.add(routeRun(b, path, url, true, false))
 	}
+	b.ReportMetric(host.cpuPerEvent(), "host-log-cpu-ns/event")
+	b.ReportMetric(stream.cpuPerEvent(), "stream-cpu-ns/event")
+	b.ReportMetric(stream.cpuPerEvent()/host.cpuPerEvent(), "ratio")
+	b.ReportMetric(host.perSecond(), "host-log-events/s")
+	b.ReportMetric(stream.perSecond(), "stream-events/s")
+	b.ReportMetric(pub.perSecond(), "publish-events/s")
+}
+
+type run struct {
+	events    uint64
+	cpu, wall time.Duration
+}
+
+func (r *run) add(o run) { r.events += o.events; r.cpu += o.cpu; r.wall += o.wall }
+
+func (r *run) cpuPerEvent() float64 { return float64(r.cpu.Nanoseconds()) / float64(r.events) }
+
+func (r *run) perSecond() float64 { return float64(r.events) / r.wall.Seconds() }
+
+// routeRun runs the log through the pipeline to the host log and, with
+// stream, to the stream route. Without live, the pipeline fills the spool
+// untimed and the run times the publisher alone.
+func routeRun(b *testing.B, path, url string, stream, live bool) run {
+	b.StopTimer()
+	defer b.StartTimer()
+	rule := "-a keep,host\n"
+	if stream {
+		rule = "-a keep,host,stream=fleet\n"
+	}
+	rs, err := rules.Parse(strings.NewReader(rule), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	host, err := auditlog.Open(auditlog.Config{Path: filepath.Join(dir, "audit.log")}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer host.Close()
+	out := output.New(output.Config{Host: host, MaxOpen: 1})
+	defer out.Close()
+	var w pipeline.Writer = out
+	var (
+		sink  *fleet.Sink
+		sp    *fleet.Spool
+		pub   *fleet.Publisher
+		nc    *nats.Conn
+		done  = make(chan error, 1)
+		start = func() { go func() { done <- pub.Run(context.Background()); nc.Close() }() }
+	)
+	if stream {
+		hostName := "bench" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		nc, err = fleet.Connect(fleet.ConnConfig{URLs: url})
+		if err != nil {
+			b.Fatal(err)
+		}
+		name := fleet.StreamName("CONTID", hostName)
+		if err := fleet.EnsureStream(nc, name, hostName, 1); err != nil {
+			b.Fatal(err)
+		}
+		sp, err = fleet.OpenSpool(fleet.SpoolConfig{Dir: filepath.Join(dir, "spool"), MaxBytes: 4 << 30, Action: fleet.Block})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink = fleet.NewSink("fleet", hostName, "boot", withJSON, sp)
+		pub, err = fleet.NewPublisher(fleet.PublisherConfig{Conn: nc, Stream: name, Host: hostName, Spool: sp})
+		if err != nil {
+			b.Fatal(err)
+		}
+		w = tee{out, sink}
+	}
+	p := pipeline.New(pipeline.Config{Attributor: world(b), Writer: w, Rules: rs})
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	commit := func() {
+		out.Commit()
+		if sink != nil {
+			sink.Commit()
+		}
+	}
+	c0, t0 := cpuNow(), time.Now()
+	if stream && live {
+		start()
+	}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		p.PushLine(sc.Text())
+		if n%commitEvery == 0 {
+			commit()
+		}
+	}
+	p.Flush()
+	commit()
+	if stream {
+		if !live {
+			c0, t0 = cpuNow(), time.Now()
+			start()
+		}
+		sp.Close() // the publisher returns once it has sent everything
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+	r := run{events: p.Stats().Kept, cpu: cpuNow() - c0, wall: time.Since(t0)}
+	if stream && live {
+		st := sp.Stats()
+		b.Logf("%d events in %d messages (%.1f events a message), %d bytes spooled (%.0f an event)",
+			r.events, st.Appended, float64(st.Events)/float64(st.Appended), st.Written, float64(st.Written)/float64(r.events))
+	}
+	if stream {
+		if ps, st := pub.Stats(), sp.Stats(); ps.Published != st.Appended || ps.Events != st.Events || st.Events < r.events || ps.Reordered != 0 {
+			b.Fatalf("published %+v of %+v", ps, st)
+		}
+	}
+	return r
 }
 
 type tee struct {
@@ -180,3 +223,10 @@ type tee struct {
 }
 
 func (t tee) Write(ev *pipeline.Event) { t.Output.Write(ev); t.sink.Write(ev) }
+
+// commitEvery (COMMIT_EVERY=N) is how many records go into a batch;
+// withJSON (FLEET_JSON=1) puts each event's JSON object in the messages.
+var (
+	commitEvery = 512
+	withJSON    = os.Getenv("FLEET_JSON") == "1"
+)

@@ -111,6 +111,8 @@ type Fleet struct {
 	Host         string `toml:"host"`
 	StreamPrefix string `toml:"stream_prefix"`
 	CreateStream bool   `toml:"create_stream"`
+	Replicas     int    `toml:"replicas"` // of the stream create_stream makes
+	Registry     bool   `toml:"registry"` // keep the host's containers in the registry bucket
 	Credentials  string `toml:"credentials"`
 	NKeySeed     string `toml:"nkey_seed"`
 	TLSCA        string `toml:"tls_ca"`
@@ -136,6 +138,8 @@ func (f Fleet) validate() error {
 		return fmt.Errorf("fleet.stream_prefix %q must be a word without . * > / \\ or spaces", f.StreamPrefix)
 	case (f.TLSCert == "") != (f.TLSKey == ""):
 		return fmt.Errorf("fleet.tls_cert and fleet.tls_key go together")
+	case f.Replicas < 1 || f.Replicas > 5:
+		return fmt.Errorf("fleet.replicas %d must be 1–5", f.Replicas)
 	}
 	switch f.SpoolAction {
 	case "block", "drop_oldest", "drop_new":

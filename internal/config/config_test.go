@@ -136,6 +136,9 @@ func TestFleet(t *testing.T) {
 		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\ncredentials = \"host.creds\"\n", "absolute"},
 		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\ntls_cert = \"/etc/c.pem\"\n", "together"},
 		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\nstream_prefix = \"A.B\"\n", "stream_prefix"},
+		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\nreplicas = 3\nregistry = true\n", ""},
+		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\nreplicas = 0\n", "fleet.replicas"},
+		{"[fleet]\nroute = \"fleet\"\nurls = \"nats://n1:4222\"\nreplicas = 6\n", "fleet.replicas"},
 	} {
 		_, err := Parse([]byte(tc.in), "f")
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {

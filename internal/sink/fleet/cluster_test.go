@@ -143,6 +143,22 @@ func createStream(t testing.TB, nc *nats.Conn, host string, replicas int) {
 // message ids in stream order.
 func streamIDs(t testing.TB, nc *nats.Conn, stream string) []string {
 	t.Helper()
+	var ids []string
+	for _, m := range streamMsgs(t, nc, stream) {
+		ids = append(ids, m.id)
+	}
+	return ids
+}
+
+type storedMsg struct {
+	id   string
+	data []byte
+}
+
+// streamMsgs reads a host's stream from the start and returns its
+// messages in stream order.
+func streamMsgs(t testing.TB, nc *nats.Conn, stream string) []storedMsg {
+	t.Helper()
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
 	var (
@@ -159,7 +175,7 @@ func streamIDs(t testing.TB, nc *nats.Conn, stream string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
+	var ids []storedMsg
 	if info.State.Msgs == 0 {
 		return ids
 	}
@@ -174,7 +190,7 @@ func streamIDs(t testing.TB, nc *nats.Conn, stream string) []string {
 		}
 		got := 0
 		for m := range batch.Messages() {
-			ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
+			ids = append(ids, storedMsg{m.Headers().Get(jetstream.MsgIDHeader), m.Data()})
 			got++
 		}
 		if got == 0 {
@@ -183,9 +199,45 @@ func streamIDs(t testing.TB, nc *nats.Conn, stream string) []string {
 				t.Fatal(err)
 			}
 			for m := range b.Messages() {
-				ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
+				ids = append(ids, storedMsg{m.Headers().Get(jetstream.MsgIDHeader), m.Data()})
 			}
 		}
 	}
 	return ids
+}
+
+// EnsureStream makes the stream with the replicas asked for, on as many
+// servers, and leaves an existing stream as it is.
+func TestEnsureStreamReplicas(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	nc := connect(t, c.urls())
+	name := StreamName("CONTID", "r")
+	var err error
+	testwait.Until(t, "stream created", func() (bool, any) {
+		err = EnsureStream(nc, name, "r", 3)
+		return err == nil, err
+	})
+	js, _ := jetstream.New(nc)
+	check := func() {
+		t.Helper()
+		var info *jetstream.StreamInfo
+		testwait.Until(t, "the stream's replicas", func() (bool, any) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				return false, err
+			}
+			info, err = st.Info(ctx)
+			return err == nil && info.Cluster != nil && len(info.Cluster.Replicas) == 2, info
+		})
+		if info.Config.Replicas != 3 || info.Config.Subjects[0] != "contid.r.>" || info.Config.Duplicates != 10*time.Minute {
+			t.Fatalf("stream %+v", info.Config)
+		}
+	}
+	check()
+	if err := EnsureStream(nc, name, "r", 1); err != nil {
+		t.Fatal(err)
+	}
+	check()
 }

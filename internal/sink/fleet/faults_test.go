@@ -38,7 +38,7 @@ func TestFaults(t *testing.T) {
 		defer tick.Stop()
 		for i := 0; ; i += 100 {
 			replay(genLog(r, i, 100, 1700000000), a.rec)
-			if err := a.rec.sink.Commit(); err != nil {
+			if err := a.rec.Commit(); err != nil {
 				t.Error(err)
 			}
 			select {
@@ -48,13 +48,13 @@ func TestFaults(t *testing.T) {
 			}
 		}
 	}()
-	replay(genLog(rand.New(rand.NewPCG(5, 6)), 0, 20000, 1700001000), b.rec)
-	b.rec.sink.Commit()
+	replay(genLog(rand.New(rand.NewPCG(5, 6)), 0, 20000, 1700001000), &batches{rec: b.rec, every: 500})
+	b.rec.Commit()
 
 	published := func(h *host, n uint64) {
 		t.Helper()
 		testwait.Until(t, h.name+" publishing", func() (bool, any) {
-			p := h.pub.Stats().Published
+			p := h.pub.Stats().Events
 			return p >= n, p
 		})
 	}
@@ -65,10 +65,10 @@ func TestFaults(t *testing.T) {
 		t.Fatal("stream a has no leader")
 	}
 	c.stop(leader)
-	t.Logf("stream leader s%d killed at %d published", leader, a.pub.Stats().Published)
-	published(a, a.pub.Stats().Published+2000) // a new leader took over
+	t.Logf("stream leader s%d killed at %d published", leader, a.pub.Stats().Events)
+	published(a, a.pub.Stats().Events+2000) // a new leader took over
 	c.start(leader)
-	published(a, a.pub.Stats().Published+2000)
+	published(a, a.pub.Stats().Events+2000)
 
 	for i := range c.srvs {
 		c.stop(i)
@@ -82,7 +82,7 @@ func TestFaults(t *testing.T) {
 	for i := range c.srvs {
 		c.start(i)
 	}
-	published(a, a.pub.Stats().Published+2000)
+	published(a, a.pub.Stats().Events+2000)
 	close(stop)
 	<-stopped
 
@@ -90,9 +90,9 @@ func TestFaults(t *testing.T) {
 	b.drained(t)
 	for _, h := range []*host{a, b} {
 		st, ps := h.spool.Stats(), h.pub.Stats()
-		t.Logf("%s: %d messages, %+v, %+v", h.name, len(h.rec.IDs()), st, ps)
-		if st.DroppedNew+st.DroppedOld != 0 {
-			t.Fatalf("%s dropped messages: %+v", h.name, st)
+		t.Logf("%s: %d events in %d messages, %+v, %+v", h.name, len(h.rec.Events()), len(h.rec.IDs()), st, ps)
+		if st.DroppedNew+st.DroppedOld != 0 || ps.InFlight != 0 || ps.Reordered != 0 {
+			t.Fatalf("%s: dropped, in flight or reordered: %+v, %+v", h.name, st, ps)
 		}
 		checkStream(t, c.urls(), h)
 	}

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -31,6 +32,33 @@ func FuzzEventOfMsg(f *testing.F) {
 			}
 		}
 		ev.Parse()
+	})
+}
+
+// FuzzParseBatch: a message's data comes from the stream, where any host
+// may have written it: any bytes give frames inside the data or false,
+// never a panic; frames written by AppendBatchHead and the encoder's
+// form read back.
+func FuzzParseBatch(f *testing.F) {
+	f.Add([]byte("contid-batch 1 h:b:1.000:1+2 2\n0 h:b:1.000:1 4\nabc\n1 h:b:1.000:2 0\n"))
+	f.Add([]byte("contid-batch 1 x 1\n0 y 99999999999\n"))
+	f.Add([]byte("contid-batch 1 x 3\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		batch, frames, ok := ParseBatch(data, nil)
+		if !ok {
+			return
+		}
+		if batch == "" || uint64(len(frames)) != batchEvents(data) {
+			t.Fatalf("batch %q, %d frames, head says %d", batch, len(frames), batchEvents(data))
+		}
+		// Written again, the frames give the same data.
+		b := AppendBatchHead(nil, batch, uint64(len(frames)))
+		for _, fr := range frames {
+			b = fmt.Appendf(b, "%d %s %d\n%s", fr.Index, fr.ID, len(fr.Body), fr.Body)
+		}
+		if _, again, ok := ParseBatch(b, nil); !ok || len(again) != len(frames) {
+			t.Fatalf("%q does not read back", b)
+		}
 	})
 }
 

@@ -43,10 +43,11 @@ func nkeyUser(t *testing.T, pub, sub []string) (*server.NkeyUser, string) {
 	return u, path
 }
 
-// TestHostPermissions: with HostPermissions, host a publishes its events
-// and resynchronises, but cannot publish under b's name, read b's or its
-// own stream, subscribe to events, or purge its stream — as a
-// compromised host would try.
+// TestHostPermissions: with HostPermissions, host a publishes its events,
+// resynchronises and puts its registry entries, but cannot publish under
+// b's name, put b's entries, read the registry, b's or its own stream,
+// subscribe to events, or purge its stream — as a compromised host would
+// try.
 func TestHostPermissions(t *testing.T) {
 	aPub, aSub := HostPermissions("CONTID", "a")
 	userA, seedA := nkeyUser(t, aPub, aSub)
@@ -60,6 +61,9 @@ func TestHostPermissions(t *testing.T) {
 	defer adminNC.Close()
 	createStream(t, adminNC, "a", 1)
 	createStream(t, adminNC, "b", 1)
+	if err := EnsureRegistry(adminNC, "CONTID", 1); err != nil {
+		t.Fatal(err)
+	}
 
 	var mu sync.Mutex
 	var denied []string
@@ -97,11 +101,11 @@ func TestHostPermissions(t *testing.T) {
 	})
 	cancel()
 	<-done
-	if pub.Stats().Published < uint64(n) {
+	if pub.Stats().Events < uint64(n) { // an event of two chains counts twice
 		t.Fatalf("published %+v of %d events", pub.Stats(), n)
 	}
 
-	// Denied: what a compromised host a would try.
+	// Allowed: a's own entries in the registry.
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +113,27 @@ func TestHostPermissions(t *testing.T) {
 	short := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), time.Second)
 	}
+	c0, x0 := short()
+	kv, err := js.KeyValue(c0, RegistryBucket("CONTID"))
+	if err == nil {
+		_, err = kv.Put(c0, RegistryKey("a", 5), []byte(`{"host":"a","contid":5}`))
+	}
+	x0()
+	if err != nil {
+		t.Fatalf("a put its own entry: %v", err)
+	}
+
+	// Denied: what a compromised host a would try.
+	c0, x0 = short()
+	if _, err := kv.Put(c0, RegistryKey("b", 5), []byte(`{"host":"a","contid":5}`)); err == nil {
+		t.Fatal("a put an entry of b")
+	}
+	x0()
+	c0, x0 = short()
+	if _, err := kv.Get(c0, RegistryKey("a", 5)); err == nil { // there, but a may not read
+		t.Fatal("a read the registry")
+	}
+	x0()
 	c1, x1 := short()
 	if _, err := js.Publish(c1, "contid.b.h", []byte("type=SYSCALL msg=audit(1.000:1): forged\n")); err == nil {
 		t.Fatal("a published under b's name")

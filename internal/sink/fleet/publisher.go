@@ -22,8 +22,14 @@ type PublisherConfig struct {
 	Stream string
 	Host   string
 	Spool  *Spool
-	// Window bounds the messages published and not yet acknowledged
-	// (default 4096).
+	// AckEvery is how many messages go out for one acknowledgement
+	// (default 32; fewer when the spool has no more to send, and 1 while
+	// the publisher is finding its place after a failure). Every message
+	// carries the sequence it must get, so one acknowledgement vouches
+	// for every message before it.
+	AckEvery int
+	// Window bounds the acknowledgements awaited (default 64: with
+	// AckEvery messages or 1 MiB each, 64 MiB).
 	Window int
 	// AckWait is how long an acknowledgement may take before the
 	// message is taken as lost and the publisher resynchronises
@@ -35,6 +41,7 @@ type PublisherConfig struct {
 // PublisherStats counts what the publisher did.
 type PublisherStats struct {
 	Published  uint64 // messages acknowledged as stored
+	Events     uint64 // events in them
 	Duplicates uint64 // … of which the stream already held (a resend)
 	Resyncs    uint64 // times the publisher asked the stream where it stands
 	Errors     uint64 // publishes that failed or were not acknowledged
@@ -65,30 +72,46 @@ type PublisherStats struct {
 // without a leader for good in our tests; the sequence is checked before
 // the proposal.)
 //
-// Up to Window messages are in flight; acknowledgements are taken in
-// order by a second goroutine, which advances the spool's cursor.
+// Only one message in AckEvery asks for an acknowledgement (a reply
+// subject); the others go out as plain publishes, which the stream
+// stores all the same. The acknowledgement of a message proves that every
+// message before it was stored, in order, since each was stored only
+// after its predecessor; a message refused without a word makes the next
+// acknowledged one fail. This saves the client most of its work per
+// message (reply, future, timer, JSON acknowledgement). Up to Window
+// acknowledgements are awaited; a second goroutine takes them in order
+// and advances the spool's cursor.
 type Publisher struct {
-	cfg   PublisherConfig
-	js    jetstream.JetStream
-	next  uint64 // stream sequence the next message sent gets
-	stats struct {
-		published, duplicates, resyncs, errors, skipped, reordered atomic.Uint64
-		inflight                                                   atomic.Int64
+	cfg  PublisherConfig
+	js   jetstream.JetStream
+	next uint64 // stream sequence the next message sent gets
+	// careful asks for an acknowledgement of every message: set when the
+	// stream's last message is not in the spool, or a round sent nothing
+	// that was stored; cleared by the first message stored anew.
+	careful atomic.Bool
+	stats   struct {
+		published, events, duplicates, resyncs, errors, skipped, reordered atomic.Uint64
+		inflight                                                           atomic.Int64
 	}
 }
 
 type inflight struct {
-	f   jetstream.PubAckFuture
-	pos Pos
-	seq uint64 // the stream sequence it must get
-	id  string
-	err error // publish failed at once
+	f    jetstream.PubAckFuture
+	pos  Pos
+	msgs int    // messages it acknowledges: those sent since the last
+	n    uint64 // events in them
+	seq  uint64 // the stream sequence it must get
+	id   string
+	err  error // publish failed at once
 }
 
 // NewPublisher returns a Publisher; Run sends.
 func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.Window <= 0 {
-		cfg.Window = 4096
+		cfg.Window = 64
+	}
+	if cfg.AckEvery <= 0 {
+		cfg.AckEvery = 32
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 5 * time.Second
@@ -108,7 +131,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 // Stats returns the counters (from any goroutine).
 func (p *Publisher) Stats() PublisherStats {
 	return PublisherStats{
-		Published: p.stats.published.Load(), Duplicates: p.stats.duplicates.Load(),
+		Published: p.stats.published.Load(), Events: p.stats.events.Load(), Duplicates: p.stats.duplicates.Load(),
 		Resyncs: p.stats.resyncs.Load(), Errors: p.stats.errors.Load(),
 		Skipped: p.stats.skipped.Load(), Reordered: p.stats.reordered.Load(),
 		InFlight:  p.stats.inflight.Load(),
@@ -122,7 +145,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 		if err := p.resync(ctx); err != nil {
 			return err
 		}
+		before := p.stats.published.Load()
 		err := p.send(ctx)
+		if p.stats.published.Load() == before {
+			p.careful.Store(true)
+		}
 		if errors.Is(err, ErrClosed) || ctx.Err() != nil {
 			p.cfg.Spool.Save()
 			return nil
@@ -143,7 +170,11 @@ func (p *Publisher) send(ctx context.Context) error {
 	}()
 	stop := context.AfterFunc(ctx, func() { p.cfg.Spool.wake() })
 	defer stop()
-	var err error
+	var (
+		err          error
+		group, bytes int // messages and bytes since the last acknowledged
+		events       uint64
+	)
 	for {
 		if e := failed.Load(); e != nil {
 			err = *e
@@ -161,18 +192,36 @@ func (p *Publisher) send(ctx context.Context) error {
 			break
 		}
 		msg := nats.NewMsg(m.Subject)
-		msg.Data = append([]byte(nil), m.Data...)
-		msg.Header.Set(jetstream.MsgIDHeader, m.ID)
-		msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(p.next-1, 10))
-		f, perr := p.js.PublishMsgAsync(msg, noRetry)
+		// The client copies the message into its write buffer before
+		// it returns and, its resend being off (noRetry), never sends it
+		// again: the spool's buffer needs no copy.
+		msg.Data = m.Data
+		// (The keys are in canonical form already: no Header.Set.)
+		msg.Header[jetstream.MsgIDHeader] = []string{m.ID}
+		msg.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(p.next-1, 10)}
 		p.next++
 		p.stats.inflight.Add(1)
-		q <- inflight{f: f, pos: pos, seq: p.next - 1, id: m.ID, err: perr}
+		group, events, bytes = group+1, events+m.N, bytes+len(m.Data)
+		if group < p.cfg.AckEvery && bytes < ackBytes && !p.careful.Load() && p.cfg.Spool.More() {
+			// Not acknowledged: the next acknowledged one stands for it.
+			if perr := p.cfg.Conn.PublishMsg(msg); perr != nil {
+				q <- inflight{msgs: group, err: perr}
+				group, err = 0, perr
+				break
+			}
+			continue
+		}
+		f, perr := p.js.PublishMsgAsync(msg, noRetry)
+		q <- inflight{f: f, pos: pos, msgs: group, n: events, seq: p.next - 1, id: m.ID, err: perr}
+		group, events, bytes = 0, 0, 0
 		if perr != nil {
 			err = perr
 			break
 		}
 	}
+	// Sent with no acknowledgement asked since the last one: not counted
+	// in flight any more (the resync finds what the stream has of them).
+	p.stats.inflight.Add(-int64(group))
 	close(q)
 	wg.Wait()
 	if e := failed.Load(); e != nil && (err == nil || errors.Is(err, ErrClosed)) {
@@ -180,6 +229,9 @@ func (p *Publisher) send(ctx context.Context) error {
 	}
 	return err
 }
+
+// ackBytes closes a group of messages for one acknowledgement.
+const ackBytes = 1 << 20
 
 // noRetry turns off the client's resend of a message that found no
 // responder: the publisher resends, in order.
@@ -190,6 +242,7 @@ var noRetry = jetstream.WithRetryAttempts(0)
 // the resync).
 func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 	var n uint64
+	saved := time.Now()
 	for e := range q {
 		err := e.err
 		var ack *jetstream.PubAck
@@ -199,7 +252,7 @@ func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 			case err = <-e.f.Err():
 			}
 		}
-		p.stats.inflight.Add(-1)
+		p.stats.inflight.Add(-int64(e.msgs))
 		if err != nil {
 			p.stats.errors.Add(1)
 			if failed.Load() == nil {
@@ -211,13 +264,14 @@ func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 		if failed.Load() != nil {
 			continue // after a failure: sent again from it
 		}
-		p.stats.published.Add(1)
+		p.stats.published.Add(uint64(e.msgs))
+		p.stats.events.Add(e.n)
 		if ack.Duplicate {
 			// Stored before, not at the end (a spool made anew, say): the
 			// sequences expected by those in flight are one too high, so
 			// they will fail; resynchronise after this one.
 			p.stats.duplicates.Add(1)
-			p.cfg.Spool.Ack(e.pos, 1, e.id)
+			p.cfg.Spool.Ack(e.pos, e.id)
 			dup := fmt.Errorf("fleet: %s already in the stream at %d", e.id, ack.Sequence)
 			failed.CompareAndSwap(nil, &dup)
 			p.cfg.Spool.wake()
@@ -227,9 +281,13 @@ func (p *Publisher) acks(q <-chan inflight, failed *atomic.Pointer[error]) {
 			p.stats.reordered.Add(1)
 			p.cfg.Log.Warn("fleet: message stored out of sequence", "stream", p.cfg.Stream, "id", e.id, "seq", ack.Sequence, "want", e.seq)
 		}
-		p.cfg.Spool.Ack(e.pos, 1, e.id)
-		if n++; n%4096 == 0 || len(q) == 0 {
+		p.careful.Store(false)
+		p.cfg.Spool.Ack(e.pos, e.id)
+		// The cursor on disk may lag (the resync finds the stream's last
+		// message in the spool): saved every 256 messages, or 100 ms.
+		if n++; n%256 == 0 || len(q) == 0 && time.Since(saved) >= 100*time.Millisecond {
 			p.cfg.Spool.Save()
+			saved = time.Now()
 		}
 	}
 }
@@ -254,6 +312,7 @@ func (p *Publisher) resync(ctx context.Context) error {
 				return nil
 			}
 			p.cfg.Log.Warn("fleet: the stream's last message is not among those spooled; publishing the spool after it", "stream", p.cfg.Stream, "last", last)
+			p.careful.Store(true)
 			return nil
 		}
 		p.cfg.Log.Debug("fleet: stream not reachable", "stream", p.cfg.Stream, "err", err)
@@ -303,9 +362,28 @@ func StreamConfig(name, host string) jetstream.StreamConfig {
 	}
 }
 
-// EnsureStream creates host's stream (StreamConfig, one replica) unless
-// it exists.
-func EnsureStream(nc *nats.Conn, name, host string) error {
+// EnsureRegistry creates the registry's bucket (RegistryBucket, with
+// replicas copies, a history of 5 values a key) unless it exists.
+func EnsureRegistry(nc *nats.Conn, prefix string, replicas int) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bucket := RegistryBucket(prefix)
+	if _, err := js.KeyValue(ctx, bucket); err == nil {
+		return nil
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 5, Replicas: replicas, Storage: jetstream.FileStorage}); err != nil {
+		return fmt.Errorf("fleet: create bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// EnsureStream creates host's stream (StreamConfig, with replicas copies)
+// unless it exists.
+func EnsureStream(nc *nats.Conn, name, host string, replicas int) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("fleet: %w", err)
@@ -315,7 +393,9 @@ func EnsureStream(nc *nats.Conn, name, host string) error {
 	if _, err := js.Stream(ctx, name); err == nil {
 		return nil
 	}
-	if _, err := js.CreateStream(ctx, StreamConfig(name, host)); err != nil {
+	cfg := StreamConfig(name, host)
+	cfg.Replicas = replicas
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("fleet: create stream %s: %w", name, err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -17,27 +18,57 @@ import (
 	"github.com/contid/contid/internal/testing/testwait"
 )
 
-// recorder spools events through a Sink and keeps the message ids in the
-// order they were spooled: the order the stream must hold them in.
+// recorder spools events through a Sink and keeps, in the order they
+// were spooled (the order the stream must hold them in), the events'
+// identities and the message ids.
 type recorder struct {
-	mu   sync.Mutex
-	sink *Sink
-	ids  []string
+	mu     sync.Mutex
+	sink   *Sink
+	events []string
+	ids    []string
 }
 
 func (r *recorder) Write(ev *pipeline.Event) {
 	r.sink.Write(ev)
 	r.mu.Lock()
+	r.events = append(r.events, r.sink.enc.EventID(ev))
+	r.mu.Unlock()
+}
+
+// Commit ends a batch.
+func (r *recorder) Commit() error {
+	err := r.sink.Commit()
+	r.mu.Lock()
 	for _, m := range r.sink.msgs {
 		r.ids = append(r.ids, m.ID)
 	}
 	r.mu.Unlock()
+	return err
+}
+
+// batches writes events to a recorder, ending a batch every so many.
+type batches struct {
+	rec      *recorder
+	every, n int
+}
+
+func (b *batches) Write(ev *pipeline.Event) {
+	b.rec.Write(ev)
+	if b.n++; b.n%b.every == 0 {
+		b.rec.Commit()
+	}
 }
 
 func (r *recorder) IDs() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.ids)
+}
+
+func (r *recorder) Events() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
 }
 
 // host is one contid host publishing to the cluster: spool, sink,
@@ -84,13 +115,63 @@ func (h *host) drained(t *testing.T) {
 	})
 }
 
+// checkStream: the stream holds each message spooled once, in order,
+// and each event once, in the host's order, counted by identity.
 func checkStream(t *testing.T, urls string, h *host) {
 	t.Helper()
-	got := streamIDs(t, connect(t, urls), StreamName("CONTID", h.name))
-	want := h.rec.IDs()
-	if slices.Equal(got, want) {
-		return
+	msgs := streamMsgs(t, connect(t, urls), StreamName("CONTID", h.name))
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.id)
 	}
+	if want := h.rec.IDs(); !slices.Equal(got, want) {
+		diff(t, h.name+" messages", got, want)
+	}
+	if got, want := streamEvents(t, msgs), h.rec.Events(); !slices.Equal(got, want) {
+		diff(t, h.name+" events", got, want)
+	}
+}
+
+// streamEvents returns the identities of the events of a stream's
+// messages in the host's order: batch by batch (a batch's messages are
+// stored together), each batch's events by their place in it, one copy
+// of each. An event in two batches, or a place holding two events, fails.
+func streamEvents(t *testing.T, msgs []storedMsg) []string {
+	t.Helper()
+	var out []string
+	inBatch := map[string]string{} // identity → its batch
+	var batch string
+	var places map[uint64]string
+	end := func() {
+		for _, k := range slices.Sorted(maps.Keys(places)) {
+			out = append(out, places[k])
+		}
+	}
+	for _, m := range msgs {
+		b, frames, ok := ParseBatch(m.data, nil)
+		if !ok {
+			t.Fatalf("message %s is not a batch", m.id)
+		}
+		if b != batch {
+			end()
+			batch, places = b, map[uint64]string{}
+		}
+		for _, f := range frames {
+			if id, ok := places[f.Index]; ok && id != f.ID {
+				t.Fatalf("batch %s: place %d holds %s and %s", b, f.Index, id, f.ID)
+			}
+			if in, ok := inBatch[f.ID]; ok && in != b {
+				t.Fatalf("event %s in batches %s and %s", f.ID, in, b)
+			}
+			places[f.Index], inBatch[f.ID] = f.ID, b
+		}
+	}
+	end()
+	return out
+}
+
+func diff(t *testing.T, what string, got, want []string) {
+	t.Helper()
 	seen := map[string]int{}
 	for _, id := range got {
 		seen[id]++
@@ -109,7 +190,7 @@ func checkStream(t *testing.T, urls string, h *host) {
 	for first < min(len(got), len(want)) && got[first] == want[first] {
 		first++
 	}
-	t.Fatalf("%s: stream holds %d messages, %d spooled: %d missing, %d duplicated, first difference at %d", h.name, len(got), len(want), missing, dups, first)
+	t.Fatalf("%s: stream holds %d, %d spooled: %d missing, %d duplicated, first difference at %d", what, len(got), len(want), missing, dups, first)
 }
 
 // A replayed host log, one server: every event once, in order.
@@ -117,13 +198,13 @@ func TestPublishReplayed(t *testing.T) {
 	c := startCluster(t, 1, nil)
 	createStream(t, connect(t, c.urls()), "b", 1)
 	h := startHost(t, c.urls(), "b", SpoolConfig{})
-	n := replay(genLog(rand.New(rand.NewPCG(1, 2)), 0, 5000, 1700000000), h.rec)
-	if err := h.rec.sink.Commit(); err != nil {
+	n := replay(genLog(rand.New(rand.NewPCG(1, 2)), 0, 5000, 1700000000), &batches{rec: h.rec, every: 100})
+	if err := h.rec.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	h.drained(t)
-	if len(h.rec.IDs()) < n {
-		t.Fatalf("%d events gave %d messages", n, len(h.rec.IDs()))
+	if len(h.rec.Events()) != n || len(h.rec.IDs()) < n/100 {
+		t.Fatalf("%d events gave %d events in %d messages", n, len(h.rec.Events()), len(h.rec.IDs()))
 	}
 	checkStream(t, c.urls(), h)
 }
@@ -135,41 +216,54 @@ func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// A spool made anew (lost, or a second contid on the host) holding events
-// the stream has: they are taken as stored, none twice, and the spool
-// drains; the events after them follow in order.
+// A spool made anew (lost, or a second contid on the host) holding a
+// batch the stream has: it is taken as stored (its messages have the
+// same ids), none twice, and the spool drains; the batches after it
+// follow in order.
 func TestPublishSpoolAnew(t *testing.T) {
 	c := startCluster(t, 1, nil)
 	createStream(t, connect(t, c.urls()), "b", 1)
-	log := genLog(rand.New(rand.NewPCG(1, 2)), 0, 600, 1700000000)
-	more := genLog(rand.New(rand.NewPCG(1, 3)), 600, 100, 1700000000)
+	r := rand.New(rand.NewPCG(1, 2))
+	first, second, more := genLog(r, 0, 300, 1700000000), genLog(r, 300, 300, 1700000000), genLog(r, 600, 100, 1700000000)
 	h1 := startHost(t, c.urls(), "b", SpoolConfig{})
-	replay(log, h1.rec)
-	h1.rec.sink.Commit()
+	replay(first, h1.rec)
+	h1.rec.Commit()
+	replay(second, h1.rec)
+	h1.rec.Commit()
 	h1.drained(t)
 	h1.stop()
 	<-h1.done
 	h1.done <- nil // for its cleanup
 
 	h2 := startHost(t, c.urls(), "b", SpoolConfig{})
-	// The first 300 events again, in a spool of its own: the stream's
-	// last message is not among them.
-	replay(strings.Join(strings.SplitAfter(log, "\n")[:countLines(log)/2], ""), h2.rec)
+	// The first batch again, in a spool of its own: the stream's last
+	// message is not among its messages.
+	replay(first, h2.rec)
+	h2.rec.Commit()
 	replay(more, h2.rec)
-	h2.rec.sink.Commit()
+	h2.rec.Commit()
 	h2.drained(t)
-	want := append(h1.rec.IDs(), h2.rec.IDs()...)
-	seen := map[string]bool{}
-	var uniq []string
-	for _, id := range want {
-		if !seen[id] {
-			seen[id] = true
-			uniq = append(uniq, id)
+	uniq := func(all ...[]string) []string {
+		seen := map[string]bool{}
+		var out []string
+		for _, id := range slices.Concat(all...) {
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
 		}
+		return out
 	}
-	got := streamIDs(t, connect(t, c.urls()), StreamName("CONTID", "b"))
-	if !slices.Equal(got, uniq) {
-		t.Fatalf("stream holds %d, want %d (%+v)", len(got), len(uniq), h2.pub.Stats())
+	msgs := streamMsgs(t, connect(t, c.urls()), StreamName("CONTID", "b"))
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.id)
+	}
+	if want := uniq(h1.rec.IDs(), h2.rec.IDs()); !slices.Equal(got, want) {
+		diff(t, "messages", got, want)
+	}
+	if got, want := streamEvents(t, msgs), uniq(h1.rec.Events(), h2.rec.Events()); !slices.Equal(got, want) {
+		diff(t, "events", got, want)
 	}
 	if st := h2.pub.Stats(); st.Duplicates == 0 || st.Reordered != 0 {
 		t.Fatalf("stats %+v", st)
@@ -188,11 +282,11 @@ func TestPublishAfterCrash(t *testing.T) {
 	createStream(t, connect(t, c.urls()), "b", 1)
 	dir := t.TempDir()
 	h1 := startHost(t, c.urls(), "b", SpoolConfig{Dir: dir, SegmentBytes: 256 << 10})
-	replay(genLog(rand.New(rand.NewPCG(4, 4)), 0, 20000, 1700000000), h1.rec)
-	h1.rec.sink.Commit()
+	replay(genLog(rand.New(rand.NewPCG(4, 4)), 0, 20000, 1700000000), &batches{rec: h1.rec, every: 20})
+	h1.rec.Commit()
 	testwait.Until(t, "publishing under way", func() (bool, any) {
 		p := h1.pub.Stats().Published
-		return p > 5000, p
+		return p > 2000, p
 	})
 	// What a crash now leaves: the cursor first, then the segments (one
 	// removed meanwhile was wholly acknowledged).
@@ -218,10 +312,7 @@ func TestPublishAfterCrash(t *testing.T) {
 
 	h2 := startHost(t, c.urls(), "b", SpoolConfig{Dir: crash})
 	h2.drained(t)
-	got := streamIDs(t, connect(t, c.urls()), StreamName("CONTID", "b"))
-	if !slices.Equal(got, h1.rec.IDs()) {
-		t.Fatalf("stream holds %d messages, %d spooled", len(got), len(h1.rec.IDs()))
-	}
+	checkStream(t, c.urls(), &host{name: "b", rec: h1.rec})
 	st := h2.pub.Stats()
 	if st.Reordered != 0 || st.Skipped == 0 {
 		t.Fatalf("after the crash: %+v", st)

@@ -2,11 +2,11 @@ package fleet
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -29,10 +29,10 @@ type SearchOptions struct {
 type SearchStats struct {
 	Streams    int
 	Messages   uint64 // messages the servers delivered
-	Events     uint64 // distinct events among them
+	Events     uint64 // distinct events in them
 	Matched    uint64
-	Malformed  uint64 // messages whose lines did not make one event
-	Duplicates uint64 // further copies of an event (one per chain)
+	Malformed  uint64 // messages not in the batch form, events whose lines did not make one event
+	Duplicates uint64 // further copies of an event (one per chain, or spooled anew)
 }
 
 // Search answers q from the hosts' streams, host by host (in name order)
@@ -81,10 +81,23 @@ func searchHosts(ctx context.Context, js jetstream.JetStream, opt SearchOptions)
 }
 
 func searchHost(ctx context.Context, js jetstream.JetStream, host string, q *search.Query, opt SearchOptions, st *SearchStats, emit func(string, *search.Event) error) error {
+	r, err := readHistory(ctx, js, host, q, opt, st, emit)
+	if err != nil {
+		return err
+	}
+	return r.flush()
+}
+
+// readHistory reads what host's stream holds that can match q, up to
+// the stream's last message when it starts, handing the events to a
+// hostReader; the last batch it read is left in the reader (a follower
+// may meet more of it).
+func readHistory(ctx context.Context, js jetstream.JetStream, host string, q *search.Query, opt SearchOptions, st *SearchStats, emit func(string, *search.Event) error) (*hostReader, error) {
 	stream, err := js.Stream(ctx, StreamName(opt.Prefix, host))
 	if err != nil {
-		return fmt.Errorf("fleet: stream of %s: %w", host, err)
+		return nil, fmt.Errorf("fleet: stream of %s: %w", host, err)
 	}
+	r := &hostReader{host: host, q: q, st: st, emit: emit, seen: map[string]bool{}, last: stream.CachedInfo().State.LastSeq}
 	// The filters that hold messages; each is read by its own consumer
 	// (filters may overlap, which one consumer does not allow), and the
 	// messages merged by stream sequence.
@@ -96,7 +109,7 @@ func searchHost(ctx context.Context, js jetstream.JetStream, host string, q *sea
 		}
 		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(f))
 		if err != nil {
-			return fmt.Errorf("fleet: stream of %s: %w", host, err)
+			return nil, fmt.Errorf("fleet: stream of %s: %w", host, err)
 		}
 		if len(info.State.Subjects) > 0 {
 			filters = append(filters, f)
@@ -105,35 +118,111 @@ func searchHost(ctx context.Context, js jetstream.JetStream, host string, q *sea
 	msgs := map[uint64]jetstream.Msg{}
 	for _, f := range filters {
 		if err := readFilter(ctx, stream, f, q, opt, msgs); err != nil {
-			return fmt.Errorf("fleet: read %s: %w", f, err)
+			return nil, fmt.Errorf("fleet: read %s: %w", f, err)
 		}
 	}
 	seqs := make([]uint64, 0, len(msgs))
 	for s := range msgs {
-		seqs = append(seqs, s)
+		if s <= r.last { // what came since is the follower's
+			seqs = append(seqs, s)
+		}
 	}
-	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-	seen := map[string]bool{}
+	slices.Sort(seqs)
 	for _, s := range seqs {
-		m := msgs[s]
-		st.Messages++
-		id := EventOf(m.Headers().Get(jetstream.MsgIDHeader))
-		if seen[id] {
-			st.Duplicates++
+		if err := r.add(msgs[s].Data()); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// A hostReader puts the events of one host's messages, read in stream
+// order, back in the host's order and emits those that match. A batch's
+// messages are stored one after the other, so those of one batch come
+// together in any subset of the stream: the reader gathers a batch's
+// events until a message of another batch comes (or flush), sorts them
+// by their place in the batch, and emits each event once (an event of
+// several chains is in several messages).
+type hostReader struct {
+	host   string
+	q      *search.Query
+	st     *SearchStats
+	emit   func(string, *search.Event) error
+	seen   map[string]bool
+	batch  string  // the batch being gathered
+	frames []Frame // its events read so far
+	last   uint64  // the stream's last sequence when the reading began
+	// forget clears seen after each batch (a follower's memory stays
+	// bounded; an event's copies are in one batch).
+	forget bool
+}
+
+// add reads a message's data.
+func (r *hostReader) add(data []byte) error {
+	r.st.Messages++
+	n := len(r.frames)
+	b, fr, ok := ParseBatch(data, r.frames)
+	if !ok {
+		r.st.Malformed++
+		r.frames = fr[:n]
+		return nil
+	}
+	if b != r.batch && n > 0 {
+		// A new batch: the frames before it are the last one's.
+		next := slices.Clone(fr[n:])
+		r.frames = fr[:n]
+		if err := r.flush(); err != nil {
+			return err
+		}
+		fr = append(r.frames, next...)
+	}
+	r.frames, r.batch = fr, b
+	if len(r.frames) > maxBatchFrames {
+		// Far beyond a batch of the daemon's (512 records): a host that
+		// never ends its batch is not kept in memory for good.
+		return r.flush()
+	}
+	return nil
+}
+
+// maxBatchFrames bounds the events a reader gathers of one batch.
+const maxBatchFrames = 1 << 16
+
+// next tells the reader that a message of batch b came that it does not
+// read: the batch gathered so far is whole if b is another.
+func (r *hostReader) next(b string) error {
+	if b != r.batch && len(r.frames) > 0 {
+		return r.flush()
+	}
+	return nil
+}
+
+// flush emits the batch gathered so far.
+func (r *hostReader) flush() error {
+	slices.SortStableFunc(r.frames, func(a, b Frame) int { return cmp.Compare(a.Index, b.Index) })
+	frames := r.frames
+	r.frames, r.batch = r.frames[:0], ""
+	if r.forget {
+		defer clear(r.seen)
+	}
+	for i := range frames {
+		f := &frames[i]
+		if r.seen[f.ID] {
+			r.st.Duplicates++
 			continue
 		}
-		seen[id] = true
-		ev, ok := EventOfMsg(m.Data())
+		r.seen[f.ID] = true
+		ev, ok := EventOfMsg(f.Body)
 		if !ok {
-			st.Malformed++
+			r.st.Malformed++
 			continue
 		}
-		st.Events++
-		if !q.Match(ev) {
+		r.st.Events++
+		if !r.q.Match(ev) {
 			continue
 		}
-		st.Matched++
-		if err := emit(host, ev); err != nil {
+		r.st.Matched++
+		if err := r.emit(r.host, ev); err != nil {
 			return err
 		}
 	}

@@ -7,44 +7,54 @@ import (
 	"github.com/contid/contid/internal/pipeline"
 )
 
-// Sink is the stream route's writer: each event it is given becomes its
-// messages (Encoder) in the spool, which the Publisher drains. It is for
-// one goroutine (the daemon's core); Commit after each batch.
+// Sink is the stream route's writer: it gathers the events it is given
+// into the batch's messages (Encoder), which Commit puts in the spool
+// for the Publisher to send. It is for one goroutine (the daemon's
+// core); Commit after each batch.
 type Sink struct {
 	// Name is the route's name in the rules (stream=NAME): Write takes
 	// only events routed there. "" takes every event.
-	Name  string
-	enc   Encoder
-	spool *Spool
-	msgs  []Msg
-	// Events counts the events given; Refused the messages the full
-	// spool refused (also in the spool's DroppedNew).
+	Name string
+	// Registry, when set, notes the events that register and drop
+	// containers, routed here or not.
+	Registry *Registry
+	enc      Encoder
+	spool    *Spool
+	msgs     []Msg // the last Commit's
+	// Events counts the events given; Refused the events in messages the
+	// full spool refused (also in the spool's DroppedNew).
 	Events, Refused uint64
 	errs            uint64
 }
 
 // NewSink returns a Sink writing to spool; json adds the JSON object to
-// each message (Encoder.JSON).
+// each event (Encoder.JSON).
 func NewSink(name, host, boot string, json bool, spool *Spool) *Sink {
 	return &Sink{Name: name, enc: Encoder{Host: host, Boot: boot, JSON: json}, spool: spool}
 }
 
-// Write spools the event's messages if it is routed to the sink.
+// Write adds the event to the batch if it is routed to the sink.
 func (s *Sink) Write(ev *pipeline.Event) {
+	if s.Registry != nil && ev.Life != 0 && len(ev.Records) > 0 {
+		s.Registry.Note(ev, s.enc.EventID(ev))
+	}
 	if s.Name != "" && !slices.Contains(ev.Routes.Streams, s.Name) {
 		return
 	}
 	s.Events++
-	s.msgs = s.enc.Append(s.msgs[:0], ev)
+	s.enc.Add(ev)
+}
+
+// Commit spools the batch's messages, whole, and writes them for the
+// publisher to send.
+func (s *Sink) Commit() error {
+	s.msgs = s.enc.Flush(s.msgs[:0])
 	for i := range s.msgs {
 		if err := s.spool.Append(&s.msgs[i]); errors.Is(err, ErrFull) {
-			s.Refused++
+			s.Refused += s.msgs[i].N
 		} else if err != nil {
 			s.errs++
 		}
 	}
+	return s.spool.Flush()
 }
-
-// Commit writes what was spooled since the last Commit, for the publisher
-// to send.
-func (s *Sink) Commit() error { return s.spool.Flush() }

@@ -14,7 +14,7 @@ import (
 	"sync"
 )
 
-// Action is what the spool does with an event when it is full, as
+// Action is what the spool does with a message when it is full, as
 // auditd's disk_full_action.
 type Action uint8
 
@@ -24,9 +24,10 @@ const (
 	// waits.
 	Block Action = iota + 1
 	// DropOldest removes the oldest segment not yet published, counting
-	// its events as lost: the newest events are kept.
+	// the events of its messages as lost: the newest events are kept.
 	DropOldest
-	// DropNew refuses the event, counting it as lost: the oldest are kept.
+	// DropNew refuses the message, counting its events as lost: the
+	// oldest are kept.
 	DropNew
 )
 
@@ -55,9 +56,9 @@ func (a Action) String() string {
 	return "unknown"
 }
 
-// ErrFull is returned by Append for an event the full spool refused
+// ErrFull is returned by Append for a message the full spool refused
 // (DropNew), or that a closed spool no longer takes.
-var ErrFull = errors.New("fleet: spool full: event dropped")
+var ErrFull = errors.New("fleet: spool full: message dropped")
 
 // ErrClosed is returned by Next once the spool is closed.
 var ErrClosed = errors.New("fleet: spool closed")
@@ -79,15 +80,19 @@ type SpoolConfig struct {
 	Sync bool
 }
 
-// SpoolStats counts what the spool did.
+// SpoolStats counts what the spool did. A message (a record) holds the
+// events of one subject in one pipeline batch (Msg.N); losses count
+// events.
 type SpoolStats struct {
-	Appended    uint64 // events taken
-	DroppedNew  uint64 // events refused when full (DropNew, or closed)
-	DroppedOld  uint64 // events removed unpublished when full (DropOldest)
+	Appended    uint64 // messages taken
+	Events      uint64 // events in them
+	DroppedNew  uint64 // events in messages refused when full (DropNew, or closed)
+	DroppedOld  uint64 // events in messages removed unpublished when full (DropOldest)
 	Blocked     uint64 // Appends that waited for space (Block)
 	Torn        uint64 // bytes cut off a torn segment end at open
 	Bytes       int64  // on disk and waiting to be written
-	Pending     uint64 // events not yet acknowledged
+	Written     uint64 // bytes written since open
+	Pending     uint64 // messages not yet acknowledged
 	Segments    int
 	WriteErrors uint64
 }
@@ -107,13 +112,20 @@ type Spool struct {
 	segs   []*segment // oldest first; the last is written
 	w      *os.File   // the last segment
 	wbuf   []byte     // appended, not yet written
-	wcount uint64     // events in wbuf
-	closed bool
-	woken  bool // wake was called: a waiting Next returns ErrEmpty
+	wcount uint64     // records in wbuf
+	// The last write: tail holds the bytes of segment tailSeg from
+	// tailOff; spare is the buffer wbuf is swapped with.
+	tail, spare []byte
+	tailSeg     uint64
+	tailOff     int64
+	closed      bool
+	woken       bool // wake was called: a waiting Next returns ErrEmpty
 
-	// Read position: the next record Next returns.
+	// Read position: the next record Next returns, and the number of
+	// records of segment rseg before it.
 	rseg  uint64
 	roff  int64
+	ridx  uint64
 	rf    *os.File // open segment rseg
 	rbuf  []byte   // bytes of rf from rbase
 	rbase int64
@@ -128,10 +140,10 @@ type Spool struct {
 }
 
 type segment struct {
-	first  uint64 // name: the spool-wide number of its first event
-	size   int64  // bytes written
-	events uint64 // records written
-	acked  uint64 // records acknowledged (the first segment only)
+	first uint64 // name: the spool-wide number of its first record
+	size  int64  // bytes written
+	recs  uint64 // records written
+	acked uint64 // records acknowledged (the first segment only)
 }
 
 func (s *segment) path(dir string) string {
@@ -187,10 +199,13 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	if s.w, err = os.OpenFile(last.path(cfg.Dir), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 		return nil, fmt.Errorf("fleet: spool: %w", err)
 	}
-	s.rseg, s.roff = s.aseg, s.aoff
+	s.rseg, s.roff, s.ridx = s.aseg, s.aoff, s.segs[0].acked
+	if s.segs[0].first != s.aseg { // a crash after a cursor save, before a removal
+		s.ridx = s.countTo(s.segs[s.index(s.aseg)], s.aoff)
+	}
 	for _, g := range s.segs {
 		s.stats.Bytes += g.size
-		s.stats.Pending += g.events
+		s.stats.Pending += g.recs
 	}
 	s.stats.Pending -= s.segs[0].acked
 	s.stats.Segments = len(s.segs)
@@ -211,7 +226,7 @@ func (s *Spool) recover(seg *segment) error {
 			break
 		}
 		off += n
-		seg.events++
+		seg.recs++
 	}
 	if off < len(b) {
 		s.stats.Torn += uint64(len(b) - off)
@@ -239,6 +254,25 @@ func (s *Spool) countTo(seg *segment, off int64) uint64 {
 		n++
 	}
 	return n
+}
+
+// eventsFrom counts the events of seg's messages from off on.
+func (s *Spool) eventsFrom(seg *segment, off int64) uint64 {
+	b, err := os.ReadFile(seg.path(s.cfg.Dir))
+	if err != nil || off > int64(len(b)) {
+		return 0
+	}
+	var n uint64
+	for b = b[off:]; ; {
+		msg, k, ok := frame(b)
+		if !ok {
+			return n
+		}
+		if m, ok := decode(msg); ok {
+			n += m.N
+		}
+		b = b[k:]
+	}
 }
 
 // frame returns the message of the record at the start of b and the
@@ -305,7 +339,7 @@ func (s *Spool) Append(m *Msg) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || !s.room(int64(n)) {
-		s.stats.DroppedNew++
+		s.stats.DroppedNew += m.N
 		return ErrFull
 	}
 	start := len(s.wbuf)
@@ -320,6 +354,7 @@ func (s *Spool) Append(m *Msg) error {
 	binary.LittleEndian.PutUint32(s.wbuf[start+4:], crc32.Checksum(msg, castagnoli))
 	s.wcount++
 	s.stats.Appended++
+	s.stats.Events += m.N
 	s.stats.Pending++
 	s.stats.Bytes += int64(n)
 	if len(s.wbuf) >= 256<<10 {
@@ -360,15 +395,19 @@ func (s *Spool) dropOldest() bool {
 		}
 	}
 	g := s.segs[0]
-	lost := g.events - g.acked
-	s.stats.DroppedOld += lost
+	lost := g.recs - g.acked
+	from := int64(0)
+	if g.first == s.aseg {
+		from = s.aoff
+	}
+	s.stats.DroppedOld += s.eventsFrom(g, from)
 	s.stats.Pending -= lost
 	s.removeFirst()
 	next := s.segs[0].first
 	s.aseg, s.aoff = next, 0
 	if s.rseg == g.first {
 		s.closeReader()
-		s.rseg, s.roff = next, 0
+		s.rseg, s.roff, s.ridx = next, 0, 0
 	}
 	s.dirty = true
 	return true
@@ -410,7 +449,7 @@ func (s *Spool) flush() error {
 				break
 			}
 			whole += k
-			last.events++
+			last.recs++
 			s.wcount--
 		}
 		if whole < n {
@@ -421,12 +460,17 @@ func (s *Spool) flush() error {
 		s.cond.Broadcast()
 		return fmt.Errorf("fleet: spool write: %w", err)
 	}
+	// The bytes just written stay in memory for the reader, which is
+	// most often just behind (the buffers swap; nothing is copied).
+	s.tail, s.tailSeg, s.tailOff = s.wbuf, last.first, last.size
+	s.wbuf = s.spare[:0]
+	s.spare = s.tail
 	last.size += int64(n)
-	last.events += s.wcount
+	s.stats.Written += uint64(n)
+	last.recs += s.wcount
 	s.wcount = 0
-	s.wbuf = s.wbuf[:0]
 	if last.size >= s.cfg.SegmentBytes {
-		next := &segment{first: last.first + last.events}
+		next := &segment{first: last.first + last.recs}
 		f, err := os.OpenFile(next.path(s.cfg.Dir), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			s.stats.WriteErrors++
@@ -445,6 +489,7 @@ func (s *Spool) flush() error {
 type Pos struct {
 	Seg uint64
 	Off int64
+	Rec uint64 // records of segment Seg up to Off
 }
 
 // ErrEmpty is returned by Next without wait when nothing is left to read.
@@ -461,7 +506,7 @@ func (s *Spool) Next(wait bool) (Msg, Pos, error) {
 		i := s.index(s.rseg)
 		if i < 0 { // removed under the reader (DropOldest)
 			s.closeReader()
-			s.rseg, s.roff = s.segs[0].first, 0
+			s.rseg, s.roff, s.ridx = s.segs[0].first, 0, 0
 			continue
 		}
 		g := s.segs[i]
@@ -471,11 +516,12 @@ func (s *Spool) Next(wait bool) (Msg, Pos, error) {
 				return Msg{}, Pos{}, err
 			}
 			s.roff += int64(n)
-			return m, Pos{s.rseg, s.roff}, nil
+			s.ridx++
+			return m, Pos{s.rseg, s.roff, s.ridx}, nil
 		}
 		if i+1 < len(s.segs) {
 			s.closeReader()
-			s.rseg, s.roff = s.segs[i+1].first, 0
+			s.rseg, s.roff, s.ridx = s.segs[i+1].first, 0, 0
 			continue
 		}
 		if s.closed {
@@ -487,6 +533,25 @@ func (s *Spool) Next(wait bool) (Msg, Pos, error) {
 		}
 		s.cond.Wait()
 	}
+}
+
+// More reports whether a record is there to read without waiting.
+func (s *Spool) More() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.index(s.rseg)
+	if i < 0 {
+		return true // Next moves on to the oldest kept
+	}
+	if s.roff < s.segs[i].size {
+		return true
+	}
+	for _, g := range s.segs[i+1:] {
+		if g.size > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // read decodes the record at the read position of segment g.
@@ -521,7 +586,14 @@ func (s *Spool) read(g *segment) (Msg, int, error) {
 		if int64(cap(s.rbuf)) < want {
 			s.rbuf = slices.Grow(s.rbuf, int(want)-len(s.rbuf))
 		}
-		k, err := s.rf.ReadAt(s.rbuf[len(s.rbuf):want], s.rbase+int64(len(s.rbuf)))
+		at := s.rbase + int64(len(s.rbuf))
+		if i := at - s.tailOff; s.tailSeg == g.first && i >= 0 && i < int64(len(s.tail)) {
+			// Written last: still in memory.
+			k := copy(s.rbuf[len(s.rbuf):want], s.tail[i:])
+			s.rbuf = s.rbuf[:len(s.rbuf)+k]
+			continue
+		}
+		k, err := s.rf.ReadAt(s.rbuf[len(s.rbuf):want], at)
 		s.rbuf = s.rbuf[:len(s.rbuf)+k]
 		if k == 0 && err != nil && err != io.EOF {
 			return Msg{}, 0, fmt.Errorf("fleet: spool read: %w", err)
@@ -546,6 +618,7 @@ func decode(b []byte) (Msg, bool) {
 	}
 	m.Subject = string(b[2 : 2+l])
 	m.Data = b[2+l:]
+	m.N = batchEvents(m.Data)
 	return m, true
 }
 
@@ -559,7 +632,11 @@ func (s *Spool) closeReader() {
 
 // Ack marks everything up to p as published; id is the last message's.
 // Segments wholly acknowledged are removed (the cursor saved first).
-func (s *Spool) Ack(p Pos, n uint64, id string) {
+//
+// What is acknowledged is counted from p (the records of its segment up
+// to it), not from how many were sent: those of a segment DropOldest
+// removed meanwhile were counted then.
+func (s *Spool) Ack(p Pos, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.index(p.Seg) < 0 {
@@ -569,18 +646,19 @@ func (s *Spool) Ack(p Pos, n uint64, id string) {
 	s.dirty = true
 	for s.segs[0].first < p.Seg {
 		g := s.segs[0]
-		s.stats.Pending -= g.events - g.acked
-		n -= min(n, g.events-g.acked)
+		s.stats.Pending -= g.recs - g.acked
 		s.saveCursor()
 		s.removeFirst()
 		s.cond.Broadcast()
 	}
-	s.segs[0].acked += n
-	s.stats.Pending -= n
+	if g := s.segs[0]; p.Rec > g.acked {
+		s.stats.Pending -= p.Rec - g.acked
+		g.acked = p.Rec
+	}
 	if g := s.segs[0]; len(s.segs) > 1 && s.aoff == g.size {
 		// Wholly published: move the cursor on and remove it.
 		s.aseg, s.aoff = s.segs[1].first, 0
-		s.stats.Pending -= g.events - g.acked
+		s.stats.Pending -= g.recs - g.acked
 		s.saveCursor()
 		s.removeFirst()
 		s.cond.Broadcast()
@@ -594,7 +672,10 @@ func (s *Spool) Rewind() {
 	if s.rseg != s.aseg {
 		s.closeReader()
 	}
-	s.rseg, s.roff = s.aseg, s.aoff
+	s.rseg, s.roff, s.ridx = s.aseg, s.aoff, 0
+	if i := s.index(s.aseg); i >= 0 {
+		s.ridx = s.segs[i].acked
+	}
 }
 
 // Save writes the cursor if it moved.
@@ -674,7 +755,7 @@ func (s *Spool) Seek(id string) (uint64, bool) {
 		}
 		n++
 		if m.ID == id {
-			s.Ack(pos, n, id)
+			s.Ack(pos, id)
 			return n, true
 		}
 	}

@@ -10,8 +10,11 @@ import (
 	"github.com/contid/contid/internal/testing/testwait"
 )
 
+// testMsg is a message of two events, all of one size.
 func testMsg(i int) Msg {
-	return Msg{ID: fmt.Sprintf("h:b:%03d.000:%03d", i, i), Subject: "contid.h.h", Data: fmt.Appendf(nil, "event %03d\n", i)}
+	id := fmt.Sprintf("h:b:%03d.000:%03d", i, i)
+	return Msg{ID: id + "/0+2", Subject: "contid.h.h", N: 2,
+		Data: fmt.Appendf(nil, "contid-batch 1 %s+2 2\n0 %s 2\na\n1 %s:1 2\nb\n", id, id, id)}
 }
 
 // readAll reads what is left without waiting and acknowledges it.
@@ -27,12 +30,12 @@ func readAll(t *testing.T, s *Spool, ack bool) []string {
 			t.Fatal(err)
 		}
 		var i int
-		if _, err := fmt.Sscanf(string(m.Data), "event %d\n", &i); err != nil || m.ID != testMsg(i).ID {
+		if _, err := fmt.Sscanf(string(m.Data), "contid-batch 1 h:b:%d.", &i); err != nil || m.ID != testMsg(i).ID || string(m.Data) != string(testMsg(i).Data) || m.N != 2 {
 			t.Fatalf("record %q holds %q", m.ID, m.Data)
 		}
 		ids = append(ids, m.ID)
 		if ack {
-			s.Ack(pos, 1, m.ID)
+			s.Ack(pos, m.ID)
 		}
 	}
 }
@@ -85,7 +88,7 @@ func TestSpoolOrderAndRecovery(t *testing.T) {
 		}
 		got = append(got, m.ID)
 		if i < 40 {
-			s.Ack(pos, 1, m.ID)
+			s.Ack(pos, m.ID)
 		}
 	}
 	if !equal(got, ids(0, 60)) {
@@ -145,9 +148,9 @@ func TestSpoolFull(t *testing.T) {
 		new     uint64
 		old     uint64
 	}{
-		{DropNew, ids(0, 40), 60, 0},
+		{DropNew, ids(0, 40), 120, 0},
 		// Segments of 10 records: the oldest go 10 at a time.
-		{DropOldest, ids(60, 100), 0, 60},
+		{DropOldest, ids(60, 100), 0, 120},
 	} {
 		t.Run(tc.action.String(), func(t *testing.T) {
 			s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: tc.action})
@@ -168,8 +171,8 @@ func TestSpoolFull(t *testing.T) {
 			if !equal(got, tc.wantIDs) || st.DroppedNew != tc.new || st.DroppedOld != tc.old {
 				t.Fatalf("read %v, stats %+v", got, st)
 			}
-			if st.Appended+st.DroppedNew != 100 || uint64(len(got))+st.DroppedNew+st.DroppedOld != 100 {
-				t.Fatalf("not every event counted: read %d, %+v", len(got), st)
+			if st.Events != 2*st.Appended || st.Appended+st.DroppedNew/2 != 100 || uint64(len(got))+(st.DroppedNew+st.DroppedOld)/2 != 100 {
+				t.Fatalf("not every event counted: read %d messages, %+v", len(got), st)
 			}
 		})
 	}
@@ -207,7 +210,7 @@ func TestSpoolBlock(t *testing.T) {
 			t.Fatal(err)
 		}
 		got = append(got, m.ID)
-		s.Ack(pos, 1, m.ID)
+		s.Ack(pos, m.ID)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -217,5 +220,50 @@ func TestSpoolBlock(t *testing.T) {
 	}
 	if st := s.Stats(); st.Blocked == 0 || st.DroppedNew+st.DroppedOld != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// An acknowledgement that stands for messages of a segment DropOldest
+// removed meanwhile counts only those still pending: every message is
+// counted once, as acknowledged, dropped or pending.
+func TestSpoolAckAfterDrop(t *testing.T) {
+	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
+	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: DropOldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 40 {
+		m := testMsg(i)
+		if err := s.Append(&m); err != nil {
+			t.Fatal(err)
+		}
+		s.Flush()
+	}
+	var pos Pos
+	for range 25 { // sent, not yet acknowledged
+		_, p, err := s.Next(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos = p
+	}
+	m := testMsg(40)
+	if err := s.Append(&m); err != nil { // full: the oldest segment goes
+		t.Fatal(err)
+	}
+	s.Flush()
+	if st := s.Stats(); st.DroppedOld != 20 || st.Pending != 31 {
+		t.Fatalf("after the drop: %+v", st)
+	}
+	s.Ack(pos, testMsg(24).ID) // one acknowledgement for the 25
+	if st := s.Stats(); st.Pending != 16 {
+		t.Fatalf("after the acknowledgement: %d pending, want 41-10-15: %+v", st.Pending, st)
+	}
+	if got := readAll(t, s, true); !equal(got, ids(25, 41)) {
+		t.Fatalf("left: %v", got)
+	}
+	if st := s.Stats(); st.Pending != 0 {
+		t.Fatalf("drained: %+v", st)
 	}
 }

@@ -38,7 +38,7 @@ type searchCmd struct {
 	NoIndex  bool     `name:"no-index" help:"Scan every byte; neither read nor write the index."`
 	ReadOnly bool     `name:"read-only-index" help:"Use the index but never write it."`
 	Stats    bool     `help:"Print what was read and skipped to standard error."`
-	Follow   bool     `short:"f" help:"Go on printing matches as they are written to the current log (following rotation) until interrupted."`
+	Follow   bool     `short:"f" help:"Go on printing matches as they are written to the current log (following rotation), or with --fleet as the streams store them, until interrupted."`
 
 	Fleet       string        `placeholder:"URL" help:"Search the fleet's NATS JetStream streams instead of logs (comma-separated server URLs; docs/fleet.md)."`
 	FleetHost   []string      `name:"fleet-host" sep:"none" placeholder:"HOST" help:"With --fleet, only this host's stream (repeatable; default every host)."`
@@ -55,8 +55,8 @@ func (c *searchCmd) Run(stdio Stdio) error {
 	if c.Interp && c.JSON {
 		return &exitError{2, errors.New("search: -i and --json exclude each other")}
 	}
-	if c.Fleet != "" && (c.Follow || c.Input != "" || c.NoIndex || c.ReadOnly) {
-		return &exitError{2, errors.New("search: --fleet reads streams: not with -f, -if, --no-index or --read-only-index")}
+	if c.Fleet != "" && (c.Input != "" || c.NoIndex || c.ReadOnly) {
+		return &exitError{2, errors.New("search: --fleet reads streams: not with -if, --no-index or --read-only-index")}
 	}
 	crit := search.Criteria{
 		Contids: c.Contid, Exact: c.Exact, Start: c.Start, End: c.End, Types: c.Message,

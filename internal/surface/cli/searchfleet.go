@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,8 +31,14 @@ func (c *searchCmd) searchFleet(stdio Stdio, q *search.Query, p *search.Printer)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := fleet.Search(ctx, js, q, fleet.SearchOptions{Prefix: c.FleetPrefix, Hosts: c.FleetHost, Skew: c.FleetSkew},
-		func(_ string, ev *search.Event) error { return p.Print(ev) })
+	opt := fleet.SearchOptions{Prefix: c.FleetPrefix, Hosts: c.FleetHost, Skew: c.FleetSkew}
+	print := func(_ string, ev *search.Event) error { return p.Print(ev) }
+	var st fleet.SearchStats
+	if c.Follow {
+		st, err = fleet.Follow(ctx, js, q, opt, time.Second, print, p.Flush)
+	} else {
+		st, err = fleet.Search(ctx, js, q, opt, print)
+	}
 	if ferr := p.Flush(); err == nil {
 		err = ferr
 	}
@@ -39,7 +46,7 @@ func (c *searchCmd) searchFleet(stdio Stdio, q *search.Query, p *search.Printer)
 		fmt.Fprintf(stdio.Err, "contid: %d streams, %d messages read, %d events, %d copies, %d malformed, %d matched\n",
 			st.Streams, st.Messages, st.Events, st.Duplicates, st.Malformed, st.Matched)
 	} else if st.Malformed > 0 {
-		fmt.Fprintf(stdio.Err, "contid: skipped %d malformed messages\n", st.Malformed)
+		fmt.Fprintf(stdio.Err, "contid: skipped %d malformed messages or events\n", st.Malformed)
 	}
 	if err != nil {
 		return &exitError{2, fmt.Errorf("search: %w", err)}

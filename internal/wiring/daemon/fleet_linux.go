@@ -21,6 +21,7 @@ type fleetRoute struct {
 	*fleet.Sink // Write and Commit, on the core goroutine
 	spool       *fleet.Spool
 	pub         *fleet.Publisher
+	reg         *fleet.Registry // nil without fleet.registry
 	stop        context.CancelFunc
 	done        chan error
 	closeOnce   sync.Once
@@ -62,7 +63,7 @@ func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
 	}
 	stream := fleet.StreamName(f.StreamPrefix, host)
 	if f.CreateStream {
-		if err := fleet.EnsureStream(nc, stream, host); err != nil {
+		if err := fleet.EnsureStream(nc, stream, host, f.Replicas); err != nil {
 			log.Warn("fleet: creating the stream", "stream", stream, "err", err)
 		}
 	}
@@ -74,12 +75,22 @@ func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &fleetRoute{Sink: fleet.NewSink(f.Route, host, strings.TrimSpace(string(boot)), f.JSON, sp), spool: sp, pub: pub, stop: cancel, done: make(chan error, 1)}
+	if f.Registry {
+		if f.CreateStream {
+			if err := fleet.EnsureRegistry(nc, f.StreamPrefix, f.Replicas); err != nil {
+				log.Warn("fleet: creating the registry", "err", err)
+			}
+		}
+		r.reg = fleet.NewRegistry(host, log)
+		r.Sink.Registry = r.reg
+		go r.reg.Run(ctx, nc, fleet.RegistryBucket(f.StreamPrefix))
+	}
 	go func() { r.done <- pub.Run(ctx); nc.Close() }()
 	log.Info("fleet stream route", "route", f.Route, "stream", stream, "servers", f.URLs)
 	return r, nil
 }
 
-// Dropped is how many messages the full spool dropped since it opened.
+// Dropped is how many events the full spool dropped since it opened.
 func (r *fleetRoute) Dropped() uint64 {
 	st := r.spool.Stats()
 	return st.DroppedNew + st.DroppedOld
@@ -105,13 +116,17 @@ func (r *fleetRoute) Close() {
 // Counters adds the fleet's counters; safe from any goroutine.
 func (r *fleetRoute) Counters(c map[string]uint64) {
 	st, ps := r.spool.Stats(), r.pub.Stats()
-	c["fleet_spooled"] = st.Appended
+	c["fleet_spooled"] = st.Events
 	c["fleet_pending"] = st.Pending
 	c["fleet_spool_bytes"] = uint64(st.Bytes)
 	c["fleet_dropped"] = st.DroppedNew + st.DroppedOld
-	c["fleet_published"] = ps.Published
+	c["fleet_published"] = ps.Events
+	c["fleet_messages"] = ps.Published
 	c["fleet_publish_errors"] = ps.Errors
 	c["fleet_resyncs"] = ps.Resyncs
+	if r.reg != nil {
+		c["fleet_registry_puts"], c["fleet_registry_errors"] = r.reg.Stats()
+	}
 	c["fleet_connected"] = 0
 	if ps.Connected {
 		c["fleet_connected"] = 1
