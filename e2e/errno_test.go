@@ -7,7 +7,7 @@ import (
 	"github.com/contid/contid/internal/records"
 )
 
-// TestErrnosFromRealCallers: every check of SPEC §3 answered to a real
+// TestErrnosFromRealCallers: every check of spec §3 answered to a real
 // caller through the CLI, each refusal logged with its errno.
 func TestErrnosFromRealCallers(t *testing.T) {
 	d := startDaemon(t, "")

@@ -52,7 +52,7 @@ func TestNamespaceRecords(t *testing.T) {
 
 // TestIPNetns: `ip netns add`, then `ip netns exec` inside a container. The
 // named namespace lives on in its bind mount with no task in it, so by
-// SPEC §5.1 it is destroyed when `ip netns add` leaves it. The process `ip
+// spec §5.1 it is destroyed when `ip netns add` leaves it. The process `ip
 // netns exec` starts in it gives the NS_* records of a task entering it,
 // with the id stat -L prints and the container's chain, and the
 // container's netns list names it while that process runs. With the
