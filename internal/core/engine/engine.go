@@ -1,5 +1,5 @@
 // Package engine is contid's pure core: the state of spec §2–§4 (tasks,
-// container objects, capcontid flags, namespaces) and the records of SPEC
+// container objects, capcontid flags, namespaces) and the records of spec
 // §5.1 that follow from events applied to it.
 //
 // The engine does no I/O, reads no clock and starts no goroutines: every

@@ -305,7 +305,7 @@ func (c *container) idOrUnset() contid.ID {
 	return c.id
 }
 
-// SetCapcontid grants or revokes the capcontid flag of a descendant (SPEC
+// SetCapcontid grants or revokes the capcontid flag of a descendant (spec
 // §3.2). Checks in order: target exists (ESRCH), value is 0 or 1 (EINVAL),
 // the caller has CAP_AUDIT_CONTROL (EPERM), the target descends from the
 // orchestrator and is neither it nor the caller (EXDEV). Every attempt is
