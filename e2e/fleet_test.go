@@ -17,6 +17,7 @@ import (
 
 	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/sink/fleet"
+	"github.com/contid/contid/internal/surface/metrics"
 	"github.com/contid/contid/internal/testing/testwait"
 )
 
@@ -103,6 +104,12 @@ func TestFleetLive(t *testing.T) {
 	for _, c := range []string{`"fleet_connected": 1`, `"fleet_dropped": 0`, `"fleet_pending": 0`} {
 		if !strings.Contains(st, c) {
 			t.Errorf("status lacks %s:\n%s", c, st)
+		}
+	}
+	// Every counter the fleet route adds has a metric of its own.
+	for k := range d.status().Counters {
+		if !metrics.Described(k) {
+			t.Errorf("status counter %q has no metric name of its own", k)
 		}
 	}
 }

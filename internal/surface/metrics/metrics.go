@@ -66,7 +66,8 @@ var (
 			"timeout; late: records after their event was written; discontinuity: serial stream restarts; malformed: "+
 			"records that did not parse; decode_error: netlink datagrams that did not decode; ring: task events the "+
 			"eBPF ring buffer dropped; bad_event: task events that did not decode; connector_*: process-events "+
-			"connector overflows, sequence gaps and bad datagrams; log_dropped: lines the host log refused.",
+			"connector overflows, sequence gaps and bad datagrams; log_dropped: lines the host log refused; stream: events "+
+			"the fleet stream's full spool dropped (also written as CONTID_LOSS kind=stream).",
 		prometheus.CounterValue, "kind")
 	written = newFamily("contid_audit_events_written_total",
 		"Audit events written, by destination: host (audit.log), container (the container's own log, by routing), json (audit.json).",
@@ -110,6 +111,11 @@ var (
 	logDiskFull = newFamily("contid_log_disk_full", "1 while a log (host, JSON or a container's) waits for disk space, else 0.",
 		prometheus.GaugeValue, "")
 	logQueued = newFamily("contid_log_queued_lines", "Lines the logs hold in memory while their disk is full (disk_full_queue).",
+		prometheus.GaugeValue, "")
+	fleetPending = newFamily("contid_fleet_pending_messages", "Messages in the fleet spool not yet acknowledged by the stream.",
+		prometheus.GaugeValue, "")
+	fleetSpoolBytes = newFamily("contid_fleet_spool_bytes", "Bytes the fleet spool holds on disk.", prometheus.GaugeValue, "")
+	fleetConnected  = newFamily("contid_fleet_connected", "1 while the fleet publisher is connected to a server, else 0.",
 		prometheus.GaugeValue, "")
 	queueCap = newFamily("contid_queue_capacity",
 		"Capacity of an internal queue (see contid_queue_length).", prometheus.GaugeValue, "queue")
@@ -195,6 +201,17 @@ var counters = map[string]series{
 	"search_index_sidecars":        single("contid_search_index_sidecars_total", "Search index sidecars written beside the host logs."),
 	"search_index_errors":          {writeErrors, "search_index"},
 	"search_index_files_skipped":   single("contid_search_index_files_skipped_total", "Host logs found without a sound sidecar and too much to read at once: left to the first search."),
+	"fleet_spooled":                single("contid_fleet_events_spooled_total", "Events routed to the fleet stream and written to its spool."),
+	"fleet_pending":                {f: fleetPending},
+	"fleet_spool_bytes":            {f: fleetSpoolBytes},
+	"fleet_dropped":                {lost, "stream"},
+	"fleet_published":              single("contid_fleet_events_published_total", "Events the fleet stream acknowledged."),
+	"fleet_messages":               single("contid_fleet_messages_published_total", "Messages (one per container subject per batch) the fleet stream acknowledged."),
+	"fleet_publish_errors":         single("contid_fleet_publish_errors_total", "Fleet publishes that failed and were retried from the spool."),
+	"fleet_resyncs":                single("contid_fleet_resyncs_total", "Times the fleet publisher read the stream's last message to continue after it."),
+	"fleet_registry_puts":          single("contid_fleet_registry_puts_total", "Container registry entries written to the fleet's key-value bucket."),
+	"fleet_registry_errors":        single("contid_fleet_registry_errors_total", "Container registry writes that failed (retried while the servers are away)."),
+	"fleet_connected":              {f: fleetConnected},
 	"audit_forged":                 single("contid_audit_forged_total", "Records claiming to be contid's own that another process sent; kept but never trusted or routed."),
 }
 
