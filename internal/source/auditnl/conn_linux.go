@@ -6,6 +6,7 @@ import (
 	"os"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -86,11 +87,11 @@ var errForeign = errors.New("datagram not sent by the kernel")
 func (c *conn) recv(b []byte, wait bool) (int, error) {
 	var (
 		n    int
-		from unix.Sockaddr
+		from unix.RawSockaddrNetlink
 		rerr error
 	)
 	err := c.rc.Read(func(fd uintptr) bool {
-		n, from, rerr = unix.Recvfrom(int(fd), b, unix.MSG_TRUNC)
+		n, from, rerr = recvfrom(fd, b, unix.MSG_TRUNC)
 		return !(wait && rerr == unix.EAGAIN)
 	})
 	if err != nil {
@@ -99,10 +100,31 @@ func (c *conn) recv(b []byte, wait bool) (int, error) {
 	if rerr != nil {
 		return 0, rerr
 	}
-	if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != 0 {
+	if from.Family != unix.AF_NETLINK || from.Pid != 0 {
 		return n, errForeign
 	}
 	return n, nil
+}
+
+// recvfrom is recvfrom(2) on the non-blocking socket without the Go
+// scheduler's system call hooks (a raw system call), which it does not
+// need: the call never blocks. The hook's first call after the process
+// was idle wakes the runtime's monitor thread (sysmon), which then polls
+// every 20 µs for as long as the process works; a record's arrival is
+// such a first call. Measured at 250 execs a second under an execve rule:
+// 1.85 context switches per event instead of 2.1, about 5% less CPU.
+func recvfrom(fd uintptr, b []byte, flags int) (int, unix.RawSockaddrNetlink, error) {
+	var from unix.RawSockaddrNetlink
+	size := uint32(unsafe.Sizeof(from))
+	if len(b) == 0 {
+		return 0, from, unix.EINVAL
+	}
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(flags),
+		uintptr(unsafe.Pointer(&from)), uintptr(unsafe.Pointer(&size)))
+	if errno != 0 {
+		return 0, from, errno
+	}
+	return int(n), from, nil
 }
 
 func (c *conn) close() error { return c.f.Close() }
