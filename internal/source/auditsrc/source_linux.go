@@ -10,7 +10,9 @@
 // backlog and, in primary mode, makes their producers wait rather than
 // lose them. Send is the sender goroutine: never the receiver's, since the
 // kernel makes a sender wait while its backlog is full. Tick runs on the
-// consumer's goroutine once a second.
+// consumer's goroutine at its tick (once a second while records flow,
+// less often on an idle host: a loss is then reported late, never not).
+// Each batch is gathered for coalesce after its first record.
 //
 // Loss: the kernel's lost counter and the socket's ENOBUFS are reported
 // through Tick's loss function, never silently.
@@ -338,7 +340,7 @@ func (s *Source) Abort() {
 }
 
 // Tick reports the socket's and the kernel's losses with loss, and asks
-// the sender to poll the kernel; once a second, on the consumer's
+// the sender to poll the kernel; at every tick, on the consumer's
 // goroutine. The sender asks the kernel (pollKernel), not the caller: a
 // status request waits behind a user record the kernel holds while its
 // backlog is full, and the consumer must not wait with it.
