@@ -1,8 +1,18 @@
 // Package core runs contid's core goroutine: the one goroutine that owns
 // the engine. Task events from a taskevent.Source, batches of audit
-// records, the registration API's requests and a one-second tick all
-// arrive here, and the core applies them in an order that keeps the
-// engine's view ahead of what it is asked about.
+// records, the registration API's requests and a tick all arrive here,
+// and the core applies them in an order that keeps the engine's view
+// ahead of what it is asked about.
+//
+// The tick is the daemon's only timer: the source's scan, the drain of
+// the events batched since the last one, the counters and the hooks'
+// upkeep (event time, loss records, log flushes) all ride on it. It comes
+// once a second while anything happens, and while nothing does (no task
+// event, audit batch or request, nothing held for a later tick) it backs
+// off, doubling up to IdleTick; the first thing that happens brings it
+// back to within a second. While it has backed off, a Waiter source that
+// batches its wakeups is asked to wake the core at its next event, so an
+// event on an idle host is seen at once, not at the longer tick.
 //
 // The barrier (Sync) is the core's promise: before an audit batch or a
 // request runs, every task event the source buffered before it is
@@ -30,6 +40,7 @@
 package core
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -63,9 +74,18 @@ type Config struct {
 	HostLog LineWriter
 	// Exe resolves a process's executable for exec events; nil: none.
 	Exe func(pid int32) (string, error)
-	// Ticks drives the tick; nil: once a second.
+	// Ticks drives the tick; nil: the core's own timer, every Tick while
+	// anything happens, backing off to IdleTick while nothing does (see
+	// the package doc).
 	Ticks <-chan time.Time
-	Log   *slog.Logger
+	// Tick and IdleTick: 0 means DefaultTick and DefaultIdleTick.
+	Tick, IdleTick time.Duration
+	// Scan, when set, runs at every tick before the buffered task events
+	// are applied: the source's periodic scan (the tracker's namespace
+	// scan), whose events the same tick applies. On the core goroutine,
+	// so that the periodic work wakes one goroutine, not one per job.
+	Scan func() error
+	Log  *slog.Logger
 	// Record, when set, is given every input the engine applies, in
 	// order, with the kernel's answers meanwhile: a trace that replays
 	// the run (contid daemon --record).
@@ -132,7 +152,17 @@ type Hooks struct {
 	Own      Sender
 	Observer Observer
 	// Tick runs once a tick, after the buffered task events are applied.
-	Tick func(now time.Time)
+	// It returns true when it left work that the next tick must do soon
+	// (records held for reassembly, lines queued on a full disk): the
+	// tick then does not back off.
+	Tick func(now time.Time) (held bool)
+}
+
+// waker is a Waiter whose batching of wakeups can be cut short: after
+// WakeNext, the next event that may make a record (one of a contained
+// task) wakes Wait at once (the tracker's ring).
+type waker interface {
+	WakeNext() error
 }
 
 // Core is the core goroutine's state. See the package doc.
@@ -143,6 +173,8 @@ type Core struct {
 	hl     LineWriter
 	exe    func(pid int32) (string, error)
 	ticks  <-chan time.Time
+	pace   pace
+	scan   func() error
 	eng    *engine.Engine
 	hooks  Hooks
 	rec    Recorder
@@ -166,6 +198,7 @@ type Core struct {
 	cancel     context.CancelFunc
 	held       []taskevent.Event // the batch the reader held at stop
 
+	wrote   atomic.Uint64 // own records emitted: what task events did (pace)
 	serial  atomic.Uint64
 	offset  int64  // unix ns minus CLOCK_MONOTONIC ns
 	scanEnd uint64 // CLOCK_MONOTONIC when the start-up scan ended
@@ -188,7 +221,8 @@ func New(cfg Config) *Core {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Core{
-		log: log, src: cfg.Source, hl: cfg.HostLog, exe: cfg.Exe, ticks: cfg.Ticks, rec: cfg.Record,
+		log: log, src: cfg.Source, hl: cfg.HostLog, exe: cfg.Exe, ticks: cfg.Ticks, rec: cfg.Record, scan: cfg.Scan,
+		pace:   newPace(cmp.Or(cfg.Tick, DefaultTick), cmp.Or(cfg.IdleTick, DefaultIdleTick)),
 		events: make(chan []taskevent.Event, 64), ringUp: make(chan struct{}, 1),
 		reqs: make(chan request), calls: make(chan call), stopped: make(chan struct{}),
 		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
@@ -292,12 +326,21 @@ func (c *Core) Run(ctx context.Context) {
 
 func (c *Core) loop(ctx context.Context) {
 	ticks := c.ticks
+	var timer *time.Timer // the core's own tick, paced
 	if ticks == nil {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		ticks = t.C
+		timer = time.NewTimer(c.pace.cur)
+		defer timer.Stop()
+		ticks = timer.C
+	}
+	// happened notes activity: a backed-off tick comes back within the
+	// base period.
+	happened := func() {
+		if c.pace.happened() && timer != nil {
+			timer.Reset(c.pace.cur)
+		}
 	}
 	for {
+		wrote := c.wrote.Load()
 		select {
 		case <-ctx.Done():
 			return
@@ -309,20 +352,54 @@ func (c *Core) loop(ctx context.Context) {
 			c.Sync()
 			r.done <- r.f(c.eng)
 			c.publish()
+			happened()
 		case f := <-c.calls:
 			f.f()
 			close(f.done)
+			happened()
 		case b := <-c.hooks.AuditIn:
 			c.AuditBatch(b)
+			happened()
 		case now := <-ticks:
-			c.updateOffset()
-			if c.waiter != nil {
-				c.drain() // the events since the last drain
-			}
-			c.publish()
-			if c.hooks.Tick != nil {
-				c.hooks.Tick(now)
-			}
+			c.tick(now, timer)
+			continue
+		}
+		if c.wrote.Load() != wrote {
+			happened() // task events that made records: a container's end, its namespaces
+		}
+	}
+}
+
+// tick is the periodic work: the source's scan, the events since the last
+// drain, the counters, the hooks' upkeep; then the next tick is set.
+func (c *Core) tick(now time.Time, timer *time.Timer) {
+	c.updateOffset()
+	if c.scan != nil {
+		if err := c.scan(); err != nil {
+			c.log.Warn("task events: scan", "err", err)
+		}
+	}
+	wrote := c.wrote.Load()
+	if c.waiter != nil {
+		c.drain() // the events since the last drain
+	}
+	if c.wrote.Load() != wrote {
+		c.pace.happened()
+	}
+	c.publish()
+	held := false
+	if c.hooks.Tick != nil {
+		held = c.hooks.Tick(now)
+	}
+	if timer == nil {
+		return // the ticks are given
+	}
+	timer.Reset(c.pace.tick(held))
+	if w, ok := c.waiter.(waker); ok && c.pace.idle() {
+		// Idle: the next event that may make a record wakes the core
+		// rather than waiting for the longer tick.
+		if err := w.WakeNext(); err != nil {
+			c.log.Debug("task events: wake on the next event", "err", err)
 		}
 	}
 }
@@ -598,6 +675,7 @@ func (c *Core) Emit(r records.Record) {
 
 // emit is Emit; true when r went into the kernel's stream.
 func (c *Core) emit(r records.Record) bool {
+	c.wrote.Add(1)
 	if c.hooks.Own != nil {
 		if c.hooks.Own.Send(r) {
 			return true
@@ -637,6 +715,7 @@ func (c *Core) Loss(kind string, n uint64, extra ...records.Field) {
 	r := LossRecord(c.hooks.AuditMode, at, kind, n, extra...)
 	sent := false
 	if c.hooks.AuditMode == "listener" {
+		c.wrote.Add(1)
 		c.Local(r)
 	} else {
 		sent = c.emit(r)

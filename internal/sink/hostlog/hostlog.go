@@ -59,11 +59,12 @@ func (l *Log) Index() output.Noter {
 // Reconfigure gives the log cfg and reopens it in place.
 func (l *Log) Reconfigure(cfg auditlog.Config) error { return l.w.Reconfigure(cfg) }
 
-// Tick, once a second: hands a FlushNone buffer to the kernel, writes
+// Tick, on the core's tick: hands a FlushNone buffer to the kernel, writes
 // what a full disk queued if space is back, syncs the index, and once
 // the log writes again, reports with loss what it dropped meanwhile
-// (never silently).
-func (l *Log) Tick(flush auditlog.FlushPolicy, loss func(log string, n uint64)) {
+// (never silently). It reports whether lines wait for the disk (queued):
+// the next tick retries them.
+func (l *Log) Tick(flush auditlog.FlushPolicy, loss func(log string, n uint64)) (held bool) {
 	if flush == auditlog.FlushNone {
 		l.w.Flush()
 	}
@@ -75,6 +76,8 @@ func (l *Log) Tick(flush auditlog.FlushPolicy, loss func(log string, n uint64)) 
 		loss("audit.log", st.Dropped.DiskFull-l.lost)
 		l.lost = st.Dropped.DiskFull
 	}
+	st := l.w.Stats()
+	return st.DiskFull || st.Queued > 0
 }
 
 // Stats are the writer's counters; safe from any goroutine.

@@ -66,8 +66,10 @@
 //     that calls Receive: while the backlog is full the kernel makes the
 //     sender wait for the reader. Close may be called from any goroutine; it
 //     interrupts a blocked Receive, which then returns an error wrapping
-//     os.ErrClosed. Receive waits on the Go runtime's poller, so a done
-//     context interrupts it at once. The package starts no goroutine of
+//     os.ErrClosed. Receive waits on the Go runtime's poller (through a
+//     private one-shot epoll, armed only while it waits, so datagrams that
+//     arrive while nobody reads wake no thread), so a done context
+//     interrupts it at once. The package starts no goroutine of
 //     its own and has no package-level mutable state.
 //
 //   - Privileges: CAP_AUDIT_CONTROL (Primary; Status; rules), CAP_AUDIT_READ

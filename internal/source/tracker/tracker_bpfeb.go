@@ -134,6 +134,7 @@ const (
 	trackerVarPrevScanStart    = "prev_scan_start"
 	trackerVarScanSession      = "scan_session"
 	trackerVarThreadsShare     = "threads_share"
+	trackerVarWakeContained    = "wake_contained"
 	trackerVarWakeupBytes      = "wakeup_bytes"
 )
 
@@ -213,6 +214,7 @@ type trackerVariableSpecs struct {
 	PrevScanStart    *ebpf.VariableSpec `ebpf:"prev_scan_start"`
 	ScanSession      *ebpf.VariableSpec `ebpf:"scan_session"`
 	ThreadsShare     *ebpf.VariableSpec `ebpf:"threads_share"`
+	WakeContained    *ebpf.VariableSpec `ebpf:"wake_contained"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -265,6 +267,7 @@ type trackerVariables struct {
 	PrevScanStart    *ebpf.Variable `ebpf:"prev_scan_start"`
 	ScanSession      *ebpf.Variable `ebpf:"scan_session"`
 	ThreadsShare     *ebpf.Variable `ebpf:"threads_share"`
+	WakeContained    *ebpf.Variable `ebpf:"wake_contained"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

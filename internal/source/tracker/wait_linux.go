@@ -96,3 +96,19 @@ type watcher struct {
 	watchErr  error
 	closed    atomic.Bool
 }
+
+// WakeNext makes the next event of a task with a contid wake Wait at
+// once, whatever Config.Batch; events of other tasks stay batched. For a
+// consumer that has gone idle and would otherwise learn of a container's
+// events (its end, a join) only at its next, long, timer. After that
+// wakeup the batching goes on as before. A store into the programs'
+// memory: no system call.
+func (t *Tracker) WakeNext() error {
+	if t.batch <= 0 {
+		return nil // every event wakes
+	}
+	if err := t.objs.WakeContained.Set(uint32(1)); err != nil {
+		return fmt.Errorf("tracker: wake next: %w", err)
+	}
+	return nil
+}

@@ -122,11 +122,12 @@ func Open(cfg Config, c *core.Core) (_ *Path, err error) {
 }
 
 // Attach gives the core the audit path's hooks; tick runs on every tick
-// after the audit path's own work.
-func (p *Path) Attach(tick func(now time.Time)) {
-	h := core.Hooks{Tick: func(now time.Time) {
-		p.Tick(now)
-		tick(now)
+// after the audit path's own work, and like it reports whether it left
+// work for the next tick (core.Hooks.Tick).
+func (p *Path) Attach(tick func(now time.Time) (held bool)) {
+	h := core.Hooks{Tick: func(now time.Time) bool {
+		held := p.Tick(now)
+		return tick(now) || held
 	}}
 	if p.src != nil {
 		h.AuditMode = p.src.Mode()
@@ -157,9 +158,16 @@ func (p *Path) Start(ctx context.Context, wg *sync.WaitGroup, stop func()) {
 
 // Tick advances event time while the stream is idle and turns the
 // kernel's, the socket's and the logs' losses into CONTID_LOSS records.
-func (p *Path) Tick(now time.Time) {
+// It reports whether it left work for the next tick: records held for
+// reassembly, batches or own records queued, lines queued on a full disk.
+//
+// The kernel's lost counter is read at every tick (through the sender),
+// so while the daemon's tick has backed off a loss is reported late, never
+// not at all; and the kernel loses records only while it produces them,
+// so the records it does deliver bring the tick back to once a second.
+func (p *Path) Tick(now time.Time) (held bool) {
 	if p.pipe == nil {
-		return
+		return false
 	}
 	batches, _, _, _ := p.src.Queues()
 	if rec := p.c.Recorder(); rec != nil {
@@ -176,6 +184,9 @@ func (p *Path) Tick(now time.Time) {
 		p.c.DiskFullLoss(l.Log, l.Lines)
 	}
 	p.pipe.Publish()
+	batches, _, own, _ := p.src.Queues()
+	st, _ := p.pipe.OutputStats()
+	return p.pipe.Holding() || batches > 0 || own > 0 || st.DiskFull || st.Queued > 0
 }
 
 // Reopen gives the JSON and container logs the configuration in force

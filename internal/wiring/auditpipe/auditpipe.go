@@ -229,6 +229,13 @@ func (p *Pipe) flushLosses() {
 	}
 }
 
+// Holding reports whether the pipeline holds records for reassembly,
+// which later ticks deliver as event time advances.
+func (p *Pipe) Holding() bool {
+	st := p.stats.Load()
+	return st != nil && st.pipe.Reassembly.InFlight > 0
+}
+
 // Publish makes the counters visible to Counters.
 func (p *Pipe) Publish() {
 	p.stats.Store(&stats{pipe: p.pipe.Stats(), out: p.out.Stats(), pk: p.pk.Stats()})

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/contid/contid/internal/config"
+	"github.com/contid/contid/internal/core/engine"
 	"github.com/contid/contid/internal/sink/hostlog"
 	"github.com/contid/contid/internal/surface/api"
 	"github.com/contid/contid/internal/wiring/auditpath"
@@ -57,6 +58,7 @@ type daemon struct {
 // coreView is what status and metrics read of the core (package core);
 // safe from any goroutine.
 type coreView interface {
+	Do(ctx context.Context, f func(*engine.Engine) error) error
 	Counters(map[string]uint64)
 	QueueLen() (n, capacity int)
 	Tasks() int
@@ -106,10 +108,7 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	if d.audit, err = auditpath.Open(ac, c); err != nil {
 		return err
 	}
-	d.audit.Attach(func(now time.Time) {
-		d.tasks.Tick(now)
-		d.host.Tick(d.cfg.Log.Flush, c.DiskFullLoss)
-	})
+	d.audit.Attach(func(time.Time) bool { return d.host.Tick(d.cfg.Log.Flush, c.DiskFullLoss) })
 	defer d.audit.Stop()
 
 	msrv, err := d.listenMetrics()
@@ -130,7 +129,6 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
-	d.tasks.Start(ctx, &wg)
 	d.audit.Start(ctx, &wg, stop)
 	wg.Go(func() {
 		if err := srv.Serve(); err != nil {
@@ -188,6 +186,8 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	return nil
 }
 
+const statusWait = 2 * time.Second
+
 // reload runs on SIGHUP: it re-reads the configuration file, applies its
 // [log] and [containers] sections (limits, flush policy, disk-full queue),
 // and reopens every log in place — the host log, the JSON log and each
@@ -229,8 +229,15 @@ func (d *daemon) reopenLogs() {
 	}
 }
 
-// Status reports the daemon's counters; safe from any goroutine.
+// Status reports the daemon's counters; safe from any goroutine. The
+// core first applies the task events buffered so far and publishes its
+// counters (a request, after its barrier), so they are current even while
+// its tick has backed off; a core that does not answer within
+// statusWait (stopping, or far behind) leaves them as last published.
 func (d *daemon) Status() api.Status {
+	ctx, cancel := context.WithTimeout(context.Background(), statusWait)
+	d.core.Do(ctx, func(*engine.Engine) error { return nil })
+	cancel()
 	s := api.Status{Source: d.tasks.Kind(), Tasks: d.core.Tasks(), Audit: d.audit.Mode(), Counters: map[string]uint64{}}
 	d.core.Counters(s.Counters)
 	d.tasks.Counters(s.Counters)

@@ -10,11 +10,9 @@
 package tasksource
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/contid/contid/internal/config"
@@ -30,22 +28,23 @@ import (
 // daemon while events flow (tracker.Config.Batch): in effect only once a
 // quarter of the ring is full. Nothing needs an event sooner: the core
 // drains the ring before each audit batch and request (its barrier), and
-// on its one-second tick, so the engine's state is at most a second old
-// between those; the wakeup keeps the ring from filling in between. So a
-// host that forks all the time costs the daemon no wakeup of its own,
-// where one per event, or one per 5 ms, cost more than the events.
+// on its tick (once a second while events flow), so the engine's state is
+// at most a second old between those; the wakeup keeps the ring from
+// filling in between. So a host that forks all the time costs the daemon
+// no wakeup of its own, where one per event, or one per 5 ms, cost more
+// than the events. While the core's tick has backed off (an idle host) it
+// asks the ring to wake it at the next event (tracker.WakeNext).
 const ringBatch = time.Hour
 
 // Tasks is the open task-event source.
 type Tasks struct {
-	log     *slog.Logger
-	cfg     config.Config
-	kind    string           // ebpf or proc-connector
-	tr      *tracker.Tracker // nil on the proc connector
-	pins    *tracker.Pinned  // nil on the proc connector
-	pc      *procconn.Conn   // nil on the tracker
-	rec     *trace.Recorder  // nil: no recording
-	scanNow chan struct{}    // the tick asks for a namespace scan (scan)
+	log  *slog.Logger
+	cfg  config.Config
+	kind string           // ebpf or proc-connector
+	tr   *tracker.Tracker // nil on the proc connector
+	pins *tracker.Pinned  // nil on the proc connector
+	pc   *procconn.Conn   // nil on the tracker
+	rec  *trace.Recorder  // nil: no recording
 }
 
 // Open checks that the daemon runs in the initial user namespace
@@ -55,12 +54,12 @@ func Open(cfg config.Config, log *slog.Logger) (*Tasks, error) {
 	if ok, err := procfs.Host.InitialUserNS(); err != nil || !ok {
 		return nil, fmt.Errorf("daemon: must run in the initial user namespace (capability checks need it): %v", err)
 	}
-	t := &Tasks{log: log, cfg: cfg, scanNow: make(chan struct{}, 1)}
+	t := &Tasks{log: log, cfg: cfg}
 	want := cfg.Source
 	if want == "auto" || want == "ebpf" {
 		err := tracker.Available()
 		if err == nil {
-			// The namespace scan runs on the core's tick (scan), not
+			// The namespace scan runs on the core's tick (NewCore), not
 			// on a timer of its own.
 			t.tr, err = tracker.Open(tracker.Config{PinDir: cfg.PinDir, NSSyscalls: cfg.NSSyscalls, Batch: ringBatch, NSScan: -1}, log)
 		}
@@ -110,6 +109,15 @@ func (t *Tasks) NewCore(hostLog core.LineWriter, record string) (*core.Core, err
 	var seed core.Seed
 	if t.tr != nil {
 		cc.Source, cc.Kernel = t.tr, tracker.Kernel{T: t.tr, Pins: t.pins}
+		if !t.cfg.NSSyscalls {
+			// Without the namespace syscall hooks, a task's setns or
+			// unshare shows only in the scan, which compares every task's
+			// namespaces with what the tracker last reported. On the
+			// core's tick: one timer wakes the daemon, not one per job,
+			// and no goroutine hand-off. A BPF iterator over every task,
+			// in the kernel: tens of microseconds for hundreds of tasks.
+			cc.Scan = t.tr.ScanNS
+		}
 		conts, err := t.pins.List()
 		if err != nil {
 			return nil, err
@@ -140,42 +148,6 @@ func (t *Tasks) KernelContid() func(tid int32) (contid.ID, bool, error) {
 		return nil
 	}
 	return func(tid int32) (contid.ID, bool, error) { return t.tr.Contid(int(tid)) }
-}
-
-// Start starts the namespace scan, when the tracker needs it (without
-// its namespace syscall hooks), on wg until ctx is done.
-func (t *Tasks) Start(ctx context.Context, wg *sync.WaitGroup) {
-	if t.tr != nil && !t.cfg.NSSyscalls {
-		wg.Go(func() { t.scan(ctx) })
-	}
-}
-
-// Tick asks for a namespace scan; on the core's tick.
-func (t *Tasks) Tick(time.Time) {
-	if t.tr == nil {
-		return
-	}
-	select {
-	case t.scanNow <- struct{}{}:
-	default: // still scanning
-	}
-}
-
-// scan compares every task's namespaces with what the tracker last
-// reported, once a second when the core's tick asks (the tracker's own
-// timer is off: one timer wakes the daemon, not one per goroutine). Its own
-// goroutine: a scan visits every task and must not hold up the core.
-func (t *Tasks) scan(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.scanNow:
-			if err := t.tr.ScanNS(); err != nil {
-				t.log.Warn("namespace scan failed", "err", err)
-			}
-		}
-	}
 }
 
 // Counters adds the source's loss counters to c; safe from any goroutine.

@@ -227,13 +227,20 @@ volatile const u64 wakeup_bytes = 0;
 /* When an event last woke the reader. Updated without atomics: two CPUs
  * may both wake it, which is harmless. */
 u64 last_wakeup = 0;
+/* Set by the reader when it goes idle (Tracker.WakeNext): the next event
+ * of a task with a contid, which may make a record, wakes it at once and
+ * clears this. Events of other tasks stay batched. */
+u32 wake_contained = 0;
 
-static __always_inline u64 submit_flags(u64 now)
+static __always_inline u64 submit_flags(const struct event_hdr *h)
 {
 	if (!batch_ns)
 		return 0;
-	if (now - last_wakeup >= batch_ns || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes) {
+	u64 now = h->time;
+	if (now - last_wakeup >= batch_ns || ((h->flags & EVF_CONTID) && wake_contained) ||
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes) {
 		last_wakeup = now;
+		wake_contained = 0;
 		return BPF_RB_FORCE_WAKEUP;
 	}
 	return BPF_RB_NO_WAKEUP;
@@ -535,7 +542,7 @@ int BPF_PROG(on_fork, struct task_struct *child, u64 clone_flags)
 		__builtin_memset(e->ns, 0, sizeof(e->ns));
 	else
 		read_ns_set(e->ns, child);
-	bpf_ringbuf_submit(e, submit_flags(e->hdr.time));
+	bpf_ringbuf_submit(e, submit_flags(&e->hdr));
 	return 0;
 }
 
@@ -557,7 +564,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, void *bprm)
 	/* exec can switch the time namespace (to time_for_children). */
 	read_ns_set(e->ns, p);
 	ns_reported(p, e->ns);
-	bpf_ringbuf_submit(e, submit_flags(e->hdr.time));
+	bpf_ringbuf_submit(e, submit_flags(&e->hdr));
 	return 0;
 }
 
@@ -600,7 +607,7 @@ int on_exit(u64 *ctx)
 		__builtin_memset(e->ns, 0, sizeof(e->ns));
 	else
 		read_ns_set(e->ns, p);
-	bpf_ringbuf_submit(e, submit_flags(e->hdr.time));
+	bpf_ringbuf_submit(e, submit_flags(&e->hdr));
 	return 0;
 }
 
@@ -615,7 +622,7 @@ static __always_inline void emit_ns(struct task_struct *t, struct task_val *v, u
 	e->op = op;
 	e->pad = 0;
 	__builtin_memcpy(e->ns, ns, sizeof(e->ns));
-	bpf_ringbuf_submit(e, submit_flags(e->hdr.time));
+	bpf_ringbuf_submit(e, submit_flags(&e->hdr));
 }
 
 /*
@@ -736,6 +743,6 @@ int BPF_PROG(on_cgroup_attach, struct cgroup *dst, const char *path, struct task
 	e->mover_tgid = cur->tgid;
 	e->hierarchy = dst->root->hierarchy_id;
 	e->tagged = tagged;
-	bpf_ringbuf_submit(e, submit_flags(e->hdr.time));
+	bpf_ringbuf_submit(e, submit_flags(&e->hdr));
 	return 0;
 }
