@@ -639,6 +639,13 @@ func (c *Core) Do(ctx context.Context, f func(*engine.Engine) error) error {
 	}
 }
 
+// Refresh applies every task event buffered before the call and
+// publishes the counters (a request that does nothing after the barrier):
+// what status reads is then current even while the tick has backed off.
+func (c *Core) Refresh(ctx context.Context) error {
+	return c.Do(ctx, func(*engine.Engine) error { return nil })
+}
+
 type call struct {
 	f    func()
 	done chan struct{}

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/contid/contid/internal/config"
-	"github.com/contid/contid/internal/core/engine"
 	"github.com/contid/contid/internal/sink/hostlog"
 	"github.com/contid/contid/internal/surface/api"
 	"github.com/contid/contid/internal/wiring/auditpath"
@@ -58,7 +57,7 @@ type daemon struct {
 // coreView is what status and metrics read of the core (package core);
 // safe from any goroutine.
 type coreView interface {
-	Do(ctx context.Context, f func(*engine.Engine) error) error
+	Refresh(ctx context.Context) error
 	Counters(map[string]uint64)
 	QueueLen() (n, capacity int)
 	Tasks() int
@@ -236,7 +235,7 @@ func (d *daemon) reopenLogs() {
 // statusWait (stopping, or far behind) leaves them as last published.
 func (d *daemon) Status() api.Status {
 	ctx, cancel := context.WithTimeout(context.Background(), statusWait)
-	d.core.Do(ctx, func(*engine.Engine) error { return nil })
+	d.core.Refresh(ctx)
 	cancel()
 	s := api.Status{Source: d.tasks.Kind(), Tasks: d.core.Tasks(), Audit: d.audit.Mode(), Counters: map[string]uint64{}}
 	d.core.Counters(s.Counters)
