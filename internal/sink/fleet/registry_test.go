@@ -78,15 +78,22 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("a.7 (a later event of it changes nothing): %+v", r)
 	}
 
-	// The server away: what is noted meanwhile is put when it is back.
+	// The server away: what is noted meanwhile is put when it is back,
+	// after a put has failed for it (one failure must not stick).
+	_, failed := reg.Stats()
 	c.stop(0)
 	op("type=UNKNOWN[2900] msg=audit(1700000010.250:50): op=drop opid=5 contid=12 res=success\n", pipeline.Dropped, 12)
 	op("type=UNKNOWN[2900] msg=audit(1700000011.000:51): op=set opid=9 contid=9 old-contid=7 res=success\n", pipeline.Registered, 9)
+	testwait.Until(t, "a registry put failing while the server is away", func() (bool, any) {
+		_, e := reg.Stats()
+		return e > failed, e
+	})
 	c.start(0)
 	testwait.Until(t, "registrations put after the outage", func() (bool, any) {
 		r12, _ := entry("a.12")
 		_, r9 := entry("a.9")
-		return r12.Dropped != 0 && r9 > 0, [2]int64{r12.Dropped, int64(r9)}
+		put, _ := reg.Stats() // progress is a put, not a failed one
+		return r12.Dropped != 0 && r9 > 0, [3]int64{r12.Dropped, int64(r9), int64(put)}
 	})
 	if r, _ := entry("a.12"); !slices.Equal(r.Chain, []uint64{2, 12}) || r.Registered != 1700000002000 || r.Dropped != 1700000010250 || r.Event != "a:boot:1700000010.250:50" {
 		t.Fatalf("a.12 dropped: %+v", r)
