@@ -149,7 +149,7 @@ func (r *Registry) Run(ctx context.Context, nc *nats.Conn, bucket string) error 
 			}
 		}
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := error(nil) // each try starts afresh: one failure must not stick
+		var err error // each try starts afresh: one failure must not stick
 		if kv == nil {
 			kv, err = js.KeyValue(c, bucket)
 		}

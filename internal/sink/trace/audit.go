@@ -131,17 +131,17 @@ func (f *fields) loss(now int64) (any, error) {
 		}
 	}
 	ls.Sent = f.bool("sent")
-	return done(ls, f)
+	return f.done(ls)
 }
 
 func (f *fields) auditStart(now int64) (any, error) {
-	return done(AuditStart{
+	return f.done(AuditStart{
 		Time:      now,
 		Mode:      f.str("mode", true),
 		Self:      f.pid("self", true),
 		TimeoutMS: f.int("timeout_ms"),
 		Filter:    f.str("filter", false),
-	}, f)
+	})
 }
 
 // encodeAudit writes the audit path's items; false for another type.

@@ -116,7 +116,7 @@ var ops = map[string]op{
 	"fork":      {[]string{"parent", "child", "tgid", "start", "ns", "contid", "uid", "auid", "ses", "comm", "exe", "clone_flags", "clone_parent"}, (*fields).fork},
 	"exec":      {[]string{"pid", "old_tid", "comm", "exe", "uid", "auid", "ses", "ns"}, (*fields).exec},
 	"exit": {[]string{"pid", "ns"}, func(f *fields, now int64) (any, error) {
-		return done(engine.Exit{Time: now, PID: f.pid("pid", true), NS: f.ns()}, f)
+		return f.done(engine.Exit{Time: now, PID: f.pid("pid", true), NS: f.ns()})
 	}},
 	"unshare":   {[]string{"pid", "ns"}, nschange(engine.Unshare)},
 	"setns":     {[]string{"pid", "ns"}, nschange(engine.Setns)},
@@ -127,12 +127,12 @@ var ops = map[string]op{
 	"audit":     {[]string{"mode", "self", "timeout_ms", "filter"}, (*fields).auditStart},
 	"batch":     {[]string{"records"}, (*fields).batch},
 	"tick": {[]string{"idle"}, func(f *fields, now int64) (any, error) {
-		return done(Tick{Time: now, Idle: f.bool("idle")}, f)
+		return f.done(Tick{Time: now, Idle: f.bool("idle")})
 	}},
 	"loss": {[]string{"kind", "count", "extra", "sent"}, (*fields).loss},
 	"stop": {nil, func(_ *fields, now int64) (any, error) { return Stop{Time: now}, nil }},
 	"unsent": {[]string{"count"}, func(f *fields, now int64) (any, error) {
-		return done(Unsent{Time: now, Count: int(f.required("count", 31))}, f)
+		return f.done(Unsent{Time: now, Count: int(f.required("count", 31))})
 	}},
 }
 
@@ -199,7 +199,7 @@ func (f *fields) fail(err error) {
 func (f *fields) failf(format string, a ...any) { f.fail(fmt.Errorf(format, a...)) }
 
 // done returns it, or the first error.
-func done[T any](it T, f *fields) (any, error) {
+func (f *fields) done(it any) (any, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -427,7 +427,7 @@ func (f *fields) task(now int64) (any, error) {
 	ev.Subject, _ = f.subject()
 	ev.HasContid, ev.Contid = f.kernelContid()
 	ev.Capcontid = f.bool("capcontid")
-	return done(ev, f)
+	return f.done(ev)
 }
 
 func (f *fields) container(now int64) (any, error) {
@@ -442,7 +442,7 @@ func (f *fields) container(now int64) (any, error) {
 		ev.Parent = contid.ID(v)
 	}
 	ev.Name = f.str("name", false)
-	return done(ev, f)
+	return f.done(ev)
 }
 
 func (f *fields) fork(now int64) (any, error) {
@@ -454,7 +454,7 @@ func (f *fields) fork(now int64) (any, error) {
 	ev.CloneFlags, ev.HasCloneFlags = f.uint("clone_flags", 64)
 	ev.CloneParent = f.bool("clone_parent")
 	ev.Subject = f.subjectRef()
-	return done(ev, f)
+	return f.done(ev)
 }
 
 func (f *fields) exec(now int64) (any, error) {
@@ -473,7 +473,7 @@ func (f *fields) exec(now int64) (any, error) {
 		_, se := f.l["ses"]
 		ev.HasCreds = u || a || se
 	}
-	return done(ev, f)
+	return f.done(ev)
 }
 
 func (f *fields) nschange(now int64, o engine.NSOp) (any, error) {
@@ -483,7 +483,7 @@ func (f *fields) nschange(now int64, o engine.NSOp) (any, error) {
 		f.failf("missing \"ns\"")
 	}
 	ev.NS = f.ns()
-	return done(ev, f)
+	return f.done(ev)
 }
 
 // request reads the fields set and capcontid share.
@@ -498,14 +498,14 @@ func (f *fields) set(now int64) (any, error) {
 	ev.Caller, ev.ForParent, ev.CallerCap, ev.Target, ev.Subject = f.request()
 	ev.Value = f.text("contid")
 	ev.Name = f.str("name", false)
-	return done(ev, f)
+	return f.done(ev)
 }
 
 func (f *fields) capcontid(now int64) (any, error) {
 	ev := engine.SetCapcontid{Time: now}
 	ev.Caller, ev.ForParent, ev.CallerCap, ev.Target, ev.Subject = f.request()
 	ev.Value = f.text("value")
-	return done(ev, f)
+	return f.done(ev)
 }
 
 // join: a process moved into a cgroup bound to a container.
@@ -524,5 +524,5 @@ func (f *fields) join(now int64) (any, error) {
 	if _, ok := f.l["tagged"]; ok {
 		ev.Tagged = f.bool("tagged")
 	}
-	return done(ev, f)
+	return f.done(ev)
 }
