@@ -166,6 +166,7 @@ type Audit struct {
 	JSON            bool   `toml:"json"`
 	TimeoutMS       int    `toml:"timeout_ms"`
 	MaxOpen         int    `toml:"max_open_container_logs"`
+	BatchMS         int    `toml:"batch_ms"`
 }
 
 // Log configures the host log like auditd.conf does audit.log.
@@ -251,6 +252,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Audit.TimeoutMS < 10 || c.Audit.TimeoutMS > 60000:
 		return fmt.Errorf("audit.timeout_ms %d must be 10–60000", c.Audit.TimeoutMS)
+	case c.Audit.BatchMS < 0 || c.Audit.BatchMS > 1000:
+		return fmt.Errorf("audit.batch_ms %d must be 0–1000", c.Audit.BatchMS)
 	case c.Audit.MaxOpen < 1 || c.Audit.MaxOpen > 65536:
 		return fmt.Errorf("audit.max_open_container_logs %d must be 1–65536", c.Audit.MaxOpen)
 	case c.Audit.BacklogLimit > 1<<24:

@@ -10,6 +10,7 @@ package hostlog
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/contid/contid/internal/config"
 	"github.com/contid/contid/internal/safedir"
@@ -60,17 +61,17 @@ func (l *Log) Index() output.Noter {
 func (l *Log) Reconfigure(cfg auditlog.Config) error { return l.w.Reconfigure(cfg) }
 
 // Tick, on the core's tick: hands a FlushNone buffer to the kernel, writes
-// what a full disk queued if space is back, syncs the index, and once
+// what a full disk queued if space is back, syncs the index when due, and once
 // the log writes again, reports with loss what it dropped meanwhile
 // (never silently). It reports whether lines wait for the disk (queued):
 // the next tick retries them.
-func (l *Log) Tick(flush auditlog.FlushPolicy, loss func(log string, n uint64)) (held bool) {
+func (l *Log) Tick(now time.Time, flush auditlog.FlushPolicy, loss func(log string, n uint64)) (held bool) {
 	if flush == auditlog.FlushNone {
 		l.w.Flush()
 	}
 	l.w.Retry()
 	if l.ix != nil {
-		l.ix.Sync() // logs its own errors: the index only makes searches faster
+		l.ix.Tick(now) // logs its own errors: the index only makes searches faster
 	}
 	if st := l.w.Stats(); !st.DiskFull && st.Dropped.DiskFull > l.lost {
 		loss("audit.log", st.Dropped.DiskFull-l.lost)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/records"
@@ -228,4 +229,46 @@ func sidecarFor(t *testing.T, path string) string {
 	}
 	dev, ino := fileID(fi)
 	return sidecarPath(path, dev, ino)
+}
+
+// TestLogIndexTick: at the daemon's tick the live log's sidecar is written
+// at the first tick of a file, then only once SidecarEvery passed or the
+// file grew SidecarBytes; a tick with nothing new writes nothing.
+func TestLogIndexTick(t *testing.T) {
+	info := mustGenLogs(t, genConfig{Dir: t.TempDir(), Containers: 5, Bytes: 6 << 20, Start: 1795687200, Span: 3600, Seed: 9})
+	lf := newLogFeed(t, 4, info)
+	lf.open(auditlog.Config{Path: filepath.Join(t.TempDir(), "audit.log"), MaxAction: auditlog.Ignore, Flush: auditlog.FlushIncrementalAsync})
+	syncs := func() uint64 { return lf.x.Stats().Syncs }
+	now := time.Now()
+	tick := func(after time.Duration) uint64 {
+		t.Helper()
+		now = now.Add(after)
+		if err := lf.x.Tick(now); err != nil {
+			t.Fatal(err)
+		}
+		return syncs()
+	}
+	lf.write(100)
+	if n := tick(0); n != 1 {
+		t.Fatalf("the first tick of a file wrote %d sidecars, want 1", n)
+	}
+	lf.write(100)
+	if n := tick(time.Second); n != 1 {
+		t.Fatalf("a tick a second later wrote a sidecar (%d)", n)
+	}
+	if n := tick(SidecarEvery); n != 2 {
+		t.Fatalf("a tick %v later: %d sidecars, want 2", SidecarEvery, n)
+	}
+	if n := tick(SidecarEvery); n != 2 {
+		t.Fatalf("a tick with nothing new wrote a sidecar (%d)", n)
+	}
+	// SidecarBytes more: written without waiting.
+	for lf.x.cur.off-lf.x.cur.synced < SidecarBytes {
+		if !lf.write(500) {
+			t.Fatal("the generated logs are too small")
+		}
+	}
+	if n := tick(time.Second); n != 3 {
+		t.Fatalf("a tick after %d new bytes: %d sidecars, want 3", SidecarBytes, n)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/contid/contid/internal/records"
@@ -218,7 +219,17 @@ type LogIndex struct {
 	nextSeg     uint64
 	lastErr     string
 	stats       LogIndexStats
+	lastSync    time.Time // of the current file's sidecar (Tick)
 }
+
+// What Tick lets go unwritten, at most, of the live log's sidecar: a
+// crash leaves that part of the log to be scanned by searches (and
+// indexed at the daemon's restart). Each write rewrites the whole sidecar
+// (a temporary file and a rename), so not at every tick.
+const (
+	SidecarEvery = 10 * time.Second
+	SidecarBytes = 4 << 20
+)
 
 // LogIndexStats counts what a LogIndex did.
 type LogIndexStats struct {
@@ -394,6 +405,7 @@ func (x *LogIndex) retire() {
 	// are pruned once the directory is quiet (Sync tries).
 	x.prune = x.cur.path
 	x.cur = nil
+	x.lastSync = time.Time{} // the next file's first sidecar at the next tick
 }
 
 // Sync writes the sidecar of the file being written, if it grew since the
@@ -412,7 +424,25 @@ func (x *LogIndex) Sync() error {
 		return err
 	}
 	x.stats.Syncs++
+	x.lastSync = time.Now()
 	return nil
+}
+
+// Tick is Sync at the daemon's tick: it prunes when a rotation left that
+// to do, and writes the sidecar once the file grew SidecarBytes or
+// SidecarEvery passed since the last was written.
+func (x *LogIndex) Tick(now time.Time) error {
+	x.mu.Lock()
+	due := x.cur != nil && (x.cur.off-x.cur.synced >= SidecarBytes || now.Sub(x.lastSync) >= SidecarEvery)
+	if !due {
+		if x.prune != "" && pruneSidecars(x.prune) {
+			x.prune = ""
+		}
+		x.mu.Unlock()
+		return nil
+	}
+	x.mu.Unlock()
+	return x.Sync()
 }
 
 // Stats returns the counters.

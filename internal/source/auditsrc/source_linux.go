@@ -12,7 +12,7 @@
 // kernel makes a sender wait while its backlog is full. Tick runs on the
 // consumer's goroutine at its tick (once a second while records flow,
 // less often on an idle host: a loss is then reported late, never not).
-// Each batch is gathered for coalesce after its first record.
+// Each batch is gathered for audit.batch_ms after its first record.
 //
 // Loss: the kernel's lost counter and the socket's ENOBUFS are reported
 // through Tick's loss function, never silently.
@@ -131,7 +131,7 @@ func Open(cfg Config) (_ *Source, err error) {
 			return nil, fmt.Errorf("daemon: audit: %w", err)
 		}
 		s.mode, s.journal = "primary", j
-		s.in, s.writer = nlIn{s.nl}, s.nl
+		s.in, s.writer = nlIn{s.nl, window(cfg.Audit)}, s.nl
 		if s.rules, err = j.Load(s.nl, want); err != nil {
 			return nil, fmt.Errorf("daemon: audit rules: %s: %w", cfg.Audit.Rules, err)
 		}
@@ -139,7 +139,7 @@ func Open(cfg Config) (_ *Source, err error) {
 		if s.nl, err = auditnl.Open(auditnl.Config{Mode: auditnl.Listener}, log); err != nil {
 			return nil, fmt.Errorf("daemon: audit: %w", err)
 		}
-		s.in = nlIn{s.nl}
+		s.in = nlIn{s.nl, window(cfg.Audit)}
 		s.writer, err = auditnl.Open(auditnl.Config{Mode: auditnl.Listener}, log)
 		if err != nil {
 			return nil, fmt.Errorf("daemon: audit: %w", err)
@@ -465,8 +465,14 @@ func (s *Source) Counters(c map[string]uint64) {
 	c["kernel_lost"] = s.kernelLost.Load()
 }
 
-// nlIn reads netlink.
-type nlIn struct{ c *auditnl.Client }
+// nlIn reads netlink, gathering each batch for window after its first
+// record (config audit.batch_ms).
+type nlIn struct {
+	c      *auditnl.Client
+	window time.Duration
+}
+
+func window(a config.Audit) time.Duration { return time.Duration(a.BatchMS) * time.Millisecond }
 
 // next with a nil ctx does not block: it returns what is waiting.
 func (n nlIn) next(ctx context.Context, b []records.Raw, max int) ([]records.Raw, error) {
@@ -477,15 +483,16 @@ func (n nlIn) next(ctx context.Context, b []records.Raw, max int) ([]records.Raw
 		}
 		b = append(b, records.Raw{Type: m.Type, Data: m.Data})
 	}
-	// Gather what follows within coalesce: each batch costs the daemon
-	// a fixed sum of wakeups and scheduling (this goroutine's, the core's,
-	// the Go runtime's timer and sysmon threads, about 0.3 ms of CPU on a
-	// VM), so a few larger batches are cheaper than many small ones, for
-	// at most coalesce of latency. One sleep, not a wakeup per record: the
-	// records that arrive meanwhile wait in the socket (16 MiB, seconds of
-	// the heaviest load) and are taken at once. A batch that fills up is
-	// handed over without a sleep, so this does not bound throughput.
-	slept := ctx == nil
+	// Gather what follows within the window: each batch costs the
+	// daemon a fixed sum of wakeups and scheduling (this goroutine's, the
+	// core's, the Go runtime's, and an fsync of each log the batch brings
+	// past its freq), so a few larger batches are cheaper than many small
+	// ones, for at most the window of latency. One sleep, not a wakeup per
+	// record: the records that arrive meanwhile wait in the socket (16
+	// MiB, seconds of the heaviest load) and are taken at once. A batch
+	// that fills up is handed over without a sleep, so this does not bound
+	// throughput.
+	slept := ctx == nil || n.window <= 0
 	for len(b) < max {
 		m, ok, err := n.c.TryReceive()
 		if err != nil {
@@ -495,7 +502,7 @@ func (n nlIn) next(ctx context.Context, b []records.Raw, max int) ([]records.Raw
 			if slept {
 				break
 			}
-			time.Sleep(coalesce)
+			time.Sleep(n.window)
 			slept = true
 			continue
 		}
@@ -503,12 +510,6 @@ func (n nlIn) next(ctx context.Context, b []records.Raw, max int) ([]records.Raw
 	}
 	return b, nil
 }
-
-// coalesce: measured on a 2-CPU VM (the daemon's CPU per 1,000 events
-// under an execve and exit_group rule, half the load contained): at 250
-// execs a second 20 ms gave 120-130 ms, 50 ms 78-87, 100 ms 63; at 50
-// execs a second 242, 190 and 164. Records reach the logs within 0.1 s.
-const coalesce = 100 * time.Millisecond
 
 func (n nlIn) Close() error { return n.c.Close() }
 

@@ -41,6 +41,9 @@ type Packets struct {
 	// recheck has followed yet; lastCheck is when rules were last read.
 	rules     bool
 	lastCheck time.Time
+	// overflow, ringFull: the probe's kernel counters as last read, at a
+	// tick (two system calls: not at every batch's Stats).
+	overflow, ringFull uint64
 	// feed: in mode plugin, the auditd whose feed is read; local: it held
 	// no TCP socket after the last batch with a packet record was read, so
 	// that batch's records are this host's (internal/source/auditd); remote: it
@@ -247,6 +250,9 @@ func (pk *Packets) Tick() {
 		return
 	}
 	pk.nets = false
+	if o, r, err := pk.probe.Counters(); err == nil {
+		pk.overflow, pk.ringFull = o, r
+	}
 	if pk.rules && time.Since(pk.lastCheck) >= recheckEvery {
 		pk.recheckRules()
 	}
@@ -322,14 +328,13 @@ type PacketsStats struct {
 	overflow, ringFull uint64
 }
 
-// Stats reads the counters; core goroutine only.
+// Stats reads the counters (the kernel's as of the last Tick); core
+// goroutine only.
 func (pk *Packets) Stats() PacketsStats {
 	if pk == nil {
 		return PacketsStats{}
 	}
-	st := PacketsStats{on: true, watched: uint64(len(pk.watched)), pairs: pk.table.Stats()}
-	st.overflow, st.ringFull, _ = pk.probe.Counters()
-	return st
+	return PacketsStats{on: true, watched: uint64(len(pk.watched)), pairs: pk.table.Stats(), overflow: pk.overflow, ringFull: pk.ringFull}
 }
 
 // Counters adds the packet counters to status: how many packet

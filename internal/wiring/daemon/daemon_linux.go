@@ -67,6 +67,9 @@ type coreView interface {
 // SIGHUP reloads the configuration file (configPath) and reopens the log.
 func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Logger, opt Options) error {
 	d := &daemon{cfg: cfg, log: log}
+	if err := raiseTimerSlack(timerSlack); err != nil {
+		log.Warn("the daemon keeps the default timer slack, and wakes more often", "err", err)
+	}
 	var err error
 	if d.tasks, err = tasksource.Open(cfg, log); err != nil {
 		return err
@@ -107,7 +110,7 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	if d.audit, err = auditpath.Open(ac, c); err != nil {
 		return err
 	}
-	d.audit.Attach(func(time.Time) bool { return d.host.Tick(d.cfg.Log.Flush, c.DiskFullLoss) })
+	d.audit.Attach(func(now time.Time) bool { return d.host.Tick(now, d.cfg.Log.Flush, c.DiskFullLoss) })
 	defer d.audit.Stop()
 
 	msrv, err := d.listenMetrics()
