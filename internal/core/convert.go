@@ -14,7 +14,7 @@ import (
 // process's executable for exec events (an error, such as the process
 // being gone, leaves it empty). Start times become /proc's clock ticks so that tasks seeded
 // from /proc and tasks seen at fork compare.
-func toInput(ev taskevent.Event, offset int64, exe func(pid int32) (string, error)) engine.Input {
+func toInput(ev taskevent.Event, offset int64, exe func(pid int32, start uint64) (string, error)) engine.Input {
 	now := int64(ev.Time) + offset
 	switch ev.Kind {
 	case taskevent.KindFork:
@@ -30,7 +30,7 @@ func toInput(ev taskevent.Event, offset int64, exe func(pid int32) (string, erro
 		}
 		return f
 	case taskevent.KindExec:
-		path, _ := exe(ev.TGID)
+		path, _ := exe(ev.TGID, procfs.TicksFromBoottime(ev.StartBoottime))
 		return engine.Exec{
 			Time: now, PID: ev.TGID, OldTID: ev.OldTID, Comm: ev.Comm, Exe: path,
 			UID: ev.UID, AUID: ev.AUID, Ses: ev.Ses, HasCreds: true, NS: ev.NS,

@@ -15,7 +15,14 @@ import (
 func TestToInput(t *testing.T) {
 	var set ns.Set
 	set[ns.Net] = ns.ID{Dev: 4, Ino: 99, Unique: 7}
-	exe := func(pid int32) (string, error) { return "/bin/x", nil }
+	// The start the event gives must reach the lookup (a reused pid
+	// fails it).
+	exe := func(pid int32, start uint64) (string, error) {
+		if pid == 11 && start == 300 {
+			return "/bin/x", nil
+		}
+		return "", unix.ESRCH
+	}
 	const off = 1_000_000_000
 	tests := []struct {
 		ev   taskevent.Event
@@ -25,8 +32,10 @@ func TestToInput(t *testing.T) {
 			engine.Fork{Time: off + 5, Parent: 10, Child: 11, ChildTGID: 11, Start: 250, NS: set, HasContid: true, Contid: 42}},
 		{taskevent.Event{Kind: taskevent.KindFork, Time: 5, TID: 12, TGID: 10, ParentTID: 10, StartBoottime: 10_000_000},
 			engine.Fork{Time: off + 5, Parent: 10, Child: 12, ChildTGID: 10, Start: 1, HasContid: true, Contid: contid.Unset}},
-		{taskevent.Event{Kind: taskevent.KindExec, Time: 6, TID: 11, TGID: 11, OldTID: 13, Comm: "sh", UID: 1, AUID: 2, Ses: 3},
+		{taskevent.Event{Kind: taskevent.KindExec, Time: 6, TID: 11, TGID: 11, OldTID: 13, StartBoottime: 3_000_000_000, Comm: "sh", UID: 1, AUID: 2, Ses: 3},
 			engine.Exec{Time: off + 6, PID: 11, OldTID: 13, Comm: "sh", Exe: "/bin/x", UID: 1, AUID: 2, Ses: 3, HasCreds: true}},
+		{taskevent.Event{Kind: taskevent.KindExec, Time: 6, TID: 11, TGID: 11, StartBoottime: 3_010_000_000, Comm: "sh"},
+			engine.Exec{Time: off + 6, PID: 11, Comm: "sh", HasCreds: true}},
 		{taskevent.Event{Kind: taskevent.KindExit, Time: 7, TID: 12, TGID: 10}, engine.Exit{Time: off + 7, PID: 12}},
 		{taskevent.Event{Kind: taskevent.KindNS, Time: 8, TID: 11, Op: taskevent.NSUnshare, NS: set},
 			engine.NSChange{Time: off + 8, PID: 11, Op: engine.Unshare, NS: set}},
@@ -53,7 +62,7 @@ func TestToInput(t *testing.T) {
 // TestExecOfAGoneProcess: an exec whose process is gone by the time its
 // executable is looked up is applied without one.
 func TestExecOfAGoneProcess(t *testing.T) {
-	gone := func(pid int32) (string, error) { return "", unix.ESRCH }
+	gone := func(int32, uint64) (string, error) { return "", unix.ESRCH }
 	got := toInput(taskevent.Event{Kind: taskevent.KindExec, Time: 6, TID: 11, TGID: 11, Comm: "sh"}, 0, gone)
 	if e, ok := got.(engine.Exec); !ok || e.Exe != "" || e.Comm != "sh" || e.PID != 11 {
 		t.Fatalf("got %+v", got)

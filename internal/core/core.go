@@ -72,8 +72,11 @@ type Config struct {
 	// HostLog takes the own records that do not go into the kernel's
 	// stream; auditlog's errors (ErrQueued, ErrDiskFull) are understood.
 	HostLog LineWriter
-	// Exe resolves a process's executable for exec events; nil: none.
-	Exe func(pid int32) (string, error)
+	// Exe resolves a process's executable for exec events, given the
+	// process's start (ticks since boot, 0 when not known): it must fail
+	// rather than answer for another process under a reused pid
+	// (procfs.FS.ExeOf); nil: none.
+	Exe func(pid int32, start uint64) (string, error)
 	// Ticks drives the tick; nil: the core's own timer, every Tick while
 	// anything happens, backing off to IdleTick while nothing does (see
 	// the package doc).
@@ -171,7 +174,7 @@ type Core struct {
 	src    taskevent.Source
 	waiter taskevent.Waiter // src, when it is one
 	hl     LineWriter
-	exe    func(pid int32) (string, error)
+	exe    func(pid int32, start uint64) (string, error)
 	ticks  <-chan time.Time
 	pace   pace
 	scan   func() error
@@ -229,7 +232,7 @@ func New(cfg Config) *Core {
 		readerGone: make(chan struct{}),
 	}
 	if c.exe == nil {
-		c.exe = func(int32) (string, error) { return "", nil }
+		c.exe = func(int32, uint64) (string, error) { return "", nil }
 	}
 	c.waiter, _ = cfg.Source.(taskevent.Waiter)
 	var k engine.Kernel

@@ -130,6 +130,48 @@ func (f FS) Exe(pid int32) (string, error) {
 	return s, nil
 }
 
+// ExeOf reads the executable of process pid if it is the process that
+// started at start (ticks since boot, /proc/PID/stat's starttime), and
+// fails with ESRCH if it is gone or pid now names another process (a
+// reused pid). The link and the start time are read through one handle on
+// /proc/PID, which keeps naming the process it was opened for: after that
+// process exits it answers ESRCH, never for the pid's next owner. start 0
+// (not known) reads the link alone.
+func (f FS) ExeOf(pid int32, start uint64) (string, error) {
+	if start == 0 {
+		return f.Exe(pid)
+	}
+	dir, err := unix.Open(f.Path(pid, ""), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", gone(pid, err)
+	}
+	defer unix.Close(dir)
+	var buf [unix.PathMax]byte
+	n, err := unix.Readlinkat(dir, "exe", buf[:])
+	if err != nil {
+		return "", gone(pid, err)
+	}
+	exe := string(buf[:n])
+	fd, err := unix.Openat(dir, "stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", gone(pid, err)
+	}
+	var sb [1024]byte
+	m, err := unix.Read(fd, sb[:])
+	unix.Close(fd)
+	if err != nil {
+		return "", gone(pid, err)
+	}
+	st, err := ParseStat(sb[:m])
+	if err != nil {
+		return "", fmt.Errorf("procfs: process %d: %w", pid, err)
+	}
+	if st.StartTime != start {
+		return "", fmt.Errorf("procfs: process %d started at tick %d, not %d: another process under a reused pid: %w", pid, st.StartTime, start, unix.ESRCH)
+	}
+	return exe, nil
+}
+
 // Owner returns the uid and gid the kernel gives /proc/PID: the task's
 // effective ids while it is dumpable, root's otherwise.
 func (f FS) Owner(pid int32) (uid, gid uint32, err error) {

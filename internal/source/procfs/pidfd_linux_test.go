@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -92,5 +93,42 @@ func TestFdinfoPid(t *testing.T) {
 	defer unix.Close(gone)
 	if v, err := fdinfoPid(gone); !errors.Is(err, unix.ESRCH) {
 		t.Fatalf("fdinfoPid of a reaped process = %d, %v; want ESRCH", v, err)
+	}
+}
+
+// TestExeOf: the executable of a live process that started when the
+// caller says; ESRCH for another start (what a reused pid looks like) and
+// for a process that is gone; start 0 reads the link alone.
+func TestExeOf(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := filepath.EvalSymlinks(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sleep, "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := int32(cmd.Process.Pid)
+	st, err := Host.Stat(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exe, err := Host.ExeOf(pid, st.StartTime); err != nil || exe != want {
+		t.Errorf("ExeOf(live, its start) = %q, %v; want %q", exe, err, want)
+	}
+	if exe, err := Host.ExeOf(pid, 0); err != nil || exe != want {
+		t.Errorf("ExeOf(live, 0) = %q, %v; want %q", exe, err, want)
+	}
+	if exe, err := Host.ExeOf(pid, st.StartTime+1); !errors.Is(err, unix.ESRCH) {
+		t.Errorf("ExeOf(live, another start) = %q, %v; want ESRCH", exe, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if exe, err := Host.ExeOf(pid, st.StartTime); !errors.Is(err, unix.ESRCH) {
+		t.Errorf("ExeOf(reaped) = %q, %v; want ESRCH", exe, err)
 	}
 }

@@ -98,7 +98,7 @@ func (t *Tasks) Kind() string { return t.kind }
 // pinned map, and every running task from /proc with the contid the kernel
 // holds for it.
 func (t *Tasks) NewCore(hostLog core.LineWriter, record string) (*core.Core, error) {
-	cc := core.Config{HostLog: hostLog, MaxPerOwner: t.cfg.MaxContainersPerOwner, Exe: procfs.Host.Exe, Log: t.log}
+	cc := core.Config{HostLog: hostLog, MaxPerOwner: t.cfg.MaxContainersPerOwner, Exe: procfs.Host.ExeOf, Log: t.log}
 	if record != "" {
 		rec, err := trace.Create(record)
 		if err != nil {
