@@ -222,7 +222,7 @@ type tee struct {
 	sink *fleet.Sink
 }
 
-func (t tee) Write(ev *pipeline.Event) { t.Output.Write(ev); t.sink.Write(ev) }
+func (t tee) Write(ev *pipeline.Event) { t.Output.Write(ev); t.sink.WriteLines(ev, t.Output.Lines()) }
 
 // commitEvery (COMMIT_EVERY=N) is how many records go into a batch;
 // withJSON (FLEET_JSON=1) puts each event's JSON object in the messages.

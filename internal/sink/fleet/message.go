@@ -153,7 +153,11 @@ type part struct {
 // distinct chain the event names (the local search's chains,
 // search.RecordChains, so both searches answer alike), or of the host's
 // subject when it names none.
-func (e *Encoder) Add(ev *pipeline.Event) {
+func (e *Encoder) Add(ev *pipeline.Event) { e.AddLines(ev, nil) }
+
+// AddLines is Add given the event's lines (one per record, each ending
+// in a newline, as records.AppendRaw formats them); nil formats them.
+func (e *Encoder) AddLines(ev *pipeline.Event, lines []byte) {
 	if len(ev.Records) == 0 {
 		return
 	}
@@ -167,8 +171,12 @@ func (e *Encoder) Add(ev *pipeline.Event) {
 	if e.JSON {
 		e.buf = append(output.AppendEventJSON(e.buf, ev), '\n')
 	}
-	for i := range ev.Records {
-		e.buf = append(records.AppendRaw(e.buf, &ev.Records[i]), '\n')
+	if lines != nil {
+		e.buf = append(e.buf, lines...)
+	} else {
+		for i := range ev.Records {
+			e.buf = append(records.AppendRaw(e.buf, &ev.Records[i]), '\n')
+		}
 	}
 	e.chains = e.chains[:0]
 	for _, c := range search.RecordChains(ev.Records) {

@@ -34,7 +34,12 @@ func NewSink(name, host, boot string, json bool, spool *Spool) *Sink {
 }
 
 // Write adds the event to the batch if it is routed to the sink.
-func (s *Sink) Write(ev *pipeline.Event) {
+func (s *Sink) Write(ev *pipeline.Event) { s.WriteLines(ev, nil) }
+
+// WriteLines is Write given the event's lines as the host log holds them
+// (output.Output.Lines), so they are not formatted again; nil formats
+// them.
+func (s *Sink) WriteLines(ev *pipeline.Event, lines []byte) {
 	if s.Registry != nil && ev.Life != 0 && len(ev.Records) > 0 {
 		s.Registry.Note(ev, s.enc.EventID(ev))
 	}
@@ -42,7 +47,7 @@ func (s *Sink) Write(ev *pipeline.Event) {
 		return
 	}
 	s.Events++
-	s.enc.Add(ev)
+	s.enc.AddLines(ev, lines)
 }
 
 // Commit spools the batch's messages, whole, and writes them for the

@@ -106,6 +106,7 @@ type Output struct {
 	open       map[contid.ID]*list.Element
 	lru        list.List // of *clog, most recently written first
 	host, json []byte    // pending lines
+	lines      []byte    // the lines of the event being written (Lines)
 	stats      Stats
 	dropped    []retired            // dropped containers' directories, oldest first
 	retired    map[contid.ID]string // directory of each dropped contid not registered again
@@ -144,8 +145,14 @@ func New(cfg Config) *Output {
 
 // Write writes one event to the destinations its routes name.
 func (o *Output) Write(ev *pipeline.Event) {
+	// The event's lines, formatted once for all the logs it goes to.
+	o.lines = o.lines[:0]
+	toContainer := ev.Routes.Has(rules.Container) && ev.Container != contid.Unset && o.cfg.Container != nil
+	if ev.Routes.Has(rules.Host) || toContainer {
+		o.lines = o.appendLines(o.lines, ev.Records)
+	}
 	if ev.Routes.Has(rules.Host) {
-		o.host = o.appendLines(o.host, ev.Records)
+		o.host = append(o.host, o.lines...)
 		if o.cfg.HostIndex != nil {
 			o.cfg.HostIndex.Note(ev.Records)
 		}
@@ -156,14 +163,14 @@ func (o *Output) Write(ev *pipeline.Event) {
 	if life && ev.Life == pipeline.Registered {
 		o.reborn(ev.Container)
 	}
-	if ev.Routes.Has(rules.Container) && ev.Container != contid.Unset && o.cfg.Container != nil {
+	if toContainer {
 		for i := -1; i < len(ev.Also); i++ {
 			id := ev.Container
 			if i >= 0 {
 				id = ev.Also[i] // a packet's further containers
 			}
 			if c := o.container(id); c != nil {
-				c.pend = o.lines(c.w, c.pend, ev.Records)
+				c.pend = o.spill(c.w, append(c.pend, o.lines...))
 				o.stats.ContainerEvents++
 			}
 		}
@@ -186,10 +193,11 @@ func (o *Output) Lost(n uint64, why pipeline.Loss) {
 	}
 }
 
-// lines appends the event's lines to pend, writing pend first if full.
-func (o *Output) lines(w *auditlog.Writer, pend []byte, recs []records.Record) []byte {
-	return o.spill(w, o.appendLines(pend, recs))
-}
+// Lines returns the lines of the event last given to Write, as the logs
+// got them (one per record, each ending in a newline), or nil when it
+// went to no log; valid until the next Write. Another writer of the same
+// event (the stream route) need not format them again.
+func (o *Output) Lines() []byte { return o.lines }
 
 func (o *Output) appendLines(pend []byte, recs []records.Record) []byte {
 	for i := range recs {

@@ -64,9 +64,10 @@ type Config struct {
 // Route is a destination of routed events beside the logs: the fleet
 // stream (docs/fleet.md). It runs on the core goroutine but Counters.
 type Route interface {
-	// Write is given every event the pipeline writes; it keeps those
-	// routed to it.
-	Write(ev *pipeline.Event)
+	// WriteLines is given every event the pipeline writes, with its
+	// lines as the logs got them (nil when it went to no log); it keeps
+	// those routed to it.
+	WriteLines(ev *pipeline.Event, lines []byte)
 	// Commit ends a batch.
 	Commit() error
 	// Dropped is how many messages it dropped since it opened.
@@ -173,7 +174,7 @@ type tee struct {
 
 func (t tee) Write(ev *pipeline.Event) {
 	t.Output.Write(ev)
-	t.route.Write(ev)
+	t.route.WriteLines(ev, t.Output.Lines())
 }
 
 func (p *Pipe) commitRoute() {

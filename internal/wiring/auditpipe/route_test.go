@@ -1,6 +1,7 @@
 package auditpipe
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,13 +20,25 @@ import (
 // fakeRoute records what the pipe does with its stream route.
 type fakeRoute struct {
 	events, commits int
+	lines, badLines int // events given with their lines; … other than the event's
 	dropped         uint64
 	closed          bool
 }
 
-func (r *fakeRoute) Write(ev *pipeline.Event) {
+func (r *fakeRoute) WriteLines(ev *pipeline.Event, lines []byte) {
 	if len(ev.Routes.Streams) > 0 {
 		r.events++
+	}
+	// The lines given are the event's, as the logs got them.
+	var want []byte
+	for i := range ev.Records {
+		want = append(records.AppendRaw(want, &ev.Records[i]), '\n')
+	}
+	if lines != nil && !bytes.Equal(lines, want) {
+		r.badLines++
+	}
+	if lines != nil {
+		r.lines++
 	}
 }
 func (r *fakeRoute) Commit() error                { r.commits++; return nil }
@@ -84,6 +97,9 @@ func TestRoute(t *testing.T) {
 	p.Batch([]records.Raw{line(1), eoe(1), line(2), eoe(2)})
 	if r.events != 2 || r.commits != 1 {
 		t.Fatalf("after a batch of two events: %d events, %d commits", r.events, r.commits)
+	}
+	if r.lines != 2 || r.badLines != 0 {
+		t.Fatalf("the route got the lines of %d events (%d not the event's), want 2", r.lines, r.badLines)
 	}
 	r.dropped = 5
 	p.Tick(time.Unix(1700000001, 0), true)
