@@ -1,6 +1,6 @@
 #!/bin/sh
-# Pipeline throughput against its baselines, side by side on this machine
-# (issue #4): contid's whole record path (parse → reassemble → attribute →
+# Pipeline throughput against its baselines, side by side on this machine:
+# contid's whole record path (parse → reassemble → attribute →
 # format → write host and container logs) on one core over a recorded log
 # of 1.2M records, against
 #   - the kernel reader ceiling: how fast a netlink reader receives records

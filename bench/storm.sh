@@ -1,5 +1,5 @@
 #!/bin/sh
-# Exec storm (issue #4): shell loops of /bin/true on every CPU for SECONDS
+# Exec storm: shell loops of /bin/true on every CPU for SECONDS
 # (default 60) under an execve and exit_group rule, read by
 #   1. contid as the kernel's audit daemon (host and container logs; half
 #      the loops run in a container);
