@@ -186,6 +186,8 @@ type Core struct {
 	unsent int     // own records written locally at stop (Unsent)
 
 	events chan []taskevent.Event // batches: one hand-over for many events
+	ahead  []taskevent.Event      // drain's read-ahead
+	exits  map[int32]int          // … and where in it each process ends
 	ringUp chan struct{}          // the waiter woke: drain
 	reqs   chan request
 	calls  chan call
@@ -226,7 +228,7 @@ func New(cfg Config) *Core {
 	c := &Core{
 		log: log, src: cfg.Source, hl: cfg.HostLog, exe: cfg.Exe, ticks: cfg.Ticks, rec: cfg.Record, scan: cfg.Scan,
 		pace:   newPace(cmp.Or(cfg.Tick, DefaultTick), cmp.Or(cfg.IdleTick, DefaultIdleTick)),
-		events: make(chan []taskevent.Event, 64), ringUp: make(chan struct{}, 1),
+		events: make(chan []taskevent.Event, 64), ringUp: make(chan struct{}, 1), exits: map[int32]int{},
 		reqs: make(chan request), calls: make(chan call), stopped: make(chan struct{}),
 		pause: make(chan struct{}, 1), paused: make(chan struct{}), resume: make(chan struct{}, 1),
 		readerGone: make(chan struct{}),
@@ -524,7 +526,11 @@ func (c *Core) Sync() {
 	}
 }
 
-// drain applies what the reader handed over, then what the source holds.
+// drain applies what the reader handed over, then what the source holds,
+// read ahead a chunk at a time: an exec whose process exits later in the
+// chunk is applied without looking up its executable, which is gone by
+// now (most execs on a host are short commands, and the lookup was most
+// of what such an exec cost the core).
 func (c *Core) drain() {
 	for {
 		select {
@@ -533,13 +539,39 @@ func (c *Core) drain() {
 			continue
 		default:
 		}
-		ev, ok := c.tryRead()
-		if !ok {
+		c.ahead = c.ahead[:0]
+		for len(c.ahead) < aheadMax {
+			ev, ok := c.tryRead()
+			if !ok {
+				break
+			}
+			c.ahead = append(c.ahead, ev)
+		}
+		if len(c.ahead) == 0 {
 			return
 		}
-		c.apply(ev)
+		clear(c.exits)
+		for i, ev := range c.ahead {
+			if ev.Kind == taskevent.KindExit && ev.TID == ev.TGID {
+				c.exits[ev.TGID] = i // the process's end
+			}
+		}
+		for i, ev := range c.ahead {
+			if ev.Kind == taskevent.KindExec {
+				if end, ok := c.exits[ev.TGID]; ok && end > i {
+					c.applyWith(ev, noExe)
+					continue
+				}
+			}
+			c.apply(ev)
+		}
 	}
 }
+
+// aheadMax bounds drain's read-ahead.
+const aheadMax = 1024
+
+func noExe(int32, uint64) (string, error) { return "", nil }
 
 // tryRead returns the next buffered event, if any, counting and skipping
 // malformed ones.
@@ -555,7 +587,10 @@ func (c *Core) tryRead() (taskevent.Event, bool) {
 }
 
 // apply feeds one task event to the engine.
-func (c *Core) apply(ev taskevent.Event) {
+func (c *Core) apply(ev taskevent.Event) { c.applyWith(ev, c.exe) }
+
+// applyWith is apply with exe to look up an exec's executable.
+func (c *Core) applyWith(ev taskevent.Event, exe func(pid int32, start uint64) (string, error)) {
 	if ev.Kind == taskevent.KindFork && ev.Time <= c.scanEnd {
 		// The scan may already have seeded this child.
 		if ti, ok := c.eng.Task(ev.TID); ok && ti.Start == procfs.TicksFromBoottime(ev.StartBoottime) {
@@ -563,7 +598,7 @@ func (c *Core) apply(ev taskevent.Event) {
 			return
 		}
 	}
-	in := toInput(ev, c.offset, c.exe)
+	in := toInput(ev, c.offset, exe)
 	if in == nil {
 		c.counters.badEvents.Add(1)
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"slices"
 	"sync"
 	"testing"
 
@@ -372,5 +373,41 @@ func TestEmitFallsBack(t *testing.T) {
 	c.Loss("enobufs", 1)
 	if snd.n != 2 || len(hl.l) != 3 || !strings.Contains(hl.l[2], "source=listener") {
 		t.Fatalf("listener loss: sent %d, lines %q", snd.n, hl.l)
+	}
+}
+
+// TestDrainSkipsGoneExe: a drain looks up the executable of an exec only
+// when the process does not end later in what it read: a short command's
+// exec and exit, drained together, cost no lookup; a process that lives
+// on, and one that ended before it exec'd again, get theirs.
+func TestDrainSkipsGoneExe(t *testing.T) {
+	f := newFake()
+	var asked []int32
+	c := New(Config{Source: waitSource{f}, HostLog: &lines{}, Exe: func(pid int32, _ uint64) (string, error) {
+		asked = append(asked, pid) // the core goroutine's
+		return "/bin/x", nil
+	}})
+	c.Seed(Seed{Tasks: []procfs.Task{{PID: 1, TGID: 1, Start: 1, Comm: "init"}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	exec := func(pid int32) taskevent.Event {
+		return taskevent.Event{Kind: taskevent.KindExec, Time: 2, TID: pid, TGID: pid, Comm: "x"}
+	}
+	exit := func(pid int32) taskevent.Event {
+		return taskevent.Event{Kind: taskevent.KindExit, Time: 3, TID: pid, TGID: pid}
+	}
+	thread := taskevent.Event{Kind: taskevent.KindExit, Time: 3, TID: 703, TGID: 700}
+	f.Push(fork(500), exec(500), exit(500), // a short command
+		fork(600), exec(600), // lives on
+		fork(700), exec(700), thread, // a thread of it ends, not the process
+		fork(800), exit(800), exec(800)) // its end comes before the exec (a reused pid's)
+	var got []int32
+	if err := c.Do(ctx, func(*engine.Engine) error { got = slices.Clone(asked); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int32{600, 700, 800}; !slices.Equal(got, want) {
+		t.Fatalf("executables looked up for %v, want %v", got, want)
 	}
 }
