@@ -9,7 +9,7 @@ import (
 
 func TestDefaults(t *testing.T) {
 	c := Default()
-	if c.LogDir != "/var/log/contid" || c.Socket != "/run/contid/contid.sock" || c.Log.NumLogs != 5 || c.Log.Flush != auditlog.FlushIncrementalAsync {
+	if c.LogDir != "/var/log/contid" || c.Socket != "/run/contid/contid.sock" || c.Log.NumLogs != 5 || c.Log.Flush != auditlog.FlushIncrementalAsync || c.Audit.BatchMS != 200 {
 		t.Fatalf("defaults %+v", c)
 	}
 	if hl := c.HostLog(); hl.Path != "/var/log/contid/audit.log" || hl.MaxBytes != 8<<20 {
@@ -23,8 +23,8 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestParse(t *testing.T) {
-	c, err := Parse([]byte("log_dir = \"/srv/log\"\n[log]\nflush = \"SYNC\"\nnum_logs = 2\n"), "f")
-	if err != nil || c.LogDir != "/srv/log" || c.Log.Flush != auditlog.FlushSync || c.Log.NumLogs != 2 || c.Socket != "/run/contid/contid.sock" {
+	c, err := Parse([]byte("log_dir = \"/srv/log\"\n[log]\nflush = \"SYNC\"\nnum_logs = 2\n[audit]\nbatch_ms = 0\n"), "f")
+	if err != nil || c.LogDir != "/srv/log" || c.Log.Flush != auditlog.FlushSync || c.Log.NumLogs != 2 || c.Socket != "/run/contid/contid.sock" || c.Audit.BatchMS != 0 {
 		t.Fatalf("got %+v, %v", c, err)
 	}
 	tests := []struct{ in, want string }{
@@ -40,6 +40,8 @@ func TestParse(t *testing.T) {
 		{"[containers]\nkeep_dropped = -1", "containers.keep_dropped -1"},
 		{"[containers]\nkeep_dropped_days = -2", "containers.keep_dropped_days -2"},
 		{"[containers]\nkeep = 3", "unknown keys: containers.keep"},
+		{"[audit]\nbatch_ms = -1", "audit.batch_ms -1 must be 0–1000"},
+		{"[audit]\nbatch_ms = 1001", "audit.batch_ms 1001 must be 0–1000"},
 		{"log_dir = ", "f:"},
 		{"\x00\xff", "f:"},
 	}
