@@ -565,6 +565,9 @@ func (c *Core) drain() {
 			}
 			c.apply(ev)
 		}
+		if c.hooks.Observer != nil {
+			c.hooks.Observer.AfterEvents() // as after a reader's batch
+		}
 	}
 }
 

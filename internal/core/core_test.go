@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/contid/contid/internal/core/engine"
@@ -409,5 +410,37 @@ func TestDrainSkipsGoneExe(t *testing.T) {
 	}
 	if want := []int32{600, 700, 800}; !slices.Equal(got, want) {
 		t.Fatalf("executables looked up for %v, want %v", got, want)
+	}
+}
+
+// afterObserver counts AfterEvents.
+type afterObserver struct{ after *atomic.Int32 }
+
+func (afterObserver) Event(taskevent.Event) {}
+func (o afterObserver) AfterEvents()        { o.after.Add(1) }
+
+// TestAfterEventsOnDrain: the observer hears AfterEvents after the events
+// a drain applied, as after a reader's batch (the packet pairing then
+// watches a container's new network namespace before the next audit
+// batch, not at the next tick).
+func TestAfterEventsOnDrain(t *testing.T) {
+	f := newFake()
+	var after atomic.Int32
+	c, _ := start(t, waitSource{f}, Hooks{Observer: afterObserver{&after}})
+	ctx := context.Background()
+	before := after.Load()
+	f.Push(fork(4321))
+	var got int32
+	if err := c.Do(ctx, func(e *engine.Engine) error {
+		if !known(e, 4321) {
+			return errors.New("the fork is not applied")
+		}
+		got = after.Load()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got <= before {
+		t.Fatalf("AfterEvents calls: %d before the drain, %d after", before, got)
 	}
 }
