@@ -242,6 +242,11 @@ func openIndexDir(logPath string, create bool) (*os.File, error) {
 		return nil, err
 	}
 	defer parent.Close()
+	return openIndexDirAt(parent, create)
+}
+
+// openIndexDirAt is openIndexDir in the log directory parent, already open.
+func openIndexDirAt(parent *os.File, create bool) (*os.File, error) {
 	if create {
 		if err := unix.Mkdirat(int(parent.Fd()), IndexDirName, 0o700); err != nil && err != unix.EEXIST {
 			return nil, fmt.Errorf("search: mkdir %s: %w", IndexDirName, err)
@@ -251,7 +256,7 @@ func openIndexDir(logPath string, create bool) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("search: open %s: %w", IndexDirName, err)
 	}
-	d := os.NewFile(uintptr(fd), filepath.Join(filepath.Dir(logPath), IndexDirName))
+	d := os.NewFile(uintptr(fd), filepath.Join(parent.Name(), IndexDirName))
 	fi, err := d.Stat()
 	if err != nil || !trustedOwner(fi) {
 		d.Close()
@@ -358,7 +363,9 @@ func pruneSidecars(logPath string) bool {
 	if after, ok := changed(); !ok || after != before {
 		return false
 	}
-	d, err := openIndexDir(logPath, false)
+	// The index directory of the directory just listed, not of whatever
+	// the path names now.
+	d, err := openIndexDirAt(ld, false)
 	if err != nil {
 		return false
 	}
