@@ -557,7 +557,9 @@ func (c *Core) drain() {
 			}
 		}
 		for i, ev := range c.ahead {
-			if ev.Kind == taskevent.KindExec {
+			// Not for a non-leader thread's exec: its old leader's exit
+			// (tid = tgid) may come from another CPU just after it.
+			if ev.Kind == taskevent.KindExec && ev.OldTID == ev.TID {
 				if end, ok := c.exits[ev.TGID]; ok && end > i {
 					c.applyWith(ev, noExe)
 					continue

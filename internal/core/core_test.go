@@ -380,7 +380,8 @@ func TestEmitFallsBack(t *testing.T) {
 // TestDrainSkipsGoneExe: a drain looks up the executable of an exec only
 // when the process does not end later in what it read: a short command's
 // exec and exit, drained together, cost no lookup; a process that lives
-// on, and one that ended before it exec'd again, get theirs.
+// on, one that ended before it exec'd again, and a thread's exec (its
+// old leader's exit may come after it) get theirs.
 func TestDrainSkipsGoneExe(t *testing.T) {
 	f := newFake()
 	var asked []int32
@@ -394,8 +395,10 @@ func TestDrainSkipsGoneExe(t *testing.T) {
 	go func() { defer close(done); c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	exec := func(pid int32) taskevent.Event {
-		return taskevent.Event{Kind: taskevent.KindExec, Time: 2, TID: pid, TGID: pid, Comm: "x"}
+		return taskevent.Event{Kind: taskevent.KindExec, Time: 2, TID: pid, TGID: pid, OldTID: pid, Comm: "x"}
 	}
+	// A thread of 900 exec'd; its old leader's exit came after it.
+	threadExec := taskevent.Event{Kind: taskevent.KindExec, Time: 2, TID: 900, TGID: 900, OldTID: 901, Comm: "x"}
 	exit := func(pid int32) taskevent.Event {
 		return taskevent.Event{Kind: taskevent.KindExit, Time: 3, TID: pid, TGID: pid}
 	}
@@ -403,12 +406,13 @@ func TestDrainSkipsGoneExe(t *testing.T) {
 	f.Push(fork(500), exec(500), exit(500), // a short command
 		fork(600), exec(600), // lives on
 		fork(700), exec(700), thread, // a thread of it ends, not the process
-		fork(800), exit(800), exec(800)) // its end comes before the exec (a reused pid's)
+		fork(800), exit(800), exec(800), // its end comes before the exec (a reused pid's)
+		fork(900), threadExec, exit(900))
 	var got []int32
 	if err := c.Do(ctx, func(*engine.Engine) error { got = slices.Clone(asked); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if want := []int32{600, 700, 800}; !slices.Equal(got, want) {
+	if want := []int32{600, 700, 800, 900}; !slices.Equal(got, want) {
 		t.Fatalf("executables looked up for %v, want %v", got, want)
 	}
 }
