@@ -42,14 +42,7 @@ func BenchmarkRecorded(b *testing.B) {
 		for range b.N {
 			f := openTrace(b, path)
 			b.StartTimer()
-			dec := trace.NewDecoder(f, path)
-			for {
-				if _, err := dec.NextItem(); errors.Is(err, io.EOF) {
-					break
-				} else if err != nil {
-					b.Fatal(err)
-				}
-			}
+			eachItem(b, f, path, func(any) {})
 			b.StopTimer()
 			f.Close()
 		}
@@ -63,25 +56,19 @@ func BenchmarkRecorded(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StartTimer()
-			dec := trace.NewDecoder(f, path)
 			var line []byte
-			for {
-				it, err := dec.NextItem()
-				if errors.Is(err, io.EOF) {
-					break
+			eachItem(b, f, path, func(it any) {
+				bt, ok := it.(trace.Batch)
+				if !ok {
+					return
 				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				if bt, ok := it.(trace.Batch); ok {
-					for _, r := range bt.Records {
-						line = append(append(append(append(line[:0], "type="...), auditrec.Type(r.Type).String()...), " msg="...), r.Data...)
-						if err := host.WriteLine(line); err != nil {
-							b.Fatal(err)
-						}
+				for _, r := range bt.Records {
+					line = append(append(append(append(line[:0], "type="...), auditrec.Type(r.Type).String()...), " msg="...), r.Data...)
+					if err := host.WriteLine(line); err != nil {
+						b.Fatal(err)
 					}
 				}
-			}
+			})
 			b.StopTimer()
 			f.Close()
 			host.Close()
@@ -121,21 +108,28 @@ func traceRecords(b *testing.B, path string) int {
 	b.Helper()
 	f := openTrace(b, path)
 	defer f.Close()
-	dec := trace.NewDecoder(f, path)
 	n := 0
 	start := time.Now()
+	eachItem(b, f, path, func(it any) {
+		if bt, ok := it.(trace.Batch); ok {
+			n += len(bt.Records)
+		}
+	})
+	b.Logf("%s: %d records (read in %v)", path, n, time.Since(start).Round(time.Millisecond))
+	return n
+}
+
+// eachItem decodes the trace in f and gives do each item.
+func eachItem(b *testing.B, f *os.File, path string, do func(it any)) {
+	dec := trace.NewDecoder(f, path)
 	for {
 		it, err := dec.NextItem()
 		if errors.Is(err, io.EOF) {
-			break
+			return
 		}
 		if err != nil {
 			b.Fatal(err)
 		}
-		if bt, ok := it.(trace.Batch); ok {
-			n += len(bt.Records)
-		}
+		do(it)
 	}
-	b.Logf("%s: %d records (read in %v)", path, n, time.Since(start).Round(time.Millisecond))
-	return n
 }
