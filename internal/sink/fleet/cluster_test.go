@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -160,49 +159,53 @@ type storedMsg struct {
 func streamMsgs(t testing.TB, nc *nats.Conn, stream string) []storedMsg {
 	t.Helper()
 	js, _ := jetstream.New(nc)
-	ctx := context.Background()
 	var (
-		st  jetstream.Stream
-		err error
+		ids  []storedMsg
+		st   jetstream.Stream
+		info *jetstream.StreamInfo
+		cons jetstream.Consumer
 	)
-	testwait.Until(t, "stream info", func() (bool, any) {
-		c, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		st, err = js.Stream(c, stream)
-		return err == nil, 0
-	})
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []storedMsg
-	if info.State.Msgs == 0 {
-		return ids
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for uint64(len(ids)) < info.State.Msgs {
-		batch, err := cons.FetchNoWait(4096)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for m := range batch.Messages() {
+	take := func(b jetstream.MessageBatch) {
+		for m := range b.Messages() {
 			ids = append(ids, storedMsg{m.Headers().Get(jetstream.MsgIDHeader), m.Data()})
-			got++
-		}
-		if got == 0 {
-			b, err := cons.Fetch(4096, jetstream.FetchMaxWait(time.Second))
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatal(err)
-			}
-			for m := range b.Messages() {
-				ids = append(ids, storedMsg{m.Headers().Get(jetstream.MsgIDHeader), m.Data()})
-			}
 		}
 	}
+	// Each request may time out while a cluster that just came back
+	// settles (a leader elected, replicas caught up): it is made again, for
+	// as long as the read advances.
+	testwait.Until(t, "the messages of stream "+stream, func() (bool, any) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		stage := "fetch"
+		switch {
+		case st == nil:
+			stage = "stream"
+			st, err = js.Stream(ctx, stream)
+		case info == nil:
+			stage = "info"
+			info, err = st.Info(ctx)
+		case cons == nil && info.State.Msgs > 0:
+			stage = "consumer"
+			cons, err = st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+		case cons != nil:
+			var b jetstream.MessageBatch
+			if b, err = cons.FetchNoWait(4096); err == nil {
+				before := len(ids)
+				take(b)
+				if len(ids) == before {
+					b, err = cons.Fetch(4096, jetstream.FetchMaxWait(time.Second))
+					if b != nil {
+						take(b)
+					}
+				}
+			}
+		}
+		if err != nil {
+			return false, fmt.Sprintf("%d read; %s failed", len(ids), stage)
+		}
+		return info != nil && uint64(len(ids)) >= info.State.Msgs, fmt.Sprintf("%d read", len(ids))
+	})
 	return ids
 }
 
