@@ -193,12 +193,13 @@ func recordTerms(th []uint64, r *records.Record) []uint64 {
 // a search would build, with Bloom filters that may hold more terms (never
 // fewer).
 //
-// Sync writes the sidecar (the daemon calls it once a second); a file that
-// is finished gets a final sidecar at once. A crash loses at most what was
-// indexed since the last Sync: a search scans that part, as it scans any
-// part of a log the sidecar does not cover. A log found without a sound
-// sidecar when the LogIndex first sees it is indexed from its start if it
-// is at most MaxCatchUp bytes, and left to the first search otherwise.
+// Sync writes the sidecar (the daemon calls Tick, which writes it every
+// SidecarEvery or SidecarBytes); a file that is finished gets a final
+// sidecar at once. A crash loses at most what was indexed since the last
+// sidecar: a search scans that part, as it scans any part of a log the
+// sidecar does not cover. A log found without a sound sidecar when the
+// LogIndex first sees it is indexed from its start if it is at most
+// MaxCatchUp bytes, and left to the first search otherwise.
 //
 // A LogIndex is safe for concurrent use: the Writer calls it under its own
 // lock, the caller of Note, Block and Sync from its goroutine.
@@ -413,19 +414,7 @@ func (x *LogIndex) retire() {
 func (x *LogIndex) Sync() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.prune != "" && pruneSidecars(x.prune) {
-		x.prune = ""
-	}
-	if x.cur == nil || x.cur.synced == x.cur.off {
-		return nil
-	}
-	if err := x.cur.sync(false); err != nil {
-		x.fail(err)
-		return err
-	}
-	x.stats.Syncs++
-	x.lastSync = time.Now()
-	return nil
+	return x.sync(true, time.Now())
 }
 
 // Tick is Sync at the daemon's tick: it prunes when a rotation left that
@@ -433,16 +422,27 @@ func (x *LogIndex) Sync() error {
 // SidecarEvery passed since the last was written.
 func (x *LogIndex) Tick(now time.Time) error {
 	x.mu.Lock()
+	defer x.mu.Unlock()
 	due := x.cur != nil && (x.cur.off-x.cur.synced >= SidecarBytes || now.Sub(x.lastSync) >= SidecarEvery)
-	if !due {
-		if x.prune != "" && pruneSidecars(x.prune) {
-			x.prune = ""
-		}
-		x.mu.Unlock()
+	return x.sync(due, now)
+}
+
+// sync prunes if a rotation left that to do and, with write, writes the
+// sidecar of the file being written if it grew since the last. Under mu.
+func (x *LogIndex) sync(write bool, now time.Time) error {
+	if x.prune != "" && pruneSidecars(x.prune) {
+		x.prune = ""
+	}
+	if !write || x.cur == nil || x.cur.synced == x.cur.off {
 		return nil
 	}
-	x.mu.Unlock()
-	return x.Sync()
+	if err := x.cur.sync(false); err != nil {
+		x.fail(err)
+		return err
+	}
+	x.stats.Syncs++
+	x.lastSync = now
+	return nil
 }
 
 // Stats returns the counters.
