@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/contid/contid/internal/sink/auditlog"
+	"github.com/contid/contid/internal/testing/testwait"
 )
 
 // TestPruneWhileRenamed: logrotate renames the logs while the daemon
@@ -82,9 +82,7 @@ func TestPruneWhileRenamed(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "audit.log.0")); err != nil {
 		t.Fatal(err)
 	}
-	for !pruneSidecars(log) {
-		time.Sleep(10 * time.Millisecond) // until the directory is quiet
-	}
+	testwait.For(t, "a prune in a quiet log directory", func() bool { return pruneSidecars(log) })
 	left, _ := filepath.Glob(filepath.Join(d.Name(), "*.idx"))
 	if len(left) != n-1 {
 		t.Fatalf("after a log was removed, %d sidecars are left, want %d", len(left), n-1)
