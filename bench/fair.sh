@@ -42,24 +42,14 @@ OUT=${OUT:-/tmp/fair-$(date +%Y%m%d-%H%M%S).txt}
 : >"$OUT"
 [ -n "$PROF" ] && mkdir -p "$PROF" && PROF=$(realpath "$PROF")
 
-# Kernel audit is global: take the lock the tests take (audittest.LockPath)
-# for the whole run, so no test changes the settings under us.
-exec 9>/run/contid-audit-test.lock
-if ! flock -n 9; then
-	echo "fair.sh: waiting for /run/contid-audit-test.lock (a test is using kernel audit)" >&2
-	flock 9
-fi
-if [ "$(auditctl -s | awk '$1 == "pid" {print $2}')" != 0 ]; then
-	echo "fair.sh: an audit daemon is registered; stop it first" >&2
-	exit 1
-fi
+# Kernel audit is global: the tests' lock for the whole run, and the
+# state found put back at the end.
+. bench/auditstate.sh
+audit_take fair.sh
 
 T=$(mktemp -d)
 chmod 755 "$T"
 PIN=/sys/fs/bpf/contid-fair
-state=$(auditctl -s)
-rules=$(auditctl -l)
-st() { echo "$state" | awk -v k="$1" '$1 == k {print $2}'; }
 bpfstats=$(sysctl -n kernel.bpf_stats_enabled)
 reader="" loads=""
 # cleanup puts back the audit state found at start, whatever happened.
@@ -67,12 +57,7 @@ cleanup() {
 	set +e
 	for j in $loads; do kill -TERM "$j" 2>/dev/null; done
 	if [ -n "$reader" ]; then kill -TERM "$reader" 2>/dev/null; wait "$reader" 2>/dev/null; fi
-	auditctl -D >/dev/null 2>&1
-	if [[ $rules != "No rules" ]]; then echo "$rules" >"$T/found.rules" && auditctl -R "$T/found.rules" >/dev/null 2>&1; fi
-	auditctl -e "$(st enabled)" >/dev/null 2>&1
-	auditctl -b "$(st backlog_limit)" -r "$(st rate_limit)" >/dev/null 2>&1
-	auditctl --backlog_wait_time "$(st backlog_wait_time)" >/dev/null 2>&1
-	[ "$(st lost)" = 0 ] && auditctl --reset-lost >/dev/null 2>&1
+	audit_restore "$T"
 	sysctl -qw kernel.bpf_stats_enabled="$bpfstats"
 	rm -rf "$PIN" "$T"
 }

@@ -15,27 +15,19 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "record.sh: run as root" >&2; exit 1; }
 command -v auditctl >/dev/null || { echo "record.sh: auditctl is not installed (apt-get install auditd)" >&2; exit 1; }
 
-# Kernel audit is global: the tests' lock for the whole run.
-exec 9>/run/contid-audit-test.lock
-flock 9
-if [ "$(auditctl -s | awk '$1 == "pid" {print $2}')" != 0 ]; then
-	echo "record.sh: an audit daemon is registered; stop it first" >&2
-	exit 1
-fi
+# Kernel audit is global: the tests' lock for the whole run, and the
+# state found put back at the end.
+. bench/auditstate.sh
+audit_take record.sh
 T=$(mktemp -d)
 chmod 755 "$T"
 PIN=/sys/fs/bpf/contid-record
-state=$(auditctl -s)
-rules=$(auditctl -l)
-st() { echo "$state" | awk -v k="$1" '$1 == k {print $2}'; }
 daemon="" load=""
 cleanup() {
 	set +e
 	[ -n "$load" ] && kill -TERM "$load" 2>/dev/null
 	if [ -n "$daemon" ]; then kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; fi
-	auditctl -D >/dev/null 2>&1
-	if [[ $rules != "No rules" ]]; then echo "$rules" >"$T/found.rules" && auditctl -R "$T/found.rules" >/dev/null 2>&1; fi
-	auditctl -e "$(st enabled)" >/dev/null 2>&1
+	audit_restore "$T"
 	rm -rf "$PIN" "$T"
 }
 trap cleanup EXIT
