@@ -136,7 +136,16 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 		b.Fatal(err)
 	}
 	defer host.Close()
-	out := output.New(output.Config{Host: host, MaxOpen: 1})
+	oc := output.Config{Host: host, MaxOpen: 1}
+	var places *fleet.Places
+	if stream && !copySpool {
+		// The daemon's default: the spool refers to the host log.
+		places = &fleet.Places{}
+		host.Observe(places)
+		oc.HostPlacer = places
+		defer places.Close()
+	}
+	out := output.New(oc)
 	defer out.Close()
 	var w pipeline.Writer = out
 	var (
@@ -157,11 +166,13 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 		if err := fleet.EnsureStream(nc, name, hostName, 1); err != nil {
 			b.Fatal(err)
 		}
-		sp, err = fleet.OpenSpool(fleet.SpoolConfig{Dir: filepath.Join(dir, "spool"), MaxBytes: 4 << 30, Action: fleet.Block})
+		sp, err = fleet.OpenSpool(fleet.SpoolConfig{Dir: filepath.Join(dir, "spool"), MaxBytes: 4 << 30, Action: fleet.Block,
+			LogDir: dir, LogBase: "audit.log"})
 		if err != nil {
 			b.Fatal(err)
 		}
 		sink = fleet.NewSink("fleet", hostName, "boot", withJSON, sp)
+		sink.Places = places
 		pub, err = fleet.NewPublisher(fleet.PublisherConfig{Conn: nc, Stream: name, Host: hostName, Spool: sp})
 		if err != nil {
 			b.Fatal(err)
@@ -206,8 +217,8 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 	r := run{events: p.Stats().Kept, cpu: cpuNow() - c0, wall: time.Since(t0)}
 	if stream && live {
 		st := sp.Stats()
-		b.Logf("%d events in %d messages (%.1f events a message), %d bytes spooled (%.0f an event)",
-			r.events, st.Appended, float64(st.Events)/float64(st.Appended), st.Written, float64(st.Written)/float64(r.events))
+		b.Logf("%d events in %d messages (%.1f events a message), %d bytes spooled (%.0f an event), %d unreadable",
+			r.events, st.Appended, float64(st.Events)/float64(st.Appended), st.Written, float64(st.Written)/float64(r.events), st.Unreadable)
 	}
 	if stream {
 		if ps, st := pub.Stats(), sp.Stats(); ps.Published != st.Appended || ps.Events != st.Events || st.Events < r.events || ps.Reordered != 0 {
@@ -222,11 +233,14 @@ type tee struct {
 	sink *fleet.Sink
 }
 
-func (t tee) Write(ev *pipeline.Event) { t.Output.Write(ev); t.sink.WriteLines(ev, t.Output.Lines()) }
+func (t tee) Write(ev *pipeline.Event) { t.Output.Write(ev); t.sink.WriteLines(ev, t.Output.Lines(), t.Output.Span()) }
 
 // commitEvery (COMMIT_EVERY=N) is how many records go into a batch;
-// withJSON (FLEET_JSON=1) puts each event's JSON object in the messages.
+// withJSON (FLEET_JSON=1) puts each event's JSON object in the messages;
+// copySpool (FLEET_SPOOL_COPY=1) copies every event into the spool
+// (fleet.spool_copy) instead of referring to the host log.
 var (
 	commitEvery = 512
 	withJSON    = os.Getenv("FLEET_JSON") == "1"
+	copySpool   = os.Getenv("FLEET_SPOOL_COPY") == "1"
 )

@@ -7,7 +7,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,5 +114,145 @@ func TestFleetLive(t *testing.T) {
 		if !metrics.Described(k) {
 			t.Errorf("status counter %q has no metric name of its own", k)
 		}
+	}
+}
+
+// natsAt runs a JetStream server on port with its store in dir until
+// stop; a server started again on the same port and store is the same
+// server back.
+func natsAt(t *testing.T, port int, dir string) (stop func()) {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(testwait.Idle()) {
+		t.Fatal("nats server not ready")
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { s.Shutdown(); s.WaitForShutdown() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestFleetSpoolOperations: the stream route's spool refers to the host
+// log for the events it holds (fleet.spool_copy off, the default), and
+// the operator's routine does not lose one, with kernel audit on and the
+// servers down: logrotate's rename and SIGHUP, and the rotated log
+// removed before the events are published (the daemon keeps it open);
+// SIGKILL and restart (the spool finds its log again). What cannot be
+// published because its log was removed while the daemon was down is not
+// sent wrong: it is counted, as a CONTID_LOSS record of kind stream.
+// Every other container's exec events reach the stream exactly once.
+func TestFleetSpoolOperations(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	url, store := fmt.Sprintf("nats://127.0.0.1:%d", port), t.TempDir()
+
+	dir := t.TempDir()
+	filter := filepath.Join(dir, "filter.rules")
+	if err := os.WriteFile(filter, []byte("-a keep,host,container,stream=fleet\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "contid.toml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "[audit]\nfilter = %q\n[fleet]\nroute = \"fleet\"\nurls = %q\nhost = \"ops\"\ncreate_stream = true\nspool_dir = %q\n",
+		filter, url, filepath.Join(dir, "spool")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-ops\n", "--config", cfg)
+	tru := privateTrue(t)
+	host := filepath.Join(d.logs(), "audit.log")
+	// execs runs a container's 60 execs and returns how many exec
+	// events of it the host log holds (the loop's, its shell's, …).
+	execs := func(id int) int {
+		t.Helper()
+		if _, errOut, code := d.sh(fmt.Sprintf(`"$C" exec --contid %d -- sh -c 'for i in $(seq 60); do "$T"; done'`, id), "T="+tru); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		// The drop is written, and spooled, after the execs' events.
+		d.waitRecord(records.ContainerOp, "op=drop", fmt.Sprintf("contid=%d", id))
+		out, errOut, code := d.sh(fmt.Sprintf(`"$C" search -if "$L" --contid %d -k contid-ops`, id), "L="+host)
+		n := strings.Count(out, "type=SYSCALL")
+		if code != 0 || n < 60 {
+			t.Fatalf("local search of container %d: exit %d, %d execs: %s", id, code, n, errOut)
+		}
+		return n
+	}
+	local := map[int]int{}
+	inStream := func(id, want int) {
+		t.Helper()
+		testwait.Until(t, fmt.Sprintf("container %d's %d execs in the stream", id, want), func() (bool, any) {
+			out, errOut, _ := d.sh(fmt.Sprintf(`"$C" search --fleet "$U" --contid %d -k contid-ops`, id), "U="+url)
+			n := strings.Count(out, "type=SYSCALL")
+			if n > want {
+				t.Fatalf("container %d: %d execs in the stream, want %d", id, n, want)
+			}
+			return n == want, [2]int{n, len(errOut)}
+		})
+	}
+	counters := func() map[string]uint64 { return d.status().Counters }
+
+	// Servers down. logrotate: rename, SIGHUP; then the rotated log
+	// removed while its events wait in the spool.
+	local[81] = execs(81)
+	if err := os.Rename(host, host+".1"); err != nil {
+		t.Fatal(err)
+	}
+	before := len(d.output())
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitSaid(t, d, before, "reloaded configuration")
+	local[82] = execs(82)
+	if c := counters(); c["fleet_held_files"] != 2 || c["fleet_published"] != 0 {
+		t.Fatalf("held files %d, published %d: want both logs held, nothing published", c["fleet_held_files"], c["fleet_published"])
+	}
+	if err := os.Remove(host + ".1"); err != nil {
+		t.Fatal(err)
+	}
+	stop := natsAt(t, port, store)
+	inStream(81, local[81])
+	inStream(82, local[82])
+
+	// Servers down again; SIGKILL and restart: the spool finds its log.
+	stop()
+	local[83] = execs(83)
+	d.kill()
+	d.start()
+	stop = natsAt(t, port, store)
+	inStream(83, local[83])
+
+	// Servers down; the daemon stopped and its log removed before its
+	// events were published: counted lost, not sent.
+	stop()
+	local[84] = execs(84)
+	d.stop()
+	if err := os.Remove(host); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	natsAt(t, port, store)
+	var lost records.Record
+	testwait.Until(t, "a CONTID_LOSS record of kind stream", func() (bool, any) {
+		rs := d.hostRecords(records.ContidLoss, "kind=stream")
+		if len(rs) > 0 {
+			lost = rs[0]
+		}
+		return len(rs) > 0, counters()["fleet_unreadable"]
+	})
+	n, _ := lost.Get("count")
+	c := counters()
+	if got, err := strconv.ParseUint(n, 10, 64); err != nil || got != c["fleet_unreadable"] || got < uint64(local[84]) || c["fleet_dropped"] != got {
+		t.Fatalf("CONTID_LOSS count %s; fleet_unreadable %d, fleet_dropped %d: want one count of at least container 84's %d execs", n, c["fleet_unreadable"], c["fleet_dropped"], local[84])
+	}
+	out, _, _ := d.sh(`"$C" search --fleet "$U" --contid 84 -k contid-ops`, "U="+url)
+	if k := strings.Count(out, "type=SYSCALL"); k != 0 {
+		t.Fatalf("%d of container 84's execs in the stream though their log was removed", k)
+	}
+	for _, id := range []int{81, 82, 83} {
+		inStream(id, local[id])
 	}
 }

@@ -122,6 +122,7 @@ type Fleet struct {
 	SpoolMax     int64  `toml:"spool_max"` // MiB
 	SpoolAction  string `toml:"spool_action"`
 	SpoolFsync   bool   `toml:"spool_fsync"`
+	SpoolCopy    bool   `toml:"spool_copy"`
 	JSON         bool   `toml:"json"`
 }
 

@@ -63,6 +63,23 @@ type Observer interface {
 	Retiring(f *os.File)
 }
 
+// Observers is an Observer telling each of its members, in order.
+type Observers []Observer
+
+// Appended tells each member.
+func (all Observers) Appended(f *os.File, off int64, data []byte) {
+	for _, o := range all {
+		o.Appended(f, off, data)
+	}
+}
+
+// Retiring tells each member.
+func (all Observers) Retiring(f *os.File) {
+	for _, o := range all {
+		o.Retiring(f)
+	}
+}
+
 // Observe makes o the Writer's Observer (nil: none). The first lines it
 // is told of may start past what it knows of the file.
 func (w *Writer) Observe(o Observer) {

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"bytes"
+	"encoding/binary"
 	"hash/fnv"
 	"slices"
 	"strconv"
@@ -27,7 +28,27 @@ type Msg struct {
 	Data []byte
 	// N is the number of events in Data.
 	N uint64
+	// held: Data is in the held form (heldForm), its events' lines in
+	// log, the host log file they were written to (key, after a restart).
+	held bool
+	log  *logFile
+	key  fileKey
+	// inline is a held message's batch form, as the encoder made it: the
+	// spool keeps it in memory for a reader close behind.
+	inline []byte
 }
+
+// The held form of a message's data, which the spool keeps in place of
+// the batch form when the host log holds every event's lines:
+//
+//	u32 length, the batch form's first line
+//	per event: u32 length, the event's frame line (and JSON line); u64
+//	offset and u32 length of its lines in the log file
+//
+// The publisher reads the lines back (Spool.resolve), checks that they
+// are the event's (whole lines, each with the event's stamp, which the
+// frame line's identity holds) and sends the batch form, byte for byte
+// what the encoder makes for the spool without the host log.
 
 // The batch form of a message's data:
 //
@@ -127,17 +148,23 @@ type Encoder struct {
 	JSON   bool
 	MaxMsg int // default DefaultMaxMsg
 
-	chains []contid.Chain
-	buf    []byte // the event's body
-	subj   []byte
-	id     []byte         // the event's identity
-	out    []byte         // the data of Flush's messages
-	ends   []int          // where each ends in out
-	parts  []*part        // of the batch, in the order opened
-	open   map[string]int // subject → its open part
-	free   []*part
-	n      uint64 // events in the batch
-	first  []byte // the batch's first event's identity
+	chains   []contid.Chain
+	arena    []byte // the batch's event bodies, each once
+	subj     []byte
+	subjs    []string
+	hostSubj []string            // the host's subject
+	key      []byte              // the event's CONTAINER_ID lists (subjectsOf)
+	cache    map[string][]string // CONTAINER_ID lists → subjects
+	id       []byte              // the event's identity
+	out      []byte              // the data of Flush's messages
+	inl      []byte              // the batch forms of its held messages
+	ends     []int               // where each ends in out
+	parts    []*part             // of the batch, in the order opened
+	open     map[string]int      // subject → its open part
+	free     []*part
+	n        uint64 // events in the batch
+	first    []byte // the batch's first event's identity
+	head     []byte
 }
 
 // part is a message being gathered.
@@ -146,18 +173,36 @@ type part struct {
 	first   []byte // identity of its first event
 	chain   int    // the subject's place among that event's chains
 	n       uint64
-	frames  []byte
+	size    int    // of its frames in the batch form
+	frames  []byte // the frame lines
+	refs    []slot // one per frame
+	held    bool   // every frame's lines are in the host log
+}
+
+// slot is an event of a part: its frame line ends at hdr in the part's
+// frames (and starts where the one before ends); its body is the
+// encoder's arena[body:end], its lines from lines; with the host log's
+// block and offset of those lines (at in the log file, once the block's
+// place is known).
+type slot struct {
+	hdr              int
+	body, lines, end int
+	block            uint64
+	off              int
+	at               int64
 }
 
 // Add adds an event to the batch: to the message of the subject of each
 // distinct chain the event names (the local search's chains,
 // search.RecordChains, so both searches answer alike), or of the host's
 // subject when it names none.
-func (e *Encoder) Add(ev *pipeline.Event) { e.AddLines(ev, nil) }
+func (e *Encoder) Add(ev *pipeline.Event) { e.AddLines(ev, nil, output.HostSpan{}) }
 
 // AddLines is Add given the event's lines (one per record, each ending
-// in a newline, as records.AppendRaw formats them); nil formats them.
-func (e *Encoder) AddLines(ev *pipeline.Event, lines []byte) {
+// in a newline, as records.AppendRaw formats them; nil formats them) and
+// where the output put them among the host log's blocks (Len 0: not
+// there).
+func (e *Encoder) AddLines(ev *pipeline.Event, lines []byte, at output.HostSpan) {
 	if len(ev.Records) == 0 {
 		return
 	}
@@ -167,15 +212,64 @@ func (e *Encoder) AddLines(ev *pipeline.Event, lines []byte) {
 	if e.MaxMsg <= 0 {
 		e.MaxMsg = DefaultMaxMsg
 	}
-	e.buf = e.buf[:0]
+	body := len(e.arena)
 	if e.JSON {
-		e.buf = append(output.AppendEventJSON(e.buf, ev), '\n')
+		e.arena = append(output.AppendEventJSON(e.arena, ev), '\n')
 	}
+	linesAt := len(e.arena)
 	if lines != nil {
-		e.buf = append(e.buf, lines...)
+		e.arena = append(e.arena, lines...)
 	} else {
 		for i := range ev.Records {
-			e.buf = append(records.AppendRaw(e.buf, &ev.Records[i]), '\n')
+			e.arena = append(records.AppendRaw(e.arena, &ev.Records[i]), '\n')
+		}
+	}
+	end := len(e.arena)
+	held := lines != nil && at.Len == len(lines) && at.Len > 0
+	e.id = e.AppendEventID(e.id[:0], ev)
+	if e.n == 0 {
+		e.first = append(e.first[:0], e.id...)
+	}
+	idx := e.n
+	e.n++
+	for i, subj := range e.subjectsOf(ev) {
+		k, ok := e.open[subj]
+		if !ok || e.parts[k].size+end-body > e.MaxMsg && e.parts[k].n > 0 {
+			// The subject's first event in the batch, or its message is
+			// full: a new message.
+			k = len(e.parts)
+			e.open[subj] = k
+			e.parts = append(e.parts, e.part(subj, i, e.id))
+		}
+		p := e.parts[k]
+		from := len(p.frames)
+		p.frames = strconv.AppendUint(p.frames, idx, 10)
+		p.frames = append(p.frames, ' ')
+		p.frames = append(p.frames, e.id...)
+		p.frames = append(p.frames, ' ')
+		p.frames = strconv.AppendInt(p.frames, int64(end-body), 10)
+		p.frames = append(p.frames, '\n')
+		p.refs = append(p.refs, slot{hdr: len(p.frames), body: body, lines: linesAt, end: end, block: at.Block, off: at.Off})
+		p.held = p.held && held
+		p.size += len(p.frames) - from + end - body
+		p.n++
+	}
+}
+
+// subjectsOf returns the subjects of the event's distinct chains, or the
+// host's subject when it names none. The chains of events with
+// CONTAINER_ID records are kept by those records' fields: a host's
+// events name a few chains over and over.
+func (e *Encoder) subjectsOf(ev *pipeline.Event) []string {
+	e.key = e.key[:0]
+	for i := range ev.Records {
+		if v, ok := search.ContainerIDList(&ev.Records[i]); ok {
+			e.key = append(append(e.key, v...), 0)
+		}
+	}
+	if len(e.key) > 0 {
+		if s, ok := e.cache[string(e.key)]; ok {
+			return s
 		}
 	}
 	e.chains = e.chains[:0]
@@ -184,47 +278,45 @@ func (e *Encoder) AddLines(ev *pipeline.Event, lines []byte) {
 			e.chains = append(e.chains, c)
 		}
 	}
-	e.id = e.AppendEventID(e.id[:0], ev)
-	if e.n == 0 {
-		e.first = append(e.first[:0], e.id...)
+	if len(e.chains) == 0 {
+		// The host's events: most of a host's events, often.
+		if e.hostSubj == nil {
+			e.hostSubj = []string{string(AppendSubject(nil, e.Host, nil))}
+		}
+		return e.hostSubj
 	}
-	idx := e.n
-	e.n++
+	e.subjs = e.subjs[:0]
 	for i := 0; i == 0 || i < len(e.chains); i++ {
 		var c contid.Chain
 		if len(e.chains) > 0 {
 			c = e.chains[i]
 		}
-		e.subj = AppendSubject(e.subj[:0], e.Host, c)
-		k, ok := e.open[string(e.subj)]
-		if !ok || len(e.parts[k].frames)+len(e.buf) > e.MaxMsg && e.parts[k].n > 0 {
-			// The subject's first event in the batch, or its message is
-			// full: a new message.
-			k = len(e.parts)
-			e.open[string(e.subj)] = k
-			e.parts = append(e.parts, e.part(string(e.subj), i, e.id))
-		}
-		p := e.parts[k]
-		p.frames = strconv.AppendUint(p.frames, idx, 10)
-		p.frames = append(p.frames, ' ')
-		p.frames = append(p.frames, e.id...)
-		p.frames = append(p.frames, ' ')
-		p.frames = strconv.AppendInt(p.frames, int64(len(e.buf)), 10)
-		p.frames = append(p.frames, '\n')
-		p.frames = append(p.frames, e.buf...)
-		p.n++
+		e.subjs = append(e.subjs, string(AppendSubject(e.subj[:0], e.Host, c)))
 	}
+	if len(e.key) > 0 {
+		if e.cache == nil || len(e.cache) >= subjectCache {
+			e.cache = map[string][]string{}
+		}
+		s := slices.Clone(e.subjs)
+		e.cache[string(e.key)] = s
+		return s
+	}
+	return e.subjs
 }
+
+// subjectCache bounds the chains the encoder keeps (then starts anew).
+const subjectCache = 4096
 
 func (e *Encoder) part(subject string, chain int, first []byte) *part {
 	var p *part
 	if n := len(e.free); n > 0 {
 		p, e.free = e.free[n-1], e.free[:n-1]
-		p.frames, p.n = p.frames[:0], 0
+		p.frames, p.refs = p.frames[:0], p.refs[:0]
 	} else {
 		p = &part{}
 	}
 	p.subject, p.chain, p.first = subject, chain, append(p.first[:0], first...)
+	p.n, p.size, p.held = 0, 0, true
 	return p
 }
 
@@ -233,8 +325,9 @@ func (e *Encoder) Events() uint64 { return e.n }
 
 // Flush appends the batch's messages to msgs, in the order their subjects
 // first appeared, and starts a new batch. The messages' Data is valid
-// until the next Flush.
-func (e *Encoder) Flush(msgs []Msg) []Msg {
+// until the next Flush. Given places, a message whose events' lines all
+// landed in one host log file is in the held form.
+func (e *Encoder) Flush(msgs []Msg, places *Places) []Msg {
 	if e.n == 0 {
 		return msgs
 	}
@@ -242,13 +335,34 @@ func (e *Encoder) Flush(msgs []Msg) []Msg {
 	// The messages' data one after the other in one buffer, kept for the
 	// next batch: the spool copies it.
 	e.out, e.ends = e.out[:0], e.ends[:0]
+	e.inl = e.inl[:0]
 	from := len(msgs)
 	for _, p := range e.parts {
-		e.out = append(AppendBatchHead(e.out, batch, p.n), p.frames...)
+		m := Msg{ID: MsgID(p.first, p.chain, p.n), Subject: p.subject, N: p.n}
+		e.head = AppendBatchHead(e.head[:0], batch, p.n)
+		if lf, ok := e.hold(p, places); ok {
+			e.out = e.appendHeld(e.out, p)
+			m.held, m.log, m.key = true, lf, lf.key
+			from := len(e.inl)
+			e.inl = e.appendBatch(e.inl, p)
+			m.inline = e.inl[from:len(e.inl):len(e.inl)]
+		} else {
+			e.out = e.appendBatch(e.out, p)
+		}
 		e.ends = append(e.ends, len(e.out))
-		msgs = append(msgs, Msg{ID: MsgID(p.first, p.chain, p.n), Subject: p.subject, N: p.n})
+		msgs = append(msgs, m)
 		if cap(p.frames) <= 4*e.MaxMsg {
 			e.free = append(e.free, p)
+		}
+	}
+	if len(e.inl) > 0 {
+		// e.inl has stopped moving: the inline forms point into it.
+		off := 0
+		for i := range msgs[from:] {
+			if m := &msgs[from+i]; m.inline != nil {
+				m.inline = e.inl[off : off+len(m.inline) : off+len(m.inline)]
+				off += len(m.inline)
+			}
 		}
 	}
 	off := 0
@@ -259,10 +373,70 @@ func (e *Encoder) Flush(msgs []Msg) []Msg {
 	if cap(e.out) > 64*e.MaxMsg {
 		e.out = nil // a batch far above the usual: not kept
 	}
+	if cap(e.inl) > 64*e.MaxMsg {
+		e.inl = nil
+	}
+	if cap(e.arena) > 64*e.MaxMsg {
+		e.arena = nil
+	}
+	e.arena = e.arena[:0]
 	e.parts = e.parts[:0]
 	clear(e.open)
 	e.n = 0
 	return msgs
+}
+
+// appendBatch appends p's data in the batch form.
+func (e *Encoder) appendBatch(b []byte, p *part) []byte {
+	b = append(b, e.head...)
+	hdr := 0
+	for _, f := range p.refs {
+		b = append(b, p.frames[hdr:f.hdr]...)
+		b = append(b, e.arena[f.body:f.end]...)
+		hdr = f.hdr
+	}
+	return b
+}
+
+// appendHeld appends p's data in the held form.
+func (e *Encoder) appendHeld(b []byte, p *part) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(e.head)))
+	b = append(b, e.head...)
+	hdr := 0
+	for _, f := range p.refs {
+		b = binary.LittleEndian.AppendUint32(b, uint32(f.hdr-hdr+f.lines-f.body))
+		b = append(b, p.frames[hdr:f.hdr]...)
+		b = append(b, e.arena[f.body:f.lines]...)
+		b = binary.LittleEndian.AppendUint64(b, uint64(f.at))
+		b = binary.LittleEndian.AppendUint32(b, uint32(f.end-f.lines))
+		hdr = f.hdr
+	}
+	return b
+}
+
+// hold returns the log file holding every frame of p, if the blocks of
+// them all landed whole in one file, and sets each frame's offset in it.
+func (e *Encoder) hold(p *part, places *Places) (*logFile, bool) {
+	if places == nil || !p.held || len(p.refs) == 0 {
+		return nil, false
+	}
+	var (
+		lf    *logFile
+		block uint64
+		base  int64
+	)
+	for i := range p.refs {
+		f := &p.refs[i]
+		if lf == nil || f.block != block {
+			l, off, ok := places.where(f.block)
+			if !ok || lf != nil && l != lf {
+				return nil, false
+			}
+			lf, block, base = l, f.block, off
+		}
+		f.at = base + int64(f.off)
+	}
+	return lf, true
 }
 
 // MsgID is the id of a message whose first event has identity first,

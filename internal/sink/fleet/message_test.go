@@ -62,7 +62,7 @@ func TestEncoder(t *testing.T) {
 		if e.Events() != 6 {
 			t.Fatalf("%d events in the batch", e.Events())
 		}
-		msgs := e.Flush(nil)
+		msgs := e.Flush(nil, nil)
 		if len(msgs) != len(want) || e.Events() != 0 {
 			t.Fatalf("%d messages, %d events left", len(msgs), e.Events())
 		}
@@ -91,7 +91,7 @@ func TestEncoder(t *testing.T) {
 		}
 		// The next batch starts anew.
 		e.Add(event(t, host2))
-		if msgs := e.Flush(nil); len(msgs) != 1 || msgs[0].ID != "h:b:1700000003.000:46/0+1" {
+		if msgs := e.Flush(nil, nil); len(msgs) != 1 || msgs[0].ID != "h:b:1700000003.000:46/0+1" {
 			t.Fatalf("next batch: %+v", msgs)
 		}
 	}
@@ -104,7 +104,7 @@ func TestEncoderMaxMsg(t *testing.T) {
 	for i := range 30 {
 		e.Add(event(t, fmt.Sprintf("type=SYSCALL msg=audit(1700000000.%03d:%d): pid=1 uid=0\n", i, i+1)))
 	}
-	msgs := e.Flush(nil)
+	msgs := e.Flush(nil, nil)
 	if len(msgs) < 3 {
 		t.Fatalf("%d messages", len(msgs))
 	}

@@ -35,7 +35,12 @@ type PublisherConfig struct {
 	// message is taken as lost and the publisher resynchronises
 	// (default 5 s).
 	AckWait time.Duration
-	Log     *slog.Logger
+	// Create makes the stream (StreamConfig, with Replicas copies) when
+	// the servers answer that it does not exist: a daemon started while
+	// they were away could not make it then.
+	Create   bool
+	Replicas int
+	Log      *slog.Logger
 }
 
 // PublisherStats counts what the publisher did.
@@ -174,7 +179,13 @@ func (p *Publisher) send(ctx context.Context) error {
 		err          error
 		group, bytes int // messages and bytes since the last acknowledged
 		events       uint64
+		plain        = nats.NewMsg("")
+		plainID      = []string{""}
+		plainSeq     = []string{""}
+		seqBuf       [20]byte
 	)
+	plain.Header[jetstream.MsgIDHeader] = plainID
+	plain.Header[jetstream.ExpectedLastSeqHeader] = plainSeq
 	for {
 		if e := failed.Load(); e != nil {
 			err = *e
@@ -191,26 +202,32 @@ func (p *Publisher) send(ctx context.Context) error {
 			err = nerr
 			break
 		}
-		msg := nats.NewMsg(m.Subject)
-		// The client copies the message into its write buffer before
-		// it returns and, its resend being off (noRetry), never sends it
-		// again: the spool's buffer needs no copy.
-		msg.Data = m.Data
-		// (The keys are in canonical form already: no Header.Set.)
-		msg.Header[jetstream.MsgIDHeader] = []string{m.ID}
-		msg.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(p.next-1, 10)}
+		seq := p.next - 1
 		p.next++
 		p.stats.inflight.Add(1)
 		group, events, bytes = group+1, events+m.N, bytes+len(m.Data)
 		if group < p.cfg.AckEvery && bytes < ackBytes && !p.careful.Load() && p.cfg.Spool.More() {
 			// Not acknowledged: the next acknowledged one stands for it.
-			if perr := p.cfg.Conn.PublishMsg(msg); perr != nil {
+			// The client copies the message into its write buffer before
+			// it returns, so one message and its header serve every such
+			// publish, and the spool's buffer needs no copy.
+			plain.Subject, plain.Data = m.Subject, m.Data
+			plainID[0] = m.ID
+			plainSeq[0] = string(strconv.AppendUint(seqBuf[:0], seq, 10))
+			if perr := p.cfg.Conn.PublishMsg(plain); perr != nil {
 				q <- inflight{msgs: group, err: perr}
 				group, err = 0, perr
 				break
 			}
 			continue
 		}
+		msg := nats.NewMsg(m.Subject)
+		// Its resend being off (noRetry), the client never sends it
+		// again: the spool's buffer needs no copy. (The keys are in
+		// canonical form already: no Header.Set.)
+		msg.Data = m.Data
+		msg.Header[jetstream.MsgIDHeader] = []string{m.ID}
+		msg.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(seq, 10)}
 		f, perr := p.js.PublishMsgAsync(msg, noRetry)
 		q <- inflight{f: f, pos: pos, msgs: group, n: events, seq: p.next - 1, id: m.ID, err: perr}
 		group, events, bytes = 0, 0, 0
@@ -330,6 +347,13 @@ func (p *Publisher) last(ctx context.Context) (uint64, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckWait)
 	defer cancel()
 	st, err := p.js.Stream(ctx, p.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) && p.cfg.Create {
+		cfg := StreamConfig(p.cfg.Stream, p.cfg.Host)
+		cfg.Replicas = max(p.cfg.Replicas, 1)
+		if st, err = p.js.CreateStream(ctx, cfg); err == nil {
+			p.cfg.Log.Info("fleet: created the stream", "stream", p.cfg.Stream)
+		}
+	}
 	if err != nil {
 		return 0, "", err
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/contid/contid/internal/pipeline"
 	"github.com/contid/contid/internal/testing/testwait"
 )
@@ -82,7 +84,7 @@ type host struct {
 	stop  context.CancelFunc
 }
 
-func startHost(t *testing.T, urls, name string, scfg SpoolConfig) *host {
+func startHost(t *testing.T, urls, name string, scfg SpoolConfig, tweak ...func(*PublisherConfig)) *host {
 	t.Helper()
 	if scfg.Dir == "" {
 		scfg.Dir = t.TempDir()
@@ -95,7 +97,11 @@ func startHost(t *testing.T, urls, name string, scfg SpoolConfig) *host {
 		t.Fatal(err)
 	}
 	nc := connect(t, urls)
-	pub, err := NewPublisher(PublisherConfig{Conn: nc, Stream: StreamName("CONTID", name), Host: name, Spool: sp, AckWait: 2 * time.Second, Log: testLog(t)})
+	pc := PublisherConfig{Conn: nc, Stream: StreamName("CONTID", name), Host: name, Spool: sp, AckWait: 2 * time.Second, Log: testLog(t)}
+	for _, f := range tweak {
+		f(&pc)
+	}
+	pub, err := NewPublisher(pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,6 +213,36 @@ func TestPublishReplayed(t *testing.T) {
 		t.Fatalf("%d events gave %d events in %d messages", n, len(h.rec.Events()), len(h.rec.IDs()))
 	}
 	checkStream(t, c.urls(), h)
+}
+
+// TestPublishCreatesStream: with Create, a publisher that finds no
+// stream (a daemon started before the servers) makes it and publishes;
+// without, it waits for the operator's.
+func TestPublishCreatesStream(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	h := startHost(t, c.urls(), "mk", SpoolConfig{}, func(pc *PublisherConfig) { pc.Create = true })
+	replay(genLog(rand.New(rand.NewPCG(3, 2)), 0, 500, 1700000000), &batches{rec: h.rec, every: 50})
+	if err := h.rec.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	h.drained(t)
+	checkStream(t, c.urls(), h)
+
+	w := startHost(t, c.urls(), "wait", SpoolConfig{})
+	replay(genLog(rand.New(rand.NewPCG(3, 3)), 0, 50, 1700000000), &batches{rec: w.rec, every: 50})
+	testwait.Until(t, "the publisher asking for the missing stream", func() (bool, any) {
+		return w.pub.Stats().Resyncs > 0 && w.spool.Stats().Pending > 0, w.spool.Stats().Pending
+	})
+	js, err := jetstream.New(connect(t, c.urls()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Stream(context.Background(), StreamName("CONTID", "wait")); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("without Create the stream was made: %v", err)
+	}
+	createStream(t, connect(t, c.urls()), "wait", 1)
+	w.drained(t)
+	checkStream(t, c.urls(), w)
 }
 
 func testLog(t *testing.T) *slog.Logger {

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/contid/contid/internal/pipeline"
+	"github.com/contid/contid/internal/sink/output"
 )
 
 // Sink is the stream route's writer: it gathers the events it is given
@@ -18,9 +19,13 @@ type Sink struct {
 	// Registry, when set, notes the events that register and drop
 	// containers, routed here or not.
 	Registry *Registry
-	enc      Encoder
-	spool    *Spool
-	msgs     []Msg // the last Commit's
+	// Places, when set, is where the output's host blocks landed (the
+	// output's HostPlacer and the host log's Observer): messages whose
+	// events the host log holds are spooled in the held form.
+	Places *Places
+	enc    Encoder
+	spool  *Spool
+	msgs   []Msg // the last Commit's
 	// Events counts the events given; Refused the events in messages the
 	// full spool refused (also in the spool's DroppedNew).
 	Events, Refused uint64
@@ -34,12 +39,14 @@ func NewSink(name, host, boot string, json bool, spool *Spool) *Sink {
 }
 
 // Write adds the event to the batch if it is routed to the sink.
-func (s *Sink) Write(ev *pipeline.Event) { s.WriteLines(ev, nil) }
+func (s *Sink) Write(ev *pipeline.Event) { s.WriteLines(ev, nil, output.HostSpan{}) }
 
-// WriteLines is Write given the event's lines as the host log holds them
-// (output.Output.Lines), so they are not formatted again; nil formats
-// them.
-func (s *Sink) WriteLines(ev *pipeline.Event, lines []byte) {
+// WriteLines is Write given the event's lines as the logs got them
+// (output.Output.Lines), so they are not formatted again (nil formats
+// them), and where the output put them for the host log
+// (output.Output.Span): with Places, the spool then refers to the host
+// log for them instead of writing them again.
+func (s *Sink) WriteLines(ev *pipeline.Event, lines []byte, at output.HostSpan) {
 	if s.Registry != nil && ev.Life != 0 && len(ev.Records) > 0 {
 		s.Registry.Note(ev, s.enc.EventID(ev))
 	}
@@ -47,13 +54,16 @@ func (s *Sink) WriteLines(ev *pipeline.Event, lines []byte) {
 		return
 	}
 	s.Events++
-	s.enc.AddLines(ev, lines)
+	s.enc.AddLines(ev, lines, at)
 }
 
 // Commit spools the batch's messages, whole, and writes them for the
 // publisher to send.
 func (s *Sink) Commit() error {
-	s.msgs = s.enc.Flush(s.msgs[:0])
+	s.msgs = s.enc.Flush(s.msgs[:0], s.Places)
+	if s.Places != nil {
+		defer s.Places.Forget() // after the spool holds the files
+	}
 	for i := range s.msgs {
 		if err := s.spool.Append(&s.msgs[i]); errors.Is(err, ErrFull) {
 			s.Refused += s.msgs[i].N

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,8 +77,14 @@ type SpoolConfig struct {
 	// Sync fsyncs each segment write (Flush) and each cursor save: a
 	// machine crash then loses only what was not flushed. Without it a
 	// crash of contid loses nothing flushed, a crash of the machine what
-	// the kernel had not written back.
+	// the kernel had not written back. (Of messages in the held form, the
+	// lines are as safe as the host log's flush policy makes them.)
 	Sync bool
+	// LogDir and LogBase name the host log (LogDir/LogBase and its
+	// rotations LogBase.N), where the spool finds the files its held
+	// messages refer to after a restart.
+	LogDir, LogBase string
+	Log             *slog.Logger
 }
 
 // SpoolStats counts what the spool did. A message (a record) holds the
@@ -95,6 +102,19 @@ type SpoolStats struct {
 	Pending     uint64 // messages not yet acknowledged
 	Segments    int
 	WriteErrors uint64
+	// Held is the bytes of host log files that messages in the held form
+	// refer to (counted against MaxBytes with Bytes: a log removed while
+	// held keeps its space until published); HeldFiles how many files
+	// those are, kept open.
+	Held      int64
+	HeldFiles int
+	// ReadBack counts held messages read back from the host log (not
+	// from memory: the publisher was behind, or contid restarted).
+	ReadBack uint64
+	// Unreadable counts the events of held messages whose lines the host
+	// log no longer had as written (removed, truncated, changed): not
+	// published, lost.
+	Unreadable uint64
 }
 
 // A Spool is the on-disk queue of messages between the pipeline and the
@@ -116,10 +136,17 @@ type Spool struct {
 	// The last write: tail holds the bytes of segment tailSeg from
 	// tailOff; spare is the buffer wbuf is swapped with.
 	tail, spare []byte
-	tailSeg     uint64
-	tailOff     int64
-	closed      bool
-	woken       bool // wake was called: a waiting Next returns ErrEmpty
+	// Of held records: the batch forms (Msg.inline) of those appended
+	// (winl, wrefs: where their records start in wbuf) and of those in
+	// the last write (tinl, trefs: where they start in segment tailSeg),
+	// so that a reader just behind the writer need not read the host log
+	// back; sinl and srefs are the spares.
+	winl, tinl, sinl    []byte
+	wrefs, trefs, srefs []inlRef
+	tailSeg             uint64
+	tailOff             int64
+	closed              bool
+	woken               bool // wake was called: a waiting Next returns ErrEmpty
 
 	// Read position: the next record Next returns, and the number of
 	// records of segment rseg before it.
@@ -137,6 +164,19 @@ type Spool struct {
 	dirty     bool // cursor not saved
 
 	stats SpoolStats
+
+	// The host log files held messages refer to, each held once by the
+	// spool while a segment refers to it; hbuf caches bytes of hfile from
+	// hbase for the reader, obuf is the batch form of the last held
+	// message read.
+	files     map[fileKey]*logFile
+	hbuf      []byte
+	hbase     int64
+	hfile     *logFile
+	obuf      []byte
+	lostSeg   uint64 // Unreadable counted up to (lostSeg, lostOff)
+	lostOff   int64
+	warnedKey fileKey
 }
 
 type segment struct {
@@ -144,6 +184,8 @@ type segment struct {
 	size  int64  // bytes written
 	recs  uint64 // records written
 	acked uint64 // records acknowledged (the first segment only)
+	held  int64  // bytes of host log its held records refer to
+	keys  []fileKey
 }
 
 func (s *segment) path(dir string) string {
@@ -163,10 +205,13 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	if cfg.Action == 0 {
 		cfg.Action = Block
 	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("fleet: spool: %w", err)
 	}
-	s := &Spool{cfg: cfg}
+	s := &Spool{cfg: cfg, files: map[fileKey]*logFile{}}
 	s.cond = sync.NewCond(&s.mu)
 	names, err := filepath.Glob(filepath.Join(cfg.Dir, "*.seg"))
 	if err != nil {
@@ -205,6 +250,7 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	}
 	for _, g := range s.segs {
 		s.stats.Bytes += g.size
+		s.stats.Held += g.held
 		s.stats.Pending += g.recs
 	}
 	s.stats.Pending -= s.segs[0].acked
@@ -221,9 +267,12 @@ func (s *Spool) recover(seg *segment) error {
 	}
 	off := 0
 	for {
-		_, n, ok := frame(b[off:])
+		msg, n, ok := frame(b[off:])
 		if !ok {
 			break
+		}
+		if m, ok := decode(msg); ok && m.held {
+			seg.addHeld(m.key, heldBytes(m.Data))
 		}
 		off += n
 		seg.recs++
@@ -236,6 +285,14 @@ func (s *Spool) recover(seg *segment) error {
 	}
 	seg.size = int64(off)
 	return nil
+}
+
+// addHeld notes a held record of the segment.
+func (g *segment) addHeld(k fileKey, n int64) {
+	g.held += n
+	if !slices.Contains(g.keys, k) {
+		g.keys = append(g.keys, k)
+	}
 }
 
 // countTo counts the records of seg before off.
@@ -336,14 +393,37 @@ func (s *Spool) LastAcked() string {
 // 256 KiB wait). It returns ErrFull when the message was refused.
 func (s *Spool) Append(m *Msg) error {
 	n := frameHdr + 4 + len(m.ID) + len(m.Subject) + len(m.Data)
+	var held int64
+	if m.held {
+		n += 2 + heldHdr
+		held = heldBytes(m.Data)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || !s.room(int64(n)) {
+	if s.closed || !s.room(int64(n)+held) {
 		s.stats.DroppedNew += m.N
 		return ErrFull
 	}
 	start := len(s.wbuf)
 	s.wbuf = append(s.wbuf, 0, 0, 0, 0, 0, 0, 0, 0)
+	if m.held {
+		// A length no id has marks the held form.
+		s.wbuf = binary.LittleEndian.AppendUint16(s.wbuf, heldMark)
+		s.wbuf = binary.LittleEndian.AppendUint64(s.wbuf, m.key.Dev)
+		s.wbuf = binary.LittleEndian.AppendUint64(s.wbuf, m.key.Ino)
+		s.wbuf = binary.LittleEndian.AppendUint32(s.wbuf, uint32(m.N))
+		if _, ok := s.files[m.key]; !ok {
+			m.log.hold()
+			s.files[m.key] = m.log
+			s.stats.HeldFiles = len(s.files)
+		}
+		s.segs[len(s.segs)-1].addHeld(m.key, held)
+		s.stats.Held += held
+	}
+	if m.held && m.inline != nil {
+		s.wrefs = append(s.wrefs, inlRef{int64(start), len(s.winl), len(s.winl) + len(m.inline)})
+		s.winl = append(s.winl, m.inline...)
+	}
 	s.wbuf = binary.LittleEndian.AppendUint16(s.wbuf, uint16(len(m.ID)))
 	s.wbuf = append(s.wbuf, m.ID...)
 	s.wbuf = binary.LittleEndian.AppendUint16(s.wbuf, uint16(len(m.Subject)))
@@ -365,7 +445,7 @@ func (s *Spool) Append(m *Msg) error {
 
 // room makes room for n bytes as the Action says; false: drop the new.
 func (s *Spool) room(n int64) bool {
-	for s.stats.Bytes+n > s.cfg.MaxBytes {
+	for s.stats.Bytes+s.stats.Held+n > s.cfg.MaxBytes {
 		if s.closed {
 			return false
 		}
@@ -419,8 +499,28 @@ func (s *Spool) removeFirst() {
 		s.stats.WriteErrors++
 	}
 	s.stats.Bytes -= g.size
+	s.stats.Held -= g.held
 	s.segs = s.segs[1:]
 	s.stats.Segments = len(s.segs)
+	for _, k := range g.keys {
+		if !slices.ContainsFunc(s.segs, func(o *segment) bool { return slices.Contains(o.keys, k) }) {
+			s.letGo(k)
+		}
+	}
+}
+
+// letGo closes the spool's hold on a host log file no record refers to.
+func (s *Spool) letGo(k fileKey) {
+	lf := s.files[k]
+	if lf == nil {
+		return
+	}
+	if s.hfile == lf {
+		s.hfile, s.hbuf = nil, s.hbuf[:0]
+	}
+	delete(s.files, k)
+	lf.release()
+	s.stats.HeldFiles = len(s.files)
 }
 
 // Flush writes what Append took to the current segment and wakes Next.
@@ -457,6 +557,7 @@ func (s *Spool) flush() error {
 		}
 		last.size += int64(whole)
 		s.wbuf = s.wbuf[:copy(s.wbuf, s.wbuf[whole:])]
+		s.winl, s.wrefs = s.winl[:0], s.wrefs[:0] // read back from the log instead
 		s.cond.Broadcast()
 		return fmt.Errorf("fleet: spool write: %w", err)
 	}
@@ -465,6 +566,12 @@ func (s *Spool) flush() error {
 	s.tail, s.tailSeg, s.tailOff = s.wbuf, last.first, last.size
 	s.wbuf = s.spare[:0]
 	s.spare = s.tail
+	for i := range s.wrefs {
+		s.wrefs[i].off += last.size
+	}
+	s.tinl, s.trefs = s.winl, s.wrefs
+	s.winl, s.wrefs = s.sinl[:0], s.srefs[:0]
+	s.sinl, s.srefs = s.tinl, s.trefs
 	last.size += int64(n)
 	s.stats.Written += uint64(n)
 	last.recs += s.wcount
@@ -499,7 +606,11 @@ var ErrEmpty = errors.New("fleet: spool: nothing to read")
 // to be flushed if wait (else ErrEmpty); ErrClosed once the spool is
 // closed and nothing is left to read. Msg.Data is valid until the next
 // call.
-func (s *Spool) Next(wait bool) (Msg, Pos, error) {
+func (s *Spool) Next(wait bool) (Msg, Pos, error) { return s.next(wait, true) }
+
+// next is Next; without resolve, a held message's Data stays in the held
+// form (Seek looks at ids only).
+func (s *Spool) next(wait, resolve bool) (Msg, Pos, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
@@ -515,8 +626,15 @@ func (s *Spool) Next(wait bool) (Msg, Pos, error) {
 			if err != nil {
 				return Msg{}, Pos{}, err
 			}
+			at := s.roff
 			s.roff += int64(n)
 			s.ridx++
+			if m.held && resolve && !s.inline(&m, g, at) {
+				if err := s.resolve(&m); err != nil {
+					s.unreadable(m, at, err)
+					continue
+				}
+			}
 			return m, Pos{s.rseg, s.roff, s.ridx}, nil
 		}
 		if i+1 < len(s.segs) {
@@ -607,6 +725,19 @@ func decode(b []byte) (Msg, bool) {
 		return m, false
 	}
 	l := int(binary.LittleEndian.Uint16(b))
+	if l == heldMark {
+		if len(b) < 2+heldHdr {
+			return m, false
+		}
+		m.held = true
+		m.key = fileKey{binary.LittleEndian.Uint64(b[2:]), binary.LittleEndian.Uint64(b[10:])}
+		m.N = uint64(binary.LittleEndian.Uint32(b[18:]))
+		b = b[2+heldHdr:]
+		if len(b) < 2 {
+			return m, false
+		}
+		l = int(binary.LittleEndian.Uint16(b))
+	}
 	if len(b) < 2+l+2 {
 		return m, false
 	}
@@ -618,6 +749,9 @@ func decode(b []byte) (Msg, bool) {
 	}
 	m.Subject = string(b[2 : 2+l])
 	m.Data = b[2+l:]
+	if m.held {
+		return m, heldBytes(m.Data) >= 0
+	}
 	m.N = batchEvents(m.Data)
 	return m, true
 }
@@ -748,7 +882,7 @@ func (s *Spool) Seek(id string) (uint64, bool) {
 	s.Rewind()
 	var n uint64
 	for {
-		m, pos, err := s.Next(false)
+		m, pos, err := s.next(false, false)
 		if err != nil {
 			s.Rewind()
 			return 0, false

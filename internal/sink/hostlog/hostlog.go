@@ -46,6 +46,16 @@ func Open(cfg config.Config, log *slog.Logger) (*Log, error) {
 	return l, nil
 }
 
+// Observe adds o to what the writer tells of the lines reaching the file
+// (after the index). Call before the first line.
+func (l *Log) Observe(o auditlog.Observer) {
+	if l.ix == nil {
+		l.w.Observe(o)
+		return
+	}
+	l.w.Observe(auditlog.Observers{l.ix, o})
+}
+
 // Writer is the host log's writer.
 func (l *Log) Writer() *auditlog.Writer { return l.w }
 

@@ -62,7 +62,25 @@ type Config struct {
 	// the host log and each block of them just before it is written, so
 	// that the log's index (search.LogIndex) need not parse them again.
 	HostIndex Noter
-	Log       *slog.Logger
+	// HostPlacer, when set, is told of each block of host lines just
+	// before it is written, by number (HostSpan.Block), so that it can
+	// learn where the block landed (as the host log's Observer).
+	HostPlacer Placer
+	Log        *slog.Logger
+}
+
+// Placer learns where the host log's blocks of lines land.
+type Placer interface {
+	// Block: buf, block number n of the host log's lines, is about to be
+	// written.
+	Block(n uint64, buf []byte)
+}
+
+// HostSpan is where an event's lines sit among the host log's blocks:
+// bytes [Off, Off+Len) of block Block. Len 0: not in the host log.
+type HostSpan struct {
+	Block    uint64
+	Off, Len int
 }
 
 // Noter takes the parsed records of lines on their way to a log.
@@ -107,6 +125,8 @@ type Output struct {
 	lru        list.List // of *clog, most recently written first
 	host, json []byte    // pending lines
 	lines      []byte    // the lines of the event being written (Lines)
+	span       HostSpan  // of that event (Span)
+	hostBlock  uint64    // number of the host block being gathered
 	stats      Stats
 	dropped    []retired            // dropped containers' directories, oldest first
 	retired    map[contid.ID]string // directory of each dropped contid not registered again
@@ -147,11 +167,13 @@ func New(cfg Config) *Output {
 func (o *Output) Write(ev *pipeline.Event) {
 	// The event's lines, formatted once for all the logs it goes to.
 	o.lines = o.lines[:0]
+	o.span = HostSpan{}
 	toContainer := ev.Routes.Has(rules.Container) && ev.Container != contid.Unset && o.cfg.Container != nil
 	if ev.Routes.Has(rules.Host) || toContainer {
 		o.lines = o.appendLines(o.lines, ev.Records)
 	}
 	if ev.Routes.Has(rules.Host) {
+		o.span = HostSpan{Block: o.hostBlock, Off: len(o.host), Len: len(o.lines)}
 		o.host = append(o.host, o.lines...)
 		if o.cfg.HostIndex != nil {
 			o.cfg.HostIndex.Note(ev.Records)
@@ -197,7 +219,16 @@ func (o *Output) Lost(n uint64, why pipeline.Loss) {
 // got them (one per record, each ending in a newline), or nil when it
 // went to no log; valid until the next Write. Another writer of the same
 // event (the stream route) need not format them again.
-func (o *Output) Lines() []byte { return o.lines }
+func (o *Output) Lines() []byte {
+	if len(o.lines) == 0 {
+		return nil // not o.lines[:0]: a caller would take it for no lines
+	}
+	return o.lines
+}
+
+// Span returns where the lines of the event last given to Write sit
+// among the host log's blocks (Len 0 when it did not go there).
+func (o *Output) Span() HostSpan { return o.span }
 
 func (o *Output) appendLines(pend []byte, recs []records.Record) []byte {
 	for i := range recs {
@@ -218,8 +249,14 @@ func (o *Output) write(w *auditlog.Writer, pend []byte) []byte {
 	if len(pend) == 0 {
 		return pend
 	}
-	if w == o.cfg.Host && o.cfg.HostIndex != nil {
-		o.cfg.HostIndex.Block(pend)
+	if w == o.cfg.Host {
+		if o.cfg.HostIndex != nil {
+			o.cfg.HostIndex.Block(pend)
+		}
+		if o.cfg.HostPlacer != nil {
+			o.cfg.HostPlacer.Block(o.hostBlock, pend)
+		}
+		defer func() { o.hostBlock++ }()
 	}
 	switch err := w.WriteLines(pend); {
 	case err == nil:

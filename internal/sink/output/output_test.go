@@ -157,3 +157,53 @@ func TestHostIndexNotes(t *testing.T) {
 		t.Fatalf("%d blocks written as noted, %d lines noted left over", n.matched, n.noted)
 	}
 }
+
+// placer records the host blocks it is told of.
+type placer struct{ blocks map[uint64]string }
+
+func (p *placer) Block(n uint64, buf []byte) { p.blocks[n] = string(buf) }
+
+// TestLinesAndSpan: Lines and Span tell another writer of the event (the
+// stream route) the event's lines and where they sit in the host log's
+// blocks, which the placer is told of as they are written; an event that
+// went to no log has no lines (nil, not empty: the route then formats
+// them itself) and no span.
+func TestLinesAndSpan(t *testing.T) {
+	dir := t.TempDir()
+	pl := &placer{blocks: map[uint64]string{}}
+	o := New(Config{Host: open(t, filepath.Join(dir, "audit.log")), HostPlacer: pl})
+	type seen struct {
+		lines string
+		span  HostSpan
+	}
+	var got []seen
+	for i, dest := range []rules.Route{rules.Host, 0, rules.Host, rules.Host} {
+		o.Write(event(t, contid.Unset, dest, 100+i))
+		if dest == 0 && o.Lines() != nil {
+			t.Fatalf("an event routed to no log has lines %q", o.Lines())
+		}
+		got = append(got, seen{string(o.Lines()), o.Span()})
+		if i == 2 {
+			o.Commit() // block 0 ends here
+		}
+	}
+	o.Commit()
+	for i, s := range got {
+		if s.span.Len == 0 {
+			if i != 1 || s.lines != "" {
+				t.Errorf("event %d: no span, lines %q", i, s.lines)
+			}
+			continue
+		}
+		block := pl.blocks[s.span.Block]
+		if s.span.Off+s.span.Len > len(block) || block[s.span.Off:s.span.Off+s.span.Len] != s.lines {
+			t.Errorf("event %d: span %+v of block %q is not its lines %q", i, s.span, block, s.lines)
+		}
+	}
+	if len(pl.blocks) != 2 || got[3].span.Block != 1 || got[3].span.Off != 0 {
+		t.Errorf("blocks %d, last span %+v: want 2 blocks, the last event first in the second", len(pl.blocks), got[3].span)
+	}
+	if host := read(t, filepath.Join(dir, "audit.log")); host != pl.blocks[0]+pl.blocks[1] {
+		t.Errorf("host log %q is not the blocks told", host)
+	}
+}

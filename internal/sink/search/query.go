@@ -198,6 +198,16 @@ func Chains(ev *Event) []contid.Chain {
 // from a log (the fleet stream names its messages by them).
 func RecordChains(recs []records.Record) []contid.Chain { return chainsOf(recs) }
 
+// ContainerIDList returns the contid= list of a CONTAINER_ID record, as
+// RecordChains reads it: when an event has a record with one, its chains
+// are those lists' and nothing else.
+func ContainerIDList(r *records.Record) (string, bool) {
+	if r.Type != records.ContainerID {
+		return "", false
+	}
+	return ownField(r, "contid", false)
+}
+
 func chainsOf(recs []records.Record) []contid.Chain {
 	var out []contid.Chain
 	found := false

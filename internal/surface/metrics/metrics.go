@@ -115,6 +115,8 @@ var (
 	fleetPending = newFamily("contid_fleet_pending_messages", "Messages in the fleet spool not yet acknowledged by the stream.",
 		prometheus.GaugeValue, "")
 	fleetSpoolBytes = newFamily("contid_fleet_spool_bytes", "Bytes the fleet spool holds on disk.", prometheus.GaugeValue, "")
+	fleetHeldBytes  = newFamily("contid_fleet_held_bytes", "Bytes of host logs the fleet spool refers to for events not yet published (counted against spool_max).", prometheus.GaugeValue, "")
+	fleetHeldFiles  = newFamily("contid_fleet_held_files", "Host log files the fleet spool keeps open for events not yet published.", prometheus.GaugeValue, "")
 	fleetConnected  = newFamily("contid_fleet_connected", "1 while the fleet publisher is connected to a server, else 0.",
 		prometheus.GaugeValue, "")
 	queueCap = newFamily("contid_queue_capacity",
@@ -205,6 +207,9 @@ var counters = map[string]series{
 	"fleet_pending":                {f: fleetPending},
 	"fleet_spool_bytes":            {f: fleetSpoolBytes},
 	"fleet_dropped":                {lost, "stream"},
+	"fleet_unreadable":             single("contid_fleet_events_unreadable_total", "Spooled events whose lines their host log no longer held as written (removed, truncated, changed): not published, counted in contid_lost_total{kind=\"stream\"}."),
+	"fleet_held_bytes":             {f: fleetHeldBytes},
+	"fleet_held_files":             {f: fleetHeldFiles},
 	"fleet_published":              single("contid_fleet_events_published_total", "Events the fleet stream acknowledged."),
 	"fleet_messages":               single("contid_fleet_messages_published_total", "Messages (one per container subject per batch) the fleet stream acknowledged."),
 	"fleet_publish_errors":         single("contid_fleet_publish_errors_total", "Fleet publishes that failed and were retried from the spool."),

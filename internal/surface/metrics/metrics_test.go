@@ -28,6 +28,7 @@ var statusKeys = []string{
 	"written_host", "written_container", "written_json", "write_errors",
 	"search_index_lines", "search_index_sidecars", "search_index_errors", "search_index_files_skipped",
 	"fleet_spooled", "fleet_pending", "fleet_spool_bytes", "fleet_dropped", "fleet_published", "fleet_messages",
+	"fleet_unreadable", "fleet_held_bytes", "fleet_held_files",
 	"fleet_publish_errors", "fleet_resyncs", "fleet_registry_puts", "fleet_registry_errors", "fleet_connected",
 }
 

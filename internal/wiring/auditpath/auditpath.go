@@ -36,8 +36,11 @@ type Config struct {
 	// Host and HostIndex are the host log and its index (nil: none).
 	Host      *auditlog.Writer
 	HostIndex output.Noter
-	Stdin     io.Reader
-	Log       *slog.Logger
+	// HostPlacer learns where the host log's blocks land (the stream
+	// route's fleet.Places); nil: nothing does.
+	HostPlacer output.Placer
+	Stdin      io.Reader
+	Log        *slog.Logger
 	// Stream and Route are the stream route (auditpipe.Config).
 	Stream string
 	Route  auditpipe.Route
@@ -108,6 +111,7 @@ func Open(cfg Config, c *core.Core) (_ *Path, err error) {
 			Dir:       dc.ContainersDir(), KeepDropped: dc.Containers.KeepDropped,
 			KeepDroppedFor: time.Duration(dc.Containers.KeepDroppedDays) * 24 * time.Hour,
 			HostIndex:      cfg.HostIndex,
+			HostPlacer:     cfg.HostPlacer,
 		},
 		Engine: c.Engine(),
 		Loss:   func(kind string, n uint64) { c.Loss(kind, n) },

@@ -65,9 +65,10 @@ type Config struct {
 // stream (docs/fleet.md). It runs on the core goroutine but Counters.
 type Route interface {
 	// WriteLines is given every event the pipeline writes, with its
-	// lines as the logs got them (nil when it went to no log); it keeps
+	// lines as the logs got them (nil when it went to no log) and where
+	// they sit among the host log's blocks (output.Output.Span); it keeps
 	// those routed to it.
-	WriteLines(ev *pipeline.Event, lines []byte)
+	WriteLines(ev *pipeline.Event, lines []byte, at output.HostSpan)
 	// Commit ends a batch.
 	Commit() error
 	// Dropped is how many messages it dropped since it opened.
@@ -174,7 +175,7 @@ type tee struct {
 
 func (t tee) Write(ev *pipeline.Event) {
 	t.Output.Write(ev)
-	t.route.WriteLines(ev, t.Output.Lines())
+	t.route.WriteLines(ev, t.Output.Lines(), t.Output.Span())
 }
 
 func (p *Pipe) commitRoute() {

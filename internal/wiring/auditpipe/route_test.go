@@ -12,6 +12,7 @@ import (
 	"github.com/contid/contid/internal/contid"
 	"github.com/contid/contid/internal/core/engine"
 	"github.com/contid/contid/internal/pipeline"
+	"github.com/contid/contid/internal/pipeline/rules"
 	"github.com/contid/contid/internal/records"
 	"github.com/contid/contid/internal/sink/auditlog"
 	"github.com/contid/contid/internal/sink/output"
@@ -21,11 +22,12 @@ import (
 type fakeRoute struct {
 	events, commits int
 	lines, badLines int // events given with their lines; … other than the event's
+	badSpans        int // host spans that do not fit the lines (or an event kept from the host log)
 	dropped         uint64
 	closed          bool
 }
 
-func (r *fakeRoute) WriteLines(ev *pipeline.Event, lines []byte) {
+func (r *fakeRoute) WriteLines(ev *pipeline.Event, lines []byte, at output.HostSpan) {
 	if len(ev.Routes.Streams) > 0 {
 		r.events++
 	}
@@ -39,6 +41,9 @@ func (r *fakeRoute) WriteLines(ev *pipeline.Event, lines []byte) {
 	}
 	if lines != nil {
 		r.lines++
+	}
+	if ev.Routes.Has(rules.Host) != (at.Len > 0) || at.Len > 0 && at.Len != len(lines) {
+		r.badSpans++
 	}
 }
 func (r *fakeRoute) Commit() error                { r.commits++; return nil }
@@ -98,8 +103,8 @@ func TestRoute(t *testing.T) {
 	if r.events != 2 || r.commits != 1 {
 		t.Fatalf("after a batch of two events: %d events, %d commits", r.events, r.commits)
 	}
-	if r.lines != 2 || r.badLines != 0 {
-		t.Fatalf("the route got the lines of %d events (%d not the event's), want 2", r.lines, r.badLines)
+	if r.lines != 2 || r.badLines != 0 || r.badSpans != 0 {
+		t.Fatalf("the route got the lines of %d events (%d not the event's, %d with a wrong host span), want 2", r.lines, r.badLines, r.badSpans)
 	}
 	r.dropped = 5
 	p.Tick(time.Unix(1700000001, 0), true)

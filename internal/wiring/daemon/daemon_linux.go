@@ -96,9 +96,13 @@ func Run(ctx context.Context, cfg config.Config, configPath string, log *slog.Lo
 	d.core = c
 	ac := auditpath.Config{Cfg: &d.cfg, Host: d.host.Writer(), HostIndex: d.host.Index(), Stdin: opt.Stdin, Log: log}
 	if cfg.Audit.Mode != "off" {
-		route, err := openFleet(cfg.Fleet, log)
+		route, err := openFleet(cfg.Fleet, cfg.HostLog().Path, log)
 		if err != nil {
 			return err
+		}
+		if route != nil && route.places != nil {
+			d.host.Observe(route.places)
+			ac.HostPlacer = route.places
 		}
 		if route != nil {
 			// The pipe closes it at the audit path's stop; this is for

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 type fleetRoute struct {
 	*fleet.Sink // Write and Commit, on the core goroutine
 	spool       *fleet.Spool
+	places      *fleet.Places // nil with fleet.spool_copy
 	pub         *fleet.Publisher
 	reg         *fleet.Registry // nil without fleet.registry
 	stop        context.CancelFunc
@@ -28,8 +30,11 @@ type fleetRoute struct {
 }
 
 // openFleet opens the spool and starts publishing when fleet.route is set;
-// nil when it is not.
-func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
+// nil when it is not. hostLog is the host log's path: unless
+// fleet.spool_copy, the spool refers to the host log for the events it
+// holds (the caller makes route.places the output's HostPlacer and an
+// observer of the host log).
+func openFleet(f config.Fleet, hostLog string, log *slog.Logger) (*fleetRoute, error) {
 	if f.Route == "" {
 		return nil, nil
 	}
@@ -49,7 +54,8 @@ func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
 		return nil, fmt.Errorf("daemon: fleet: boot id: %w", err)
 	}
 	action, _ := fleet.ParseAction(f.SpoolAction) // validated with the configuration
-	sp, err := fleet.OpenSpool(fleet.SpoolConfig{Dir: f.SpoolDir, MaxBytes: f.SpoolMax << 20, Action: action, Sync: f.SpoolFsync})
+	sp, err := fleet.OpenSpool(fleet.SpoolConfig{Dir: f.SpoolDir, MaxBytes: f.SpoolMax << 20, Action: action, Sync: f.SpoolFsync,
+		LogDir: filepath.Dir(hostLog), LogBase: filepath.Base(hostLog), Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
@@ -61,13 +67,11 @@ func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
 		sp.Close()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	// With create_stream the publisher makes the stream when it finds
+	// none, also when the servers come up after the daemon.
 	stream := fleet.StreamName(f.StreamPrefix, host)
-	if f.CreateStream {
-		if err := fleet.EnsureStream(nc, stream, host, f.Replicas); err != nil {
-			log.Warn("fleet: creating the stream", "stream", stream, "err", err)
-		}
-	}
-	pub, err := fleet.NewPublisher(fleet.PublisherConfig{Conn: nc, Stream: stream, Host: host, Spool: sp, Log: log})
+	pub, err := fleet.NewPublisher(fleet.PublisherConfig{Conn: nc, Stream: stream, Host: host, Spool: sp, Log: log,
+		Create: f.CreateStream, Replicas: f.Replicas})
 	if err != nil {
 		nc.Close()
 		sp.Close()
@@ -75,6 +79,10 @@ func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &fleetRoute{Sink: fleet.NewSink(f.Route, host, strings.TrimSpace(string(boot)), f.JSON, sp), spool: sp, pub: pub, stop: cancel, done: make(chan error, 1)}
+	if !f.SpoolCopy {
+		r.places = &fleet.Places{}
+		r.Sink.Places = r.places
+	}
 	if f.Registry {
 		if f.CreateStream {
 			if err := fleet.EnsureRegistry(nc, f.StreamPrefix, f.Replicas); err != nil {
@@ -93,7 +101,7 @@ func openFleet(f config.Fleet, log *slog.Logger) (*fleetRoute, error) {
 // Dropped is how many events the full spool dropped since it opened.
 func (r *fleetRoute) Dropped() uint64 {
 	st := r.spool.Stats()
-	return st.DroppedNew + st.DroppedOld
+	return st.DroppedNew + st.DroppedOld + st.Unreadable
 }
 
 // Close stops the publisher, giving it a few seconds to send what is
@@ -110,6 +118,9 @@ func (r *fleetRoute) Close() {
 			<-r.done
 		}
 		r.stop()
+		if r.places != nil {
+			r.places.Close()
+		}
 	})
 }
 
@@ -119,7 +130,10 @@ func (r *fleetRoute) Counters(c map[string]uint64) {
 	c["fleet_spooled"] = st.Events
 	c["fleet_pending"] = st.Pending
 	c["fleet_spool_bytes"] = uint64(st.Bytes)
-	c["fleet_dropped"] = st.DroppedNew + st.DroppedOld
+	c["fleet_dropped"] = st.DroppedNew + st.DroppedOld + st.Unreadable
+	c["fleet_unreadable"] = st.Unreadable
+	c["fleet_held_bytes"] = uint64(st.Held)
+	c["fleet_held_files"] = uint64(st.HeldFiles)
 	c["fleet_published"] = ps.Events
 	c["fleet_messages"] = ps.Published
 	c["fleet_publish_errors"] = ps.Errors

@@ -1,0 +1,414 @@
+package fleet
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// The stream route does not write an event a second time when the host
+// log holds it: the spool keeps, per message, the place of each event's
+// lines in the host log file (its device and inode, offset and length;
+// the held form, see Msg) and the publisher reads them back from the
+// file, most often from the page cache. A log file is kept open while
+// the spool refers to it, so logrotate's rename and contid's own
+// rotation, which may remove the oldest log, take nothing from the
+// publisher; after a restart the spool finds its files again by device
+// and inode in the log directory. Lines that are not there any more (a
+// log removed while contid was down, truncated by copytruncate, changed)
+// fail the check of what is read (eventLines): the message is not
+// published and its events are counted lost (SpoolStats.Unreadable),
+// never sent wrong.
+
+// fileKey names a log file for the life of its inode.
+type fileKey struct{ Dev, Ino uint64 }
+
+func keyOf(f *os.File) (fileKey, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return fileKey{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || !fi.Mode().IsRegular() {
+		return fileKey{}, errors.New("fleet: not a regular file")
+	}
+	return fileKey{uint64(st.Dev), st.Ino}, nil
+}
+
+// logFile is a read-only descriptor of a host log file, shared by the
+// Places that found it and the spool records that refer to it; it is
+// closed when the last holder lets go. f is nil for a file not found.
+type logFile struct {
+	key  fileKey
+	f    *os.File
+	mu   sync.Mutex
+	refs int
+}
+
+func (l *logFile) hold() {
+	l.mu.Lock()
+	l.refs++
+	l.mu.Unlock()
+}
+
+func (l *logFile) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.refs--; l.refs == 0 && l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// readHandle opens f, a descriptor the host log writes through, again
+// for reading: through /proc/self/fd, which names f's inode whatever its
+// path now, or else by its name, checked to be the same file.
+func readHandle(f *os.File) (*logFile, error) {
+	key, err := keyOf(f)
+	if err != nil {
+		return nil, err
+	}
+	var r *os.File
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			r, _ = os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_RDONLY|syscall.O_NOCTTY, 0)
+		})
+	}
+	if r == nil {
+		if r, err = os.OpenFile(f.Name(), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY, 0); err != nil {
+			return nil, err
+		}
+	}
+	if k, err := keyOf(r); err != nil || k != key {
+		r.Close()
+		return nil, fmt.Errorf("fleet: %s: not the file written", f.Name())
+	}
+	return &logFile{key: key, f: r, refs: 1}, nil
+}
+
+// findLog opens the file of dir named base or base.N whose key is key;
+// nil when there is none.
+func findLog(dir, base string, key fileKey) *os.File {
+	if dir == "" {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if n != base && !strings.HasPrefix(n, base+".") || !e.Type().IsRegular() {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(dir, n), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY, 0)
+		if err != nil {
+			continue
+		}
+		if k, err := keyOf(f); err == nil && k == key {
+			return f
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// Places learns where the output's host blocks land in the host log: it
+// is the Output's HostPlacer and the host log's Observer. Told of block
+// n (Block) and then that exactly those bytes reached file f at off
+// (Appended), it keeps the block's place until Forget. A block that did
+// not land whole in one write (a full disk's queue, a rotation in it,
+// another flush policy's buffer) gets no place: its events are spooled
+// whole. Safe for concurrent use.
+type Places struct {
+	mu      sync.Mutex
+	want    uint64
+	wantBuf []byte
+	cur     *logFile // read handle of curF
+	curF    *os.File
+	placed  []place
+	errs    uint64
+}
+
+type place struct {
+	block uint64
+	lf    *logFile // held
+	off   int64
+}
+
+// Block is told that buf, host block n, is about to be written.
+func (p *Places) Block(n uint64, buf []byte) {
+	p.mu.Lock()
+	p.want, p.wantBuf = n, buf
+	p.mu.Unlock()
+}
+
+// Appended: data is now in f at off.
+func (p *Places) Appended(f *os.File, off int64, data []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	whole := len(data) == len(p.wantBuf) && len(data) > 0 && unsafe.SliceData(data) == unsafe.SliceData(p.wantBuf)
+	p.wantBuf = nil
+	if !whole {
+		return
+	}
+	if p.curF != f {
+		p.retire()
+		lf, err := readHandle(f)
+		if err != nil {
+			p.errs++
+			return
+		}
+		p.cur, p.curF = lf, f
+	}
+	p.cur.hold()
+	p.placed = append(p.placed, place{p.want, p.cur, off})
+}
+
+// Retiring: f is closed by the writer.
+func (p *Places) Retiring(f *os.File) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.curF == f {
+		p.retire()
+	}
+}
+
+func (p *Places) retire() {
+	if p.cur != nil {
+		p.cur.release()
+	}
+	p.cur, p.curF = nil, nil
+}
+
+// where returns the file and offset of block n, if it landed whole.
+func (p *Places) where(n uint64) (*logFile, int64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.placed) - 1; i >= 0; i-- {
+		if p.placed[i].block == n {
+			return p.placed[i].lf, p.placed[i].off, true
+		}
+	}
+	return nil, 0, false
+}
+
+// Forget lets go of the places learnt so far.
+func (p *Places) Forget() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pl := range p.placed {
+		pl.lf.release()
+	}
+	p.placed = p.placed[:0]
+}
+
+// Close lets go of everything.
+func (p *Places) Close() {
+	p.Forget()
+	p.mu.Lock()
+	p.retire()
+	p.mu.Unlock()
+}
+
+// heldMark, in place of a spool record's id length, marks the held form;
+// heldHdr bytes follow it: the log file's device and inode, and the
+// number of events.
+const (
+	heldMark = 0xffff
+	heldHdr  = 8 + 8 + 4
+)
+
+// heldBytes is the number of log bytes a held form's frames refer to; -1
+// when it is damaged.
+func heldBytes(b []byte) int64 {
+	var n int64
+	if len(b) < 4 {
+		return -1
+	}
+	h := int(binary.LittleEndian.Uint32(b))
+	if h > len(b)-4 {
+		return -1
+	}
+	for b = b[4+h:]; len(b) > 0; {
+		if len(b) < 4 {
+			return -1
+		}
+		l := int(binary.LittleEndian.Uint32(b))
+		if l > len(b)-4-12 {
+			return -1
+		}
+		b = b[4+l:]
+		n += int64(binary.LittleEndian.Uint32(b[8:]))
+		b = b[12:]
+	}
+	return n
+}
+
+// heldRead is the most the reader reads of a log file at once.
+const heldRead = 1 << 20
+
+// resolve turns a held message's Data into the batch form, reading its
+// events' lines from the log file and checking them. Called with s.mu
+// held; Data is valid until the next call.
+func (s *Spool) resolve(m *Msg) error {
+	lf := s.files[m.key]
+	if lf == nil {
+		// Not held since this run began (a restart): find it.
+		lf = &logFile{key: m.key, f: findLog(s.cfg.LogDir, s.cfg.LogBase, m.key), refs: 1}
+		s.files[m.key] = lf
+		s.stats.HeldFiles = len(s.files)
+	}
+	if lf.f == nil {
+		return fmt.Errorf("host log file %d:%d not found in %s", m.key.Dev, m.key.Ino, s.cfg.LogDir)
+	}
+	b := m.Data
+	h := int(binary.LittleEndian.Uint32(b))
+	out := append(s.obuf[:0], b[4:4+h]...)
+	for b = b[4+h:]; len(b) > 0; {
+		l := int(binary.LittleEndian.Uint32(b))
+		fl := b[4 : 4+l]
+		out = append(out, fl...)
+		b = b[4+l:]
+		off := int64(binary.LittleEndian.Uint64(b))
+		n := int(binary.LittleEndian.Uint32(b[8:]))
+		b = b[12:]
+		lines, err := s.readLog(lf, off, n)
+		if err == nil && !eventLines(fl, lines) {
+			err = fmt.Errorf("host log file %d:%d holds other lines at %d (%d bytes)", m.key.Dev, m.key.Ino, off, n)
+		}
+		if err != nil {
+			s.obuf = out
+			return err
+		}
+		out = append(out, lines...)
+	}
+	s.obuf = out
+	m.Data, m.held = out, false
+	s.stats.ReadBack++
+	return nil
+}
+
+// eventLines reports whether lines, read from the log, are the lines of
+// the event of a held frame: inline is its frame line ("<index>
+// <identity> <size>\n", the identity host:boot:SEC.MSEC:SERIAL[:hash])
+// and JSON line if any. The size must be theirs; the lines whole, the
+// first and the last with the event's stamp. A log truncated and written
+// anew (copytruncate), or changed, has other events at the offset: a
+// cheap check that needs no checksum of every event.
+func eventLines(inline, lines []byte) bool {
+	nl := bytes.IndexByte(inline, '\n')
+	if nl < 0 || len(lines) == 0 || lines[len(lines)-1] != '\n' {
+		return false
+	}
+	fl := inline[:nl]
+	sp1 := bytes.IndexByte(fl, ' ')
+	sp2 := bytes.LastIndexByte(fl, ' ')
+	if sp1 < 0 || sp2 <= sp1 {
+		return false
+	}
+	size := 0
+	for _, c := range fl[sp2+1:] {
+		if c < '0' || c > '9' || size > 1<<31 {
+			return false
+		}
+		size = size*10 + int(c-'0')
+	}
+	if sp2+1 == len(fl) || size != len(inline)-nl-1+len(lines) {
+		return false
+	}
+	// SEC.MSEC:SERIAL: the third and fourth of the identity's fields.
+	id := fl[sp1+1 : sp2]
+	from := 0
+	for range 2 {
+		i := bytes.IndexByte(id[from:], ':')
+		if i < 0 {
+			return false
+		}
+		from += i + 1
+	}
+	to := len(id)
+	if i := bytes.IndexByte(id[from:], ':'); i < 0 {
+		return false
+	} else if j := bytes.IndexByte(id[from+i+1:], ':'); j >= 0 {
+		to = from + i + 1 + j
+	}
+	var buf [64]byte
+	if to-from > len(buf)-7 {
+		return false
+	}
+	st := append(append(append(buf[:0], "audit("...), id[from:to]...), ')')
+	first := lines[:bytes.IndexByte(lines, '\n')]
+	last := lines[bytes.LastIndexByte(lines[:len(lines)-1], '\n')+1:]
+	return bytes.Contains(first, st) && bytes.Contains(last, st)
+}
+
+// readLog returns n bytes of lf from off, through a cache of what was
+// read last (a batch's messages refer to one stretch of the log).
+func (s *Spool) readLog(lf *logFile, off int64, n int) ([]byte, error) {
+	if s.hfile == lf && off >= s.hbase && off+int64(n) <= s.hbase+int64(len(s.hbuf)) {
+		return s.hbuf[off-s.hbase : off-s.hbase+int64(n)], nil
+	}
+	want := max(n, heldRead)
+	if cap(s.hbuf) < want {
+		s.hbuf = make([]byte, want)
+	}
+	s.hbuf = s.hbuf[:want]
+	k, err := lf.f.ReadAt(s.hbuf, off)
+	s.hbuf, s.hbase, s.hfile = s.hbuf[:k], off, lf
+	if k < n {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("host log file %d:%d ends before %d", lf.key.Dev, lf.key.Ino, off+int64(n))
+		}
+		return nil, err
+	}
+	return s.hbuf[:n], nil
+}
+
+// unreadable counts a held message the log no longer has as lost, once
+// (a rewind reads it again), and warns once per file.
+func (s *Spool) unreadable(m Msg, at int64, err error) {
+	if s.rseg < s.lostSeg || s.rseg == s.lostSeg && at < s.lostOff {
+		return
+	}
+	s.lostSeg, s.lostOff = s.rseg, at+1
+	s.stats.Unreadable += m.N
+	if s.warnedKey != m.key {
+		s.warnedKey = m.key
+		s.cfg.Log.Warn("fleet: spooled events no longer in the host log; counted lost", "id", m.ID, "events", m.N, "err", err)
+	}
+}
+
+// inlRef is where a held record starts (off) and where its batch form is
+// kept in memory ([from, to)).
+type inlRef struct {
+	off      int64
+	from, to int
+}
+
+// inline gives a held message read at off of segment g its batch form
+// from memory when the record is of the last write; false when it is
+// not kept. Called with s.mu held.
+func (s *Spool) inline(m *Msg, g *segment, off int64) bool {
+	if g.first != s.tailSeg || len(s.trefs) == 0 {
+		return false
+	}
+	i, ok := slices.BinarySearchFunc(s.trefs, off, func(r inlRef, off int64) int { return cmp.Compare(r.off, off) })
+	if !ok {
+		return false
+	}
+	r := s.trefs[i]
+	s.obuf = append(s.obuf[:0], s.tinl[r.from:r.to]...)
+	m.Data, m.held = s.obuf, false
+	return true
+}
