@@ -96,8 +96,9 @@ func readHandle(f *os.File) (*logFile, error) {
 	return &logFile{key: key, f: r, refs: 1}, nil
 }
 
-// findLog opens the file of dir named base or base.N whose key is key;
-// nil when there is none.
+// findLog opens the file of dir whose name starts with base (audit.log,
+// contid's audit.log.N, logrotate's audit.log-20261204) and whose key is
+// key; nil when there is none.
 func findLog(dir, base string, key fileKey) *os.File {
 	if dir == "" {
 		return nil
@@ -108,7 +109,7 @@ func findLog(dir, base string, key fileKey) *os.File {
 	}
 	for _, e := range ents {
 		n := e.Name()
-		if n != base && !strings.HasPrefix(n, base+".") || !e.Type().IsRegular() {
+		if !strings.HasPrefix(n, base) || !e.Type().IsRegular() {
 			continue
 		}
 		f, err := os.OpenFile(filepath.Join(dir, n), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY, 0)

@@ -247,7 +247,8 @@ func TestHeldAfterRestart(t *testing.T) {
 	}{
 		{"found", func(*testing.T, *heldHost, string) {}, false},
 		{"renamed", func(t *testing.T, h *heldHost, first string) {
-			if err := os.Rename(first, filepath.Join(h.dir, "audit.log.7")); err != nil {
+			// logrotate's dateext name
+			if err := os.Rename(first, filepath.Join(h.dir, "audit.log-20261204")); err != nil {
 				t.Fatal(err)
 			}
 		}, false},

@@ -80,9 +80,10 @@ type SpoolConfig struct {
 	// the kernel had not written back. (Of messages in the held form, the
 	// lines are as safe as the host log's flush policy makes them.)
 	Sync bool
-	// LogDir and LogBase name the host log (LogDir/LogBase and its
-	// rotations LogBase.N), where the spool finds the files its held
-	// messages refer to after a restart.
+	// LogDir and LogBase name the host log: the spool finds the files
+	// its held messages refer to after a restart among the files of
+	// LogDir whose names start with LogBase (its rotations LogBase.N,
+	// logrotate's LogBase-DATE).
 	LogDir, LogBase string
 	Log             *slog.Logger
 }
