@@ -240,7 +240,10 @@ type tee struct {
 	sink *fleet.Sink
 }
 
-func (t tee) Write(ev *pipeline.Event) { t.Output.Write(ev); t.sink.WriteLines(ev, t.Output.Lines(), t.Output.Span()) }
+func (t tee) Write(ev *pipeline.Event) {
+	t.Output.Write(ev)
+	t.sink.WriteLines(ev, t.Output.Lines(), t.Output.Span())
+}
 
 // commitEvery (COMMIT_EVERY=N) is how many records go into a batch;
 // withJSON (FLEET_JSON=1) puts each event's JSON object in the messages;

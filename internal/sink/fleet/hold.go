@@ -138,7 +138,7 @@ type Places struct {
 	cur     *logFile // read handle of curF
 	curF    *os.File
 	placed  []place
-	errs    uint64
+	closed  bool // nothing is placed any more
 }
 
 type place struct {
@@ -160,15 +160,14 @@ func (p *Places) Appended(f *os.File, off int64, data []byte) {
 	defer p.mu.Unlock()
 	whole := len(data) == len(p.wantBuf) && len(data) > 0 && unsafe.SliceData(data) == unsafe.SliceData(p.wantBuf)
 	p.wantBuf = nil
-	if !whole {
+	if !whole || p.closed {
 		return
 	}
 	if p.curF != f {
 		p.retire()
 		lf, err := readHandle(f)
 		if err != nil {
-			p.errs++
-			return
+			return // no place: the messages are copied into the spool
 		}
 		p.cur, p.curF = lf, f
 	}
@@ -214,11 +213,13 @@ func (p *Places) Forget() {
 	p.placed = p.placed[:0]
 }
 
-// Close lets go of everything.
+// Close lets go of everything; later blocks get no place (the route is
+// closed while the host log writes on).
 func (p *Places) Close() {
 	p.Forget()
 	p.mu.Lock()
 	p.retire()
+	p.closed = true
 	p.mu.Unlock()
 }
 

@@ -413,7 +413,12 @@ func (s *Spool) Append(m *Msg) error {
 		s.wbuf = binary.LittleEndian.AppendUint64(s.wbuf, m.key.Dev)
 		s.wbuf = binary.LittleEndian.AppendUint64(s.wbuf, m.key.Ino)
 		s.wbuf = binary.LittleEndian.AppendUint32(s.wbuf, uint32(m.N))
-		if _, ok := s.files[m.key]; !ok {
+		if lf := s.files[m.key]; lf == nil || lf.f == nil {
+			// New, or known only as not found (a removed log whose inode
+			// the file written now reuses).
+			if lf != nil {
+				lf.release()
+			}
 			m.log.hold()
 			s.files[m.key] = m.log
 			s.stats.HeldFiles = len(s.files)
