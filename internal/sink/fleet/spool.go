@@ -582,7 +582,7 @@ func (s *Spool) flush() error {
 	s.stats.Written += uint64(n)
 	last.recs += s.wcount
 	s.wcount = 0
-	if last.size >= s.cfg.SegmentBytes {
+	if last.size+last.held >= s.cfg.SegmentBytes { // held bytes too: each segment a bounded share of MaxBytes
 		next := &segment{first: last.first + last.recs}
 		f, err := os.OpenFile(next.path(s.cfg.Dir), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
