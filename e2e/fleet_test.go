@@ -31,33 +31,10 @@ import (
 // local search of the host log, and the registry bucket holds the
 // container, registered and dropped.
 func TestFleetLive(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	defer s.Shutdown()
-	if !s.ReadyForConnections(testwait.Idle()) {
-		t.Fatal("nats server not ready")
-	}
+	port := freeTCPPort(t)
+	natsAt(t, port, t.TempDir())
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-
-	dir := t.TempDir()
-	filter := filepath.Join(dir, "filter.rules")
-	if err := os.WriteFile(filter, []byte("-a keep,host,container,stream=fleet\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "contid.toml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, "[audit]\nfilter = %q\n[fleet]\nroute = \"fleet\"\nurls = %q\nhost = \"e2e\"\ncreate_stream = true\nregistry = true\nspool_dir = %q\n",
-		filter, url, filepath.Join(dir, "spool")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := fleetConfig(t, url, "e2e", "registry = true\n")
 	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-fleet\n", "--config", cfg)
 	tru := privateTrue(t)
 	if _, errOut, code := d.sh(`"$C" exec --contid 78 -- sh -c 'for i in $(seq 200); do "$T"; done'`, "T="+tru); code != 0 {
@@ -117,6 +94,36 @@ func TestFleetLive(t *testing.T) {
 	}
 }
 
+// freeTCPPort returns a local TCP port free a moment ago.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// fleetConfig writes a daemon configuration that routes every event to
+// the host log, the container logs and the fleet stream of host at url
+// (creating the stream), with extra lines in [fleet]; it returns its
+// path.
+func fleetConfig(t *testing.T, url, host, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	filter := filepath.Join(dir, "filter.rules")
+	if err := os.WriteFile(filter, []byte("-a keep,host,container,stream=fleet\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "contid.toml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "[audit]\nfilter = %q\n[fleet]\nroute = \"fleet\"\nurls = %q\nhost = %q\ncreate_stream = true\nspool_dir = %q\n%s",
+		filter, url, host, filepath.Join(dir, "spool"), extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // natsAt runs a JetStream server on port with its store in dir until
 // stop; a server started again on the same port and store is the same
 // server back.
@@ -146,24 +153,9 @@ func natsAt(t *testing.T, port int, dir string) (stop func()) {
 // sent wrong: it is counted, as a CONTID_LOSS record of kind stream.
 // Every other container's exec events reach the stream exactly once.
 func TestFleetSpoolOperations(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freeTCPPort(t) // the servers start later, on this port
 	url, store := fmt.Sprintf("nats://127.0.0.1:%d", port), t.TempDir()
-
-	dir := t.TempDir()
-	filter := filepath.Join(dir, "filter.rules")
-	if err := os.WriteFile(filter, []byte("-a keep,host,container,stream=fleet\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "contid.toml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, "[audit]\nfilter = %q\n[fleet]\nroute = \"fleet\"\nurls = %q\nhost = \"ops\"\ncreate_stream = true\nspool_dir = %q\n",
-		filter, url, filepath.Join(dir, "spool")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := fleetConfig(t, url, "ops", "")
 	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-ops\n", "--config", cfg)
 	tru := privateTrue(t)
 	host := filepath.Join(d.logs(), "audit.log")
