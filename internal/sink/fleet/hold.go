@@ -112,7 +112,9 @@ func findLog(dir, base string, key fileKey) *os.File {
 		if !strings.HasPrefix(n, base) || !e.Type().IsRegular() {
 			continue
 		}
-		f, err := os.OpenFile(filepath.Join(dir, n), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY, 0)
+		// O_NONBLOCK: a FIFO put in the file's place does not hang the
+		// open (keyOf then refuses it).
+		f, err := os.OpenFile(filepath.Join(dir, n), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			continue
 		}

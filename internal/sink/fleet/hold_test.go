@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/contid/contid/internal/pipeline"
@@ -256,6 +257,15 @@ func TestHeldAfterRestart(t *testing.T) {
 		}, false},
 		{"removed", func(t *testing.T, h *heldHost, first string) {
 			if err := os.Remove(first); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"a FIFO in its place", func(t *testing.T, h *heldHost, first string) {
+			// Named like a log: opening it must not hang the reader.
+			if err := os.Remove(first); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Mkfifo(first, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}, true},
