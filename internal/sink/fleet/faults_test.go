@@ -91,9 +91,14 @@ func TestFaults(t *testing.T) {
 	for _, h := range []*host{a, b} {
 		st, ps := h.spool.Stats(), h.pub.Stats()
 		t.Logf("%s: %d events in %d messages, %+v, %+v", h.name, len(h.rec.Events()), len(h.rec.IDs()), st, ps)
-		if st.DroppedNew+st.DroppedOld != 0 || ps.InFlight != 0 || ps.Reordered != 0 {
+		if st.DroppedNew+st.DroppedOld+st.Unreadable != 0 || ps.InFlight != 0 || ps.Reordered != 0 {
 			t.Fatalf("%s: dropped, in flight or reordered: %+v, %+v", h.name, st, ps)
 		}
 		checkStream(t, c.urls(), h)
+	}
+	// The spool referred to a's host log for the outage's events, and
+	// the publisher read them back from it.
+	if st := a.spool.Stats(); st.ReadBack == 0 {
+		t.Fatalf("a: no message read back from the host log after the outage: %+v", st)
 	}
 }

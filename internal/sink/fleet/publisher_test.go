@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contid/contid/internal/pipeline"
+	"github.com/contid/contid/internal/sink/auditlog"
+	"github.com/contid/contid/internal/sink/output"
 	"github.com/contid/contid/internal/testing/testwait"
 )
 
@@ -24,14 +26,22 @@ import (
 // were spooled (the order the stream must hold them in), the events'
 // identities and the message ids.
 type recorder struct {
-	mu     sync.Mutex
-	sink   *Sink
+	mu   sync.Mutex
+	sink *Sink
+	// out writes the host log first, as the daemon does, so that the
+	// spool refers to it for the events (the held form); nil: copied.
+	out    *output.Output
 	events []string
 	ids    []string
 }
 
 func (r *recorder) Write(ev *pipeline.Event) {
-	r.sink.Write(ev)
+	if r.out != nil {
+		r.out.Write(ev)
+		r.sink.WriteLines(ev, r.out.Lines(), r.out.Span())
+	} else {
+		r.sink.Write(ev)
+	}
 	r.mu.Lock()
 	r.events = append(r.events, r.sink.enc.EventID(ev))
 	r.mu.Unlock()
@@ -39,6 +49,9 @@ func (r *recorder) Write(ev *pipeline.Event) {
 
 // Commit ends a batch.
 func (r *recorder) Commit() error {
+	if r.out != nil {
+		r.out.Commit()
+	}
 	err := r.sink.Commit()
 	r.mu.Lock()
 	for _, m := range r.sink.msgs {
@@ -76,19 +89,34 @@ func (r *recorder) Events() []string {
 // host is one contid host publishing to the cluster: spool, sink,
 // publisher.
 type host struct {
-	name  string
-	spool *Spool
-	rec   *recorder
-	pub   *Publisher
-	done  chan error
-	stop  context.CancelFunc
+	name   string
+	logDir string
+	spool  *Spool
+	rec    *recorder
+	pub    *Publisher
+	done   chan error
+	stop   context.CancelFunc
 }
 
+// startHost starts a host whose events go to its host log (in
+// scfg.LogDir, a new directory when "") and, referring to it, to its
+// spool (scfg.Dir, new when ""), as the daemon's do.
 func startHost(t *testing.T, urls, name string, scfg SpoolConfig, tweak ...func(*PublisherConfig)) *host {
 	t.Helper()
 	if scfg.Dir == "" {
 		scfg.Dir = t.TempDir()
 	}
+	if scfg.LogDir == "" {
+		scfg.LogDir = t.TempDir()
+	}
+	scfg.LogBase = "audit.log"
+	hostLog, err := auditlog.Open(auditlog.Config{Path: filepath.Join(scfg.LogDir, scfg.LogBase)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	places := &Places{}
+	hostLog.Observe(places)
+	t.Cleanup(func() { places.Close(); hostLog.Close() })
 	if scfg.MaxBytes == 0 {
 		scfg.MaxBytes = 1 << 30
 	}
@@ -106,7 +134,10 @@ func startHost(t *testing.T, urls, name string, scfg SpoolConfig, tweak ...func(
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &host{name: name, spool: sp, rec: &recorder{sink: NewSink("", name, "boot1", false, sp)}, pub: pub, done: make(chan error, 1), stop: cancel}
+	sink := NewSink("", name, "boot1", false, sp)
+	sink.Places = places
+	rec := &recorder{sink: sink, out: output.New(output.Config{Host: hostLog, HostPlacer: places})}
+	h := &host{name: name, logDir: scfg.LogDir, spool: sp, rec: rec, pub: pub, done: make(chan error, 1), stop: cancel}
 	go func() { h.done <- pub.Run(ctx) }()
 	t.Cleanup(func() { h.stop(); <-h.done; sp.Close() })
 	return h
@@ -346,7 +377,7 @@ func TestPublishAfterCrash(t *testing.T) {
 	h1.done <- nil
 	published := h1.pub.Stats().Published
 
-	h2 := startHost(t, c.urls(), "b", SpoolConfig{Dir: crash})
+	h2 := startHost(t, c.urls(), "b", SpoolConfig{Dir: crash, LogDir: h1.logDir})
 	h2.drained(t)
 	checkStream(t, c.urls(), &host{name: "b", rec: h1.rec})
 	st := h2.pub.Stats()
