@@ -57,7 +57,8 @@ func (s *Sink) WriteLines(ev *pipeline.Event, lines []byte, at output.HostSpan) 
 	s.enc.AddLines(ev, lines, at)
 }
 
-// Commit spools the batch's messages, whole, and writes them for the
+// Commit spools the batch's messages (each whole, in the held form when
+// Places knows where all its events' lines are) and writes them for the
 // publisher to send.
 func (s *Sink) Commit() error {
 	s.msgs = s.enc.Flush(s.msgs[:0], s.Places)
