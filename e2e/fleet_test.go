@@ -29,12 +29,15 @@ import (
 // embedded JetStream server, port picked free); a container's 200 execs
 // reach the stream, `contid search --fleet` finds the same events as the
 // local search of the host log, and the registry bucket holds the
-// container, registered and dropped.
+// container, registered and dropped. The spool copies every event
+// (spool_copy).
 func TestFleetLive(t *testing.T) {
 	port := freeTCPPort(t)
 	natsAt(t, port, t.TempDir())
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	cfg := fleetConfig(t, url, "e2e", "registry = true\n")
+	// The copy form of the spool here; TestFleetSpoolOperations runs the
+	// default, which refers to the host log.
+	cfg := fleetConfig(t, url, "e2e", "registry = true\nspool_copy = true\n")
 	d := startAudit(t, "-a always,exit -F arch=b64 -S execve -F key=contid-fleet\n", "--config", cfg)
 	tru := privateTrue(t)
 	if _, errOut, code := d.sh(`"$C" exec --contid 78 -- sh -c 'for i in $(seq 200); do "$T"; done'`, "T="+tru); code != 0 {
@@ -81,7 +84,7 @@ func TestFleetLive(t *testing.T) {
 		t.Fatalf("registry entry %+v", reg)
 	}
 	st, _, _ := d.sh(`"$C" status --json`)
-	for _, c := range []string{`"fleet_connected": 1`, `"fleet_dropped": 0`, `"fleet_pending": 0`} {
+	for _, c := range []string{`"fleet_connected": 1`, `"fleet_dropped": 0`, `"fleet_pending": 0`, `"fleet_held_files": 0`, `"fleet_held_bytes": 0`} {
 		if !strings.Contains(st, c) {
 			t.Errorf("status lacks %s:\n%s", c, st)
 		}
