@@ -540,20 +540,28 @@ func TestOverflowCounted(t *testing.T) {
 			}
 		}
 	}
+	// Sequence numbers are per CPU: a gap shows when a CPU's next message
+	// arrives after one of its messages was received. An exec pinned to
+	// each CPU makes messages there (left to the scheduler, they may all
+	// land on one CPU), before the burst, so that every CPU has a
+	// received sequence number to count from (on a busy machine the
+	// burst's few received messages may all come from one CPU), and
+	// after it, to show the gaps.
+	touchCPUs := func() {
+		t.Helper()
+		for cpu := range runtime.NumCPU() {
+			if err := exec.Command("taskset", "-c", strconv.Itoa(cpu), "/bin/true").Run(); err != nil {
+				t.Fatal(err)
+			}
+			drain()
+		}
+	}
+	touchCPUs()
 	if err := exec.Command("sh", "-c", "for i in $(seq 300); do /bin/true & done; wait").Run(); err != nil {
 		t.Fatal(err)
 	}
 	drain()
-	// Sequence numbers are per CPU: a gap shows when that CPU's next
-	// message arrives. An exec pinned to each CPU makes one there (left to
-	// the scheduler, they may all land on one CPU and leave the others'
-	// gaps unseen).
-	for cpu := range runtime.NumCPU() {
-		if err := exec.Command("taskset", "-c", strconv.Itoa(cpu), "/bin/true").Run(); err != nil {
-			t.Fatal(err)
-		}
-		drain()
-	}
+	touchCPUs()
 	st := c.Stats()
 	t.Logf("rcvbuf %d: %+v", st.RcvBuf, st)
 	if st.Overflows == 0 || st.SeqGaps == 0 || st.SeqSkipped < 100 {
