@@ -91,7 +91,7 @@ func TestFaults(t *testing.T) {
 	for _, h := range []*host{a, b} {
 		st, ps := h.spool.Stats(), h.pub.Stats()
 		t.Logf("%s: %d events in %d messages, %+v, %+v", h.name, len(h.rec.Events()), len(h.rec.IDs()), st, ps)
-		if st.DroppedNew+st.DroppedOld+st.Unreadable != 0 || ps.InFlight != 0 || ps.Reordered != 0 {
+		if st.Lost() != 0 || ps.InFlight != 0 || ps.Reordered != 0 {
 			t.Fatalf("%s: dropped, in flight or reordered: %+v, %+v", h.name, st, ps)
 		}
 		checkStream(t, c.urls(), h)

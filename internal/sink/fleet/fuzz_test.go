@@ -143,9 +143,7 @@ func FuzzSpoolRecord(f *testing.F) {
 		if err := sp.resolve(&m); err == nil {
 			// The held form less its lengths and places, plus the lines.
 			frames := 0
-			for b := held[4+binary.LittleEndian.Uint32(held):]; len(b) > 0; frames++ {
-				b = b[4+binary.LittleEndian.Uint32(b)+12:]
-			}
+			walkHeld(held, nil, func([]byte, int64, int) error { frames++; return nil })
 			if want := len(held) - 4 - 16*frames + int(n); len(m.Data) != want {
 				t.Fatalf("resolved to %d bytes, want %d", len(m.Data), want)
 			}

@@ -233,28 +233,45 @@ const (
 	heldHdr  = 8 + 8 + 4
 )
 
+// walkHeld walks a held form: it gives head (when not nil) the form's
+// head, the batch form's first line, then frame each frame's inline
+// bytes (frame line and JSON line) and the offset and length of its lines
+// in the log file. ok is false when the form is damaged; frame's error
+// stops the walk.
+func walkHeld(b []byte, head func([]byte), frame func(inline []byte, off int64, n int) error) (ok bool, err error) {
+	if len(b) < 4 {
+		return false, nil
+	}
+	h := int(binary.LittleEndian.Uint32(b))
+	if h > len(b)-4 {
+		return false, nil
+	}
+	if head != nil {
+		head(b[4 : 4+h])
+	}
+	for b = b[4+h:]; len(b) > 0; {
+		if len(b) < 4 {
+			return false, nil
+		}
+		l := int(binary.LittleEndian.Uint32(b))
+		if l > len(b)-4-12 {
+			return false, nil
+		}
+		inline, place := b[4:4+l], b[4+l:]
+		b = place[12:]
+		if err := frame(inline, int64(binary.LittleEndian.Uint64(place)), int(binary.LittleEndian.Uint32(place[8:]))); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
 // heldBytes is the number of log bytes a held form's frames refer to; -1
 // when it is damaged.
 func heldBytes(b []byte) int64 {
 	var n int64
-	if len(b) < 4 {
+	if ok, _ := walkHeld(b, nil, func(_ []byte, _ int64, k int) error { n += int64(k); return nil }); !ok {
 		return -1
-	}
-	h := int(binary.LittleEndian.Uint32(b))
-	if h > len(b)-4 {
-		return -1
-	}
-	for b = b[4+h:]; len(b) > 0; {
-		if len(b) < 4 {
-			return -1
-		}
-		l := int(binary.LittleEndian.Uint32(b))
-		if l > len(b)-4-12 {
-			return -1
-		}
-		b = b[4+l:]
-		n += int64(binary.LittleEndian.Uint32(b[8:]))
-		b = b[12:]
 	}
 	return n
 }
@@ -276,26 +293,18 @@ func (s *Spool) resolve(m *Msg) error {
 	if lf.f == nil {
 		return fmt.Errorf("host log file %d:%d not found in %s", m.key.Dev, m.key.Ino, s.cfg.LogDir)
 	}
-	b := m.Data
-	h := int(binary.LittleEndian.Uint32(b))
-	out := append(s.obuf[:0], b[4:4+h]...)
-	for b = b[4+h:]; len(b) > 0; {
-		l := int(binary.LittleEndian.Uint32(b))
-		fl := b[4 : 4+l]
-		out = append(out, fl...)
-		b = b[4+l:]
-		off := int64(binary.LittleEndian.Uint64(b))
-		n := int(binary.LittleEndian.Uint32(b[8:]))
-		b = b[12:]
+	out := s.obuf[:0]
+	_, err := walkHeld(m.Data, func(head []byte) { out = append(out, head...) }, func(inline []byte, off int64, n int) error {
 		lines, err := s.readLog(lf, off, n)
-		if err == nil && !eventLines(fl, lines) {
+		if err == nil && !eventLines(inline, lines) {
 			err = fmt.Errorf("host log file %d:%d holds other lines at %d (%d bytes)", m.key.Dev, m.key.Ino, off, n)
 		}
-		if err != nil {
-			s.obuf = out
-			return err
-		}
-		out = append(out, lines...)
+		out = append(append(out, inline...), lines...)
+		return err
+	})
+	if err != nil {
+		s.obuf = out
+		return err
 	}
 	s.obuf = out
 	m.Data, m.held = out, false
@@ -393,26 +402,39 @@ func (s *Spool) unreadable(m Msg, at int64, err error) {
 	}
 }
 
-// inlRef is where a held record starts (off) and where its batch form is
-// kept in memory ([from, to)).
-type inlRef struct {
-	off      int64
-	from, to int
+// inlines holds the batch forms of the held records of one write, each
+// by where its record starts in that write's bytes.
+type inlines struct {
+	data []byte
+	refs []inlRef
 }
+
+type inlRef struct {
+	at       int // the record's start in the write
+	from, to int // its batch form in data
+}
+
+func (in *inlines) add(at int, form []byte) {
+	in.refs = append(in.refs, inlRef{at, len(in.data), len(in.data) + len(form)})
+	in.data = append(in.data, form...)
+}
+
+func (in *inlines) reset() { in.data, in.refs = in.data[:0], in.refs[:0] }
 
 // inline gives a held message read at off of segment g its batch form
 // from memory when the record is of the last write; false when it is
 // not kept. Called with s.mu held.
 func (s *Spool) inline(m *Msg, g *segment, off int64) bool {
-	if g.first != s.tailSeg || len(s.trefs) == 0 {
+	at := off - s.tailOff
+	if g.first != s.tailSeg || at < 0 || at >= int64(len(s.tail)) {
 		return false
 	}
-	i, ok := slices.BinarySearchFunc(s.trefs, off, func(r inlRef, off int64) int { return cmp.Compare(r.off, off) })
+	i, ok := slices.BinarySearchFunc(s.tinl.refs, int(at), func(r inlRef, at int) int { return cmp.Compare(r.at, at) })
 	if !ok {
 		return false
 	}
-	r := s.trefs[i]
-	s.obuf = append(s.obuf[:0], s.tinl[r.from:r.to]...)
+	r := s.tinl.refs[i]
+	s.obuf = append(s.obuf[:0], s.tinl.data[r.from:r.to]...)
 	m.Data, m.held = s.obuf, false
 	return true
 }

@@ -118,6 +118,10 @@ type SpoolStats struct {
 	Unreadable uint64
 }
 
+// Lost is every event the spool took and will not publish: dropped when
+// full, or no longer in the host log.
+func (st SpoolStats) Lost() uint64 { return st.DroppedNew + st.DroppedOld + st.Unreadable }
+
 // A Spool is the on-disk queue of messages between the pipeline and the
 // stream: append-only segments DIR/<first>.seg of framed records
 // (length, CRC-32C, message), and DIR/cursor naming the first record not
@@ -135,19 +139,16 @@ type Spool struct {
 	wbuf   []byte     // appended, not yet written
 	wcount uint64     // records in wbuf
 	// The last write: tail holds the bytes of segment tailSeg from
-	// tailOff; spare is the buffer wbuf is swapped with.
-	tail, spare []byte
-	// Of held records: the batch forms (Msg.inline) of those appended
-	// (winl, wrefs: where their records start in wbuf) and of those in
-	// the last write (tinl, trefs: where they start in segment tailSeg),
-	// so that a reader just behind the writer need not read the host log
-	// back; sinl and srefs are the spares.
-	winl, tinl, sinl    []byte
-	wrefs, trefs, srefs []inlRef
-	tailSeg             uint64
-	tailOff             int64
-	closed              bool
-	woken               bool // wake was called: a waiting Next returns ErrEmpty
+	// tailOff (wbuf and tail swap buffers at each write). Of its held
+	// records, tinl holds the batch forms (Msg.inline), so that a reader
+	// just behind the writer need not read the host log back; winl those
+	// of the records in wbuf.
+	tail       []byte
+	winl, tinl inlines
+	tailSeg    uint64
+	tailOff    int64
+	closed     bool
+	woken      bool // wake was called: a waiting Next returns ErrEmpty
 
 	// Read position: the next record Next returns, and the number of
 	// records of segment rseg before it.
@@ -427,8 +428,7 @@ func (s *Spool) Append(m *Msg) error {
 		s.stats.Held += held
 	}
 	if m.held && m.inline != nil {
-		s.wrefs = append(s.wrefs, inlRef{int64(start), len(s.winl), len(s.winl) + len(m.inline)})
-		s.winl = append(s.winl, m.inline...)
+		s.winl.add(start, m.inline)
 	}
 	s.wbuf = binary.LittleEndian.AppendUint16(s.wbuf, uint16(len(m.ID)))
 	s.wbuf = append(s.wbuf, m.ID...)
@@ -563,21 +563,16 @@ func (s *Spool) flush() error {
 		}
 		last.size += int64(whole)
 		s.wbuf = s.wbuf[:copy(s.wbuf, s.wbuf[whole:])]
-		s.winl, s.wrefs = s.winl[:0], s.wrefs[:0] // read back from the log instead
+		s.winl.reset() // their records moved in wbuf: read back from the log instead
 		s.cond.Broadcast()
 		return fmt.Errorf("fleet: spool write: %w", err)
 	}
 	// The bytes just written stay in memory for the reader, which is
 	// most often just behind (the buffers swap; nothing is copied).
-	s.tail, s.tailSeg, s.tailOff = s.wbuf, last.first, last.size
-	s.wbuf = s.spare[:0]
-	s.spare = s.tail
-	for i := range s.wrefs {
-		s.wrefs[i].off += last.size
-	}
-	s.tinl, s.trefs = s.winl, s.wrefs
-	s.winl, s.wrefs = s.sinl[:0], s.srefs[:0]
-	s.sinl, s.srefs = s.tinl, s.trefs
+	s.tail, s.wbuf = s.wbuf, s.tail[:0]
+	s.tailSeg, s.tailOff = last.first, last.size
+	s.tinl, s.winl = s.winl, s.tinl
+	s.winl.reset()
 	last.size += int64(n)
 	s.stats.Written += uint64(n)
 	last.recs += s.wcount

@@ -98,11 +98,9 @@ func openFleet(f config.Fleet, hostLog string, log *slog.Logger) (*fleetRoute, e
 	return r, nil
 }
 
-// Dropped is how many events the full spool dropped since it opened.
-func (r *fleetRoute) Dropped() uint64 {
-	st := r.spool.Stats()
-	return st.DroppedNew + st.DroppedOld + st.Unreadable
-}
+// Dropped is how many events the spool lost since it opened (dropped
+// when full, or no longer in the host log).
+func (r *fleetRoute) Dropped() uint64 { return r.spool.Stats().Lost() }
 
 // Close stops the publisher, giving it a few seconds to send what is
 // spooled; what is left stays in the spool for the next start. Only the
@@ -130,7 +128,7 @@ func (r *fleetRoute) Counters(c map[string]uint64) {
 	c["fleet_spooled"] = st.Events
 	c["fleet_pending"] = st.Pending
 	c["fleet_spool_bytes"] = uint64(st.Bytes)
-	c["fleet_dropped"] = st.DroppedNew + st.DroppedOld + st.Unreadable
+	c["fleet_dropped"] = st.Lost()
 	c["fleet_unreadable"] = st.Unreadable
 	c["fleet_held_bytes"] = uint64(st.Held)
 	c["fleet_held_files"] = uint64(st.HeldFiles)
