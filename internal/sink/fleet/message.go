@@ -257,9 +257,10 @@ func (e *Encoder) AddLines(ev *pipeline.Event, lines []byte, at output.HostSpan)
 }
 
 // subjectsOf returns the subjects of the event's distinct chains, or the
-// host's subject when it names none. The chains of events with
-// CONTAINER_ID records are kept by those records' fields: a host's
-// events name a few chains over and over.
+// host's subject when it names none. The subjects of events with
+// CONTAINER_ID records are kept by those records' lists, which alone make
+// their chains (search.ContainerIDList): a host's events name a few
+// chains over and over.
 func (e *Encoder) subjectsOf(ev *pipeline.Event) []string {
 	e.key = e.key[:0]
 	for i := range ev.Records {
@@ -286,11 +287,7 @@ func (e *Encoder) subjectsOf(ev *pipeline.Event) []string {
 		return e.hostSubj
 	}
 	e.subjs = e.subjs[:0]
-	for i := 0; i == 0 || i < len(e.chains); i++ {
-		var c contid.Chain
-		if len(e.chains) > 0 {
-			c = e.chains[i]
-		}
+	for _, c := range e.chains {
 		e.subjs = append(e.subjs, string(AppendSubject(e.subj[:0], e.Host, c)))
 	}
 	if len(e.key) > 0 {

@@ -182,7 +182,6 @@ func (p *Publisher) send(ctx context.Context) error {
 		plain        = nats.NewMsg("")
 		plainID      = []string{""}
 		plainSeq     = []string{""}
-		seqBuf       [20]byte
 	)
 	plain.Header[jetstream.MsgIDHeader] = plainID
 	plain.Header[jetstream.ExpectedLastSeqHeader] = plainSeq
@@ -202,7 +201,7 @@ func (p *Publisher) send(ctx context.Context) error {
 			err = nerr
 			break
 		}
-		seq := p.next - 1
+		prev := p.next - 1 // the sequence it must follow
 		p.next++
 		p.stats.inflight.Add(1)
 		group, events, bytes = group+1, events+m.N, bytes+len(m.Data)
@@ -213,7 +212,7 @@ func (p *Publisher) send(ctx context.Context) error {
 			// publish, and the spool's buffer needs no copy.
 			plain.Subject, plain.Data = m.Subject, m.Data
 			plainID[0] = m.ID
-			plainSeq[0] = string(strconv.AppendUint(seqBuf[:0], seq, 10))
+			plainSeq[0] = strconv.FormatUint(prev, 10)
 			if perr := p.cfg.Conn.PublishMsg(plain); perr != nil {
 				q <- inflight{msgs: group, err: perr}
 				group, err = 0, perr
@@ -227,9 +226,9 @@ func (p *Publisher) send(ctx context.Context) error {
 		// canonical form already: no Header.Set.)
 		msg.Data = m.Data
 		msg.Header[jetstream.MsgIDHeader] = []string{m.ID}
-		msg.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(seq, 10)}
+		msg.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(prev, 10)}
 		f, perr := p.js.PublishMsgAsync(msg, noRetry)
-		q <- inflight{f: f, pos: pos, msgs: group, n: events, seq: p.next - 1, id: m.ID, err: perr}
+		q <- inflight{f: f, pos: pos, msgs: group, n: events, seq: prev + 1, id: m.ID, err: perr}
 		group, events, bytes = 0, 0, 0
 		if perr != nil {
 			err = perr
@@ -348,9 +347,7 @@ func (p *Publisher) last(ctx context.Context) (uint64, string, error) {
 	defer cancel()
 	st, err := p.js.Stream(ctx, p.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) && p.cfg.Create {
-		cfg := StreamConfig(p.cfg.Stream, p.cfg.Host)
-		cfg.Replicas = max(p.cfg.Replicas, 1)
-		if st, err = p.js.CreateStream(ctx, cfg); err == nil {
+		if st, err = newStream(ctx, p.js, p.cfg.Stream, p.cfg.Host, p.cfg.Replicas); err == nil {
 			p.cfg.Log.Info("fleet: created the stream", "stream", p.cfg.Stream)
 		}
 	}
@@ -417,10 +414,16 @@ func EnsureStream(nc *nats.Conn, name, host string, replicas int) error {
 	if _, err := js.Stream(ctx, name); err == nil {
 		return nil
 	}
-	cfg := StreamConfig(name, host)
-	cfg.Replicas = replicas
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
+	if _, err := newStream(ctx, js, name, host, replicas); err != nil {
 		return fmt.Errorf("fleet: create stream %s: %w", name, err)
 	}
 	return nil
+}
+
+// newStream creates host's stream (StreamConfig, with replicas copies,
+// at least one).
+func newStream(ctx context.Context, js jetstream.JetStream, name, host string, replicas int) (jetstream.Stream, error) {
+	cfg := StreamConfig(name, host)
+	cfg.Replicas = max(replicas, 1)
+	return js.CreateStream(ctx, cfg)
 }
