@@ -39,22 +39,18 @@ func BenchmarkRecorded(b *testing.B) {
 		b.Fatalf("%s holds no audit batch", path)
 	}
 	b.Run("decode", func(b *testing.B) { // what both pay: pipeline.sh subtracts it
-		for range b.N {
-			f := openTrace(b, path)
+		perRecord(b, path, n, func(f *os.File) {
 			b.StartTimer()
 			eachItem(b, f, path, func(any) {})
-			b.StopTimer()
-			f.Close()
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n)/float64(b.N), "ns/record")
+		})
 	})
 	b.Run("baseline-copy", func(b *testing.B) {
-		for range b.N {
-			f := openTrace(b, path)
+		perRecord(b, path, n, func(f *os.File) {
 			host, err := auditlog.Open(auditlog.Config{Path: filepath.Join(b.TempDir(), "audit.log")}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
+			defer host.Close()
 			b.StartTimer()
 			var line []byte
 			eachItem(b, f, path, func(it any) {
@@ -70,27 +66,34 @@ func BenchmarkRecorded(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			f.Close()
-			host.Close()
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n)/float64(b.N), "ns/record")
+		})
 	})
 	b.Run("contid", func(b *testing.B) {
-		for range b.N {
-			f := openTrace(b, path)
+		perRecord(b, path, n, func(f *os.File) {
 			b.StartTimer()
 			res, err := replay.Run(f, path, io.Discard, replay.Options{})
 			b.StopTimer()
-			f.Close()
 			if err != nil {
 				b.Fatal(err)
 			}
 			if res.Inputs == 0 {
 				b.Fatalf("the trace applied no task event: %+v", res)
 			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n)/float64(b.N), "ns/record")
+		})
 	})
+}
+
+// perRecord runs run b.N times on the trace opened anew, with the timer
+// stopped (run starts it for what it times), and reports the time per
+// record of the n in the trace.
+func perRecord(b *testing.B, path string, n int, run func(f *os.File)) {
+	for range b.N {
+		f := openTrace(b, path)
+		run(f)
+		b.StopTimer()
+		f.Close()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n)/float64(b.N), "ns/record")
 }
 
 func openTrace(b *testing.B, path string) *os.File {
