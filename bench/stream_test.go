@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,6 +35,7 @@ func TestMain(m *testing.M) {
 	if v, err := strconv.Atoi(os.Getenv("COMMIT_EVERY")); err == nil {
 		commitEvery = v
 	}
+	ackEvery, _ = strconv.Atoi(os.Getenv("ACK_EVERY"))
 	if dir := os.Getenv(serverEnv); dir != "" {
 		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
 		if err != nil {
@@ -92,10 +95,12 @@ func BenchmarkStreamRoute(b *testing.B) {
 	defer os.Remove(path)
 	url := natsServer(b)
 	var host, stream, pub run
+	// Each run under a label: go test -cpuprofile, then go tool pprof
+	// -tagfocus run=stream (or host, pub) shows one run's profile.
 	for i := 0; i < b.N; i++ {
-		host.add(routeRun(b, path, url, false, true))
-		stream.add(routeRun(b, path, url, true, true))
-		pub.add(routeRun(b, path, url, true, false))
+		pprof.Do(context.Background(), pprof.Labels("run", "host"), func(context.Context) { host.add(routeRun(b, path, url, false, true)) })
+		pprof.Do(context.Background(), pprof.Labels("run", "stream"), func(context.Context) { stream.add(routeRun(b, path, url, true, true)) })
+		pprof.Do(context.Background(), pprof.Labels("run", "pub"), func(context.Context) { pub.add(routeRun(b, path, url, true, false)) })
 	}
 	b.ReportMetric(host.cpuPerEvent(), "host-log-cpu-ns/event")
 	b.ReportMetric(stream.cpuPerEvent(), "stream-cpu-ns/event")
@@ -178,7 +183,7 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 		}
 		sink = fleet.NewSink("fleet", hostName, "boot", withJSON, sp)
 		sink.Places = places
-		pub, err = fleet.NewPublisher(fleet.PublisherConfig{Conn: nc, Stream: name, Host: hostName, Spool: sp})
+		pub, err = fleet.NewPublisher(fleet.PublisherConfig{Conn: nc, Stream: name, Host: hostName, Spool: sp, AckEvery: ackEvery})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -196,6 +201,10 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 			sink.Commit()
 		}
 	}
+	// Every run starts from the same heap: the garbage of the run before
+	// collected and its memory returned, which would otherwise be paid
+	// for in this one.
+	debug.FreeOSMemory()
 	c0, t0 := cpuNow(), time.Now()
 	if stream && live {
 		start()
@@ -248,8 +257,10 @@ func (t tee) Write(ev *pipeline.Event) {
 // commitEvery (COMMIT_EVERY=N) is how many records go into a batch;
 // withJSON (FLEET_JSON=1) puts each event's JSON object in the messages;
 // copySpool (FLEET_SPOOL_COPY=1) copies every event into the spool
-// (fleet.spool_copy) instead of referring to the host log.
+// (fleet.spool_copy) instead of referring to the host log; ackEvery
+// (ACK_EVERY=N) is the publisher's AckEvery (0: its default).
 var (
+	ackEvery    int
 	commitEvery = 512
 	withJSON    = os.Getenv("FLEET_JSON") == "1"
 	copySpool   = os.Getenv("FLEET_SPOOL_COPY") == "1"
