@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sys/unix"
 
 	"github.com/contid/contid/internal/pipeline"
@@ -80,44 +81,76 @@ func cpuNow() time.Duration {
 
 // BenchmarkStreamRoute: the log of BenchmarkPipeline through the whole
 // record path on one goroutine, as in the daemon, committing every 512
-// records, twice in each iteration, side by side on the same events: with
-// the rule "-a keep,host" (host-log) and with "-a keep,host,stream=fleet"
-// (stream), every event then also gathered into the batch's messages,
-// spooled and published by the publisher's goroutines to a JetStream
-// server in another process, until the stream has acknowledged the last.
+// records, four times in each iteration on the same events (in an order
+// that turns from one iteration to the next, so that no run always
+// follows another):
+//
+//   - host: the rule "-a keep,host", the host log alone;
+//   - stream: "-a keep,host,stream=fleet", every event also gathered
+//     into the batch's messages, spooled and published by the
+//     publisher's goroutines to a JetStream server in another process,
+//     until the stream has acknowledged the last;
+//   - pub: the same, the spool filled first, then the publisher alone
+//     timed (behind: it reads the events back from the host log);
+//   - raw: the host log, and the lines it got shipped as they are to the
+//     same stream: at each commit, in messages of up to fleet.DefaultMaxMsg
+//     on the host's subject, plain publishes, no spool, no identity, no
+//     acknowledgement, until the stream holds them all. The least any
+//     route that ships the events' lines to this server costs on this
+//     machine: the copy, the client, the loopback socket, and the server
+//     working on the other CPUs.
+//
 // cpu-ns/event is this process's CPU time (all its threads, getrusage)
-// per event; events/s is wall time to the last acknowledgement; ratio is
-// stream CPU over host-log CPU. publish-events/s is the publisher alone:
-// the same events spooled first, then sent until the last is
-// acknowledged.
+// per event; events/s is wall time to the last acknowledgement (raw: to
+// the last stored). ratio is stream CPU over host-log CPU, raw-ratio raw
+// over host, stream/raw stream over raw: what the route's own work adds
+// to shipping the lines at all.
 func BenchmarkStreamRoute(b *testing.B) {
 	path, _ := logFile(b, records)
 	defer os.Remove(path)
 	url := natsServer(b)
-	var host, stream, pub run
-	// Each run under a label: go test -cpuprofile, then go tool pprof
-	// -tagfocus run=stream (or host, pub) shows one run's profile.
+	runs := [...]mode{hostOnly, streamLive, publishAlone, rawShip}
+	var got [len(runs)]run
 	for i := 0; i < b.N; i++ {
-		pprof.Do(context.Background(), pprof.Labels("run", "host"), func(context.Context) { host.add(routeRun(b, path, url, false, true)) })
-		pprof.Do(context.Background(), pprof.Labels("run", "stream"), func(context.Context) { stream.add(routeRun(b, path, url, true, true)) })
-		pprof.Do(context.Background(), pprof.Labels("run", "pub"), func(context.Context) { pub.add(routeRun(b, path, url, true, false)) })
+		for j := range runs {
+			m := runs[(i+j)%len(runs)]
+			// Each run under a label: go test -cpuprofile, then go tool
+			// pprof -tagfocus run=stream (or host, pub, raw) shows one
+			// run's profile.
+			pprof.Do(context.Background(), pprof.Labels("run", m.String()), func(context.Context) { got[m].add(routeRun(b, path, url, m)) })
+		}
 	}
+	host, stream, pub, raw := got[hostOnly], got[streamLive], got[publishAlone], got[rawShip]
 	b.ReportMetric(host.cpuPerEvent(), "host-log-cpu-ns/event")
 	b.ReportMetric(stream.cpuPerEvent(), "stream-cpu-ns/event")
+	b.ReportMetric(raw.cpuPerEvent(), "raw-cpu-ns/event")
 	b.ReportMetric(stream.cpuPerEvent()/host.cpuPerEvent(), "ratio")
+	b.ReportMetric(raw.cpuPerEvent()/host.cpuPerEvent(), "raw-ratio")
+	b.ReportMetric(stream.cpuPerEvent()/raw.cpuPerEvent(), "stream/raw")
 	b.ReportMetric(host.perSecond(), "host-log-events/s")
 	b.ReportMetric(stream.perSecond(), "stream-events/s")
 	b.ReportMetric(pub.perSecond(), "publish-events/s")
-	// The third run's two halves: host log and stream route without a
-	// publisher running, then the publisher alone (behind: it reads the
-	// events back from the host log).
+	// The publisher run's two halves: host log and stream route without a
+	// publisher running, then the publisher alone.
 	b.ReportMetric(float64(pub.fill.Nanoseconds())/float64(pub.events), "spool-cpu-ns/event")
 	b.ReportMetric(pub.cpuPerEvent(), "publish-cpu-ns/event")
 }
 
+// mode is what a run of BenchmarkStreamRoute does (see there).
+type mode int
+
+const (
+	hostOnly mode = iota
+	streamLive
+	publishAlone
+	rawShip
+)
+
+func (m mode) String() string { return [...]string{"host", "stream", "pub", "raw"}[m] }
+
 type run struct {
 	events          uint64
-	cpu, wall, fill time.Duration // fill: CPU before the publisher started (not live)
+	cpu, wall, fill time.Duration // fill: CPU before the publisher started (publishAlone)
 }
 
 func (r *run) add(o run) { r.events += o.events; r.cpu += o.cpu; r.wall += o.wall; r.fill += o.fill }
@@ -126,12 +159,11 @@ func (r *run) cpuPerEvent() float64 { return float64(r.cpu.Nanoseconds()) / floa
 
 func (r *run) perSecond() float64 { return float64(r.events) / r.wall.Seconds() }
 
-// routeRun runs the log through the pipeline to the host log and, with
-// stream, to the stream route. Without live, the pipeline fills the spool
-// untimed and the run times the publisher alone.
-func routeRun(b *testing.B, path, url string, stream, live bool) run {
+// routeRun runs the log through the pipeline as m says.
+func routeRun(b *testing.B, path, url string, m mode) run {
 	b.StopTimer()
 	defer b.StartTimer()
+	stream, live := m == streamLive || m == publishAlone, m != publishAlone
 	rule := "-a keep,host\n"
 	if stream {
 		rule = "-a keep,host,stream=fleet\n"
@@ -159,23 +191,30 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 	defer out.Close()
 	var w pipeline.Writer = out
 	var (
-		sink  *fleet.Sink
-		sp    *fleet.Spool
-		pub   *fleet.Publisher
-		nc    *nats.Conn
-		done  = make(chan error, 1)
-		start = func() { go func() { done <- pub.Run(context.Background()); nc.Close() }() }
+		sink     *fleet.Sink
+		sp       *fleet.Spool
+		pub      *fleet.Publisher
+		nc       *nats.Conn
+		ship     *shipper
+		hostName = "bench" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		done     = make(chan error, 1)
+		start    = func() { go func() { done <- pub.Run(context.Background()); nc.Close() }() }
 	)
-	if stream {
-		hostName := "bench" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if stream || m == rawShip {
 		nc, err = fleet.Connect(fleet.ConnConfig{URLs: url})
 		if err != nil {
 			b.Fatal(err)
 		}
-		name := fleet.StreamName("CONTID", hostName)
-		if err := fleet.EnsureStream(nc, name, hostName, 1); err != nil {
+		if err := fleet.EnsureStream(nc, fleet.StreamName("CONTID", hostName), hostName, 1); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if m == rawShip {
+		ship = &shipper{out: out, nc: nc, subject: string(fleet.AppendSubject(nil, hostName, nil))}
+		w = ship
+	}
+	if stream {
+		name := fleet.StreamName("CONTID", hostName)
 		sp, err = fleet.OpenSpool(fleet.SpoolConfig{Dir: filepath.Join(dir, "spool"), MaxBytes: 4 << 30, Action: fleet.Block,
 			LogDir: dir, LogBase: "audit.log"})
 		if err != nil {
@@ -202,6 +241,9 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 		if sink != nil {
 			sink.Commit()
 		}
+		if ship != nil {
+			ship.commit(b)
+		}
 	}
 	// Every run starts from the same heap: the garbage of the run before
 	// collected and its memory returned, which would otherwise be paid
@@ -221,6 +263,10 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 	p.Flush()
 	commit()
 	var fill time.Duration
+	if ship != nil {
+		ship.wait(b, fleet.StreamName("CONTID", hostName))
+		nc.Close()
+	}
 	if stream {
 		if !live {
 			fill = cpuNow() - c0
@@ -233,6 +279,9 @@ func routeRun(b *testing.B, path, url string, stream, live bool) run {
 		}
 	}
 	r := run{events: p.Stats().Kept, cpu: cpuNow() - c0, wall: time.Since(t0), fill: fill}
+	if stream || m == rawShip {
+		deleteStream(b, url, fleet.StreamName("CONTID", hostName))
+	}
 	if stream && live {
 		st := sp.Stats()
 		b.Logf("%d events in %d messages (%.1f events a message), %d bytes spooled (%.0f an event), %d unreadable",
@@ -267,3 +316,82 @@ var (
 	withJSON    = os.Getenv("FLEET_JSON") == "1"
 	copySpool   = os.Getenv("FLEET_SPOOL_COPY") == "1"
 )
+
+// shipper is the raw run's writer: the host log, and the lines it got
+// published as they are at each commit.
+type shipper struct {
+	out     *output.Output
+	nc      *nats.Conn
+	subject string
+	buf     []byte
+	sent    uint64 // messages
+}
+
+func (s *shipper) Write(ev *pipeline.Event) {
+	s.out.Write(ev)
+	s.buf = append(s.buf, s.out.Lines()...)
+}
+
+func (s *shipper) Lost(n uint64, why pipeline.Loss) { s.out.Lost(n, why) }
+
+func (s *shipper) commit(b *testing.B) {
+	for rest := s.buf; len(rest) > 0; s.sent++ {
+		n := min(len(rest), fleet.DefaultMaxMsg)
+		if err := s.nc.Publish(s.subject, rest[:n]); err != nil {
+			b.Fatal(err)
+		}
+		rest = rest[n:]
+	}
+	s.buf = s.buf[:0]
+}
+
+// wait returns once the stream holds every message sent; it fails when
+// the stream's count stops moving for a minute short of them.
+func (s *shipper) wait(b *testing.B, stream string) {
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var last uint64
+	moved := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		st, err := js.Stream(ctx, stream)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := st.CachedInfo().State.Msgs
+		if n == s.sent {
+			return
+		}
+		if n > s.sent {
+			b.Fatalf("stream %s holds %d messages, %d sent", stream, n, s.sent)
+		}
+		if n != last {
+			last, moved = n, time.Now()
+		} else if time.Since(moved) > time.Minute {
+			b.Fatalf("stream %s stopped at %d of %d messages", stream, n, s.sent)
+		}
+		time.Sleep(time.Millisecond) // between asking: the server stores at its pace
+	}
+}
+
+// deleteStream removes a run's stream, so that the server's store holds
+// one run's at a time.
+func deleteStream(b *testing.B, url, name string) {
+	nc, err := fleet.Connect(fleet.ConnConfig{URLs: url})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := js.DeleteStream(ctx, name); err != nil {
+		b.Fatal(err)
+	}
+}
