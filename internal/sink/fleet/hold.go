@@ -2,14 +2,12 @@ package fleet
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -400,41 +398,4 @@ func (s *Spool) unreadable(m Msg, at int64, err error) {
 		s.warnedKey = m.key
 		s.cfg.Log.Warn("fleet: spooled events no longer in the host log; counted lost", "id", m.ID, "events", m.N, "err", err)
 	}
-}
-
-// inlines holds the batch forms of the held records of one write, each
-// by where its record starts in that write's bytes.
-type inlines struct {
-	data []byte
-	refs []inlRef
-}
-
-type inlRef struct {
-	at       int // the record's start in the write
-	from, to int // its batch form in data
-}
-
-func (in *inlines) add(at int, form []byte) {
-	in.refs = append(in.refs, inlRef{at, len(in.data), len(in.data) + len(form)})
-	in.data = append(in.data, form...)
-}
-
-func (in *inlines) reset() { in.data, in.refs = in.data[:0], in.refs[:0] }
-
-// inline gives a held message read at off of segment g its batch form
-// from memory when the record is of the last write; false when it is
-// not kept. Called with s.mu held.
-func (s *Spool) inline(m *Msg, g *segment, off int64) bool {
-	at := off - s.tailOff
-	if g.first != s.tailSeg || at < 0 || at >= int64(len(s.tail)) {
-		return false
-	}
-	i, ok := slices.BinarySearchFunc(s.tinl.refs, int(at), func(r inlRef, at int) int { return cmp.Compare(r.at, at) })
-	if !ok {
-		return false
-	}
-	r := s.tinl.refs[i]
-	s.obuf = append(s.obuf[:0], s.tinl.data[r.from:r.to]...)
-	m.Data, m.held = s.obuf, false
-	return true
 }

@@ -33,9 +33,11 @@ type Msg struct {
 	held bool
 	log  *logFile
 	key  fileKey
-	// inline is a held message's batch form, as the encoder made it: the
-	// spool keeps it in memory for a reader close behind.
+	// inline is the message's batch form, as the encoder made it, at
+	// formAt in the buffer it was made in: the spool keeps it in memory
+	// for the publisher.
 	inline []byte
+	formAt int
 }
 
 // The held form of a message's data, which the spool keeps in place of
@@ -156,8 +158,8 @@ type Encoder struct {
 	key      []byte              // the event's CONTAINER_ID lists (subjectsOf)
 	cache    map[string][]string // CONTAINER_ID lists → subjects
 	id       []byte              // the event's identity
-	out      []byte              // the data of Flush's messages
-	inl      []byte              // the batch forms of its held messages
+	out      []byte              // the held forms of Flush's messages
+	inl      []byte              // their batch forms (Flush)
 	ends     []int               // where each ends in out
 	parts    []*part             // of the batch, in the order opened
 	open     map[string]int      // subject → its open part
@@ -325,26 +327,33 @@ func (e *Encoder) Events() uint64 { return e.n }
 // until the next Flush. Given places, a message whose events' lines all
 // landed in one host log file is in the held form.
 func (e *Encoder) Flush(msgs []Msg, places *Places) []Msg {
+	return e.FlushForms(msgs, places, &e.inl)
+}
+
+// FlushForms is Flush with every message's batch form (Msg.inline; the
+// Data too of a message not held) appended to *forms, where the spool
+// keeps them for the publisher (Spool.forms), instead of the encoder's own
+// buffer.
+func (e *Encoder) FlushForms(msgs []Msg, places *Places, forms *[]byte) []Msg {
 	if e.n == 0 {
 		return msgs
 	}
 	batch := string(e.first) + "+" + strconv.FormatUint(e.n, 10)
-	// The messages' data one after the other in one buffer, kept for the
-	// next batch: the spool copies it.
+	// The held forms one after the other in one buffer, kept for the
+	// next batch: the spool copies them.
 	e.out, e.ends = e.out[:0], e.ends[:0]
-	e.inl = e.inl[:0]
+	if forms == &e.inl {
+		e.inl = e.inl[:0]
+	}
 	from := len(msgs)
 	for _, p := range e.parts {
-		m := Msg{ID: MsgID(p.first, p.chain, p.n), Subject: p.subject, N: p.n}
+		m := Msg{ID: MsgID(p.first, p.chain, p.n), Subject: p.subject, N: p.n, formAt: len(*forms)}
 		e.head = AppendBatchHead(e.head[:0], batch, p.n)
+		*forms = e.appendBatch(*forms, p)
+		m.inline = (*forms)[m.formAt:] // for its length; set again below
 		if lf, ok := e.hold(p, places); ok {
 			e.out = e.appendHeld(e.out, p)
 			m.held, m.log, m.key = true, lf, lf.key
-			from := len(e.inl)
-			e.inl = e.appendBatch(e.inl, p)
-			m.inline = e.inl[from:len(e.inl):len(e.inl)]
-		} else {
-			e.out = e.appendBatch(e.out, p)
 		}
 		e.ends = append(e.ends, len(e.out))
 		msgs = append(msgs, m)
@@ -352,19 +361,17 @@ func (e *Encoder) Flush(msgs []Msg, places *Places) []Msg {
 			e.free = append(e.free, p)
 		}
 	}
-	if len(e.inl) > 0 {
-		// e.inl has stopped moving: the inline forms point into it.
-		off := 0
-		for i := range msgs[from:] {
-			if m := &msgs[from+i]; m.inline != nil {
-				m.inline = e.inl[off : off+len(m.inline) : off+len(m.inline)]
-				off += len(m.inline)
-			}
-		}
-	}
+	// The buffers have stopped moving: the messages point into them.
 	off := 0
-	for i, end := range e.ends { // e.out has stopped moving
-		msgs[from+i].Data = e.out[off:end:end]
+	for i, end := range e.ends {
+		m := &msgs[from+i]
+		to := m.formAt + len(m.inline)
+		m.inline = (*forms)[m.formAt:to:to]
+		if m.held {
+			m.Data = e.out[off:end:end]
+		} else {
+			m.Data = m.inline
+		}
 		off = end
 	}
 	if cap(e.out) > 64*e.MaxMsg {

@@ -61,7 +61,7 @@ func (s *Sink) WriteLines(ev *pipeline.Event, lines []byte, at output.HostSpan) 
 // Places knows where all its events' lines are) and writes them for the
 // publisher to send.
 func (s *Sink) Commit() error {
-	s.msgs = s.enc.Flush(s.msgs[:0], s.Places)
+	s.msgs = s.enc.FlushForms(s.msgs[:0], s.Places, s.spool.forms())
 	if s.Places != nil {
 		defer s.Places.Forget() // after the spool holds the files
 	}

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,7 +86,10 @@ type SpoolConfig struct {
 	// LogDir whose names start with LogBase (its rotations LogBase.N,
 	// logrotate's LogBase-DATE).
 	LogDir, LogBase string
-	Log             *slog.Logger
+	// Memory bounds the bytes of recent messages also kept in memory,
+	// ready to send (default DefaultMemory; negative: none).
+	Memory int64
+	Log    *slog.Logger
 }
 
 // SpoolStats counts what the spool did. A message (a record) holds the
@@ -138,15 +142,13 @@ type Spool struct {
 	w      *os.File   // the last segment
 	wbuf   []byte     // appended, not yet written
 	wcount uint64     // records in wbuf
-	// The last write: tail holds the bytes of segment tailSeg from
-	// tailOff (wbuf and tail swap buffers at each write). Of its held
-	// records, tinl holds the batch forms (Msg.inline), so that a reader
-	// just behind the writer need not read the host log back; winl those
-	// of the records in wbuf.
-	tail       []byte
-	winl, tinl inlines
-	tailSeg    uint64
-	tailOff    int64
+	// Messages kept in memory (keep.go): wkeep those of wbuf, kept those
+	// written, oldest first, keptBytes their batch forms' bytes.
+	wkeep      *keptWrite
+	kept       []*keptWrite
+	keptBytes  int64
+	spare      []*keptWrite // let go, to be used again
+	spareBytes int64
 	closed     bool
 	woken      bool // wake was called: a waiting Next returns ErrEmpty
 
@@ -210,10 +212,13 @@ func OpenSpool(cfg SpoolConfig) (*Spool, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Memory == 0 {
+		cfg.Memory = DefaultMemory
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("fleet: spool: %w", err)
 	}
-	s := &Spool{cfg: cfg, files: map[fileKey]*logFile{}}
+	s := &Spool{cfg: cfg, files: map[fileKey]*logFile{}, wkeep: &keptWrite{}}
 	s.cond = sync.NewCond(&s.mu)
 	names, err := filepath.Glob(filepath.Join(cfg.Dir, "*.seg"))
 	if err != nil {
@@ -427,9 +432,6 @@ func (s *Spool) Append(m *Msg) error {
 		s.segs[len(s.segs)-1].addHeld(m.key, held)
 		s.stats.Held += held
 	}
-	if m.held && m.inline != nil {
-		s.winl.add(start, m.inline)
-	}
 	s.wbuf = binary.LittleEndian.AppendUint16(s.wbuf, uint16(len(m.ID)))
 	s.wbuf = append(s.wbuf, m.ID...)
 	s.wbuf = binary.LittleEndian.AppendUint16(s.wbuf, uint16(len(m.Subject)))
@@ -438,6 +440,9 @@ func (s *Spool) Append(m *Msg) error {
 	msg := s.wbuf[start+frameHdr:]
 	binary.LittleEndian.PutUint32(s.wbuf[start:], uint32(len(msg)))
 	binary.LittleEndian.PutUint32(s.wbuf[start+4:], crc32.Checksum(msg, castagnoli))
+	if m.inline != nil || !m.held {
+		s.wkeep.keep(start, len(s.wbuf), m)
+	}
 	s.wcount++
 	s.stats.Appended++
 	s.stats.Events += m.N
@@ -488,6 +493,7 @@ func (s *Spool) dropOldest() bool {
 	}
 	s.stats.DroppedOld += s.eventsFrom(g, from)
 	s.stats.Pending -= lost
+	s.forget(g.first, math.MaxInt64, false) // the reader may be sending one
 	s.removeFirst()
 	next := s.segs[0].first
 	s.aseg, s.aoff = next, 0
@@ -563,16 +569,12 @@ func (s *Spool) flush() error {
 		}
 		last.size += int64(whole)
 		s.wbuf = s.wbuf[:copy(s.wbuf, s.wbuf[whole:])]
-		s.winl.reset() // their records moved in wbuf: read back from the log instead
+		s.wkeep.msgs = s.wkeep.msgs[:0] // their records moved in wbuf: read from disk instead
 		s.cond.Broadcast()
 		return fmt.Errorf("fleet: spool write: %w", err)
 	}
-	// The bytes just written stay in memory for the reader, which is
-	// most often just behind (the buffers swap; nothing is copied).
-	s.tail, s.wbuf = s.wbuf, s.tail[:0]
-	s.tailSeg, s.tailOff = last.first, last.size
-	s.tinl, s.winl = s.winl, s.tinl
-	s.winl.reset()
+	s.written(last.first, last.size, int64(n))
+	s.wbuf = s.wbuf[:0]
 	last.size += int64(n)
 	s.stats.Written += uint64(n)
 	last.recs += s.wcount
@@ -622,6 +624,11 @@ func (s *Spool) next(wait, resolve bool) (Msg, Pos, error) {
 			continue
 		}
 		g := s.segs[i]
+		if m, end, ok := s.fromMemory(s.rseg, s.roff); ok {
+			s.roff = end
+			s.ridx++
+			return m, Pos{s.rseg, s.roff, s.ridx}, nil
+		}
 		if s.roff < g.size {
 			m, n, err := s.read(g)
 			if err != nil {
@@ -630,7 +637,7 @@ func (s *Spool) next(wait, resolve bool) (Msg, Pos, error) {
 			at := s.roff
 			s.roff += int64(n)
 			s.ridx++
-			if m.held && resolve && !s.inline(&m, g, at) {
+			if m.held && resolve {
 				if err := s.resolve(&m); err != nil {
 					s.unreadable(m, at, err)
 					continue
@@ -706,12 +713,6 @@ func (s *Spool) read(g *segment) (Msg, int, error) {
 			s.rbuf = slices.Grow(s.rbuf, int(want)-len(s.rbuf))
 		}
 		at := s.rbase + int64(len(s.rbuf))
-		if i := at - s.tailOff; s.tailSeg == g.first && i >= 0 && i < int64(len(s.tail)) {
-			// Written last: still in memory.
-			k := copy(s.rbuf[len(s.rbuf):want], s.tail[i:])
-			s.rbuf = s.rbuf[:len(s.rbuf)+k]
-			continue
-		}
 		k, err := s.rf.ReadAt(s.rbuf[len(s.rbuf):want], at)
 		s.rbuf = s.rbuf[:len(s.rbuf)+k]
 		if k == 0 && err != nil && err != io.EOF {
@@ -779,6 +780,7 @@ func (s *Spool) Ack(p Pos, id string) {
 	}
 	s.aseg, s.aoff, s.lastAcked = p.Seg, p.Off, id
 	s.dirty = true
+	s.forget(p.Seg, p.Off, true)
 	for s.segs[0].first < p.Seg {
 		g := s.segs[0]
 		s.stats.Pending -= g.recs - g.acked

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/contid/contid/internal/testing/testwait"
@@ -60,9 +62,18 @@ func equal(a, b []string) bool {
 	return true
 }
 
-func TestSpoolOrderAndRecovery(t *testing.T) {
+// fromMemoryAndDisk runs test with the spool's messages read from memory
+// (the default) and from disk only.
+func fromMemoryAndDisk(t *testing.T, test func(t *testing.T, memory int64)) {
+	t.Run("memory", func(t *testing.T) { test(t, 0) })
+	t.Run("disk", func(t *testing.T) { test(t, -1) })
+}
+
+func TestSpoolOrderAndRecovery(t *testing.T) { fromMemoryAndDisk(t, testSpoolOrderAndRecovery) }
+
+func testSpoolOrderAndRecovery(t *testing.T, memory int64) {
 	dir := t.TempDir()
-	cfg := SpoolConfig{Dir: dir, MaxBytes: 1 << 20, SegmentBytes: 1024, Action: DropNew}
+	cfg := SpoolConfig{Dir: dir, MaxBytes: 1 << 20, SegmentBytes: 1024, Action: DropNew, Memory: memory}
 	s, err := OpenSpool(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +151,9 @@ func TestSpoolOrderAndRecovery(t *testing.T) {
 	}
 }
 
-func TestSpoolFull(t *testing.T) {
+func TestSpoolFull(t *testing.T) { fromMemoryAndDisk(t, testSpoolFull) }
+
+func testSpoolFull(t *testing.T, memory int64) {
 	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
 	for _, tc := range []struct {
 		action  Action
@@ -153,7 +166,7 @@ func TestSpoolFull(t *testing.T) {
 		{DropOldest, ids(60, 100), 0, 120},
 	} {
 		t.Run(tc.action.String(), func(t *testing.T) {
-			s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: tc.action})
+			s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: tc.action, Memory: memory})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,9 +192,11 @@ func TestSpoolFull(t *testing.T) {
 }
 
 // Block: Append waits until an acknowledgement frees a segment.
-func TestSpoolBlock(t *testing.T) {
+func TestSpoolBlock(t *testing.T) { fromMemoryAndDisk(t, testSpoolBlock) }
+
+func testSpoolBlock(t *testing.T, memory int64) {
 	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
-	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 20 * size, SegmentBytes: 10 * size, Action: Block})
+	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 20 * size, SegmentBytes: 10 * size, Action: Block, Memory: memory})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,9 +241,11 @@ func TestSpoolBlock(t *testing.T) {
 // An acknowledgement that stands for messages of a segment DropOldest
 // removed meanwhile counts only those still pending: every message is
 // counted once, as acknowledged, dropped or pending.
-func TestSpoolAckAfterDrop(t *testing.T) {
+func TestSpoolAckAfterDrop(t *testing.T) { fromMemoryAndDisk(t, testSpoolAckAfterDrop) }
+
+func testSpoolAckAfterDrop(t *testing.T, memory int64) {
 	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
-	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: DropOldest})
+	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: DropOldest, Memory: memory})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,5 +282,82 @@ func TestSpoolAckAfterDrop(t *testing.T) {
 	}
 	if st := s.Stats(); st.Pending != 0 {
 		t.Fatalf("drained: %+v", st)
+	}
+}
+
+// TestSpoolMemory: a message read from memory stays as it was until it is
+// acknowledged, through a rewind, further writes and a DropOldest that
+// removes it under the reader; acknowledged, its memory serves again.
+func TestSpoolMemory(t *testing.T) {
+	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
+	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: DropOldest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	write := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			m := testMsg(i)
+			if err := s.Append(&m); err != nil {
+				t.Fatal(err)
+			}
+			s.Flush()
+		}
+	}
+	type read struct {
+		m   Msg
+		pos Pos
+	}
+	next := func(n int) []read {
+		t.Helper()
+		var out []read
+		for range n {
+			m, pos, err := s.Next(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, read{m, pos})
+		}
+		return out
+	}
+	// intact checks that each message read is still the one written.
+	intact := func(what string, rs []read, from int) {
+		t.Helper()
+		for i, r := range rs {
+			if w := testMsg(from + i); r.m.ID != w.ID || string(r.m.Data) != string(w.Data) {
+				t.Fatalf("%s: message %d is %q %q, want %q", what, from+i, r.m.ID, r.m.Data, w.Data)
+			}
+		}
+	}
+	write(0, 20)
+	first := next(15)
+	intact("read", first, 0)
+	s.Rewind()
+	again := next(15)
+	intact("read again after a rewind", again, 0)
+	write(20, 30)
+	intact("after further writes", first, 0)
+	s.Ack(first[9].pos, first[9].m.ID) // the first segment's ten
+	write(30, 40)                      // may use the acknowledged memory
+	intact("after writes once acknowledged", first[10:], 10)
+	if st := s.Stats(); st.DroppedOld != 0 || s.keptBytes == 0 || len(s.spare)+len(s.kept) < 2 {
+		t.Fatalf("spool %+v, %d bytes kept: want nothing dropped yet, memory in use", st, s.keptBytes)
+	}
+	write(40, 55) // full: DropOldest removes segments the reader is in
+	if st := s.Stats(); st.DroppedOld == 0 {
+		t.Fatalf("spool %+v: want segments dropped", st)
+	}
+	intact("after DropOldest removed them", first[10:], 10)
+	rest := next(1)
+	from, _ := strconv.Atoi(strings.Split(rest[0].m.ID, ".")[0][4:])
+	rest = append(rest, next(54-from)...)
+	intact("the rest", rest, from)
+	if from < 15 {
+		t.Fatalf("after the drop, read %s first", rest[0].m.ID)
+	}
+	s.Ack(rest[len(rest)-1].pos, rest[len(rest)-1].m.ID)
+	if s.keptBytes != 0 || len(s.kept) != 0 {
+		t.Fatalf("all acknowledged, %d bytes in %d writes still kept", s.keptBytes, len(s.kept))
 	}
 }
