@@ -56,12 +56,16 @@ run() {
 		}' | tee -a "$work/$1.out" >"$work/last.$1"
 	[ -s "$work/last.$1" ] || { echo "stream.sh: $1: the benchmark printed nothing" >&2; exit 1; }
 }
+# median FILE COLUMN: the median of a column of run's lines, "-" if it has none.
+median() {
+	cut -d' ' -f"$2" "$1" | awk '$1 != "-"' | sort -g |
+		awk '{a[NR]=$1} END {print NR == 0 ? "-" : NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
+}
 lower=0
 for r in $(seq "$rounds"); do
 	if [ $((r % 2)) = 1 ]; then run old; run new; else run new; run old; fi
 	# The round's stream CPU per event, median of its iterations, each build.
-	o=$(cut -d' ' -f2 "$work/last.old" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-	n=$(cut -d' ' -f2 "$work/last.new" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	o=$(median "$work/last.old" 2) n=$(median "$work/last.new" 2)
 	if awk -v n="$n" -v o="$o" 'BEGIN { exit !(n < o) }'; then lower=$((lower + 1)); fi
 	echo "round $r: stream ns/event old $o new $n"
 done
@@ -70,8 +74,7 @@ printf '%-4s %4s %10s %10s %10s %7s %9s %10s\n' "" n host stream raw ratio raw-r
 for b in old new; do
 	printf '%-4s %4d' "$b" "$(wc -l <"$work/$b.out")"
 	for c in 1 2 3 4 5 6; do
-		cut -d' ' -f$c "$work/$b.out" | awk '$1 != "-"' | sort -g |
-			awk '{a[NR]=$1} END {m = NR == 0 ? "-" : NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf " %10s", m}'
+		printf ' %10s' "$(median "$work/$b.out" $c)"
 	done
 	echo
 done

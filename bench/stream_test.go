@@ -197,6 +197,7 @@ func routeRun(b *testing.B, path, url string, m mode) run {
 		nc       *nats.Conn
 		ship     *shipper
 		hostName = "bench" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		name     = fleet.StreamName("CONTID", hostName)
 		done     = make(chan error, 1)
 		start    = func() { go func() { done <- pub.Run(context.Background()); nc.Close() }() }
 	)
@@ -205,7 +206,7 @@ func routeRun(b *testing.B, path, url string, m mode) run {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := fleet.EnsureStream(nc, fleet.StreamName("CONTID", hostName), hostName, 1); err != nil {
+		if err := fleet.EnsureStream(nc, name, hostName, 1); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -214,7 +215,6 @@ func routeRun(b *testing.B, path, url string, m mode) run {
 		w = ship
 	}
 	if stream {
-		name := fleet.StreamName("CONTID", hostName)
 		sp, err = fleet.OpenSpool(fleet.SpoolConfig{Dir: filepath.Join(dir, "spool"), MaxBytes: 4 << 30, Action: fleet.Block,
 			LogDir: dir, LogBase: "audit.log"})
 		if err != nil {
@@ -264,7 +264,7 @@ func routeRun(b *testing.B, path, url string, m mode) run {
 	commit()
 	var fill time.Duration
 	if ship != nil {
-		ship.wait(b, fleet.StreamName("CONTID", hostName))
+		ship.wait(b, name)
 		nc.Close()
 	}
 	if stream {
@@ -280,7 +280,7 @@ func routeRun(b *testing.B, path, url string, m mode) run {
 	}
 	r := run{events: p.Stats().Kept, cpu: cpuNow() - c0, wall: time.Since(t0), fill: fill}
 	if stream || m == rawShip {
-		deleteStream(b, url, fleet.StreamName("CONTID", hostName))
+		deleteStream(b, url, name)
 	}
 	if stream && live {
 		st := sp.Stats()

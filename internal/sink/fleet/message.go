@@ -327,6 +327,7 @@ func (e *Encoder) Events() uint64 { return e.n }
 // until the next Flush. Given places, a message whose events' lines all
 // landed in one host log file is in the held form.
 func (e *Encoder) Flush(msgs []Msg, places *Places) []Msg {
+	e.inl = e.inl[:0]
 	return e.FlushForms(msgs, places, &e.inl)
 }
 
@@ -342,9 +343,6 @@ func (e *Encoder) FlushForms(msgs []Msg, places *Places, forms *[]byte) []Msg {
 	// The held forms one after the other in one buffer, kept for the
 	// next batch: the spool copies them.
 	e.out, e.ends = e.out[:0], e.ends[:0]
-	if forms == &e.inl {
-		e.inl = e.inl[:0]
-	}
 	from := len(msgs)
 	for _, p := range e.parts {
 		m := Msg{ID: MsgID(p.first, p.chain, p.n), Subject: p.subject, N: p.n, formAt: len(*forms)}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/contid/contid/internal/testing/testwait"
@@ -17,6 +15,12 @@ func testMsg(i int) Msg {
 	id := fmt.Sprintf("h:b:%03d.000:%03d", i, i)
 	return Msg{ID: id + "/0+2", Subject: "contid.h.h", N: 2,
 		Data: fmt.Appendf(nil, "contid-batch 1 %s+2 2\n0 %s 2\na\n1 %s:1 2\nb\n", id, id, id)}
+}
+
+// testRecordSize is the bytes a testMsg takes in a spool segment.
+func testRecordSize() int64 {
+	m := testMsg(0)
+	return int64(frameHdr + 4 + len(m.ID) + len(m.Subject) + len(m.Data))
 }
 
 // readAll reads what is left without waiting and acknowledges it.
@@ -154,7 +158,7 @@ func testSpoolOrderAndRecovery(t *testing.T, memory int64) {
 func TestSpoolFull(t *testing.T) { fromMemoryAndDisk(t, testSpoolFull) }
 
 func testSpoolFull(t *testing.T, memory int64) {
-	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
+	size := testRecordSize()
 	for _, tc := range []struct {
 		action  Action
 		wantIDs []string
@@ -195,7 +199,7 @@ func testSpoolFull(t *testing.T, memory int64) {
 func TestSpoolBlock(t *testing.T) { fromMemoryAndDisk(t, testSpoolBlock) }
 
 func testSpoolBlock(t *testing.T, memory int64) {
-	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
+	size := testRecordSize()
 	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 20 * size, SegmentBytes: 10 * size, Action: Block, Memory: memory})
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +248,7 @@ func testSpoolBlock(t *testing.T, memory int64) {
 func TestSpoolAckAfterDrop(t *testing.T) { fromMemoryAndDisk(t, testSpoolAckAfterDrop) }
 
 func testSpoolAckAfterDrop(t *testing.T, memory int64) {
-	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
+	size := testRecordSize()
 	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: DropOldest, Memory: memory})
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +293,7 @@ func testSpoolAckAfterDrop(t *testing.T, memory int64) {
 // acknowledged, through a rewind, further writes and a DropOldest that
 // removes it under the reader; acknowledged, its memory serves again.
 func TestSpoolMemory(t *testing.T) {
-	size := int64(frameHdr + 4 + len(testMsg(0).ID) + len(testMsg(0).Subject) + len(testMsg(0).Data))
+	size := testRecordSize()
 	s, err := OpenSpool(SpoolConfig{Dir: t.TempDir(), MaxBytes: 40 * size, SegmentBytes: 10 * size, Action: DropOldest})
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +354,10 @@ func TestSpoolMemory(t *testing.T) {
 	}
 	intact("after DropOldest removed them", first[10:], 10)
 	rest := next(1)
-	from, _ := strconv.Atoi(strings.Split(rest[0].m.ID, ".")[0][4:])
+	var from int
+	if _, err := fmt.Sscanf(rest[0].m.ID, "h:b:%d.", &from); err != nil {
+		t.Fatalf("read %q: %v", rest[0].m.ID, err)
+	}
 	rest = append(rest, next(54-from)...)
 	intact("the rest", rest, from)
 	if from < 15 {
